@@ -1,0 +1,258 @@
+# Default device-trust policy for attestgate.
+#
+# Entrypoint: data.attestgate.decision -> {"allow": bool, "reasons": [string]}
+# (always defined; reasons sorted, empty when allowed).
+#
+# Every knob lives in data.device_trust (supplied in the gate config) and has
+# a default, so an empty config is already a strict policy. See docs/claims.md
+# for the claim schema, the settings table and the reason list.
+#
+#   allowed_app_ids            list (or {platform: list}); absent/[] = any app id
+#   allowed_signers            list (or {platform: list}) of lowercase hex SHA-256
+#                              signing-cert digests; absent/[] = any; when set at
+#                              least one att.app.signer_sha256 must be listed
+#   allowed_installers         list (or {platform: list}); absent/[] = any;
+#                              android only (iOS reports no installer)
+#   min_app_version            "2.3.0"; absent/"" = no minimum; numeric compare
+#   min_os_version             {"android": "12", "ios": "15.0"}; absent = none
+#   min_patch_level            "YYYY-MM-DD"; android only; absent/"" = none
+#   required_integrity         default ["MEETS_DEVICE_INTEGRITY"]; android only
+#   allow_emulator             default false
+#   allow_debuggable           default false (covers app_debuggable and
+#                              debugger_attached: both mean "dev build/session")
+#   allow_rooted               default false (rooted on android, jailbroken on iOS)
+#   allow_bootloader_unlocked  default false
+#   denied_hooks               absent = any reported hook denies; a list = only
+#                              those (case-insensitive); [] = hooks never deny
+#   max_risk_score             default 70; deny when att.risk.score > it
+package attestgate
+
+import rego.v1
+
+default decision := {"allow": false, "reasons": ["policy_error"]}
+
+decision := {"allow": count(deny) == 0, "reasons": sort([r | some r in deny])}
+
+# --- inputs, normalised so that a malformed token can never error out --------
+
+_att_raw := object.get(input, ["token", "claims", "att"], null)
+
+_has_att if is_object(_att_raw)
+
+_att := _att_raw if {
+	_has_att
+} else := {}
+
+_obj(x) := x if {
+	is_object(x)
+} else := {}
+
+_list(x) := x if {
+	is_array(x)
+} else := [x] if {
+	is_string(x)
+} else := []
+
+_app := _obj(object.get(_att, "app", {}))
+
+_device := _obj(object.get(_att, "device", {}))
+
+_runtime := _obj(object.get(_att, "runtime", {}))
+
+_platform := object.get(_device, "platform", null)
+
+_platform_known if _platform in {"android", "ios"}
+
+# A reported boolean is only "safe" when it is absent or literally false, so a
+# null or a stringly "true" from a sloppy attestation service fails closed.
+_flag(obj, key) if object.get(obj, key, false) != false
+
+# --- settings ----------------------------------------------------------------
+
+_settings := s if {
+	s := data.device_trust
+	is_object(s)
+} else := {}
+
+# null counts as absent so `key: ~` in YAML config means "use the default".
+_setting(key, dflt) := v if {
+	v := object.get(_settings, key, null)
+	v != null
+} else := dflt
+
+_allowed(key) if _setting(key, false) == true
+
+# List settings restrict every platform, or only the platforms named when the
+# setting is an object (app ids and signers usually differ between stores).
+# Undefined when the setting imposes no restriction on this token's platform.
+_restriction(key) := s if {
+	s := _list(_setting(key, []))
+	count(s) > 0
+} else := s if {
+	o := _setting(key, [])
+	is_object(o)
+	s := _list(object.get(o, _platform, []))
+	count(s) > 0
+}
+
+_lower(x) := lower(x) if {
+	is_string(x)
+} else := x
+
+# --- version helpers: numeric, component-wise, shorter side padded with 0 -----
+
+# Accept numbers too: YAML turns an unquoted 15.0 into a number.
+_vstr(x) := x if {
+	is_string(x)
+} else := sprintf("%v", [x]) if {
+	is_number(x)
+}
+
+# Leading digits of a component ("3-beta" -> 3); leading zeros are stripped
+# because to_number parses JSON, which rejects "08". No digits -> 0.
+_int(s) := 0 if {
+	trim_left(_digits(s), "0") == ""
+} else := to_number(trim_left(_digits(s), "0"))
+
+_digits(s) := d if {
+	[d] := regex.find_n(`^[0-9]+`, s, 1)
+} else := ""
+
+_parts(v) := [_int(p) | some p in split(v, ".")]
+
+_part(parts, i) := parts[i] if {
+	i < count(parts)
+} else := 0
+
+_version_lt(have, want) if {
+	h := _parts(have)
+	w := _parts(want)
+	n := max([count(h), count(w)])
+	diffs := [i | some i in numbers.range(0, n - 1); _part(h, i) != _part(w, i)]
+	count(diffs) > 0
+	_part(h, diffs[0]) < _part(w, diffs[0])
+}
+
+# Undefined (=> deny) when the reported version is missing or not a string/number.
+_version_at_least(have, want) if {
+	h := _vstr(have)
+	w := _vstr(want)
+	not _version_lt(h, w)
+}
+
+# --- deny reasons ------------------------------------------------------------
+
+deny contains "attestation_missing" if not _has_att
+
+# Without attestation nothing below is meaningful: report that reason alone.
+deny contains reason if {
+	_has_att
+	some reason in _findings
+}
+
+_findings contains "unknown_platform" if not _platform_known
+
+_findings contains "app_id_not_allowed" if {
+	allowed := _restriction("allowed_app_ids")
+	not object.get(_app, "id", null) in allowed
+}
+
+_findings contains "signer_not_allowed" if {
+	restriction := _restriction("allowed_signers")
+	allowed := {_lower(s) | some s in restriction}
+	count({s | some s in _list(object.get(_app, "signer_sha256", [])); _lower(s) in allowed}) == 0
+}
+
+_findings contains "installer_not_allowed" if {
+	_platform == "android"
+	allowed := _restriction("allowed_installers")
+	not object.get(_app, "installer", null) in allowed
+}
+
+_findings contains "app_version_too_old" if {
+	want := _setting("min_app_version", "")
+	want != ""
+	not _version_at_least(object.get(_app, "version", null), want)
+}
+
+_findings contains "os_version_too_old" if {
+	want := object.get(_obj(_setting("min_os_version", {})), _platform, "")
+	want != ""
+	not _version_at_least(object.get(_device, "os_version", null), want)
+}
+
+# Zero-padded ISO dates order correctly as strings; anything else fails closed.
+_findings contains "patch_level_too_old" if {
+	_platform == "android"
+	want := _setting("min_patch_level", "")
+	want != ""
+	not _patch_at_least(object.get(_device, "patch_level", null), want)
+}
+
+_patch_at_least(have, want) if {
+	is_string(have)
+	regex.match(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`, have)
+	have >= want
+}
+
+_findings contains "integrity_not_met" if {
+	_platform == "android"
+	have := _list(object.get(_device, "integrity", []))
+	some required in _list(_setting("required_integrity", ["MEETS_DEVICE_INTEGRITY"]))
+	not required in have
+}
+
+_findings contains "device_rooted" if {
+	_flag(_device, "rooted")
+	not _allowed("allow_rooted")
+}
+
+_findings contains "emulator" if {
+	_flag(_device, "emulator")
+	not _allowed("allow_emulator")
+}
+
+_findings contains "bootloader_unlocked" if {
+	_flag(_device, "bootloader_unlocked")
+	not _allowed("allow_bootloader_unlocked")
+}
+
+_findings contains "app_debuggable" if {
+	_flag(_app, "debuggable")
+	not _allowed("allow_debuggable")
+}
+
+_findings contains "debugger_attached" if {
+	_flag(_runtime, "debugger")
+	not _allowed("allow_debuggable")
+}
+
+# Tampering has no override: a re-signed/patched binary is never trusted.
+_findings contains "app_tampered" if _flag(_runtime, "app_tampered")
+
+_hooks := _list(object.get(_runtime, "hooks", []))
+
+_findings contains "hooking_detected" if {
+	_setting("denied_hooks", null) == null
+	count(_hooks) > 0
+}
+
+_findings contains "hooking_detected" if {
+	denied := {_lower(h) | some h in _list(_setting("denied_hooks", []))}
+	some h in _hooks
+	_lower(h) in denied
+}
+
+# Services without a risk engine (Play Integrity, App Attest) omit the score,
+# which counts as 0; a present but non-numeric score fails closed.
+_findings contains "risk_score_too_high" if {
+	score := object.get(_att, ["risk", "score"], 0)
+	not _risk_ok(score)
+}
+
+_risk_ok(score) if {
+	is_number(score)
+	limit := _setting("max_risk_score", 70)
+	is_number(limit)
+	score <= limit
+}

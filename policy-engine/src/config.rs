@@ -1,0 +1,248 @@
+//! The configuration model: what operators write, as JSON (the filter) or YAML (the CLI).
+//!
+//! Every struct rejects unknown fields, so a typo such as `"leway_seconds"` fails the load with
+//! serde's message naming the field instead of silently falling back to a default.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole gate configuration. [`crate::Gate::from_config`] turns it into a ready gate.
+///
+/// ```
+/// let config: attestgate_policy::Config = serde_json::from_str(r#"{
+///     "keys": { "approov_secret": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==" },
+///     "issuer": "approov.io"
+/// }"#).unwrap();
+/// assert_eq!(config.token.header, "approov-token");
+/// assert_eq!(config.leeway_seconds, 60);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the token is found in the request.
+    #[serde(default)]
+    pub token: TokenConfig,
+    /// The keys tokens may be signed with.
+    pub keys: KeysConfig,
+    /// Required `iss` claim, when set.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values, when set: the token's `aud` must contain one of them.
+    #[serde(default)]
+    pub audiences: Option<Vec<String>>,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u32,
+    /// Whether a token without `exp` is refused.
+    #[serde(default = "default_true")]
+    pub require_exp: bool,
+    /// Token binding: the hash of chosen request headers carried in a claim.
+    #[serde(default)]
+    pub binding: Option<BindingConfig>,
+    /// Rego device-trust policy. Without one, a verified token is enough.
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
+    /// Default mode for requests no rule matches.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Per-route rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<RouteRule>,
+    /// Whether the token header goes on to the upstream (jwt_authn's `forward`).
+    #[serde(default)]
+    pub forward: bool,
+    /// Verified claims copied into upstream request headers.
+    #[serde(default)]
+    pub claim_to_headers: Vec<ClaimHeader>,
+}
+
+/// Where to find the token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Header name, matched case-insensitively.
+    #[serde(default = "default_token_header")]
+    pub header: String,
+    /// Prefix before the token, such as `Bearer `, matched case-insensitively.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Longest token accepted, in bytes.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_bytes: usize,
+    /// Deepest JSON nesting accepted in the token header and claims.
+    #[serde(default = "default_max_json_depth")]
+    pub max_json_depth: usize,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            header: default_token_header(),
+            prefix: None,
+            max_bytes: default_max_token_bytes(),
+            max_json_depth: default_max_json_depth(),
+        }
+    }
+}
+
+/// Verification keys: a JWKS plus the Approov-style shared secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    /// Public JWKs (or `oct` secrets), each pinned to one algorithm.
+    #[serde(default)]
+    pub keys: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// An HS256 secret as base64 (standard or url-safe, padded or not), as Approov hands it out.
+    #[serde(default)]
+    pub approov_secret: Option<String>,
+}
+
+/// The Approov token binding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingConfig {
+    /// Headers whose values, concatenated in this order, are hashed.
+    pub headers: Vec<String>,
+    /// Claim that carries the base64 SHA-256 of those values.
+    #[serde(default = "default_binding_claim")]
+    pub claim: String,
+    /// Whether a token without the claim is refused.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// The Rego policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Rego v1 modules by file name.
+    #[serde(default)]
+    pub modules: BTreeMap<String, String>,
+    /// Rego files to read; only the CLI loader reads files, it moves them into `modules`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub module_files: Vec<String>,
+    /// Rule whose value is the decision.
+    #[serde(default = "default_entrypoint")]
+    pub entrypoint: String,
+    /// Policy data, visible as `data` (the default policy reads `data.device_trust`).
+    #[serde(default = "empty_object")]
+    pub data: serde_json::Value,
+}
+
+/// What happens to a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Deny what fails.
+    #[default]
+    Enforce,
+    /// Decide, report, but let everything through.
+    Monitor,
+    /// Skip the gate (health checks and the like). Only valid in a rule.
+    Bypass,
+}
+
+impl Mode {
+    /// The name used in config and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Monitor => "monitor",
+            Mode::Bypass => "bypass",
+        }
+    }
+}
+
+/// A per-route rule. All given conditions must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// Name reported in decisions and given to the policy as `input.rule`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Exact path (query string ignored).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Path prefix.
+    #[serde(default)]
+    pub path_prefix: Option<String>,
+    /// Methods; empty matches any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Mode for matching requests; the top-level mode when absent.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Another policy entrypoint for matching requests.
+    #[serde(default)]
+    pub entrypoint: Option<String>,
+}
+
+/// Copies a verified claim into an upstream header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimHeader {
+    /// Claim name; nested claims by dotted path, e.g. `att.device.platform`.
+    pub claim: String,
+    /// Header to set.
+    pub header: String,
+}
+
+fn default_leeway() -> u32 {
+    60
+}
+fn default_true() -> bool {
+    true
+}
+fn default_token_header() -> String {
+    "approov-token".to_owned()
+}
+fn default_max_token_bytes() -> usize {
+    8 * 1024
+}
+fn default_max_json_depth() -> usize {
+    16
+}
+fn default_binding_claim() -> String {
+    "pay".to_owned()
+}
+fn default_entrypoint() -> String {
+    "data.attestgate.decision".to_owned()
+}
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = serde_json::from_str::<Config>(r#"{"keys":{},"leway_seconds":5}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `leway_seconds`"), "{err}");
+        let err =
+            serde_json::from_str::<Config>(r#"{"keys":{},"token":{"heder":"x"}}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown field `heder`"), "{err}");
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c: Config = serde_json::from_str(r#"{"keys":{}}"#).unwrap();
+        assert_eq!(c.token, TokenConfig::default());
+        assert_eq!(c.token.max_bytes, 8192);
+        assert_eq!(c.leeway_seconds, 60);
+        assert!(c.require_exp);
+        assert_eq!(c.mode, Mode::Enforce);
+        assert!(!c.forward);
+    }
+
+    #[test]
+    fn modes_parse_in_snake_case() {
+        let r: RouteRule =
+            serde_json::from_str(r#"{"path_prefix":"/beta","mode":"monitor"}"#).unwrap();
+        assert_eq!(r.mode, Some(Mode::Monitor));
+        assert!(serde_json::from_str::<RouteRule>(r#"{"mode":"Monitor"}"#).is_err());
+    }
+}

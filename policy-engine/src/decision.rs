@@ -1,0 +1,199 @@
+//! What the gate decided, in a form every host can act on and the CLI prints as JSON.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::Mode;
+
+/// A stable, machine-readable code for a decision. These strings are public API: clients,
+/// dashboards and metrics key on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Reason {
+    /// Verified and allowed by the policy.
+    Allowed,
+    /// A bypass rule matched; nothing was checked.
+    Bypassed,
+    /// No token in the request.
+    TokenMissing,
+    /// The token is not a well-formed compact JWS we accept.
+    TokenMalformed,
+    /// The token's algorithm is not one a configured key is pinned to.
+    AlgNotAllowed,
+    /// No configured key has the token's `kid`.
+    KeyNotFound,
+    /// The signature does not verify.
+    SignatureInvalid,
+    /// `exp` has passed (beyond the leeway).
+    TokenExpired,
+    /// `nbf` is still ahead (beyond the leeway).
+    TokenNotYetValid,
+    /// `iss` differs from the configured issuer.
+    IssuerMismatch,
+    /// `aud` holds none of the configured audiences.
+    AudienceMismatch,
+    /// Binding required but the token has no binding claim.
+    BindingMissing,
+    /// The binding claim does not match the bound headers.
+    BindingMismatch,
+    /// The policy denied the request.
+    PolicyDenied,
+    /// The policy failed to evaluate or returned something unusable.
+    PolicyError,
+    /// The gate itself failed; used by hosts, never by the core.
+    InternalError,
+}
+
+impl Reason {
+    /// All reasons, for metrics that pre-register one counter each.
+    pub const ALL: [Reason; 16] = [
+        Reason::Allowed,
+        Reason::Bypassed,
+        Reason::TokenMissing,
+        Reason::TokenMalformed,
+        Reason::AlgNotAllowed,
+        Reason::KeyNotFound,
+        Reason::SignatureInvalid,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::IssuerMismatch,
+        Reason::AudienceMismatch,
+        Reason::BindingMissing,
+        Reason::BindingMismatch,
+        Reason::PolicyDenied,
+        Reason::PolicyError,
+        Reason::InternalError,
+    ];
+
+    /// The wire form, e.g. `"token_expired"`.
+    ///
+    /// ```
+    /// assert_eq!(attestgate_policy::Reason::TokenExpired.as_str(), "token_expired");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Allowed => "allowed",
+            Reason::Bypassed => "bypassed",
+            Reason::TokenMissing => "token_missing",
+            Reason::TokenMalformed => "token_malformed",
+            Reason::AlgNotAllowed => "alg_not_allowed",
+            Reason::KeyNotFound => "key_not_found",
+            Reason::SignatureInvalid => "signature_invalid",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenNotYetValid => "token_not_yet_valid",
+            Reason::IssuerMismatch => "issuer_mismatch",
+            Reason::AudienceMismatch => "audience_mismatch",
+            Reason::BindingMissing => "binding_missing",
+            Reason::BindingMismatch => "binding_mismatch",
+            Reason::PolicyDenied => "policy_denied",
+            Reason::PolicyError => "policy_error",
+            Reason::InternalError => "internal_error",
+        }
+    }
+
+    /// The HTTP status a denial with this reason gets unless the policy chose one:
+    /// 401 when the token fails, 403 when the policy refuses, 500 for the gate's own faults.
+    pub fn default_status(self) -> u16 {
+        match self {
+            Reason::Allowed | Reason::Bypassed => 200,
+            Reason::PolicyDenied | Reason::PolicyError => 403,
+            Reason::InternalError => 500,
+            _ => 401,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether the request would pass, before monitor mode has its say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Would pass.
+    Allow,
+    /// Would be refused.
+    Deny,
+}
+
+/// The outcome of [`crate::Gate::check`].
+///
+/// `allow` is what the host must do. In monitor mode a failing request has `allow: true` and
+/// `verdict: deny`, with the would-be `reason` and `reasons`, so it can be reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// Let the request through.
+    pub allow: bool,
+    /// HTTP status: 200 when allowed, else the status to answer with.
+    pub status: u16,
+    /// Stable code for the outcome.
+    pub reason: Reason,
+    /// Human-readable details; policy reasons for policy denials.
+    pub reasons: Vec<String>,
+    /// Mode that applied.
+    pub mode: Mode,
+    /// The decision before monitor mode.
+    pub verdict: Verdict,
+    /// Name of the route rule that matched, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Headers to add: to the upstream request when allowed, to the local reply when denied.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Verified claims, present once the signature and time checks passed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Diagnostic detail for logs (never sent to clients), such as a Rego error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Decision {
+    pub(crate) fn allowed(mode: Mode, reason: Reason) -> Decision {
+        Decision {
+            allow: true,
+            status: 200,
+            reason,
+            reasons: Vec::new(),
+            mode,
+            verdict: Verdict::Allow,
+            rule: None,
+            headers: BTreeMap::new(),
+            claims: None,
+            detail: None,
+        }
+    }
+
+    pub(crate) fn denied(mode: Mode, reason: Reason, reasons: Vec<String>) -> Decision {
+        Decision {
+            allow: false,
+            status: reason.default_status(),
+            reason,
+            reasons,
+            mode,
+            verdict: Verdict::Deny,
+            rule: None,
+            headers: BTreeMap::new(),
+            claims: None,
+            detail: None,
+        }
+    }
+
+    /// The JSON body a host sends with a denial: `{"error": reason, "reasons": [...]}`.
+    ///
+    /// ```
+    /// # use attestgate_policy::{Gate, Request};
+    /// # let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// let decision = gate.check(&Request::new("GET", "/"), 1_700_000_000);
+    /// assert_eq!(decision.error_body(), r#"{"error":"token_missing","reasons":["no token in header `approov-token`"]}"#);
+    /// ```
+    pub fn error_body(&self) -> String {
+        serde_json::json!({ "error": self.reason.as_str(), "reasons": self.reasons }).to_string()
+    }
+}

@@ -1,0 +1,122 @@
+//! One error enum per boundary: loading a config, and verifying a token.
+
+use crate::decision::Reason;
+use crate::json::StrictJsonError;
+
+/// Why a configuration was refused. Hosts log this and refuse to start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// Not valid JSON/YAML, a wrong type, or an unknown field (serde names it).
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A key could not be loaded.
+    #[error("invalid key {key}: {message}")]
+    Key {
+        /// Which key: `keys[1] (kid `a`)`, or `approov_secret`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No key at all: every token would be refused.
+    #[error("no verification keys configured: set `keys.keys` or `keys.approov_secret`")]
+    NoKeys,
+    /// The Rego policy failed to compile.
+    #[error("invalid policy: {0}")]
+    Policy(String),
+    /// A field has a value that parses but makes no sense.
+    #[error("invalid `{field}`: {message}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Why a token failed verification. Each maps to a stable [`Reason`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TokenError {
+    /// No token header in the request.
+    #[error("no token in header `{0}`")]
+    Missing(String),
+    /// The token header appears more than once.
+    #[error("token header `{0}` appears more than once")]
+    Duplicated(String),
+    /// The header does not start with the configured prefix.
+    #[error("token header lacks the `{0}` prefix")]
+    MissingPrefix(String),
+    /// Longer than the configured maximum.
+    #[error("token is {0} bytes, more than the {1} allowed")]
+    TooLong(usize, usize),
+    /// Not three base64url segments.
+    #[error("token is not a compact jws: {0}")]
+    Structure(&'static str),
+    /// Header or claims are not acceptable JSON.
+    #[error("token {part} is not acceptable json: {error}")]
+    Json {
+        /// `header` or `claims`.
+        part: &'static str,
+        /// The problem.
+        error: StrictJsonError,
+    },
+    /// The header failed to parse.
+    #[error("token header is malformed: {0}")]
+    Header(String),
+    /// The header marks something critical we do not implement (`crit`, `b64`).
+    #[error("token header uses unsupported `{0}`")]
+    Unsupported(&'static str),
+    /// Claims failed to parse (e.g. `exp` is not a number).
+    #[error("token claims are malformed: {0}")]
+    Claims(String),
+    /// The token has no `exp` and one is required.
+    #[error("token has no `exp` claim")]
+    NoExpiry,
+    /// `alg` is `none`, unknown, or no configured key is pinned to it.
+    #[error("algorithm `{0}` is not allowed")]
+    AlgNotAllowed(String),
+    /// No key has the token's `kid`.
+    #[error("no key with kid `{0}`")]
+    KeyNotFound(String),
+    /// The signature failed.
+    #[error("signature does not verify")]
+    SignatureInvalid,
+    /// `exp` is past.
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is ahead.
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iss` differs.
+    #[error("issuer does not match")]
+    IssuerMismatch,
+    /// `aud` does not intersect the configured audiences.
+    #[error("audience does not match")]
+    AudienceMismatch,
+}
+
+impl TokenError {
+    /// The stable reason code for this error.
+    pub fn reason(&self) -> Reason {
+        match self {
+            TokenError::Missing(_) => Reason::TokenMissing,
+            TokenError::AlgNotAllowed(_) => Reason::AlgNotAllowed,
+            TokenError::KeyNotFound(_) => Reason::KeyNotFound,
+            TokenError::SignatureInvalid => Reason::SignatureInvalid,
+            TokenError::Expired => Reason::TokenExpired,
+            TokenError::NotYetValid => Reason::TokenNotYetValid,
+            TokenError::IssuerMismatch => Reason::IssuerMismatch,
+            TokenError::AudienceMismatch => Reason::AudienceMismatch,
+            TokenError::Duplicated(_)
+            | TokenError::MissingPrefix(_)
+            | TokenError::TooLong(..)
+            | TokenError::Structure(_)
+            | TokenError::Json { .. }
+            | TokenError::Header(_)
+            | TokenError::Unsupported(_)
+            | TokenError::Claims(_)
+            | TokenError::NoExpiry => Reason::TokenMalformed,
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The gate: a loaded config, ready to decide requests.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::binding::{self, BindingOutcome};
+use crate::config::{Config, Mode, RouteRule};
+use crate::decision::{Decision, Reason};
+use crate::error::ConfigError;
+use crate::keys::KeySet;
+use crate::policy::Policy;
+use crate::request::Request;
+use crate::token::{self, VerifiedToken, VerifyOptions};
+
+/// A loaded, validated configuration: keys parsed, policy compiled. Build it once, then call
+/// [`Gate::check`] for every request; it holds no per-request state.
+///
+/// ```
+/// use attestgate_policy::{Gate, Reason, Request};
+///
+/// let gate = Gate::from_json(r#"{
+///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+///     "rules": [ { "path": "/health", "mode": "bypass" } ]
+/// }"#).unwrap();
+///
+/// let health = gate.check(&Request::new("GET", "/health"), 1_700_000_000);
+/// assert!(health.allow);
+///
+/// let decision = gate.check(&Request::new("GET", "/api"), 1_700_000_000);
+/// assert!(!decision.allow);
+/// assert_eq!((decision.status, decision.reason), (401, Reason::TokenMissing));
+/// ```
+#[derive(Debug)]
+pub struct Gate {
+    config: Config,
+    keys: KeySet,
+    verify: VerifyOptions,
+    policy: Option<Policy>,
+}
+
+impl Gate {
+    /// Parses a JSON config and loads it.
+    pub fn from_json(text: &str) -> Result<Gate, ConfigError> {
+        let config: Config =
+            serde_json::from_str(text).map_err(|err| ConfigError::Parse(err.to_string()))?;
+        Gate::from_config(config)
+    }
+
+    /// Validates a config, parses its keys and compiles its policy.
+    pub fn from_config(config: Config) -> Result<Gate, ConfigError> {
+        validate(&config)?;
+        let keys = KeySet::load(&config.keys)?;
+        let policy = match &config.policy {
+            Some(policy) => Some(Policy::compile(
+                policy,
+                config.rules.iter().filter_map(|rule| rule.entrypoint.as_deref()),
+            )?),
+            None => None,
+        };
+        let verify = VerifyOptions {
+            max_bytes: config.token.max_bytes,
+            max_json_depth: config.token.max_json_depth,
+            issuer: config.issuer.clone(),
+            audiences: config.audiences.clone(),
+            leeway_seconds: i64::from(config.leeway_seconds),
+            require_exp: config.require_exp,
+        };
+        Ok(Gate {
+            config,
+            keys,
+            verify,
+            policy,
+        })
+    }
+
+    /// The config this gate was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The loaded keys.
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+
+    /// Decides one request at time `now` (unix seconds, from the host's clock).
+    pub fn check(&self, request: &Request, now: i64) -> Decision {
+        let rule = self.matching_rule(request);
+        let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
+        let rule_name = rule.and_then(|r| r.name.clone());
+        let mut decision = match mode {
+            Mode::Bypass => Decision::allowed(mode, Reason::Bypassed),
+            Mode::Enforce | Mode::Monitor => {
+                let entrypoint = rule.and_then(|r| r.entrypoint.as_deref());
+                self.decide(request, now, mode, rule_name.as_deref(), entrypoint)
+            }
+        };
+        if mode == Mode::Monitor && !decision.allow {
+            // Report, don't block. Reply headers are meaningless when nothing is replied.
+            decision.allow = true;
+            decision.status = 200;
+            decision.headers = self.claim_headers(decision.claims.as_ref());
+        }
+        decision.rule = rule_name;
+        decision
+    }
+
+    /// The first rule matching the request, if any.
+    pub fn matching_rule(&self, request: &Request) -> Option<&RouteRule> {
+        let path = request.path_without_query();
+        self.config.rules.iter().find(|rule| {
+            let path_ok = match (&rule.path, &rule.path_prefix) {
+                (Some(exact), _) => path == exact,
+                (None, Some(prefix)) => path.starts_with(prefix.as_str()),
+                (None, None) => true,
+            };
+            let method_ok = rule.methods.is_empty()
+                || rule
+                    .methods
+                    .iter()
+                    .any(|m| m.eq_ignore_ascii_case(&request.method));
+            path_ok && method_ok
+        })
+    }
+
+    fn decide(
+        &self,
+        request: &Request,
+        now: i64,
+        mode: Mode,
+        rule: Option<&str>,
+        entrypoint: Option<&str>,
+    ) -> Decision {
+        let verified = token::extract(request, &self.config.token)
+            .and_then(|raw| token::verify(raw, &self.keys, &self.verify, now));
+        let token = match verified {
+            Ok(token) => token,
+            Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
+        };
+        let binding = match &self.config.binding {
+            Some(config) => match binding::check(config, request, &token.claims) {
+                Ok(outcome) => outcome,
+                Err((reason, message)) => {
+                    let mut decision = Decision::denied(mode, reason, vec![message]);
+                    decision.claims = Some(token.claims);
+                    return decision;
+                }
+            },
+            None => BindingOutcome::default(),
+        };
+        let Some(policy) = &self.policy else {
+            let mut decision = Decision::allowed(mode, Reason::Allowed);
+            decision.headers = self.claim_headers(Some(&token.claims));
+            decision.claims = Some(token.claims);
+            return decision;
+        };
+        let input = self.policy_input(request, &token, binding, now, rule);
+        let entrypoint = entrypoint.unwrap_or(self.policy_entrypoint());
+        let mut decision = match policy.evaluate(entrypoint, input) {
+            Ok(outcome) if outcome.allow => {
+                let mut decision = Decision::allowed(mode, Reason::Allowed);
+                decision.reasons = outcome.reasons;
+                decision.headers = self.claim_headers(Some(&token.claims));
+                decision.headers.extend(outcome.headers);
+                decision
+            }
+            Ok(outcome) => {
+                let mut decision = Decision::denied(mode, Reason::PolicyDenied, outcome.reasons);
+                if let Some(status) = outcome.status {
+                    decision.status = status;
+                }
+                decision.headers = outcome.headers;
+                decision
+            }
+            Err(error) => {
+                let mut decision = Decision::denied(
+                    mode,
+                    Reason::PolicyError,
+                    vec!["policy evaluation failed".to_owned()],
+                );
+                decision.detail = Some(error);
+                decision
+            }
+        };
+        decision.claims = Some(token.claims);
+        decision
+    }
+
+    fn policy_entrypoint(&self) -> &str {
+        self.config
+            .policy
+            .as_ref()
+            .map_or("data.attestgate.decision", |p| p.entrypoint.as_str())
+    }
+
+    /// The Rego input document. Header names are lower-cased, repeated headers joined with
+    /// commas, and the token header left out (its verified content is `input.token`).
+    fn policy_input(
+        &self,
+        request: &Request,
+        token: &VerifiedToken,
+        binding: BindingOutcome,
+        now: i64,
+        rule: Option<&str>,
+    ) -> Value {
+        let mut headers = Map::new();
+        for (name, value) in &request.headers {
+            let name = name.to_ascii_lowercase();
+            if name == self.config.token.header.to_ascii_lowercase() {
+                continue;
+            }
+            match headers.get_mut(&name) {
+                Some(Value::String(joined)) => {
+                    joined.push(',');
+                    joined.push_str(value);
+                }
+                _ => {
+                    headers.insert(name, Value::String(value.clone()));
+                }
+            }
+        }
+        serde_json::json!({
+            "token": {
+                "header": { "alg": token.alg.name(), "kid": token.kid, "typ": token.typ },
+                "claims": token.claims,
+            },
+            "request": {
+                "method": request.method,
+                "path": request.path,
+                "host": request.host,
+                "headers": headers,
+                "source_ip": request.source_ip,
+            },
+            "binding": binding,
+            "now": now,
+            "rule": rule,
+        })
+    }
+
+    /// `claim_to_headers`, for claims that exist and make a safe header value.
+    fn claim_headers(&self, claims: Option<&Map<String, Value>>) -> BTreeMap<String, String> {
+        let Some(claims) = claims else {
+            return BTreeMap::new();
+        };
+        self.config
+            .claim_to_headers
+            .iter()
+            .filter_map(|mapping| {
+                let value = lookup(claims, &mapping.claim)?;
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                is_header_value(&text).then(|| (mapping.header.to_ascii_lowercase(), text))
+            })
+            .collect()
+    }
+}
+
+/// Follows a dotted path (`att.device.platform`) through nested objects.
+fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut parts = path.split('.');
+    let mut value = claims.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_object()?.get(part)?;
+    }
+    Some(value)
+}
+
+/// RFC 9110 token characters; what a header name may contain.
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// No control characters: a claim must never split or smuggle a header.
+pub(crate) fn is_header_value(value: &str) -> bool {
+    value.len() <= 8 * 1024 && !value.chars().any(|c| c.is_control())
+}
+
+fn validate(config: &Config) -> Result<(), ConfigError> {
+    let invalid = |field: &str, message: &str| {
+        Err(ConfigError::Invalid {
+            field: field.to_owned(),
+            message: message.to_owned(),
+        })
+    };
+    if config.mode == Mode::Bypass {
+        return invalid("mode", "`bypass` is only allowed in a rule");
+    }
+    if !is_header_name(&config.token.header) {
+        return invalid("token.header", "not a valid header name");
+    }
+    if !(1..=64 * 1024).contains(&config.token.max_bytes) {
+        return invalid("token.max_bytes", "must be between 1 and 65536");
+    }
+    if !(1..=64).contains(&config.token.max_json_depth) {
+        return invalid("token.max_json_depth", "must be between 1 and 64");
+    }
+    if config.audiences.as_ref().is_some_and(Vec::is_empty) {
+        return invalid("audiences", "an empty list refuses every token; omit it instead");
+    }
+    if let Some(binding) = &config.binding {
+        if binding.headers.is_empty() || binding.headers.iter().any(|h| !is_header_name(h)) {
+            return invalid("binding.headers", "list one or more valid header names");
+        }
+        if binding.claim.is_empty() {
+            return invalid("binding.claim", "must not be empty");
+        }
+    }
+    for (i, rule) in config.rules.iter().enumerate() {
+        let field = format!("rules[{i}]");
+        if rule.path.is_some() && rule.path_prefix.is_some() {
+            return invalid(&field, "set `path` or `path_prefix`, not both");
+        }
+        if rule.entrypoint.is_some() && config.policy.is_none() {
+            return invalid(&field, "`entrypoint` needs a `policy`");
+        }
+        if rule.methods.iter().any(|m| !is_header_name(m)) {
+            return invalid(&field, "methods must be HTTP method names");
+        }
+    }
+    for (i, mapping) in config.claim_to_headers.iter().enumerate() {
+        if !is_header_name(&mapping.header)
+            || mapping.header.eq_ignore_ascii_case(&config.token.header)
+            || mapping.claim.is_empty()
+        {
+            return invalid(
+                &format!("claim_to_headers[{i}]"),
+                "needs a claim and a valid header name other than the token header",
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,357 @@
+//! Verification keys, each pinned to exactly one algorithm at load time.
+//!
+//! The token's `alg` header never chooses how a signature is checked; it only has to agree with
+//! the algorithm of the key that checks it (RFC 8725 §3.1). That closes algorithm confusion
+//! (an RSA public key used as an HMAC secret) and `alg: none` by construction.
+
+use std::fmt;
+
+use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
+use jwt_compact::alg::{
+    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, StrongAlg, StrongKey,
+};
+use jwt_compact::jwk::JsonWebKey;
+use jwt_compact::{AlgorithmExt, Claims, UntrustedToken, ValidationError};
+use serde_json::{Map, Value};
+
+use crate::error::ConfigError;
+use crate::token::HeaderExtras;
+
+/// The signature algorithms attestgate verifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// HMAC SHA-256: the Approov default.
+    Hs256,
+    /// HMAC SHA-384.
+    Hs384,
+    /// HMAC SHA-512.
+    Hs512,
+    /// ECDSA P-256 SHA-256.
+    Es256,
+    /// RSASSA-PKCS1-v1_5 SHA-256.
+    Rs256,
+    /// RSASSA-PKCS1-v1_5 SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 SHA-512.
+    Rs512,
+    /// RSASSA-PSS SHA-256.
+    Ps256,
+    /// RSASSA-PSS SHA-384.
+    Ps384,
+    /// RSASSA-PSS SHA-512.
+    Ps512,
+    /// Ed25519.
+    EdDsa,
+}
+
+impl Algorithm {
+    /// Parses a JOSE `alg` name; `none` and anything unknown give `None`.
+    ///
+    /// ```
+    /// use attestgate_policy::Algorithm;
+    /// assert_eq!(Algorithm::from_name("ES256"), Some(Algorithm::Es256));
+    /// assert_eq!(Algorithm::from_name("none"), None);
+    /// assert_eq!(Algorithm::from_name("hs256"), None); // names are case-sensitive
+    /// ```
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        Some(match name {
+            "HS256" => Algorithm::Hs256,
+            "HS384" => Algorithm::Hs384,
+            "HS512" => Algorithm::Hs512,
+            "ES256" => Algorithm::Es256,
+            "RS256" => Algorithm::Rs256,
+            "RS384" => Algorithm::Rs384,
+            "RS512" => Algorithm::Rs512,
+            "PS256" => Algorithm::Ps256,
+            "PS384" => Algorithm::Ps384,
+            "PS512" => Algorithm::Ps512,
+            "EdDSA" => Algorithm::EdDsa,
+            _ => return None,
+        })
+    }
+
+    /// The JOSE name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Hs256 => "HS256",
+            Algorithm::Hs384 => "HS384",
+            Algorithm::Hs512 => "HS512",
+            Algorithm::Es256 => "ES256",
+            Algorithm::Rs256 => "RS256",
+            Algorithm::Rs384 => "RS384",
+            Algorithm::Rs512 => "RS512",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Ps384 => "PS384",
+            Algorithm::Ps512 => "PS512",
+            Algorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    fn rsa(self) -> Option<Rsa> {
+        Some(match self {
+            Algorithm::Rs256 => Rsa::rs256(),
+            Algorithm::Rs384 => Rsa::rs384(),
+            Algorithm::Rs512 => Rsa::rs512(),
+            Algorithm::Ps256 => Rsa::ps256(),
+            Algorithm::Ps384 => Rsa::ps384(),
+            Algorithm::Ps512 => Rsa::ps512(),
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+enum Material {
+    Hs256(Hs256Key),
+    Hs384(Hs384Key),
+    Hs512(Hs512Key),
+    Es256(p256::ecdsa::VerifyingKey),
+    Rsa(Rsa, StrongKey<rsa::RsaPublicKey>),
+    EdDsa(ed25519_dalek::VerifyingKey),
+}
+
+/// One verification key with its pinned algorithm.
+pub struct Key {
+    kid: Option<String>,
+    alg: Algorithm,
+    material: Material,
+}
+
+impl fmt::Debug for Key {
+    // Never print key material, even for public keys: oct keys are secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) type VerifiedClaims = Claims<Map<String, Value>>;
+
+impl Key {
+    /// The key id, if the JWK had one.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The one algorithm this key verifies.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// Checks the token's signature with this key and returns its claims.
+    pub(crate) fn verify(
+        &self,
+        token: &UntrustedToken<'_, HeaderExtras>,
+    ) -> Result<VerifiedClaims, ValidationError> {
+        let claims = match &self.material {
+            Material::Hs256(key) => Hs256.validator(key).validate(token)?,
+            Material::Hs384(key) => Hs384.validator(key).validate(token)?,
+            Material::Hs512(key) => Hs512.validator(key).validate(token)?,
+            Material::Es256(key) => Es256.validator(key).validate(token)?,
+            Material::Rsa(alg, key) => StrongAlg(*alg).validator(key).validate(token)?,
+            Material::EdDsa(key) => Ed25519.validator(key).validate(token)?,
+        };
+        Ok(claims.into_parts().1)
+    }
+
+    /// Parses one JWK from the config. `index` is its position, used in error messages.
+    pub(crate) fn from_jwk(index: usize, jwk: &Map<String, Value>) -> Result<Key, ConfigError> {
+        let kid = optional_str(index, jwk, "kid")?;
+        let at = |message: String| ConfigError::Key {
+            key: describe(index, kid.as_deref()),
+            message,
+        };
+        if let Some(name) = jwk.keys().find(|name| !KNOWN_JWK_MEMBERS.contains(&name.as_str())) {
+            return Err(at(format!("unknown jwk member `{name}`")));
+        }
+        if let Some(usage) = optional_str(index, jwk, "use")? {
+            if usage != "sig" {
+                return Err(at(format!("`use` is `{usage}`, expected `sig`")));
+            }
+        }
+        let kty = optional_str(index, jwk, "kty")?.ok_or_else(|| at("missing `kty`".into()))?;
+        let declared = optional_str(index, jwk, "alg")?;
+        let alg = match declared.as_deref() {
+            Some(name) => Algorithm::from_name(name)
+                .ok_or_else(|| at(format!("unsupported algorithm `{name}`")))?,
+            None => default_alg(&kty, jwk).ok_or_else(|| {
+                at(format!("cannot infer an algorithm for kty `{kty}`; set `alg`"))
+            })?,
+        };
+        let parsed: JsonWebKey<'_> = serde_json::from_value(Value::Object(jwk.clone()))
+            .map_err(|err| at(format!("invalid jwk: {err}")))?;
+        let private = |parsed: &JsonWebKey<'_>| match parsed {
+            JsonWebKey::Rsa { private_parts, .. } => private_parts.is_some(),
+            JsonWebKey::EllipticCurve { secret, .. } | JsonWebKey::KeyPair { secret, .. } => {
+                secret.is_some()
+            }
+            _ => false,
+        };
+        if private(&parsed) {
+            return Err(at(
+                "holds private key material; configure the public key only".into()
+            ));
+        }
+        let wrong_type = || at(format!("algorithm {alg} does not fit kty `{kty}`"));
+        let material = match alg {
+            Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512 => {
+                let JsonWebKey::Symmetric { secret } = &parsed else {
+                    return Err(wrong_type());
+                };
+                hmac_material(alg, secret.as_ref()).map_err(at)?
+            }
+            Algorithm::Es256 => Material::Es256(
+                p256::ecdsa::VerifyingKey::try_from(&parsed)
+                    .map_err(|err| at(format!("invalid P-256 key: {err}")))?,
+            ),
+            Algorithm::EdDsa => Material::EdDsa(
+                ed25519_dalek::VerifyingKey::try_from(&parsed)
+                    .map_err(|err| at(format!("invalid Ed25519 key: {err}")))?,
+            ),
+            rsa_alg => {
+                let rsa = rsa_alg.rsa().ok_or_else(wrong_type)?;
+                let public = rsa::RsaPublicKey::try_from(&parsed)
+                    .map_err(|err| at(format!("invalid RSA key: {err}")))?;
+                let strong = StrongKey::try_from(public)
+                    .map_err(|_| at("weak key: RSA modulus shorter than 2048 bits".into()))?;
+                Material::Rsa(rsa, strong)
+            }
+        };
+        Ok(Key {
+            kid,
+            alg,
+            material,
+        })
+    }
+
+    /// The Approov-style shared secret: base64 of the HS256 key.
+    pub(crate) fn from_approov_secret(secret: &str) -> Result<Key, ConfigError> {
+        let at = |message: String| ConfigError::Key {
+            key: "approov_secret".into(),
+            message,
+        };
+        let bytes = decode_any_base64(secret.trim())
+            .ok_or_else(|| at("not valid base64 (standard or url-safe)".into()))?;
+        Ok(Key {
+            kid: None,
+            alg: Algorithm::Hs256,
+            material: hmac_material(Algorithm::Hs256, &bytes).map_err(at)?,
+        })
+    }
+}
+
+/// Members RFC 7517/7518 define for signature keys; anything else is probably a typo.
+const KNOWN_JWK_MEMBERS: &[&str] = &[
+    "kty", "use", "key_ops", "alg", "kid", "x5u", "x5c", "x5t", "x5t#S256", "crv", "x", "y", "d",
+    "n", "e", "p", "q", "dp", "dq", "qi", "oth", "k", "ext",
+];
+
+fn describe(index: usize, kid: Option<&str>) -> String {
+    match kid {
+        Some(kid) => format!("keys[{index}] (kid `{kid}`)"),
+        None => format!("keys[{index}]"),
+    }
+}
+
+fn optional_str(
+    index: usize,
+    jwk: &Map<String, Value>,
+    member: &str,
+) -> Result<Option<String>, ConfigError> {
+    match jwk.get(member) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ConfigError::Key {
+            key: describe(index, None),
+            message: format!("`{member}` must be a string"),
+        }),
+    }
+}
+
+/// The algorithm a key type allows when the JWK names none. RSA keys default to RS256;
+/// PS256 needs `"alg": "PS256"` on the JWK.
+fn default_alg(kty: &str, jwk: &Map<String, Value>) -> Option<Algorithm> {
+    let crv = jwk.get("crv").and_then(Value::as_str);
+    match (kty, crv) {
+        ("oct", _) => Some(Algorithm::Hs256),
+        ("EC", Some("P-256")) => Some(Algorithm::Es256),
+        ("RSA", _) => Some(Algorithm::Rs256),
+        ("OKP", Some("Ed25519")) => Some(Algorithm::EdDsa),
+        _ => None,
+    }
+}
+
+/// RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+fn hmac_material(alg: Algorithm, secret: &[u8]) -> Result<Material, String> {
+    let min = match alg {
+        Algorithm::Hs384 => 48,
+        Algorithm::Hs512 => 64,
+        _ => 32,
+    };
+    if secret.len() < min {
+        return Err(format!(
+            "weak key: {alg} secret is {} bytes, at least {min} required",
+            secret.len()
+        ));
+    }
+    Ok(match alg {
+        Algorithm::Hs384 => Material::Hs384(Hs384Key::new(secret)),
+        Algorithm::Hs512 => Material::Hs512(Hs512Key::new(secret)),
+        _ => Material::Hs256(Hs256Key::new(secret)),
+    })
+}
+
+/// Approov hands secrets out as standard base64; people paste them url-safe or unpadded too.
+pub(crate) fn decode_any_base64(text: &str) -> Option<Vec<u8>> {
+    Base64::decode_vec(text)
+        .or_else(|_| Base64Unpadded::decode_vec(text))
+        .or_else(|_| Base64Url::decode_vec(text))
+        .or_else(|_| Base64UrlUnpadded::decode_vec(text))
+        .ok()
+}
+
+/// All configured keys.
+#[derive(Debug, Default)]
+pub struct KeySet {
+    keys: Vec<Key>,
+}
+
+impl KeySet {
+    pub(crate) fn load(config: &crate::config::KeysConfig) -> Result<KeySet, ConfigError> {
+        let mut keys = config
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(index, jwk)| Key::from_jwk(index, jwk))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(secret) = &config.approov_secret {
+            keys.push(Key::from_approov_secret(secret)?);
+        }
+        if keys.is_empty() {
+            return Err(ConfigError::NoKeys);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let Some(kid) = key.kid() else { continue };
+            if keys.iter().skip(i + 1).any(|other| other.kid() == Some(kid)) {
+                return Err(ConfigError::Key {
+                    key: format!("kid `{kid}`"),
+                    message: "two keys share this kid".into(),
+                });
+            }
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// The keys, in config order (the Approov secret last).
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+}

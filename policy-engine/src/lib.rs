@@ -1,0 +1,54 @@
+//! The host-free core of attestgate: a mobile-app attestation gate for API gateways.
+//!
+//! A request carries an attestation token (an Approov-style JWT). The [`Gate`] finds it,
+//! verifies it with a key pinned to one algorithm, checks the token binding, and hands the
+//! verified claims with the request facts to a Rego policy that decides whether the app and
+//! device are trusted. The result is a [`Decision`] any host can act on: the proxy-wasm filter,
+//! the CLI, or a JavaScript build.
+//!
+//! Nothing here reads a clock, the network or files: time comes in as a parameter and the host
+//! supplies the request.
+//!
+//! ```
+//! use attestgate_policy::{mint::SigningKey, Gate, Reason, Request};
+//!
+//! let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+//! let gate = Gate::from_json(&format!(r#"{{ "keys": {{ "approov_secret": "{secret}" }} }}"#)).unwrap();
+//!
+//! let now = 1_700_000_000;
+//! let claims = serde_json::json!({ "exp": now + 300, "did": "device-1" });
+//! let token = SigningKey::hs256_from_base64_secret(secret).unwrap()
+//!     .sign(claims.as_object().unwrap()).unwrap();
+//!
+//! let request = Request::new("GET", "/v1/shapes").with_header("Approov-Token", token.as_str());
+//! let decision = gate.check(&request, now);
+//! assert!(decision.allow);
+//!
+//! let decision = gate.check(&request, now + 3600);
+//! assert_eq!((decision.allow, decision.reason), (false, Reason::TokenExpired));
+//! ```
+
+mod binding;
+mod config;
+mod decision;
+mod error;
+mod gate;
+mod json;
+mod keys;
+// pub mod mint; (TEMP)
+mod policy;
+mod request;
+mod token;
+
+pub use binding::{binding_hash, BindingOutcome};
+pub use config::{
+    BindingConfig, ClaimHeader, Config, KeysConfig, Mode, PolicyConfig, RouteRule, TokenConfig,
+};
+pub use decision::{Decision, Reason, Verdict};
+pub use error::{ConfigError, TokenError};
+pub use gate::Gate;
+pub use json::StrictJsonError;
+pub use keys::{Algorithm, Key, KeySet};
+pub use policy::{Policy, PolicyOutcome};
+pub use request::Request;
+pub use token::VerifiedToken;

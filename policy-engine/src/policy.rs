@@ -1,0 +1,216 @@
+//! Rego device-trust decisions with regorus.
+//!
+//! Modules are parsed and compiled once per entrypoint at config load; a request only builds its
+//! input document and evaluates the compiled policy.
+
+use std::collections::{BTreeMap, HashMap};
+
+use regorus::{compile_policy_with_entrypoint, CompiledPolicy, PolicyModule, Value};
+use serde::Deserialize;
+
+use crate::config::PolicyConfig;
+use crate::error::ConfigError;
+
+/// A compiled Rego policy with one or more entrypoints.
+///
+/// ```
+/// use attestgate_policy::{Policy, PolicyConfig};
+/// let config: PolicyConfig = serde_json::from_value(serde_json::json!({
+///     "modules": { "p.rego": "package attestgate\ndecision := input.ok" },
+/// })).unwrap();
+/// let policy = Policy::compile(&config, []).unwrap();
+/// let outcome = policy.evaluate(&config.entrypoint, serde_json::json!({"ok": true})).unwrap();
+/// assert!(outcome.allow);
+/// ```
+pub struct Policy {
+    compiled: HashMap<String, CompiledPolicy>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("entrypoints", &self.compiled.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What the policy decided.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyOutcome {
+    /// Allow the request.
+    pub allow: bool,
+    /// Why (usually only for denials).
+    pub reasons: Vec<String>,
+    /// Status for a denial, when the policy chose one.
+    pub status: Option<u16>,
+    /// Headers: upstream on allow, on the reply on deny.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The object form of a decision. Unknown fields are refused so `"alow": true` is an error,
+/// not a silent deny.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ObjectDecision {
+    allow: bool,
+    #[serde(default)]
+    reasons: Vec<String>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+impl Policy {
+    /// Compiles the modules for the config's entrypoint and any `extra_entrypoints`.
+    pub fn compile<'a>(
+        config: &PolicyConfig,
+        extra_entrypoints: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Policy, ConfigError> {
+        if !config.module_files.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "policy.module_files".into(),
+                message: "files are read by the CLI only; inline them in `policy.modules`".into(),
+            });
+        }
+        if config.modules.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "policy.modules".into(),
+                message: "no Rego modules given".into(),
+            });
+        }
+        if !config.data.is_object() {
+            return Err(ConfigError::Invalid {
+                field: "policy.data".into(),
+                message: "must be a JSON object".into(),
+            });
+        }
+        let modules: Vec<PolicyModule> = config
+            .modules
+            .iter()
+            .map(|(id, content)| PolicyModule {
+                id: id.as_str().into(),
+                content: content.as_str().into(),
+            })
+            .collect();
+        let data = Value::from(config.data.clone());
+        let mut compiled = HashMap::new();
+        let mut entrypoints = vec![config.entrypoint.clone()];
+        entrypoints.extend(extra_entrypoints.into_iter().map(str::to_owned));
+        for entrypoint in entrypoints {
+            if compiled.contains_key(&entrypoint) {
+                continue;
+            }
+            let policy =
+                compile_policy_with_entrypoint(data.clone(), &modules, entrypoint.as_str().into())
+                    .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
+            compiled.insert(entrypoint, policy);
+        }
+        Ok(Policy { compiled })
+    }
+
+    /// Evaluates `entrypoint` (compiled at load) on `input`. Errors are diagnostic text.
+    pub fn evaluate(
+        &self,
+        entrypoint: &str,
+        input: serde_json::Value,
+    ) -> Result<PolicyOutcome, String> {
+        let policy = self
+            .compiled
+            .get(entrypoint)
+            .ok_or_else(|| format!("entrypoint `{entrypoint}` was not compiled"))?;
+        let value = policy
+            .eval_with_input(Value::from(input))
+            .map_err(|err| format!("{err:#}"))?;
+        interpret(entrypoint, &value)
+    }
+}
+
+fn interpret(entrypoint: &str, value: &Value) -> Result<PolicyOutcome, String> {
+    let decision = match value {
+        Value::Bool(allow) => {
+            return Ok(PolicyOutcome {
+                allow: *allow,
+                ..PolicyOutcome::default()
+            })
+        }
+        Value::Undefined => return Err(format!("`{entrypoint}` is undefined for this input")),
+        Value::Object(_) => {
+            let json = serde_json::to_value(value).map_err(|err| err.to_string())?;
+            serde_json::from_value::<ObjectDecision>(json)
+                .map_err(|err| format!("`{entrypoint}` yielded an unusable object: {err}"))?
+        }
+        _ => return Err(format!("`{entrypoint}` must yield a bool or an object")),
+    };
+    if let Some(status) = decision.status {
+        if !(400..=599).contains(&status) {
+            return Err(format!("status {status} is not a 4xx or 5xx code"));
+        }
+    }
+    for (name, value) in &decision.headers {
+        if !crate::gate::is_header_name(name) || !crate::gate::is_header_value(value) {
+            return Err(format!("header `{name}` has an invalid name or value"));
+        }
+    }
+    Ok(PolicyOutcome {
+        allow: decision.allow,
+        reasons: decision.reasons,
+        status: decision.status,
+        headers: decision
+            .headers
+            .into_iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value))
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn policy(source: &str) -> Result<Policy, ConfigError> {
+        let config: PolicyConfig = serde_json::from_value(serde_json::json!({
+            "modules": { "p.rego": source },
+        }))
+        .unwrap();
+        Policy::compile(&config, [])
+    }
+
+    #[test]
+    fn syntax_errors_fail_the_load() {
+        let err = policy("package attestgate\ndecision := {").unwrap_err();
+        assert!(matches!(err, ConfigError::Policy(_)), "{err}");
+    }
+
+    #[test]
+    fn object_decisions_are_read_strictly() {
+        let p = policy(
+            r#"package attestgate
+decision := {"allow": false, "reasons": ["r1"], "status": 429, "headers": {"Retry-After": "5"}}"#,
+        )
+        .unwrap();
+        let out = p.evaluate("data.attestgate.decision", serde_json::json!({})).unwrap();
+        assert!(!out.allow);
+        assert_eq!(out.reasons, ["r1"]);
+        assert_eq!(out.status, Some(429));
+        assert_eq!(out.headers.get("retry-after").map(String::as_str), Some("5"));
+
+        let typo = policy(r#"package attestgate
+decision := {"alow": true}"#)
+        .unwrap();
+        assert!(typo.evaluate("data.attestgate.decision", serde_json::json!({})).is_err());
+    }
+
+    #[test]
+    fn undefined_and_odd_values_are_errors() {
+        let p = policy("package attestgate\ndecision if input.x == 1").unwrap();
+        assert!(p.evaluate("data.attestgate.decision", serde_json::json!({"x": 1})).unwrap().allow);
+        assert!(p.evaluate("data.attestgate.decision", serde_json::json!({"x": 2})).is_err());
+        let p = policy("package attestgate\ndecision := 7").unwrap();
+        assert!(p.evaluate("data.attestgate.decision", serde_json::json!({})).is_err());
+        let p = policy(r#"package attestgate
+decision := {"allow": false, "status": 200}"#).unwrap();
+        assert!(p.evaluate("data.attestgate.decision", serde_json::json!({})).is_err());
+    }
+}

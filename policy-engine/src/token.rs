@@ -1,0 +1,292 @@
+//! Finding the token in a request and turning it into verified claims.
+//!
+//! Parse, don't validate: a header value becomes an [`UntrustedToken`] only after strict
+//! structural checks, and a [`VerifiedToken`] only after a pinned key, the clock, the issuer and
+//! the audience all agree. Nothing downstream ever sees unverified claims.
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use chrono::{DateTime, Duration, Utc};
+use jwt_compact::{ParseError, TimeOptions, UntrustedToken, ValidationError};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::TokenConfig;
+use crate::error::TokenError;
+use crate::json;
+use crate::keys::{Algorithm, KeySet, VerifiedClaims};
+use crate::request::Request;
+
+/// Header parameters jwt-compact does not model but we must look at.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct HeaderExtras {
+    /// RFC 7515 §4.1.11: extensions the recipient must understand. We understand none.
+    #[serde(default)]
+    crit: Option<Value>,
+    /// RFC 7797: `b64: false` changes what is signed; we refuse it.
+    #[serde(default)]
+    b64: Option<Value>,
+}
+
+/// A token whose signature, time window, issuer and audience have been checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedToken {
+    /// The algorithm of the key that verified it.
+    pub alg: Algorithm,
+    /// The header's `kid`.
+    pub kid: Option<String>,
+    /// The header's `typ`.
+    pub typ: Option<String>,
+    /// All claims, with `exp`, `nbf` and `iat` as integer seconds.
+    pub claims: Map<String, Value>,
+}
+
+/// Checks that apply to every token, from the config.
+#[derive(Debug, Clone)]
+pub(crate) struct VerifyOptions {
+    pub max_bytes: usize,
+    pub max_json_depth: usize,
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub leeway_seconds: i64,
+    pub require_exp: bool,
+}
+
+/// Finds the raw token: the configured header (case-insensitive, exactly once), minus the prefix.
+pub(crate) fn extract<'r>(request: &'r Request, config: &TokenConfig) -> Result<&'r str, TokenError> {
+    let mut values = request.header_values(&config.header);
+    let value = values
+        .next()
+        .ok_or_else(|| TokenError::Missing(config.header.clone()))?;
+    if values.next().is_some() {
+        return Err(TokenError::Duplicated(config.header.clone()));
+    }
+    let value = value.trim_start();
+    let token = match &config.prefix {
+        Some(prefix) => {
+            // Match the prefix word, then insist on the separating space it was written with.
+            let word = prefix.trim_end();
+            let rest = strip_prefix_ignore_case(value, word)
+                .ok_or_else(|| TokenError::MissingPrefix(prefix.clone()))?;
+            let needs_space = word.len() != prefix.len();
+            if needs_space && !(rest.is_empty() || rest.starts_with(char::is_whitespace)) {
+                return Err(TokenError::MissingPrefix(prefix.clone()));
+            }
+            rest
+        }
+        None => value,
+    }
+    .trim();
+    if token.is_empty() {
+        return Err(TokenError::Missing(config.header.clone()));
+    }
+    Ok(token)
+}
+
+fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = value.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        value.get(prefix.len()..)
+    } else {
+        None
+    }
+}
+
+/// Verifies a compact JWS against the key set at time `now` (unix seconds).
+pub(crate) fn verify(
+    raw: &str,
+    keys: &KeySet,
+    options: &VerifyOptions,
+    now: i64,
+) -> Result<VerifiedToken, TokenError> {
+    if raw.len() > options.max_bytes {
+        return Err(TokenError::TooLong(raw.len(), options.max_bytes));
+    }
+    if !raw
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(TokenError::Structure(
+            "characters outside the base64url alphabet",
+        ));
+    }
+    let mut segments = raw.split('.');
+    let (Some(header), Some(claims), Some(_signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(TokenError::Structure("expected exactly three segments"));
+    };
+    for (part, segment) in [("header", header), ("claims", claims)] {
+        let bytes = Base64UrlUnpadded::decode_vec(segment)
+            .map_err(|_| TokenError::Structure("invalid base64url"))?;
+        json::check(&bytes, options.max_json_depth)
+            .map_err(|error| TokenError::Json { part, error })?;
+    }
+
+    let untrusted = UntrustedToken::<HeaderExtras>::try_from(raw).map_err(|err| match err {
+        ParseError::InvalidTokenStructure => TokenError::Structure("expected exactly three segments"),
+        ParseError::InvalidBase64Encoding => TokenError::Structure("invalid base64url"),
+        ParseError::MalformedHeader(err) => TokenError::Header(err.to_string()),
+        ParseError::UnsupportedContentType(_) => TokenError::Unsupported("cty"),
+        _ => TokenError::Header(err.to_string()),
+    })?;
+    let extras = &untrusted.header().other_fields;
+    if extras.crit.is_some() {
+        return Err(TokenError::Unsupported("crit"));
+    }
+    if extras.b64.as_ref().is_some_and(|b64| b64 != &Value::Bool(true)) {
+        return Err(TokenError::Unsupported("b64"));
+    }
+
+    let alg = Algorithm::from_name(untrusted.algorithm())
+        .ok_or_else(|| TokenError::AlgNotAllowed(untrusted.algorithm().to_owned()))?;
+    let kid = untrusted.header().key_id.as_deref();
+    let claims = verify_with_pinned_key(&untrusted, alg, kid, keys)?;
+    let claims = check_time(claims, options, now)?;
+    check_issuer_and_audience(&claims, options)?;
+    Ok(VerifiedToken {
+        alg,
+        kid: kid.map(str::to_owned),
+        typ: untrusted.header().token_type.clone(),
+        claims,
+    })
+}
+
+/// With a `kid`, only that key may verify and its pinned algorithm must be the token's. Without
+/// one, every key pinned to the token's algorithm is tried.
+fn verify_with_pinned_key(
+    untrusted: &UntrustedToken<'_, HeaderExtras>,
+    alg: Algorithm,
+    kid: Option<&str>,
+    keys: &KeySet,
+) -> Result<VerifiedClaims, TokenError> {
+    let mut candidates = keys.keys().iter().filter(|key| match kid {
+        Some(kid) => key.kid() == Some(kid),
+        None => key.algorithm() == alg,
+    });
+    let Some(first) = candidates.next() else {
+        return Err(match kid {
+            Some(kid) => TokenError::KeyNotFound(kid.to_owned()),
+            None => TokenError::AlgNotAllowed(alg.name().to_owned()),
+        });
+    };
+    let mut failure = TokenError::SignatureInvalid;
+    for key in std::iter::once(first).chain(candidates) {
+        if key.algorithm() != alg {
+            // kid chose this key; its pinned algorithm is the only one it verifies.
+            return Err(TokenError::AlgNotAllowed(alg.name().to_owned()));
+        }
+        match key.verify(untrusted) {
+            Ok(claims) => return Ok(claims),
+            Err(ValidationError::MalformedClaims(err)) => {
+                failure = TokenError::Claims(err.to_string());
+            }
+            Err(_) => {}
+        }
+    }
+    Err(failure)
+}
+
+fn check_time(
+    claims: VerifiedClaims,
+    options: &VerifyOptions,
+    now: i64,
+) -> Result<Map<String, Value>, TokenError> {
+    // An unrepresentable clock must not make tokens look fresh: fail closed.
+    let now_time: DateTime<Utc> = DateTime::from_timestamp(now, 0).ok_or(TokenError::Expired)?;
+    let time = TimeOptions::new(Duration::seconds(options.leeway_seconds), move || now_time);
+    match claims.expiration {
+        Some(_) => {
+            claims
+                .validate_expiration(&time)
+                .map_err(|_| TokenError::Expired)?;
+        }
+        None if options.require_exp => return Err(TokenError::NoExpiry),
+        None => {}
+    }
+    if claims.not_before.is_some() {
+        claims
+            .validate_maturity(&time)
+            .map_err(|_| TokenError::NotYetValid)?;
+    }
+    let mut all = claims.custom;
+    for (name, at) in [
+        ("exp", claims.expiration),
+        ("nbf", claims.not_before),
+        ("iat", claims.issued_at),
+    ] {
+        if let Some(at) = at {
+            all.insert(name.to_owned(), Value::from(at.timestamp()));
+        }
+    }
+    Ok(all)
+}
+
+fn check_issuer_and_audience(
+    claims: &Map<String, Value>,
+    options: &VerifyOptions,
+) -> Result<(), TokenError> {
+    if let Some(issuer) = &options.issuer {
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str()) {
+            return Err(TokenError::IssuerMismatch);
+        }
+    }
+    if let Some(audiences) = &options.audiences {
+        let accepted = |aud: &Value| aud.as_str().is_some_and(|aud| audiences.iter().any(|a| a == aud));
+        let ok = match claims.get("aud") {
+            Some(Value::Array(list)) => list.iter().any(accepted),
+            Some(aud) => accepted(aud),
+            None => false,
+        };
+        if !ok {
+            return Err(TokenError::AudienceMismatch);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cfg(prefix: Option<&str>) -> TokenConfig {
+        TokenConfig {
+            prefix: prefix.map(str::to_owned),
+            ..TokenConfig::default()
+        }
+    }
+
+    #[test]
+    fn header_is_found_case_insensitively() {
+        let r = Request::new("GET", "/").with_header("Approov-Token", " abc ");
+        assert_eq!(extract(&r, &cfg(None)), Ok("abc"));
+    }
+
+    #[test]
+    fn missing_duplicated_and_empty_headers_are_refused() {
+        let r = Request::new("GET", "/");
+        assert!(matches!(extract(&r, &cfg(None)), Err(TokenError::Missing(_))));
+        let r = Request::new("GET", "/")
+            .with_header("approov-token", "a")
+            .with_header("APPROOV-TOKEN", "b");
+        assert!(matches!(extract(&r, &cfg(None)), Err(TokenError::Duplicated(_))));
+        let r = Request::new("GET", "/").with_header("approov-token", "  ");
+        assert!(matches!(extract(&r, &cfg(None)), Err(TokenError::Missing(_))));
+    }
+
+    #[test]
+    fn prefix_is_stripped_case_insensitively() {
+        let r = Request::new("GET", "/").with_header("approov-token", "bearer  xyz");
+        assert_eq!(extract(&r, &cfg(Some("Bearer "))), Ok("xyz"));
+        let r = Request::new("GET", "/").with_header("approov-token", "Basic xyz");
+        assert!(matches!(
+            extract(&r, &cfg(Some("Bearer "))),
+            Err(TokenError::MissingPrefix(_))
+        ));
+        let r = Request::new("GET", "/").with_header("approov-token", "Bearer ");
+        assert!(matches!(extract(&r, &cfg(Some("Bearer "))), Err(TokenError::Missing(_))));
+    }
+}
