@@ -61,7 +61,10 @@ pub(crate) fn check(
     let Some(expected) = binding_hash(&config.headers, request) else {
         return Err((
             Reason::BindingMismatch,
-            format!("bound header missing (binding covers {})", config.headers.join(", ")),
+            format!(
+                "bound header missing (binding covers {})",
+                config.headers.join(", ")
+            ),
         ));
     };
     if &expected != claim {
@@ -101,10 +104,15 @@ mod tests {
 
     #[test]
     fn headers_are_concatenated_in_order() {
-        let r = Request::new("GET", "/").with_header("a", "ab").with_header("b", "c");
+        let r = Request::new("GET", "/")
+            .with_header("a", "ab")
+            .with_header("b", "c");
         assert_eq!(
             binding_hash(&["a".into(), "b".into()], &r),
-            binding_hash(&["x".into()], &Request::new("GET", "/").with_header("x", "abc"))
+            binding_hash(
+                &["x".into()],
+                &Request::new("GET", "/").with_header("x", "abc")
+            )
         );
     }
 
@@ -112,18 +120,35 @@ mod tests {
     fn outcomes() {
         let r = Request::new("GET", "/").with_header("Authorization", "abc");
         let good: Map<String, Value> =
-            serde_json::from_str(r#"{"pay":"ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="}"#).unwrap();
+            serde_json::from_str(r#"{"pay":"ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="}"#)
+                .unwrap();
         let urlsafe: Map<String, Value> =
-            serde_json::from_str(r#"{"pay":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"}"#).unwrap();
+            serde_json::from_str(r#"{"pay":"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0"}"#)
+                .unwrap();
         let none = Map::new();
         assert_eq!(
             check(&config(false), &r, &good),
-            Ok(BindingOutcome { checked: true, valid: true })
+            Ok(BindingOutcome {
+                checked: true,
+                valid: true
+            })
         );
-        assert_eq!(check(&config(false), &r, &none), Ok(BindingOutcome::default()));
-        assert_eq!(check(&config(true), &r, &none).unwrap_err().0, Reason::BindingMissing);
-        assert_eq!(check(&config(false), &r, &urlsafe).unwrap_err().0, Reason::BindingMismatch);
+        assert_eq!(
+            check(&config(false), &r, &none),
+            Ok(BindingOutcome::default())
+        );
+        assert_eq!(
+            check(&config(true), &r, &none).unwrap_err().0,
+            Reason::BindingMissing
+        );
+        assert_eq!(
+            check(&config(false), &r, &urlsafe).unwrap_err().0,
+            Reason::BindingMismatch
+        );
         let bare = Request::new("GET", "/");
-        assert_eq!(check(&config(false), &bare, &good).unwrap_err().0, Reason::BindingMismatch);
+        assert_eq!(
+            check(&config(false), &bare, &good).unwrap_err().0,
+            Reason::BindingMismatch
+        );
     }
 }

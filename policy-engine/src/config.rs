@@ -221,7 +221,10 @@ mod tests {
     #[test]
     fn unknown_fields_are_named() {
         let err = serde_json::from_str::<Config>(r#"{"keys":{},"leway_seconds":5}"#).unwrap_err();
-        assert!(err.to_string().contains("unknown field `leway_seconds`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `leway_seconds`"),
+            "{err}"
+        );
         let err =
             serde_json::from_str::<Config>(r#"{"keys":{},"token":{"heder":"x"}}"#).unwrap_err();
         assert!(err.to_string().contains("unknown field `heder`"), "{err}");

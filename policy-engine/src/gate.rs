@@ -54,7 +54,10 @@ impl Gate {
         let policy = match &config.policy {
             Some(policy) => Some(Policy::compile(
                 policy,
-                config.rules.iter().filter_map(|rule| rule.entrypoint.as_deref()),
+                config
+                    .rules
+                    .iter()
+                    .filter_map(|rule| rule.entrypoint.as_deref()),
             )?),
             None => None,
         };
@@ -301,7 +304,10 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         return invalid("token.max_json_depth", "must be between 1 and 64");
     }
     if config.audiences.as_ref().is_some_and(Vec::is_empty) {
-        return invalid("audiences", "an empty list refuses every token; omit it instead");
+        return invalid(
+            "audiences",
+            "an empty list refuses every token; omit it instead",
+        );
     }
     if let Some(binding) = &config.binding {
         if binding.headers.is_empty() || binding.headers.iter().any(|h| !is_header_name(h)) {

@@ -11,11 +11,10 @@ use jwt_compact::alg::{
     Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, StrongAlg, StrongKey,
 };
 use jwt_compact::jwk::JsonWebKey;
-use jwt_compact::{AlgorithmExt, Claims, UntrustedToken, ValidationError};
+use jwt_compact::{Algorithm as JwtAlgorithm, AlgorithmSignature};
 use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
-use crate::token::HeaderExtras;
 
 /// The signature algorithms attestgate verifies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,8 +132,6 @@ impl fmt::Debug for Key {
     }
 }
 
-pub(crate) type VerifiedClaims = Claims<Map<String, Value>>;
-
 impl Key {
     /// The key id, if the JWK had one.
     pub fn kid(&self) -> Option<&str> {
@@ -146,20 +143,18 @@ impl Key {
         self.alg
     }
 
-    /// Checks the token's signature with this key and returns its claims.
-    pub(crate) fn verify(
-        &self,
-        token: &UntrustedToken<'_, HeaderExtras>,
-    ) -> Result<VerifiedClaims, ValidationError> {
-        let claims = match &self.material {
-            Material::Hs256(key) => Hs256.validator(key).validate(token)?,
-            Material::Hs384(key) => Hs384.validator(key).validate(token)?,
-            Material::Hs512(key) => Hs512.validator(key).validate(token)?,
-            Material::Es256(key) => Es256.validator(key).validate(token)?,
-            Material::Rsa(alg, key) => StrongAlg(*alg).validator(key).validate(token)?,
-            Material::EdDsa(key) => Ed25519.validator(key).validate(token)?,
-        };
-        Ok(claims.into_parts().1)
+    /// Checks `signature` over `signing_input` (the token up to its last `.`) with this key.
+    pub(crate) fn verify_signature(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        match &self.material {
+            Material::Hs256(key) => check_signature(&Hs256, key, signing_input, signature),
+            Material::Hs384(key) => check_signature(&Hs384, key, signing_input, signature),
+            Material::Hs512(key) => check_signature(&Hs512, key, signing_input, signature),
+            Material::Es256(key) => check_signature(&Es256, key, signing_input, signature),
+            Material::Rsa(alg, key) => {
+                check_signature(&StrongAlg(*alg), key, signing_input, signature)
+            }
+            Material::EdDsa(key) => check_signature(&Ed25519, key, signing_input, signature),
+        }
     }
 
     /// Parses one JWK from the config. `index` is its position, used in error messages.
@@ -169,12 +164,23 @@ impl Key {
             key: describe(index, kid.as_deref()),
             message,
         };
-        if let Some(name) = jwk.keys().find(|name| !KNOWN_JWK_MEMBERS.contains(&name.as_str())) {
+        if let Some(name) = jwk
+            .keys()
+            .find(|name| !KNOWN_JWK_MEMBERS.contains(&name.as_str()))
+        {
             return Err(at(format!("unknown jwk member `{name}`")));
         }
         if let Some(usage) = optional_str(index, jwk, "use")? {
             if usage != "sig" {
                 return Err(at(format!("`use` is `{usage}`, expected `sig`")));
+            }
+        }
+        if let Some(ops) = jwk.get("key_ops") {
+            let verifies = ops
+                .as_array()
+                .is_some_and(|ops| ops.iter().any(|op| op.as_str() == Some("verify")));
+            if !verifies {
+                return Err(at("`key_ops` does not include `verify`".into()));
             }
         }
         let kty = optional_str(index, jwk, "kty")?.ok_or_else(|| at("missing `kty`".into()))?;
@@ -183,7 +189,9 @@ impl Key {
             Some(name) => Algorithm::from_name(name)
                 .ok_or_else(|| at(format!("unsupported algorithm `{name}`")))?,
             None => default_alg(&kty, jwk).ok_or_else(|| {
-                at(format!("cannot infer an algorithm for kty `{kty}`; set `alg`"))
+                at(format!(
+                    "cannot infer an algorithm for kty `{kty}`; set `alg`"
+                ))
             })?,
         };
         let parsed: JsonWebKey<'_> = serde_json::from_value(Value::Object(jwk.clone()))
@@ -197,7 +205,7 @@ impl Key {
         };
         if private(&parsed) {
             return Err(at(
-                "holds private key material; configure the public key only".into()
+                "holds private key material; configure the public key only".into(),
             ));
         }
         let wrong_type = || at(format!("algorithm {alg} does not fit kty `{kty}`"));
@@ -225,11 +233,7 @@ impl Key {
                 Material::Rsa(rsa, strong)
             }
         };
-        Ok(Key {
-            kid,
-            alg,
-            material,
-        })
+        Ok(Key { kid, alg, material })
     }
 
     /// The Approov-style shared secret: base64 of the HS256 key.
@@ -246,6 +250,20 @@ impl Key {
             material: hmac_material(Algorithm::Hs256, &bytes).map_err(at)?,
         })
     }
+}
+
+/// jwt-compact's typed signature parsing (fixed lengths, ECDSA scalars in range) and check.
+fn check_signature<A: JwtAlgorithm>(
+    alg: &A,
+    key: &A::VerifyingKey,
+    signing_input: &[u8],
+    signature: &[u8],
+) -> bool {
+    if A::Signature::LENGTH.is_some_and(|len| len.get() != signature.len()) {
+        return false;
+    }
+    A::Signature::try_from_slice(signature)
+        .is_ok_and(|signature| alg.verify_signature(&signature, key, signing_input))
 }
 
 /// Members RFC 7517/7518 define for signature keys; anything else is probably a typo.
@@ -340,7 +358,11 @@ impl KeySet {
         }
         for (i, key) in keys.iter().enumerate() {
             let Some(kid) = key.kid() else { continue };
-            if keys.iter().skip(i + 1).any(|other| other.kid() == Some(kid)) {
+            if keys
+                .iter()
+                .skip(i + 1)
+                .any(|other| other.kid() == Some(kid))
+            {
                 return Err(ConfigError::Key {
                     key: format!("kid `{kid}`"),
                     message: "two keys share this kid".into(),

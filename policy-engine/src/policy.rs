@@ -190,27 +190,49 @@ mod tests {
 decision := {"allow": false, "reasons": ["r1"], "status": 429, "headers": {"Retry-After": "5"}}"#,
         )
         .unwrap();
-        let out = p.evaluate("data.attestgate.decision", serde_json::json!({})).unwrap();
+        let out = p
+            .evaluate("data.attestgate.decision", serde_json::json!({}))
+            .unwrap();
         assert!(!out.allow);
         assert_eq!(out.reasons, ["r1"]);
         assert_eq!(out.status, Some(429));
-        assert_eq!(out.headers.get("retry-after").map(String::as_str), Some("5"));
+        assert_eq!(
+            out.headers.get("retry-after").map(String::as_str),
+            Some("5")
+        );
 
-        let typo = policy(r#"package attestgate
-decision := {"alow": true}"#)
+        let typo = policy(
+            r#"package attestgate
+decision := {"alow": true}"#,
+        )
         .unwrap();
-        assert!(typo.evaluate("data.attestgate.decision", serde_json::json!({})).is_err());
+        assert!(typo
+            .evaluate("data.attestgate.decision", serde_json::json!({}))
+            .is_err());
     }
 
     #[test]
     fn undefined_and_odd_values_are_errors() {
         let p = policy("package attestgate\ndecision if input.x == 1").unwrap();
-        assert!(p.evaluate("data.attestgate.decision", serde_json::json!({"x": 1})).unwrap().allow);
-        assert!(p.evaluate("data.attestgate.decision", serde_json::json!({"x": 2})).is_err());
+        assert!(
+            p.evaluate("data.attestgate.decision", serde_json::json!({"x": 1}))
+                .unwrap()
+                .allow
+        );
+        assert!(p
+            .evaluate("data.attestgate.decision", serde_json::json!({"x": 2}))
+            .is_err());
         let p = policy("package attestgate\ndecision := 7").unwrap();
-        assert!(p.evaluate("data.attestgate.decision", serde_json::json!({})).is_err());
-        let p = policy(r#"package attestgate
-decision := {"allow": false, "status": 200}"#).unwrap();
-        assert!(p.evaluate("data.attestgate.decision", serde_json::json!({})).is_err());
+        assert!(p
+            .evaluate("data.attestgate.decision", serde_json::json!({}))
+            .is_err());
+        let p = policy(
+            r#"package attestgate
+decision := {"allow": false, "status": 200}"#,
+        )
+        .unwrap();
+        assert!(p
+            .evaluate("data.attestgate.decision", serde_json::json!({}))
+            .is_err());
     }
 }

@@ -6,14 +6,14 @@
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use chrono::{DateTime, Duration, Utc};
-use jwt_compact::{ParseError, TimeOptions, UntrustedToken, ValidationError};
+use jwt_compact::{Claims, ParseError, TimeOptions, UntrustedToken};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::TokenConfig;
 use crate::error::TokenError;
 use crate::json;
-use crate::keys::{Algorithm, KeySet, VerifiedClaims};
+use crate::keys::{Algorithm, KeySet};
 use crate::request::Request;
 
 /// Header parameters jwt-compact does not model but we must look at.
@@ -52,7 +52,10 @@ pub(crate) struct VerifyOptions {
 }
 
 /// Finds the raw token: the configured header (case-insensitive, exactly once), minus the prefix.
-pub(crate) fn extract<'r>(request: &'r Request, config: &TokenConfig) -> Result<&'r str, TokenError> {
+pub(crate) fn extract<'r>(
+    request: &'r Request,
+    config: &TokenConfig,
+) -> Result<&'r str, TokenError> {
     let mut values = request.header_values(&config.header);
     let value = values
         .next()
@@ -110,7 +113,7 @@ pub(crate) fn verify(
         ));
     }
     let mut segments = raw.split('.');
-    let (Some(header), Some(claims), Some(_signature), None) = (
+    let (Some(header), Some(_claims), Some(_signature), None) = (
         segments.next(),
         segments.next(),
         segments.next(),
@@ -118,15 +121,12 @@ pub(crate) fn verify(
     ) else {
         return Err(TokenError::Structure("expected exactly three segments"));
     };
-    for (part, segment) in [("header", header), ("claims", claims)] {
-        let bytes = Base64UrlUnpadded::decode_vec(segment)
-            .map_err(|_| TokenError::Structure("invalid base64url"))?;
-        json::check(&bytes, options.max_json_depth)
-            .map_err(|error| TokenError::Json { part, error })?;
-    }
+    strict_json(header, "header", options)?;
 
     let untrusted = UntrustedToken::<HeaderExtras>::try_from(raw).map_err(|err| match err {
-        ParseError::InvalidTokenStructure => TokenError::Structure("expected exactly three segments"),
+        ParseError::InvalidTokenStructure => {
+            TokenError::Structure("expected exactly three segments")
+        }
         ParseError::InvalidBase64Encoding => TokenError::Structure("invalid base64url"),
         ParseError::MalformedHeader(err) => TokenError::Header(err.to_string()),
         ParseError::UnsupportedContentType(_) => TokenError::Unsupported("cty"),
@@ -136,14 +136,27 @@ pub(crate) fn verify(
     if extras.crit.is_some() {
         return Err(TokenError::Unsupported("crit"));
     }
-    if extras.b64.as_ref().is_some_and(|b64| b64 != &Value::Bool(true)) {
+    if extras
+        .b64
+        .as_ref()
+        .is_some_and(|b64| b64 != &Value::Bool(true))
+    {
         return Err(TokenError::Unsupported("b64"));
     }
 
     let alg = Algorithm::from_name(untrusted.algorithm())
         .ok_or_else(|| TokenError::AlgNotAllowed(untrusted.algorithm().to_owned()))?;
     let kid = untrusted.header().key_id.as_deref();
-    let claims = verify_with_pinned_key(&untrusted, alg, kid, keys)?;
+    let signing_input = raw.rsplit_once('.').map_or("", |(input, _)| input);
+    verify_with_pinned_key(signing_input, untrusted.signature_bytes(), alg, kid, keys)?;
+
+    // Only now, with the signature good, is the claims JSON worth reading.
+    if let Some(claims) = signing_input.split('.').nth(1) {
+        strict_json(claims, "claims", options)?;
+    }
+    let claims: Claims<Map<String, Value>> = untrusted
+        .deserialize_claims_unchecked()
+        .map_err(|err| TokenError::Claims(err.to_string()))?;
     let claims = check_time(claims, options, now)?;
     check_issuer_and_audience(&claims, options)?;
     Ok(VerifiedToken {
@@ -154,14 +167,25 @@ pub(crate) fn verify(
     })
 }
 
+fn strict_json(
+    segment: &str,
+    part: &'static str,
+    options: &VerifyOptions,
+) -> Result<(), TokenError> {
+    let bytes = Base64UrlUnpadded::decode_vec(segment)
+        .map_err(|_| TokenError::Structure("invalid base64url"))?;
+    json::check(&bytes, options.max_json_depth).map_err(|error| TokenError::Json { part, error })
+}
+
 /// With a `kid`, only that key may verify and its pinned algorithm must be the token's. Without
 /// one, every key pinned to the token's algorithm is tried.
 fn verify_with_pinned_key(
-    untrusted: &UntrustedToken<'_, HeaderExtras>,
+    signing_input: &str,
+    signature: &[u8],
     alg: Algorithm,
     kid: Option<&str>,
     keys: &KeySet,
-) -> Result<VerifiedClaims, TokenError> {
+) -> Result<(), TokenError> {
     let mut candidates = keys.keys().iter().filter(|key| match kid {
         Some(kid) => key.kid() == Some(kid),
         None => key.algorithm() == alg,
@@ -172,25 +196,20 @@ fn verify_with_pinned_key(
             None => TokenError::AlgNotAllowed(alg.name().to_owned()),
         });
     };
-    let mut failure = TokenError::SignatureInvalid;
     for key in std::iter::once(first).chain(candidates) {
         if key.algorithm() != alg {
             // kid chose this key; its pinned algorithm is the only one it verifies.
             return Err(TokenError::AlgNotAllowed(alg.name().to_owned()));
         }
-        match key.verify(untrusted) {
-            Ok(claims) => return Ok(claims),
-            Err(ValidationError::MalformedClaims(err)) => {
-                failure = TokenError::Claims(err.to_string());
-            }
-            Err(_) => {}
+        if key.verify_signature(signing_input.as_bytes(), signature) {
+            return Ok(());
         }
     }
-    Err(failure)
+    Err(TokenError::SignatureInvalid)
 }
 
 fn check_time(
-    claims: VerifiedClaims,
+    claims: Claims<Map<String, Value>>,
     options: &VerifyOptions,
     now: i64,
 ) -> Result<Map<String, Value>, TokenError> {
@@ -234,7 +253,10 @@ fn check_issuer_and_audience(
         }
     }
     if let Some(audiences) = &options.audiences {
-        let accepted = |aud: &Value| aud.as_str().is_some_and(|aud| audiences.iter().any(|a| a == aud));
+        let accepted = |aud: &Value| {
+            aud.as_str()
+                .is_some_and(|aud| audiences.iter().any(|a| a == aud))
+        };
         let ok = match claims.get("aud") {
             Some(Value::Array(list)) => list.iter().any(accepted),
             Some(aud) => accepted(aud),
@@ -268,13 +290,22 @@ mod tests {
     #[test]
     fn missing_duplicated_and_empty_headers_are_refused() {
         let r = Request::new("GET", "/");
-        assert!(matches!(extract(&r, &cfg(None)), Err(TokenError::Missing(_))));
+        assert!(matches!(
+            extract(&r, &cfg(None)),
+            Err(TokenError::Missing(_))
+        ));
         let r = Request::new("GET", "/")
             .with_header("approov-token", "a")
             .with_header("APPROOV-TOKEN", "b");
-        assert!(matches!(extract(&r, &cfg(None)), Err(TokenError::Duplicated(_))));
+        assert!(matches!(
+            extract(&r, &cfg(None)),
+            Err(TokenError::Duplicated(_))
+        ));
         let r = Request::new("GET", "/").with_header("approov-token", "  ");
-        assert!(matches!(extract(&r, &cfg(None)), Err(TokenError::Missing(_))));
+        assert!(matches!(
+            extract(&r, &cfg(None)),
+            Err(TokenError::Missing(_))
+        ));
     }
 
     #[test]
@@ -287,6 +318,9 @@ mod tests {
             Err(TokenError::MissingPrefix(_))
         ));
         let r = Request::new("GET", "/").with_header("approov-token", "Bearer ");
-        assert!(matches!(extract(&r, &cfg(Some("Bearer "))), Err(TokenError::Missing(_))));
+        assert!(matches!(
+            extract(&r, &cfg(Some("Bearer "))),
+            Err(TokenError::Missing(_))
+        ));
     }
 }
