@@ -1,52 +1,42 @@
-# Default device-trust policy for attestgate.
+# Default device-trust policy for attestgate (Rego v1, evaluated by regorus).
 #
-# Entrypoint: data.attestgate.decision -> {"allow": bool, "reasons": [string]}
-# (always defined; reasons sorted, empty when allowed).
+# Entrypoint data.attestgate.decision is always defined:
+#   {"allow": bool, "reasons": [sorted snake_case strings, empty when allowed]}
 #
-# Every knob lives in data.device_trust (supplied in the gate config) and has
-# a default, so an empty config is already a strict policy. See docs/claims.md
-# for the claim schema, the settings table and the reason list.
-#
-#   allowed_app_ids            list (or {platform: list}); absent/[] = any app id
-#   allowed_signers            list (or {platform: list}) of lowercase hex SHA-256
-#                              signing-cert digests; absent/[] = any; when set at
-#                              least one att.app.signer_sha256 must be listed
-#   allowed_installers         list (or {platform: list}); absent/[] = any;
-#                              android only (iOS reports no installer)
-#   min_app_version            "2.3.0"; absent/"" = no minimum; numeric compare
-#   min_os_version             {"android": "12", "ios": "15.0"}; absent = none
-#   min_patch_level            "YYYY-MM-DD"; android only; absent/"" = none
-#   required_integrity         default ["MEETS_DEVICE_INTEGRITY"]; android only
-#   allow_emulator             default false
-#   allow_debuggable           default false (covers app_debuggable and
-#                              debugger_attached: both mean "dev build/session")
-#   allow_rooted               default false (rooted on android, jailbroken on iOS)
-#   allow_bootloader_unlocked  default false
-#   denied_hooks               absent = any reported hook denies; a list = only
-#                              those (case-insensitive); [] = hooks never deny
-#   max_risk_score             default 70; deny when att.risk.score > it
+# Settings come from data.device_trust (gate config); absent or null = default,
+# so an empty config is already strict. Full table: docs/claims.md.
+#   allowed_app_ids / allowed_signers / allowed_installers
+#       list, or {"android": [...], "ios": [...]}; absent/[] = any. Signers are
+#       lowercase hex SHA-256 cert digests (one token signer must match).
+#       Installers are checked on android only (iOS reports none).
+#   min_app_version "2.3.0" | min_os_version {"android": "12", "ios": "15.0"}
+#       numeric component-wise compare; a missing reported version is denied.
+#   min_patch_level "YYYY-MM-DD", android only.
+#   required_integrity  default ["MEETS_DEVICE_INTEGRITY"], android only.
+#   allow_emulator / allow_rooted / allow_bootloader_unlocked  default false.
+#   allow_debuggable    default false; covers app_debuggable + debugger_attached.
+#   denied_hooks        absent = any hook denies; list = only those; [] = none.
+#   max_risk_score      default 70; deny when att.risk.score > it.
 package attestgate
 
 import rego.v1
 
-default decision := {"allow": false, "reasons": ["policy_error"]}
+default decision := {"allow": false, "reasons": ["decision_undefined"]}
 
 decision := {"allow": count(deny) == 0, "reasons": sort([r | some r in deny])}
 
 # --- inputs, normalised so that a malformed token can never error out --------
 
-_att_raw := object.get(input, ["token", "claims", "att"], null)
+_has_att if is_object(object.get(input, ["token", "claims", "att"], null))
 
-_has_att if is_object(_att_raw)
-
-_att := _att_raw if {
-	_has_att
-} else := {}
+_att := _obj(object.get(input, ["token", "claims", "att"], null))
 
 _obj(x) := x if {
 	is_object(x)
 } else := {}
 
+# A lone string is a one-item list: forgiving for hand-written config, and a
+# scalar `hooks: "frida"` from a sloppy service must still count as a hook.
 _list(x) := x if {
 	is_array(x)
 } else := [x] if {
@@ -57,11 +47,7 @@ _app := _obj(object.get(_att, "app", {}))
 
 _device := _obj(object.get(_att, "device", {}))
 
-_runtime := _obj(object.get(_att, "runtime", {}))
-
 _platform := object.get(_device, "platform", null)
-
-_platform_known if _platform in {"android", "ios"}
 
 # A reported boolean is only "safe" when it is absent or literally false, so a
 # null or a stringly "true" from a sloppy attestation service fails closed.
@@ -69,10 +55,9 @@ _flag(obj, key) if object.get(obj, key, false) != false
 
 # --- settings ----------------------------------------------------------------
 
-_settings := s if {
-	s := data.device_trust
-	is_object(s)
-} else := {}
+default _settings := {}
+
+_settings := _obj(data.device_trust)
 
 # null counts as absent so `key: ~` in YAML config means "use the default".
 _setting(key, dflt) := v if {
@@ -108,15 +93,12 @@ _vstr(x) := x if {
 	is_number(x)
 }
 
-# Leading digits of a component ("3-beta" -> 3); leading zeros are stripped
-# because to_number parses JSON, which rejects "08". No digits -> 0.
-_int(s) := 0 if {
-	trim_left(_digits(s), "0") == ""
-} else := to_number(trim_left(_digits(s), "0"))
-
-_digits(s) := d if {
-	[d] := regex.find_n(`^[0-9]+`, s, 1)
-} else := ""
+# Leading digits of a component ("3-beta" -> 3, no digits -> 0). Zeros are
+# stripped first because to_number parses JSON, which rejects "08".
+_int(s) := to_number(d) if {
+	d := trim_left(regex.replace(s, `(?s)[^0-9].*`, ""), "0")
+	d != ""
+} else := 0
 
 _parts(v) := [_int(p) | some p in split(v, ".")]
 
@@ -150,7 +132,7 @@ deny contains reason if {
 	some reason in _findings
 }
 
-_findings contains "unknown_platform" if not _platform_known
+_findings contains "unknown_platform" if not _platform in {"android", "ios"}
 
 _findings contains "app_id_not_allowed" if {
 	allowed := _restriction("allowed_app_ids")
@@ -202,35 +184,25 @@ _findings contains "integrity_not_met" if {
 	not required in have
 }
 
-_findings contains "device_rooted" if {
-	_flag(_device, "rooted")
-	not _allowed("allow_rooted")
+# Reported booleans: reason -> [claim section, key, setting that overrides it].
+# allow_debuggable covers both debug signals: together they mean "dev build".
+# Tampering has no override: a patched or re-signed binary is never trusted.
+_flag_checks := {
+	"device_rooted": ["device", "rooted", "allow_rooted"],
+	"emulator": ["device", "emulator", "allow_emulator"],
+	"bootloader_unlocked": ["device", "bootloader_unlocked", "allow_bootloader_unlocked"],
+	"app_debuggable": ["app", "debuggable", "allow_debuggable"],
+	"debugger_attached": ["runtime", "debugger", "allow_debuggable"],
+	"app_tampered": ["runtime", "app_tampered", ""],
 }
 
-_findings contains "emulator" if {
-	_flag(_device, "emulator")
-	not _allowed("allow_emulator")
+_findings contains reason if {
+	some reason, check in _flag_checks
+	_flag(_obj(object.get(_att, check[0], {})), check[1])
+	not _allowed(check[2])
 }
 
-_findings contains "bootloader_unlocked" if {
-	_flag(_device, "bootloader_unlocked")
-	not _allowed("allow_bootloader_unlocked")
-}
-
-_findings contains "app_debuggable" if {
-	_flag(_app, "debuggable")
-	not _allowed("allow_debuggable")
-}
-
-_findings contains "debugger_attached" if {
-	_flag(_runtime, "debugger")
-	not _allowed("allow_debuggable")
-}
-
-# Tampering has no override: a re-signed/patched binary is never trusted.
-_findings contains "app_tampered" if _flag(_runtime, "app_tampered")
-
-_hooks := _list(object.get(_runtime, "hooks", []))
+_hooks := _list(object.get(_obj(object.get(_att, "runtime", {})), "hooks", []))
 
 _findings contains "hooking_detected" if {
 	_setting("denied_hooks", null) == null

@@ -257,3 +257,36 @@ test_compromised_android_reports_all_reasons_sorted if {
 test_unknown_platform_still_reports_generic_findings if {
 	_denied({"device": {"platform": "symbian", "rooted": true}}, {}, ["device_rooted", "unknown_platform"])
 }
+
+# --- robustness: garbage claims or settings must still decide (deny), never error --
+
+_garbage_atts := [
+	null, 1, "x", [],
+	{"app": "x", "device": [], "runtime": 3, "risk": "high"},
+	{
+		"app": {"id": 5, "version": 7, "signer_sha256": "ABC", "installer": [], "debuggable": "no"},
+		"device": {"platform": "android", "os_version": ["1"], "patch_level": 20240101, "integrity": "X", "rooted": 0},
+		"runtime": {"hooks": "frida", "debugger": null},
+		"risk": {"score": null},
+	},
+	{"app": {"version": ".."}, "device": {"platform": "ios", "os_version": "abc", "rooted": "false"}},
+]
+
+_garbage_settings := [
+	{},
+	{"allowed_app_ids": "com.x", "allowed_signers": 5, "min_app_version": ["1"], "min_os_version": "12", "required_integrity": "X", "denied_hooks": "frida", "max_risk_score": "70"},
+	{"min_app_version": "1.0", "min_os_version": {"android": 12, "ios": ["15"]}, "min_patch_level": "2024-01-01", "denied_hooks": [1, "FRIDA"]},
+]
+
+test_garbage_never_errors_and_never_allows if {
+	results := [d |
+		some att in _garbage_atts
+		some s in _garbage_settings
+		d := _decide(att, s)
+	]
+	count(results) == count(_garbage_atts) * count(_garbage_settings)
+	every d in results {
+		d.allow == false
+		count(d.reasons) > 0
+	}
+}

@@ -7,11 +7,10 @@
 use std::fmt;
 
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
-use jwt_compact::alg::{
-    Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, StrongAlg, StrongKey,
-};
+use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwtAlgorithm, AlgorithmSignature};
+use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value};
 
 use crate::error::ConfigError;
@@ -87,7 +86,18 @@ impl Algorithm {
         }
     }
 
-    fn rsa(self) -> Option<Rsa> {
+    /// The JWK `kty` this algorithm's keys have.
+    pub(crate) fn kty(self) -> &'static str {
+        match self {
+            Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512 => "oct",
+            Algorithm::Es256 => "EC",
+            Algorithm::EdDsa => "OKP",
+            _ => "RSA",
+        }
+    }
+
+    /// The jwt-compact RSA algorithm, for `RS*` and `PS*`.
+    pub(crate) fn rsa(self) -> Option<Rsa> {
         Some(match self {
             Algorithm::Rs256 => Rsa::rs256(),
             Algorithm::Rs384 => Rsa::rs384(),
@@ -111,7 +121,7 @@ enum Material {
     Hs384(Hs384Key),
     Hs512(Hs512Key),
     Es256(p256::ecdsa::VerifyingKey),
-    Rsa(Rsa, StrongKey<rsa::RsaPublicKey>),
+    Rsa(Rsa, rsa::RsaPublicKey),
     EdDsa(ed25519_dalek::VerifyingKey),
 }
 
@@ -150,9 +160,7 @@ impl Key {
             Material::Hs384(key) => check_signature(&Hs384, key, signing_input, signature),
             Material::Hs512(key) => check_signature(&Hs512, key, signing_input, signature),
             Material::Es256(key) => check_signature(&Es256, key, signing_input, signature),
-            Material::Rsa(alg, key) => {
-                check_signature(&StrongAlg(*alg), key, signing_input, signature)
-            }
+            Material::Rsa(alg, key) => check_signature(alg, key, signing_input, signature),
             Material::EdDsa(key) => check_signature(&Ed25519, key, signing_input, signature),
         }
     }
@@ -228,9 +236,14 @@ impl Key {
                 let rsa = rsa_alg.rsa().ok_or_else(wrong_type)?;
                 let public = rsa::RsaPublicKey::try_from(&parsed)
                     .map_err(|err| at(format!("invalid RSA key: {err}")))?;
-                let strong = StrongKey::try_from(public)
-                    .map_err(|_| at("weak key: RSA modulus shorter than 2048 bits".into()))?;
-                Material::Rsa(rsa, strong)
+                // RFC 7518 §3.3. (jwt-compact's StrongKey would also refuse e.g. 2560 bits.)
+                let bits = public.n().bits();
+                if bits < 2048 {
+                    return Err(at(format!(
+                        "weak key: RSA modulus is {bits} bits, at least 2048 required"
+                    )));
+                }
+                Material::Rsa(rsa, public)
             }
         };
         Ok(Key { kid, alg, material })

@@ -35,7 +35,7 @@ mod error;
 mod gate;
 mod json;
 mod keys;
-// pub mod mint; (TEMP)
+pub mod mint;
 mod policy;
 mod request;
 mod token;

@@ -1,1 +1,256 @@
-fn main(){}
+//! `attestgate`: evaluate tokens and policies offline, mint test tokens, generate keys.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use attestgate_policy::mint::{claims_with_expiry, SigningKey};
+use attestgate_policy::{Config, Gate, Request};
+use clap::{Parser, Subcommand, ValueEnum};
+
+mod keygen;
+
+/// Mobile-app attestation gate: check tokens against a gate config, mint tokens, make keys.
+#[derive(Debug, Parser)]
+#[command(name = "attestgate", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decide one request as the gateway filter would; prints the decision as JSON.
+    /// Exit code: 0 allowed, 1 denied, 2 usage or config error.
+    Check(CheckArgs),
+    /// Sign claims into a token with a private JWK.
+    Mint(MintArgs),
+    /// Generate a private JWK and print it with its public JWKS.
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Gate config, JSON or YAML (by extension).
+    #[arg(long)]
+    config: PathBuf,
+    /// The token; placed in the configured header with its prefix.
+    #[arg(long, conflicts_with = "token_file")]
+    token: Option<String>,
+    /// File holding the token.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Extra request header, `Name: value`; repeatable.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request path, with query if any.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Request host.
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// Client address.
+    #[arg(long)]
+    source_ip: Option<String>,
+    /// Evaluation time, unix seconds (default: now).
+    #[arg(long)]
+    now: Option<i64>,
+    /// Pretty-print the JSON.
+    #[arg(long)]
+    pretty: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct MintArgs {
+    /// Private JWK file (as printed by `attestgate keygen`).
+    #[arg(long, required_unless_present = "secret")]
+    key: Option<PathBuf>,
+    /// Approov-style base64 HS256 secret instead of a JWK.
+    #[arg(long, conflicts_with = "key")]
+    secret: Option<String>,
+    /// Claims: a JSON object file (`-` for stdin).
+    #[arg(long)]
+    claims: PathBuf,
+    /// Key id for the header (default: the JWK's `kid`).
+    #[arg(long)]
+    kid: Option<String>,
+    /// Set `exp` this many seconds from now (and `iat` to now if absent).
+    #[arg(long, allow_hyphen_values = true)]
+    exp_in: Option<i64>,
+    /// Time to mint at, unix seconds (default: now).
+    #[arg(long)]
+    now: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum KeyAlg {
+    #[value(name = "HS256")]
+    Hs256,
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "RS256")]
+    Rs256,
+    #[value(name = "PS256")]
+    Ps256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+#[derive(Debug, clap::Args)]
+struct KeygenArgs {
+    /// Algorithm the key is pinned to.
+    #[arg(long, value_enum)]
+    alg: KeyAlg,
+    /// Key id (default: the RFC 7638 thumbprint).
+    #[arg(long)]
+    kid: Option<String>,
+    /// Write the private JWK here and the public JWKS to `<FILE>.pub.json` instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Mint(args) => mint(&args).map(|()| ExitCode::SUCCESS),
+        Command::Keygen(args) => keygen_cmd(&args).map(|()| ExitCode::SUCCESS),
+    };
+    outcome.unwrap_or_else(|err| {
+        eprintln!("attestgate: {err:#}");
+        ExitCode::from(2)
+    })
+}
+
+fn check(args: &CheckArgs) -> Result<ExitCode> {
+    let config = load_config(&args.config)?;
+    let gate = Gate::from_config(config).context("loading the gate config")?;
+    let mut request = Request::new(&args.method, &args.path).with_host(&args.host);
+    if let Some(ip) = &args.source_ip {
+        request = request.with_source_ip(ip);
+    }
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .with_context(|| format!("header `{header}` is not `Name: value`"))?;
+        request = request.with_header(name.trim(), value.trim());
+    }
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => Some(token.trim().to_owned()),
+        (None, Some(file)) => Some(read_text(file)?.trim().to_owned()),
+        (None, None) => None,
+    };
+    if let Some(token) = token {
+        let token_config = &gate.config().token;
+        let value = format!("{}{token}", token_config.prefix.as_deref().unwrap_or(""));
+        request = request.with_header(&token_config.header, value);
+    }
+    let decision = gate.check(&request, args.now.unwrap_or_else(unix_now));
+    let json = if args.pretty {
+        serde_json::to_string_pretty(&decision)?
+    } else {
+        serde_json::to_string(&decision)?
+    };
+    println!("{json}");
+    Ok(if decision.allow {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reads a config as JSON or YAML, resolving `policy.module_files` relative to the file.
+pub fn load_config(path: &Path) -> Result<Config> {
+    let text = read_text(path)?;
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    );
+    let mut config: Config = if yaml {
+        serde_yaml::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("invalid config {}", path.display()))?
+    };
+    if let Some(policy) = &mut config.policy {
+        let base = path.parent().unwrap_or(Path::new("."));
+        for file in std::mem::take(&mut policy.module_files) {
+            let full = base.join(&file);
+            let source = read_text(&full)?;
+            let name = Path::new(&file)
+                .file_name()
+                .map_or(file.clone(), |n| n.to_string_lossy().into_owned());
+            if policy.modules.insert(name.clone(), source).is_some() {
+                bail!("policy module `{name}` is given twice");
+            }
+        }
+    }
+    Ok(config)
+}
+
+fn mint(args: &MintArgs) -> Result<()> {
+    let key = match (&args.key, &args.secret) {
+        (Some(path), _) => {
+            let jwk: serde_json::Value = serde_json::from_str(&read_text(path)?)
+                .with_context(|| format!("{} is not JSON", path.display()))?;
+            SigningKey::from_jwk(&jwk)?
+        }
+        (None, Some(secret)) => SigningKey::hs256_from_base64_secret(secret)?,
+        (None, None) => bail!("give --key or --secret"),
+    };
+    let key = match &args.kid {
+        Some(kid) => key.with_kid(Some(kid.clone())),
+        None => key,
+    };
+    let claims: serde_json::Value = serde_json::from_str(&read_text(&args.claims)?)
+        .with_context(|| format!("{} is not JSON", args.claims.display()))?;
+    let serde_json::Value::Object(claims) = claims else {
+        bail!("claims must be a JSON object");
+    };
+    let claims = claims_with_expiry(claims, args.now.unwrap_or_else(unix_now), args.exp_in);
+    println!("{}", key.sign(&claims)?);
+    Ok(())
+}
+
+fn keygen_cmd(args: &KeygenArgs) -> Result<()> {
+    let alg = match args.alg {
+        KeyAlg::Hs256 => "HS256",
+        KeyAlg::Es256 => "ES256",
+        KeyAlg::Rs256 => "RS256",
+        KeyAlg::Ps256 => "PS256",
+        KeyAlg::EdDsa => "EdDSA",
+    };
+    let key = keygen::keygen(alg, args.kid.as_deref())?;
+    let private = serde_json::to_string_pretty(&key.private_jwk)?;
+    let public = serde_json::to_string_pretty(&key.public_jwks)?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, private + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            let public_path = path.with_extension("pub.json");
+            std::fs::write(&public_path, public + "\n")
+                .with_context(|| format!("writing {}", public_path.display()))?;
+        }
+        None => println!(
+            "{}",
+            serde_json::json!({ "private_jwk": key.private_jwk, "public_jwks": key.public_jwks })
+        ),
+    }
+    Ok(())
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    if path == Path::new("-") {
+        return std::io::read_to_string(std::io::stdin()).context("reading stdin");
+    }
+    std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
