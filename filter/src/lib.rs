@@ -1,1 +1,245 @@
+//! attestgate as a proxy-wasm HTTP filter: glue between the host (Envoy, Kong) and the core.
+//!
+//! One root context per worker VM parses and compiles the config once in `on_configure` and
+//! shares the [`Gate`] with every HTTP context. Per request the filter reads headers, asks
+//! [`plan::plan`], and carries out the answer. It never panics into the host: every host call
+//! is checked, and a failure denies with `internal_error` instead of trapping the VM.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use attestgate_policy::Gate;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
+
+pub mod plan;
+
+use plan::Action as Plan;
+
+// The entry point the proxy-wasm ABI requires; the SDK's macro exports it.
+#[allow(unsafe_code)]
+mod entry {
+    proxy_wasm::main! {{
+        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(super::AttestRoot::default())
+        });
+    }}
+}
+
+fn log(level: LogLevel, message: &str) {
+    // Nothing sensible is left to do if logging itself fails.
+    let _ = hostcalls::log(level, message);
+}
+
+/// Counter ids by name, defined once per VM.
+#[derive(Debug, Default)]
+struct Metrics {
+    ids: HashMap<String, u32>,
+}
+
+impl Metrics {
+    fn define() -> Metrics {
+        let mut ids = HashMap::new();
+        for name in plan::all_counter_names() {
+            match hostcalls::define_metric(MetricType::Counter, &name) {
+                Ok(id) => {
+                    ids.insert(name, id);
+                }
+                Err(status) => log(
+                    LogLevel::Warn,
+                    &format!("attestgate: cannot define metric {name}: {status:?}"),
+                ),
+            }
+        }
+        Metrics { ids }
+    }
+
+    fn increment(&self, name: &str) {
+        if let Some(id) = self.ids.get(name) {
+            let _ = hostcalls::increment_metric(*id, 1);
+        }
+    }
+}
+
+/// Per-worker state: the loaded gate and the counters.
+#[derive(Default)]
+struct AttestRoot {
+    gate: Option<Rc<Gate>>,
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+impl Context for AttestRoot {}
+
+impl RootContext for AttestRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                log(
+                    LogLevel::Critical,
+                    "attestgate: invalid config: no plugin configuration given",
+                );
+                return false;
+            }
+            Err(status) => {
+                log(
+                    LogLevel::Critical,
+                    &format!("attestgate: cannot read plugin configuration: {status:?}"),
+                );
+                return false;
+            }
+        };
+        let text = match std::str::from_utf8(&config) {
+            Ok(text) => text,
+            Err(_) => {
+                log(LogLevel::Critical, "attestgate: invalid config: not UTF-8");
+                return false;
+            }
+        };
+        match Gate::from_json(text) {
+            Ok(gate) => {
+                let keys = gate.keys().keys().len();
+                self.gate = Some(Rc::new(gate));
+                if self.metrics.borrow().ids.is_empty() {
+                    *self.metrics.borrow_mut() = Metrics::define();
+                }
+                log(
+                    LogLevel::Info,
+                    &format!("attestgate: configured with {keys} key(s)"),
+                );
+                true
+            }
+            Err(err) => {
+                // Fail closed: the host refuses the config and keeps no half-loaded filter.
+                log(LogLevel::Critical, &format!("attestgate: {err}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(AttestHttp {
+            gate: self.gate.clone(),
+            metrics: Rc::clone(&self.metrics),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct AttestHttp {
+    gate: Option<Rc<Gate>>,
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+impl Context for AttestHttp {}
+
+impl HttpContext for AttestHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let action = match self.decide() {
+            Ok(action) => action,
+            Err(problem) => {
+                log(
+                    LogLevel::Error,
+                    &format!("attestgate: internal error: {problem}"),
+                );
+                self.metrics.borrow().increment("attestgate.errors");
+                plan::internal_error()
+            }
+        };
+        carry_out(action)
+    }
+}
+
+impl AttestHttp {
+    fn decide(&self) -> Result<Plan, String> {
+        let gate = self.gate.as_ref().ok_or("no gate configured")?;
+        let headers = hostcalls::get_map(MapType::HttpRequestHeaders)
+            .map_err(|status| format!("reading request headers: {status:?}"))?;
+        let source = hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten();
+        let now = hostcalls::get_current_time()
+            .map_err(|status| format!("reading the clock: {status:?}"))?
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| "clock before 1970".to_owned())?
+            .as_secs();
+        let now = i64::try_from(now).map_err(|_| "clock out of range".to_owned())?;
+        let (decision, action) = plan::plan(gate, headers, source.as_deref(), now);
+        let metrics = self.metrics.borrow();
+        for name in plan::counters(&decision) {
+            metrics.increment(&name);
+        }
+        if !decision.allow || decision.verdict == attestgate_policy::Verdict::Deny {
+            let mut line = format!(
+                "attestgate: {} {} reason={} mode={}",
+                if decision.allow {
+                    "monitored-deny"
+                } else {
+                    "deny"
+                },
+                decision.status,
+                decision.reason,
+                decision.mode.as_str(),
+            );
+            if let Some(detail) = &decision.detail {
+                line.push_str(&format!(" detail={detail}"));
+            }
+            log(LogLevel::Info, &line);
+        }
+        Ok(action)
+    }
+}
+
+fn carry_out(action: Plan) -> Action {
+    match action {
+        Plan::Continue { remove, set } => {
+            for name in &remove {
+                if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+                {
+                    return fail_closed(&format!("removing header {name}: {status:?}"));
+                }
+            }
+            for (name, value) in &set {
+                if let Err(status) =
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                {
+                    return fail_closed(&format!("setting header {name}: {status:?}"));
+                }
+            }
+            Action::Continue
+        }
+        Plan::Respond {
+            status,
+            headers,
+            body,
+        } => {
+            let headers: Vec<(&str, &str)> = headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            if let Err(err) = hostcalls::send_http_response(status, headers, Some(body.as_bytes()))
+            {
+                log(
+                    LogLevel::Error,
+                    &format!("attestgate: cannot send the reply: {err:?}"),
+                );
+            }
+            Action::Pause
+        }
+    }
+}
+
+/// A header we must strip or set could not be: the request must not go on half-processed.
+fn fail_closed(problem: &str) -> Action {
+    log(
+        LogLevel::Error,
+        &format!("attestgate: internal error: {problem}"),
+    );
+    carry_out(plan::internal_error())
+}

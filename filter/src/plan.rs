@@ -1,0 +1,302 @@
+//! What to do with one request, decided without touching the host.
+//!
+//! The proxy-wasm glue in `lib.rs` reads headers and properties, calls [`plan`], and carries
+//! out the [`Action`]. Keeping this pure lets it be tested natively, fast.
+
+use attestgate_policy::{Decision, Gate, Mode, Reason, Request, Verdict};
+
+/// Header set on the upstream request when monitor mode let a failing request through.
+pub const DECISION_HEADER: &str = "x-attestgate-decision";
+/// Header naming the reason, on denials and on monitored requests.
+pub const REASON_HEADER: &str = "x-attestgate-reason";
+
+/// What the host must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Let the request go upstream after removing and then setting these headers.
+    Continue {
+        /// Header names to remove (lower case).
+        remove: Vec<String>,
+        /// Headers to set, replacing any value.
+        set: Vec<(String, String)>,
+    },
+    /// Answer locally; nothing goes upstream.
+    Respond {
+        /// HTTP status.
+        status: u32,
+        /// Reply headers.
+        headers: Vec<(String, String)>,
+        /// JSON body.
+        body: String,
+    },
+}
+
+/// Decides a request from its headers (pseudo-headers included), the host's
+/// `source.address` property and the time.
+pub fn plan(
+    gate: &Gate,
+    headers: Vec<(String, String)>,
+    source_address: Option<&[u8]>,
+    now: i64,
+) -> (Decision, Action) {
+    let request = request_facts(headers, source_address);
+    let decision = gate.check(&request, now);
+    let action = action_for(gate, &decision);
+    (decision, action)
+}
+
+/// Builds the core's view of the request from proxy-wasm headers.
+pub fn request_facts(headers: Vec<(String, String)>, source_address: Option<&[u8]>) -> Request {
+    let mut request = Request::default();
+    for (name, value) in headers {
+        match name.as_str() {
+            ":method" => request.method = value,
+            ":path" => request.path = value,
+            ":authority" => request.host = value,
+            pseudo if pseudo.starts_with(':') => {}
+            _ => request.headers.push((name, value)),
+        }
+    }
+    request.source_ip = source_address
+        .and_then(|raw| std::str::from_utf8(raw).ok())
+        .map(strip_port);
+    request
+}
+
+/// `203.0.113.7:5100` → `203.0.113.7`, `[2001:db8::1]:443` → `2001:db8::1`.
+fn strip_port(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_owned();
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.to_owned()
+        }
+        _ => address.to_owned(),
+    }
+}
+
+fn action_for(gate: &Gate, decision: &Decision) -> Action {
+    let config = gate.config();
+    if !decision.allow {
+        let mut headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (
+                REASON_HEADER.to_owned(),
+                decision.reason.as_str().to_owned(),
+            ),
+        ];
+        headers.extend(decision.headers.clone());
+        return Action::Respond {
+            status: u32::from(decision.status),
+            headers,
+            body: decision.error_body(),
+        };
+    }
+    // Headers the gate vouches for are never taken from the client.
+    let mut remove: Vec<String> = config
+        .claim_to_headers
+        .iter()
+        .map(|mapping| mapping.header.to_ascii_lowercase())
+        .chain([DECISION_HEADER.to_owned(), REASON_HEADER.to_owned()])
+        .collect();
+    if !config.forward {
+        remove.push(config.token.header.to_ascii_lowercase());
+    }
+    let mut set: Vec<(String, String)> = decision.headers.clone().into_iter().collect();
+    if decision.mode == Mode::Monitor && decision.verdict == Verdict::Deny {
+        set.push((DECISION_HEADER.to_owned(), "deny".to_owned()));
+        set.push((
+            REASON_HEADER.to_owned(),
+            decision.reason.as_str().to_owned(),
+        ));
+    }
+    Action::Continue { remove, set }
+}
+
+/// The counters a decision increments, by name.
+pub fn counters(decision: &Decision) -> Vec<String> {
+    match (decision.allow, decision.verdict, decision.reason) {
+        (true, _, Reason::Bypassed) => vec!["attestgate.bypassed".to_owned()],
+        (true, Verdict::Allow, _) => vec!["attestgate.allowed".to_owned()],
+        (true, Verdict::Deny, reason) => vec![
+            "attestgate.monitored_denied".to_owned(),
+            format!("attestgate.monitored_denied.{reason}"),
+        ],
+        (false, _, reason) => vec![
+            "attestgate.denied".to_owned(),
+            format!("attestgate.denied.{reason}"),
+        ],
+    }
+}
+
+/// Every counter name, so all can be defined (and show as 0) at configure time.
+pub fn all_counter_names() -> Vec<String> {
+    let mut names = vec![
+        "attestgate.allowed".to_owned(),
+        "attestgate.bypassed".to_owned(),
+        "attestgate.denied".to_owned(),
+        "attestgate.monitored_denied".to_owned(),
+        "attestgate.errors".to_owned(),
+    ];
+    for reason in Reason::ALL {
+        if !matches!(reason, Reason::Allowed | Reason::Bypassed) {
+            names.push(format!("attestgate.denied.{reason}"));
+            names.push(format!("attestgate.monitored_denied.{reason}"));
+        }
+    }
+    names
+}
+
+/// The reply for a failure inside the filter itself: fail closed, say little.
+pub fn internal_error() -> Action {
+    Action::Respond {
+        status: 500,
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (
+                REASON_HEADER.to_owned(),
+                Reason::InternalError.as_str().to_owned(),
+            ),
+        ],
+        body: r#"{"error":"internal_error","reasons":[]}"#.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use attestgate_policy::mint::SigningKey;
+
+    const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    const NOW: i64 = 1_700_000_000;
+
+    fn gate(extra: &str) -> Gate {
+        Gate::from_json(&format!(
+            r#"{{"keys":{{"approov_secret":"{SECRET}"}},
+                "claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]{extra}}}"#
+        ))
+        .unwrap()
+    }
+
+    fn token(exp_in: i64) -> String {
+        let claims = serde_json::json!({"exp": NOW + exp_in, "did": "dev-1"});
+        SigningKey::hs256_from_base64_secret(SECRET)
+            .unwrap()
+            .sign(claims.as_object().unwrap())
+            .unwrap()
+    }
+
+    fn headers(token: Option<&str>, path: &str) -> Vec<(String, String)> {
+        let mut h = vec![
+            (":method".to_owned(), "GET".to_owned()),
+            (":path".to_owned(), path.to_owned()),
+            (":authority".to_owned(), "api.example.com".to_owned()),
+            ("x-device-id".to_owned(), "spoofed".to_owned()),
+        ];
+        if let Some(t) = token {
+            h.push(("approov-token".to_owned(), t.to_owned()));
+        }
+        h
+    }
+
+    #[test]
+    fn allowed_requests_lose_the_token_and_spoofed_claims() {
+        let (decision, action) = plan(&gate(""), headers(Some(&token(300)), "/"), None, NOW);
+        assert!(decision.allow);
+        let Action::Continue { remove, set } = action else {
+            panic!("{action:?}")
+        };
+        assert!(remove.contains(&"approov-token".to_owned()));
+        assert!(remove.contains(&"x-device-id".to_owned()));
+        assert_eq!(set, vec![("x-device-id".to_owned(), "dev-1".to_owned())]);
+        assert_eq!(counters(&decision), ["attestgate.allowed"]);
+    }
+
+    #[test]
+    fn forward_keeps_the_token() {
+        let (_, action) = plan(
+            &gate(r#","forward":true"#),
+            headers(Some(&token(300)), "/"),
+            None,
+            NOW,
+        );
+        let Action::Continue { remove, .. } = action else {
+            panic!("{action:?}")
+        };
+        assert!(!remove.contains(&"approov-token".to_owned()));
+    }
+
+    #[test]
+    fn denials_become_json_replies() {
+        let (decision, action) = plan(&gate(""), headers(Some(&token(-600)), "/"), None, NOW);
+        let Action::Respond {
+            status,
+            headers,
+            body,
+        } = action
+        else {
+            panic!("{action:?}")
+        };
+        assert_eq!(status, 401);
+        assert!(headers.contains(&(REASON_HEADER.to_owned(), "token_expired".to_owned())));
+        assert!(headers.contains(&("content-type".to_owned(), "application/json".to_owned())));
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], "token_expired");
+        assert_eq!(
+            counters(&decision),
+            ["attestgate.denied", "attestgate.denied.token_expired"]
+        );
+    }
+
+    #[test]
+    fn monitor_mode_continues_with_decision_headers() {
+        let (decision, action) = plan(&gate(r#","mode":"monitor""#), headers(None, "/"), None, NOW);
+        let Action::Continue { set, .. } = action else {
+            panic!("{action:?}")
+        };
+        assert!(set.contains(&(DECISION_HEADER.to_owned(), "deny".to_owned())));
+        assert!(set.contains(&(REASON_HEADER.to_owned(), "token_missing".to_owned())));
+        assert_eq!(
+            counters(&decision),
+            [
+                "attestgate.monitored_denied",
+                "attestgate.monitored_denied.token_missing"
+            ]
+        );
+    }
+
+    #[test]
+    fn request_facts_come_from_pseudo_headers_and_source_address() {
+        let r = request_facts(headers(None, "/a?b"), Some(b"203.0.113.7:5100"));
+        assert_eq!((r.method.as_str(), r.path.as_str()), ("GET", "/a?b"));
+        assert_eq!(r.host, "api.example.com");
+        assert_eq!(r.source_ip.as_deref(), Some("203.0.113.7"));
+        assert!(r.headers.iter().all(|(n, _)| !n.starts_with(':')));
+        assert_eq!(strip_port("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
+        assert_eq!(strip_port("10.0.0.1"), "10.0.0.1");
+    }
+
+    #[test]
+    fn every_counter_a_decision_uses_is_predefined() {
+        let all = all_counter_names();
+        let mut outcomes = vec![
+            (true, Verdict::Allow, Reason::Allowed),
+            (true, Verdict::Allow, Reason::Bypassed),
+        ];
+        for reason in Reason::ALL {
+            if !matches!(reason, Reason::Allowed | Reason::Bypassed) {
+                outcomes.push((false, Verdict::Deny, reason));
+                outcomes.push((true, Verdict::Deny, reason));
+            }
+        }
+        for (allow, verdict, reason) in outcomes {
+            let mut d = gate("").check(&Request::new("GET", "/"), NOW);
+            (d.allow, d.verdict, d.reason) = (allow, verdict, reason);
+            for name in counters(&d) {
+                assert!(all.contains(&name), "{name} is not predefined");
+            }
+        }
+    }
+}
