@@ -28,6 +28,8 @@
 //! assert_eq!((decision.allow, decision.reason), (false, Reason::TokenExpired));
 //! ```
 
+#![warn(missing_docs)]
+
 mod binding;
 mod config;
 mod decision;
