@@ -15,7 +15,8 @@ use base64ct::{Base64, Encoding};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-const NOW: i64 = 1_700_000_000;
+/// The fixed clock every command runs at.
+const NOW: &str = "1700000000";
 
 /// A scratch directory per test, removed afterwards.
 struct Scratch(PathBuf);
@@ -254,7 +255,7 @@ fn missing_token_and_monitor_mode() {
     let scratch = Scratch::new("modes");
     let (key, public) = keygen(&scratch, "EdDSA", "ed");
     let enforce = scratch.write("enforce.json", &json!({ "keys": public }).to_string());
-    let out = attestgate(&["check", "--config", p(&enforce), "--now", "1700000000"]);
+    let out = attestgate(&["check", "--config", p(&enforce), "--now", NOW]);
     let decision: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(decision["reason"], "token_missing");
