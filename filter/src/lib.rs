@@ -50,7 +50,7 @@ impl Metrics {
                 }
                 Err(status) => log(
                     LogLevel::Warn,
-                    &format!("attestgate: cannot define metric {name}: {status:?}"),
+                    &format!("cannot define metric {name}: {status:?}"),
                 ),
             }
         }
@@ -80,14 +80,14 @@ impl RootContext for AttestRoot {
             Ok(None) => {
                 log(
                     LogLevel::Critical,
-                    "attestgate: invalid config: no plugin configuration given",
+                    "invalid config: no plugin configuration given",
                 );
                 return false;
             }
             Err(status) => {
                 log(
                     LogLevel::Critical,
-                    &format!("attestgate: cannot read plugin configuration: {status:?}"),
+                    &format!("cannot read plugin configuration: {status:?}"),
                 );
                 return false;
             }
@@ -95,7 +95,7 @@ impl RootContext for AttestRoot {
         let text = match std::str::from_utf8(&config) {
             Ok(text) => text,
             Err(_) => {
-                log(LogLevel::Critical, "attestgate: invalid config: not UTF-8");
+                log(LogLevel::Critical, "invalid config: not UTF-8");
                 return false;
             }
         };
@@ -106,15 +106,12 @@ impl RootContext for AttestRoot {
                 if self.metrics.borrow().ids.is_empty() {
                     *self.metrics.borrow_mut() = Metrics::define();
                 }
-                log(
-                    LogLevel::Info,
-                    &format!("attestgate: configured with {keys} key(s)"),
-                );
+                log(LogLevel::Info, &format!("configured with {keys} key(s)"));
                 true
             }
             Err(err) => {
                 // Fail closed: the host refuses the config and keeps no half-loaded filter.
-                log(LogLevel::Critical, &format!("attestgate: {err}"));
+                log(LogLevel::Critical, &format!("{err}"));
                 false
             }
         }
@@ -144,10 +141,7 @@ impl HttpContext for AttestHttp {
         let action = match self.decide() {
             Ok(action) => action,
             Err(problem) => {
-                log(
-                    LogLevel::Error,
-                    &format!("attestgate: internal error: {problem}"),
-                );
+                log(LogLevel::Error, &format!("internal error: {problem}"));
                 self.metrics.borrow().increment("attestgate.errors");
                 plan::internal_error()
             }
@@ -177,7 +171,7 @@ impl AttestHttp {
         }
         if !decision.allow || decision.verdict == attestgate_policy::Verdict::Deny {
             let mut line = format!(
-                "attestgate: {} {} reason={} mode={}",
+                "{} {} reason={} mode={}",
                 if decision.allow {
                     "monitored-deny"
                 } else {
@@ -225,10 +219,7 @@ fn carry_out(action: Plan) -> Action {
                 .collect();
             if let Err(err) = hostcalls::send_http_response(status, headers, Some(body.as_bytes()))
             {
-                log(
-                    LogLevel::Error,
-                    &format!("attestgate: cannot send the reply: {err:?}"),
-                );
+                log(LogLevel::Error, &format!("cannot send the reply: {err:?}"));
             }
             Action::Pause
         }
@@ -237,9 +228,6 @@ fn carry_out(action: Plan) -> Action {
 
 /// A header we must strip or set could not be: the request must not go on half-processed.
 fn fail_closed(problem: &str) -> Action {
-    log(
-        LogLevel::Error,
-        &format!("attestgate: internal error: {problem}"),
-    );
+    log(LogLevel::Error, &format!("internal error: {problem}"));
     carry_out(plan::internal_error())
 }

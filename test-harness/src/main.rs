@@ -28,6 +28,20 @@ enum Command {
     Mint(MintArgs),
     /// Generate a private JWK and print it with its public JWKS.
     Keygen(KeygenArgs),
+    /// Print a config as the filter takes it: one JSON document, Rego modules inlined.
+    /// With --envoy-template, print the template with `{{ATTESTGATE_CONFIG}}` replaced.
+    Render(RenderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RenderArgs {
+    /// Gate config, JSON or YAML (by extension).
+    #[arg(long)]
+    config: PathBuf,
+    /// An Envoy config template holding `{{ATTESTGATE_CONFIG}}` where the plugin
+    /// configuration's string value goes.
+    #[arg(long)]
+    envoy_template: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -119,6 +133,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Mint(args) => mint(&args).map(|()| ExitCode::SUCCESS),
         Command::Keygen(args) => keygen_cmd(&args).map(|()| ExitCode::SUCCESS),
+        Command::Render(args) => render(&args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|err| {
         eprintln!("attestgate: {err:#}");
@@ -241,6 +256,28 @@ fn keygen_cmd(args: &KeygenArgs) -> Result<()> {
     }
     Ok(())
 }
+
+fn render(args: &RenderArgs) -> Result<()> {
+    let config = load_config(&args.config)?;
+    // Render only what would load: a broken example must not reach Envoy.
+    Gate::from_config(config.clone()).context("loading the gate config")?;
+    let json = serde_json::to_string(&config)?;
+    match &args.envoy_template {
+        None => println!("{json}"),
+        Some(template) => {
+            let template = read_text(template)?;
+            if !template.contains(CONFIG_PLACEHOLDER) {
+                bail!("the template has no {CONFIG_PLACEHOLDER}");
+            }
+            // A JSON string literal is also a valid YAML double-quoted scalar.
+            let literal = serde_json::to_string(&json)?;
+            print!("{}", template.replace(CONFIG_PLACEHOLDER, &literal));
+        }
+    }
+    Ok(())
+}
+
+const CONFIG_PLACEHOLDER: &str = "{{ATTESTGATE_CONFIG}}";
 
 fn read_text(path: &Path) -> Result<String> {
     if path == Path::new("-") {

@@ -1,0 +1,620 @@
+//! End to end in real Envoy: every example in envoy-examples/ with the built filter.
+//!
+//! Needs `build/attestgate.wasm` (`make filter`) and Envoy (`make envoy`, or `ENVOY=path`);
+//! `make test` provides both. Missing either is a failure, never a skip.
+
+// Tests fail by panicking; the no-panic lints guard the shipped code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64ct::{Base64, Encoding};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn envoy_binary() -> PathBuf {
+    let path =
+        std::env::var_os("ENVOY").map_or_else(|| root().join(".venv/bin/envoy"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "no Envoy at {}: run `make envoy` (or set ENVOY)",
+        path.display()
+    );
+    path
+}
+
+fn wasm() -> PathBuf {
+    let path = root().join("build/attestgate.wasm");
+    assert!(
+        path.exists(),
+        "no filter at {}: run `make filter`",
+        path.display()
+    );
+    path.canonicalize().unwrap()
+}
+
+fn example(name: &str) -> PathBuf {
+    root().join("envoy-examples").join(name)
+}
+
+const EXAMPLES: [&str; 4] = ["quickstart", "token-binding", "per-route", "jwks-es256"];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cli(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_attestgate"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "attestgate {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The demo secret in an example's attestgate.yaml.
+fn secret(example_name: &str) -> String {
+    let text = std::fs::read_to_string(example(example_name).join("attestgate.yaml")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("approov_secret:"))
+        .unwrap();
+    line.split('"').nth(1).unwrap().to_owned()
+}
+
+fn write_claims(dir: &Path, name: &str, claims: &Value) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, claims.to_string()).unwrap();
+    path
+}
+
+fn claims(example_name: &str, file: &str) -> Value {
+    let path = example(example_name).join("claims").join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A running Envoy on free loopback ports, killed on drop.
+struct Envoy {
+    child: Child,
+    port: u16,
+    admin: u16,
+    dir: PathBuf,
+}
+
+impl Envoy {
+    fn start(example_name: &str) -> Envoy {
+        Envoy::start_with(
+            example_name,
+            &std::fs::read_to_string(example(example_name).join("envoy.yaml")).unwrap(),
+        )
+    }
+
+    fn start_with(name: &str, config: &str) -> Envoy {
+        let (port, upstream, admin) = (free_port(), free_port(), free_port());
+        let dir = std::env::temp_dir().join(format!("attestgate-envoy-{name}-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = config
+            .replace("port_value: 8080", &format!("port_value: {port}"))
+            .replace("port_value: 8081", &format!("port_value: {upstream}"))
+            .replace("port_value: 9901", &format!("port_value: {admin}"))
+            .replace(
+                "filename: build/attestgate.wasm",
+                &format!("filename: {}", wasm().display()),
+            );
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.join("envoy.log")).unwrap();
+        let child = Command::new(envoy_binary())
+            .args([
+                "-c",
+                config_path.to_str().unwrap(),
+                "--concurrency",
+                "1",
+                "--use-dynamic-base-id",
+            ])
+            .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut envoy = Envoy {
+            child,
+            port,
+            admin,
+            dir,
+        };
+        envoy.wait_ready();
+        envoy
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "envoy exited ({status}) before it was ready:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(resp) = ureq::get(&format!("http://127.0.0.1:{}/ready", self.admin)).call() {
+                if resp.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "envoy not ready in 60 s:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+        let mut req = ureq::request(method, &format!("http://127.0.0.1:{}{path}", self.port));
+        for (name, value) in headers {
+            req = req.set(name, value);
+        }
+        let resp = match req.call() {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(err) => panic!("{method} {path}: {err}\n{}", self.log()),
+        };
+        let status = resp.status();
+        let headers = resp
+            .headers_names()
+            .into_iter()
+            .map(|name| {
+                let value = resp.header(&name).unwrap_or_default().to_owned();
+                (name, value)
+            })
+            .collect();
+        let mut body = String::new();
+        resp.into_reader().read_to_string(&mut body).unwrap();
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        match token {
+            Some(token) => self.request("GET", path, &[("approov-token", token)]),
+            None => self.request("GET", path, &[]),
+        }
+    }
+
+    /// The filter's counters, by name without Envoy's `wasmcustom.` prefix.
+    fn counters(&self) -> BTreeMap<String, u64> {
+        let text = ureq::get(&format!(
+            "http://127.0.0.1:{}/stats?filter=attestgate",
+            self.admin
+        ))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+        text.lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                Some((
+                    name.strip_prefix("wasmcustom.")?.to_owned(),
+                    value.trim().parse().ok()?,
+                ))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|_| panic!("body is not JSON: {self:?}"))
+    }
+
+    /// A denial as the filter must send it.
+    fn assert_denied(&self, status: u16, reason: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.header("x-attestgate-reason"), Some(reason), "{self:?}");
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/json"),
+            "{self:?}"
+        );
+        assert_eq!(self.json()["error"], reason, "{self:?}");
+        assert!(self.json()["reasons"].is_array(), "{self:?}");
+        assert!(
+            self.header("x-upstream-device-id").is_none(),
+            "reached upstream: {self:?}"
+        );
+        assert!(
+            !self.body.contains("upstream"),
+            "reached upstream: {self:?}"
+        );
+    }
+
+    fn assert_reached_upstream(&self) {
+        assert_eq!(self.status, 200, "{self:?}");
+        assert_eq!(self.body.trim(), r#"{"upstream":"reached"}"#, "{self:?}");
+    }
+}
+
+fn mint_hs256(dir: &Path, secret: &str, claims: &Value, exp_in: i64) -> String {
+    let file = write_claims(dir, &format!("claims-{exp_in}.json"), claims);
+    cli(&[
+        "mint",
+        "--secret",
+        secret,
+        "--claims",
+        file.to_str().unwrap(),
+        "--exp-in",
+        &exp_in.to_string(),
+    ])
+    .trim()
+    .to_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("attestgate-e2e-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn every_example_passes_envoy_validate() {
+    for name in EXAMPLES {
+        let dir = scratch(&format!("validate-{name}"));
+        let config = std::fs::read_to_string(example(name).join("envoy.yaml"))
+            .unwrap()
+            .replace(
+                "filename: build/attestgate.wasm",
+                &format!("filename: {}", wasm().display()),
+            );
+        let path = dir.join("envoy.yaml");
+        std::fs::write(&path, config).unwrap();
+        let out = Command::new(envoy_binary())
+            .args(["--mode", "validate", "-c", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "{name}: envoy --mode validate failed:\n{log}"
+        );
+        assert!(
+            log.contains("configured with"),
+            "{name}: the filter did not load:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn rendered_examples_are_up_to_date() {
+    for name in EXAMPLES {
+        let dir = example(name);
+        let own = dir.join("envoy.yaml.in");
+        let template = if own.exists() {
+            own
+        } else {
+            root().join("envoy-examples/envoy.yaml.in")
+        };
+        let rendered = cli(&[
+            "render",
+            "--config",
+            dir.join("attestgate.yaml").to_str().unwrap(),
+            "--envoy-template",
+            template.to_str().unwrap(),
+        ]);
+        let checked_in = std::fs::read_to_string(dir.join("envoy.yaml")).unwrap();
+        assert!(
+            rendered == checked_in,
+            "{name}/envoy.yaml is stale: run `make examples`"
+        );
+    }
+}
+
+#[test]
+fn a_bad_filter_config_is_rejected_by_envoy() {
+    let dir = scratch("bad-config");
+    let template = std::fs::read_to_string(root().join("envoy-examples/envoy.yaml.in")).unwrap();
+    let weak = r#"{"keys":{"approov_secret":"c2hvcnQ="}}"#;
+    let config = template
+        .replace(
+            "{{ATTESTGATE_CONFIG}}",
+            &serde_json::to_string(weak).unwrap(),
+        )
+        .replace(
+            "filename: build/attestgate.wasm",
+            &format!("filename: {}", wasm().display()),
+        );
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(envoy_binary())
+        .args(["--mode", "validate", "-c", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "envoy accepted a weak key:\n{log}");
+    assert!(log.contains("weak key"), "the log does not say why:\n{log}");
+}
+
+#[test]
+fn quickstart_end_to_end() {
+    let dir = scratch("quickstart");
+    let envoy = Envoy::start("quickstart");
+    let secret = secret("quickstart");
+    let good = mint_hs256(&dir, &secret, &claims("quickstart", "good.json"), 300);
+    let rooted = mint_hs256(&dir, &secret, &claims("quickstart", "rooted.json"), 300);
+    let expired = mint_hs256(&dir, &secret, &claims("quickstart", "good.json"), -600);
+    let forged_secret = Base64::encode_string(b"not-the-attestation-service-secret!!");
+    let forged = mint_hs256(
+        &dir,
+        &forged_secret,
+        &claims("quickstart", "good.json"),
+        300,
+    );
+
+    let ok = envoy.request(
+        "GET",
+        "/v1/shapes",
+        &[("approov-token", &good), ("x-device-id", "spoofed")],
+    );
+    ok.assert_reached_upstream();
+    assert_eq!(
+        ok.header("x-upstream-device-id"),
+        Some("demo-device-0001"),
+        "{ok:?}"
+    );
+    assert_eq!(ok.header("x-upstream-platform"), Some("android"), "{ok:?}");
+    assert_eq!(
+        ok.header("x-upstream-token"),
+        None,
+        "the token went upstream: {ok:?}"
+    );
+
+    envoy
+        .get("/v1/shapes", None)
+        .assert_denied(401, "token_missing");
+    envoy
+        .get("/v1/shapes", Some("not.a.jwt"))
+        .assert_denied(401, "token_malformed");
+    envoy
+        .get("/v1/shapes", Some(&forged))
+        .assert_denied(401, "signature_invalid");
+    envoy
+        .get("/v1/shapes", Some(&expired))
+        .assert_denied(401, "token_expired");
+    let denied = envoy.get("/v1/shapes", Some(&rooted));
+    denied.assert_denied(403, "policy_denied");
+    let reasons = denied.json()["reasons"].clone();
+    assert!(
+        reasons
+            .as_array()
+            .unwrap()
+            .contains(&"device_rooted".into()),
+        "{denied:?}"
+    );
+
+    // A client-supplied x-device-id never reaches the upstream on its own.
+    let spoof_only = envoy.request("GET", "/v1/shapes", &[("x-device-id", "spoofed")]);
+    spoof_only.assert_denied(401, "token_missing");
+
+    let counters = envoy.counters();
+    let count = |name: &str| counters.get(name).copied().unwrap_or_default();
+    assert_eq!(count("attestgate.allowed"), 1, "{counters:?}");
+    assert_eq!(count("attestgate.denied"), 6, "{counters:?}");
+    assert_eq!(count("attestgate.denied.token_missing"), 2, "{counters:?}");
+    assert_eq!(
+        count("attestgate.denied.token_malformed"),
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(
+        count("attestgate.denied.signature_invalid"),
+        1,
+        "{counters:?}"
+    );
+    assert_eq!(count("attestgate.denied.token_expired"), 1, "{counters:?}");
+    assert_eq!(count("attestgate.denied.policy_denied"), 1, "{counters:?}");
+    assert_eq!(count("attestgate.errors"), 0, "{counters:?}");
+    // Prometheus output carries them too.
+    let prometheus = ureq::get(&format!(
+        "http://127.0.0.1:{}/stats/prometheus",
+        envoy.admin
+    ))
+    .call()
+    .unwrap()
+    .into_string()
+    .unwrap();
+    assert!(
+        prometheus.contains("attestgate_denied_token_expired"),
+        "no counter in /stats/prometheus"
+    );
+}
+
+#[test]
+fn token_binding_end_to_end() {
+    let dir = scratch("binding");
+    let envoy = Envoy::start("token-binding");
+    let secret = secret("token-binding");
+    let auth = "Bearer session-42";
+    let mut bound = claims("token-binding", "good.json");
+    bound["pay"] = Base64::encode_string(&Sha256::digest(auth.as_bytes())).into();
+    let token = mint_hs256(&dir, &secret, &bound, 300);
+    let unbound = mint_hs256(&dir, &secret, &claims("token-binding", "good.json"), 301);
+
+    let ok = envoy.request(
+        "GET",
+        "/v1/me",
+        &[("approov-token", &token), ("authorization", auth)],
+    );
+    ok.assert_reached_upstream();
+    let stolen = envoy.request(
+        "GET",
+        "/v1/me",
+        &[("approov-token", &token), ("authorization", "Bearer other")],
+    );
+    stolen.assert_denied(401, "binding_mismatch");
+    envoy
+        .request("GET", "/v1/me", &[("approov-token", &token)])
+        .assert_denied(401, "binding_mismatch");
+    envoy
+        .request(
+            "GET",
+            "/v1/me",
+            &[("approov-token", &unbound), ("authorization", auth)],
+        )
+        .assert_denied(401, "binding_missing");
+}
+
+#[test]
+fn per_route_end_to_end() {
+    let dir = scratch("per-route");
+    let envoy = Envoy::start("per-route");
+    let secret = secret("per-route");
+    let medium_risk = mint_hs256(&dir, &secret, &claims("per-route", "medium-risk.json"), 300);
+    let expired = mint_hs256(&dir, &secret, &claims("per-route", "good.json"), -600);
+
+    envoy.get("/health", None).assert_reached_upstream();
+    envoy
+        .get("/healthz", None)
+        .assert_denied(401, "token_missing");
+
+    let login = envoy.request("POST", "/login", &[("approov-token", &medium_risk)]);
+    login.assert_denied(403, "policy_denied");
+    assert!(
+        login.body.contains("risk_score_too_high_for_login"),
+        "{login:?}"
+    );
+    envoy
+        .get("/login", Some(&medium_risk))
+        .assert_reached_upstream();
+
+    let beta = envoy.get("/beta/feature?x=1", Some(&expired));
+    beta.assert_reached_upstream();
+    assert_eq!(beta.header("x-upstream-decision"), Some("deny"), "{beta:?}");
+    assert_eq!(
+        beta.header("x-upstream-reason"),
+        Some("token_expired"),
+        "{beta:?}"
+    );
+
+    let counters = envoy.counters();
+    assert_eq!(
+        counters.get("attestgate.bypassed"),
+        Some(&1),
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters.get("attestgate.monitored_denied.token_expired"),
+        Some(&1),
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters.get("attestgate.denied.policy_denied"),
+        Some(&1),
+        "{counters:?}"
+    );
+}
+
+#[test]
+fn jwks_es256_end_to_end() {
+    let dir = scratch("es256");
+    let envoy = Envoy::start("jwks-es256");
+    let key = example("jwks-es256").join("demo-es256.json");
+    let mint_es = |claims: &Value, name: &str| {
+        let file = write_claims(&dir, name, claims);
+        cli(&[
+            "mint",
+            "--key",
+            key.to_str().unwrap(),
+            "--claims",
+            file.to_str().unwrap(),
+            "--exp-in",
+            "300",
+        ])
+        .trim()
+        .to_owned()
+    };
+    let good = mint_es(&claims("jwks-es256", "good.json"), "good.json");
+    let ok = envoy.get("/v1/shapes", Some(&good));
+    ok.assert_reached_upstream();
+    assert_eq!(ok.header("x-upstream-platform"), Some("android"), "{ok:?}");
+
+    let mut other_issuer = claims("jwks-es256", "good.json");
+    other_issuer["iss"] = "evil.example".into();
+    envoy
+        .get("/v1/shapes", Some(&mint_es(&other_issuer, "evil.json")))
+        .assert_denied(401, "issuer_mismatch");
+    envoy
+        .get(
+            "/v1/shapes",
+            Some(&mint_es(
+                &claims("jwks-es256", "rooted.json"),
+                "rooted.json",
+            )),
+        )
+        .assert_denied(403, "policy_denied");
+
+    // Algorithm confusion: an HS256 token naming the ES256 key's kid.
+    let file = write_claims(&dir, "hs.json", &claims("jwks-es256", "good.json"));
+    let secret = Base64::encode_string(&[7u8; 32]);
+    let confused = cli(&[
+        "mint",
+        "--secret",
+        &secret,
+        "--kid",
+        "demo-es256",
+        "--claims",
+        file.to_str().unwrap(),
+        "--exp-in",
+        "300",
+    ]);
+    envoy
+        .get("/v1/shapes", Some(confused.trim()))
+        .assert_denied(401, "alg_not_allowed");
+}
