@@ -42,4 +42,4 @@ Counters:
 
 Starting Envoy (Ctrl-C to stop)...
 EOT
-exec "$envoy" -c $example/envoy.yaml --concurrency 1 --log-level warn --component-log-level wasm:info
+exec "$envoy" -c $example/envoy.yaml --concurrency 1 --disable-hot-restart --log-level warn --component-log-level wasm:info

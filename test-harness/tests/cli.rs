@@ -1,4 +1,8 @@
 //! The `attestgate` binary, run for real: its JSON output and exit codes are a public contract.
+//!
+//! `check` prints one JSON decision and exits 0 (allowed), 1 (denied) or 2 (usage or config
+//! error: a message on stderr, nothing on stdout). Every test works in its own scratch
+//! directory and passes `--now`, so the tests run in parallel and never depend on the clock.
 
 // Tests fail by panicking; the no-panic lints guard the shipped code.
 #![allow(
@@ -9,16 +13,31 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
-use base64ct::{Base64, Encoding};
+use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 /// The fixed clock every command runs at.
-const NOW: &str = "1700000000";
+const NOW: i64 = 1_700_000_000;
 
-/// A scratch directory per test, removed afterwards.
+/// The members a decision may have; `rule`, `headers`, `claims` and `detail` only when set.
+const DECISION_MEMBERS: [&str; 10] = [
+    "allow", "status", "reason", "reasons", "mode", "verdict", "rule", "headers", "claims",
+    "detail",
+];
+
+/// Denies rooted devices with the reason `device_rooted`.
+const ROOTED_POLICY: &str = r#"package attestgate
+decision := {"allow": count(deny) == 0, "reasons": sort([r | some r in deny])}
+deny contains "device_rooted" if input.token.claims.att.device.rooted == true
+"#;
+
+/// A 32-byte Approov-style secret.
+const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+/// A scratch directory per test (named after the test and this process), removed afterwards.
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -50,8 +69,27 @@ impl Drop for Scratch {
 fn attestgate(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_attestgate"))
         .args(args)
+        .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+fn attestgate_with_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_attestgate"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn stdout(output: &Output) -> String {
@@ -66,272 +104,784 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// `keygen --out`: the private JWK's path and the public JWKS.
-fn keygen(scratch: &Scratch, alg: &str, name: &str) -> (PathBuf, Value) {
-    let private = scratch.path(&format!("{name}.json"));
-    let out = attestgate(&["keygen", "--alg", alg, "--kid", "k1", "--out", p(&private)]);
-    assert!(out.status.success(), "keygen {alg}: {}", stderr(&out));
-    let public: Value =
-        serde_json::from_str(&std::fs::read_to_string(private.with_extension("pub.json")).unwrap())
-            .unwrap();
-    (private, public)
-}
-
-fn mint(scratch: &Scratch, key: &Path, claims: &Value, exp_in: i64) -> String {
-    let file = scratch.write("claims.json", &claims.to_string());
-    let exp_in = exp_in.to_string();
-    let out = attestgate(&[
-        "mint",
-        "--key",
-        p(key),
-        "--claims",
-        p(&file),
-        "--exp-in",
-        &exp_in,
-        "--now",
-        "1700000000",
-    ]);
-    assert!(out.status.success(), "mint: {}", stderr(&out));
-    stdout(&out).trim().to_owned()
-}
-
-/// Runs `check` and returns (exit code, decision).
-fn check(config: &Path, token: &str, extra: &[&str]) -> (i32, Value) {
-    let mut args = vec![
-        "check",
-        "--config",
-        p(config),
-        "--token",
-        token,
-        "--now",
-        "1700000000",
-    ];
-    args.extend_from_slice(extra);
-    let out = attestgate(&args);
-    let code = out.status.code().unwrap();
-    let decision = serde_json::from_str(&stdout(&out))
-        .unwrap_or_else(|err| panic!("stdout is not one JSON object ({err}): {}", stdout(&out)));
-    (code, decision)
-}
-
+/// Standard padded base64 of SHA-256: the `pay` binding claim for one bound header.
 fn pay(value: &str) -> String {
     Base64::encode_string(&Sha256::digest(value.as_bytes()))
 }
 
-const ROOTED_POLICY: &str = r#"package attestgate
-decision := {"allow": count(deny) == 0, "reasons": sort([r | some r in deny])}
-deny contains "device_rooted" if input.token.claims.att.device.rooted == true
-"#;
+/// `keygen --out` with kid `k1`: the private JWK's path and the public JWKS.
+fn keygen(scratch: &Scratch, alg: &str, name: &str) -> (PathBuf, Value) {
+    let private = scratch.path(&format!("{name}.json"));
+    let out = attestgate(&["keygen", "--alg", alg, "--kid", "k1", "--out", p(&private)]);
+    assert_eq!(out.status.code(), Some(0), "keygen {alg}: {}", stderr(&out));
+    assert!(stdout(&out).is_empty(), "keygen --out printed to stdout");
+    let public = read_json(&private.with_extension("pub.json"));
+    (private, public)
+}
 
-#[test]
-fn documented_output_for_every_algorithm_family() {
-    let scratch = Scratch::new("families");
-    let auth = "Bearer session-123";
-    for alg in ["HS256", "ES256", "RS256", "PS256", "EdDSA"] {
-        let (key, public) = keygen(&scratch, alg, &format!("{alg}-good"));
-        let (other_key, _) = keygen(&scratch, alg, &format!("{alg}-other"));
-        let config = scratch.write(
-            &format!("{alg}.json"),
-            &json!({
-                "keys": public,
-                "binding": { "headers": ["authorization"] },
-                "policy": { "modules": { "p.rego": ROOTED_POLICY } },
-            })
-            .to_string(),
+fn read_json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("reading {}: {err}", path.display()));
+    serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("{} is not JSON: {err}", path.display()))
+}
+
+/// Mints `claims` at [`NOW`] with `exp` `exp_in` seconds later, signed with a JWK file or
+/// (`--secret`) an Approov-style secret.
+fn mint(scratch: &Scratch, key: &[&str], claims: &Value, exp_in: i64) -> String {
+    let file = scratch.write("claims.json", &claims.to_string());
+    let (exp_in, now) = (exp_in.to_string(), NOW.to_string());
+    let mut args = vec!["mint"];
+    args.extend_from_slice(key);
+    args.extend_from_slice(&["--claims", p(&file), "--exp-in", &exp_in, "--now", &now]);
+    let out = attestgate(&args);
+    assert_eq!(out.status.code(), Some(0), "mint: {}", stderr(&out));
+    let token = stdout(&out);
+    assert_eq!(token.matches('.').count(), 2, "not a compact JWS: {token}");
+    token.trim().to_owned()
+}
+
+fn mint_with_jwk(scratch: &Scratch, key: &Path, claims: &Value, exp_in: i64) -> String {
+    mint(scratch, &["--key", p(key)], claims, exp_in)
+}
+
+/// Runs `check` at [`NOW`] (unless `extra` passes its own `--now`) and returns the exit code
+/// and the decision, after checking that stdout is exactly one line holding one JSON object
+/// with only documented members, and that stderr is empty.
+fn check(config: &Path, token: Option<&str>, extra: &[&str]) -> (i32, Value) {
+    let now = NOW.to_string();
+    let mut args = vec!["check", "--config", p(config)];
+    if let Some(token) = token {
+        args.extend_from_slice(&["--token", token]);
+    }
+    if !extra.contains(&"--now") {
+        args.extend_from_slice(&["--now", &now]);
+    }
+    args.extend_from_slice(extra);
+    let out = attestgate(&args);
+    let code = out.status.code().unwrap();
+    let text = stdout(&out);
+    assert!(
+        code == 0 || code == 1,
+        "exit {code}, stderr: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).is_empty(), "stderr: {}", stderr(&out));
+    assert!(
+        text.ends_with('\n') && text.lines().count() == 1,
+        "stdout is not one line: {text:?}"
+    );
+    let decision: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|err| panic!("stdout is not one JSON object ({err}): {text}"));
+    let members = decision.as_object().expect("the decision is a JSON object");
+    for name in members.keys() {
+        assert!(
+            DECISION_MEMBERS.contains(&name.as_str()),
+            "undocumented member `{name}`: {decision}"
         );
-        let claims = |rooted: bool, bound_to: &str| json!({ "did": "device-7", "pay": pay(bound_to), "att": { "device": { "rooted": rooted } } });
-        let header = format!("Authorization: {auth}");
-        let cases = [
-            (
-                "valid",
-                mint(&scratch, &key, &claims(false, auth), 300),
-                0,
-                true,
-                200,
-                "allowed",
+    }
+    for name in ["allow", "status", "reason", "reasons", "mode", "verdict"] {
+        assert!(members.contains_key(name), "no `{name}`: {decision}");
+    }
+    assert_eq!(
+        code,
+        if decision["allow"] == true { 0 } else { 1 },
+        "exit code disagrees with allow: {decision}"
+    );
+    (code, decision)
+}
+
+/// Runs `check` expecting a config or usage error: exit 2, nothing on stdout; returns stderr.
+fn check_fails(args: &[&str]) -> String {
+    let out = attestgate(args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: stdout {}, stderr {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "{args:?}: stdout {}", stdout(&out));
+    let message = stderr(&out);
+    assert!(!message.trim().is_empty(), "{args:?}: no message");
+    message
+}
+
+/// One row of the algorithm-family table.
+struct Case {
+    name: &'static str,
+    token: String,
+    code: i32,
+    allow: bool,
+    status: u64,
+    reason: &'static str,
+    /// Whether verified claims are reported (only once signature and time checks passed).
+    claims: bool,
+}
+
+/// Valid, forged, wrong-algorithm, expired, unbound and policy-denied tokens for one
+/// algorithm family, checked against a config holding that family's public JWKS.
+fn algorithm_family(alg: &str) {
+    let scratch = Scratch::new(&format!("family-{alg}"));
+    let (key, public) = keygen(&scratch, alg, "good");
+    // Same algorithm, same kid, different key material.
+    let (forger, _) = keygen(&scratch, alg, "forger");
+    // Same kid, another algorithm.
+    let other_alg = if alg == "HS256" { "EdDSA" } else { "HS256" };
+    let (other_alg_key, _) = keygen(&scratch, other_alg, "other-alg");
+
+    assert_eq!(public["keys"].as_array().unwrap().len(), 1, "{public}");
+    assert_eq!(public["keys"][0]["alg"], alg);
+    assert_eq!(public["keys"][0]["kid"], "k1");
+    let config = scratch.write(
+        "gate.json",
+        &json!({
+            "keys": public,
+            "binding": { "headers": ["authorization"] },
+            "policy": { "modules": { "rooted.rego": ROOTED_POLICY } },
+        })
+        .to_string(),
+    );
+
+    let auth = "Bearer session-123";
+    let claims = |rooted: bool, bound_to: &str| {
+        json!({
+            "did": format!("device-{alg}"),
+            "pay": pay(bound_to),
+            "att": { "device": { "rooted": rooted } },
+        })
+    };
+    let case = |name, token, code, allow, status, reason, claims| Case {
+        name,
+        token,
+        code,
+        allow,
+        status,
+        reason,
+        claims,
+    };
+    let cases = [
+        case(
+            "valid",
+            mint_with_jwk(&scratch, &key, &claims(false, auth), 300),
+            0,
+            true,
+            200,
+            "allowed",
+            true,
+        ),
+        case(
+            "forged",
+            mint_with_jwk(&scratch, &forger, &claims(false, auth), 300),
+            1,
+            false,
+            401,
+            "signature_invalid",
+            false,
+        ),
+        case(
+            "other-alg",
+            mint_with_jwk(&scratch, &other_alg_key, &claims(false, auth), 300),
+            1,
+            false,
+            401,
+            "alg_not_allowed",
+            false,
+        ),
+        case(
+            "unknown-kid",
+            mint(
+                &scratch,
+                &["--key", p(&key), "--kid", "k2"],
+                &claims(false, auth),
+                300,
             ),
-            (
-                "forged",
-                mint(&scratch, &other_key, &claims(false, auth), 300),
-                1,
-                false,
-                401,
-                "signature_invalid",
-            ),
-            (
-                "expired",
-                mint(&scratch, &key, &claims(false, auth), -600),
-                1,
-                false,
-                401,
-                "token_expired",
-            ),
-            (
-                "unbound",
-                mint(&scratch, &key, &claims(false, "Bearer other"), 300),
-                1,
-                false,
-                401,
-                "binding_mismatch",
-            ),
-            (
-                "rooted",
-                mint(&scratch, &key, &claims(true, auth), 300),
-                1,
-                false,
-                403,
-                "policy_denied",
-            ),
-        ];
-        for (name, token, code, allow, status, reason) in cases {
-            let (got_code, decision) = check(&config, &token, &["-H", &header]);
-            let label = format!("{alg} {name}: {decision}");
-            assert_eq!(got_code, code, "{label}");
-            assert_eq!(decision["allow"], allow, "{label}");
-            assert_eq!(decision["status"], status, "{label}");
-            assert_eq!(decision["reason"], reason, "{label}");
-            assert_eq!(decision["mode"], "enforce", "{label}");
-            match name {
-                "valid" => {
-                    assert_eq!(decision["verdict"], "allow", "{label}");
-                    assert_eq!(decision["claims"]["did"], "device-7", "{label}");
-                }
-                "rooted" => assert_eq!(decision["reasons"], json!(["device_rooted"]), "{label}"),
-                _ => assert_eq!(decision["verdict"], "deny", "{label}"),
+            1,
+            false,
+            401,
+            "key_not_found",
+            false,
+        ),
+        case(
+            "expired",
+            mint_with_jwk(&scratch, &key, &claims(false, auth), -600),
+            1,
+            false,
+            401,
+            "token_expired",
+            false,
+        ),
+        case(
+            "unbound",
+            mint_with_jwk(&scratch, &key, &claims(false, "Bearer other-session"), 300),
+            1,
+            false,
+            401,
+            "binding_mismatch",
+            true,
+        ),
+        case(
+            "policy-denied",
+            mint_with_jwk(&scratch, &key, &claims(true, auth), 300),
+            1,
+            false,
+            403,
+            "policy_denied",
+            true,
+        ),
+    ];
+
+    let header = format!("Authorization: {auth}");
+    for case in cases {
+        let (code, decision) = check(&config, Some(&case.token), &["-H", &header]);
+        let label = format!("{alg} {}: {decision}", case.name);
+        assert_eq!(code, case.code, "{label}");
+        assert_eq!(decision["allow"], case.allow, "{label}");
+        assert_eq!(decision["status"], case.status, "{label}");
+        assert_eq!(decision["reason"], case.reason, "{label}");
+        assert_eq!(decision["mode"], "enforce", "{label}");
+        let verdict = if case.allow { "allow" } else { "deny" };
+        assert_eq!(decision["verdict"], verdict, "{label}");
+        assert_eq!(decision.get("claims").is_some(), case.claims, "{label}");
+        for absent in ["rule", "headers", "detail"] {
+            assert!(decision.get(absent).is_none(), "{label}");
+        }
+        match case.name {
+            "valid" => {
+                assert_eq!(
+                    decision["claims"]["did"],
+                    format!("device-{alg}"),
+                    "{label}"
+                );
+                assert_eq!(decision["claims"]["pay"], pay(auth), "{label}");
+                assert_eq!(decision["claims"]["exp"], NOW + 300, "{label}");
+                assert_eq!(decision["reasons"], json!([]), "{label}");
+            }
+            "policy-denied" => {
+                assert_eq!(decision["reasons"], json!(["device_rooted"]), "{label}");
+            }
+            _ => {
+                let reasons = decision["reasons"].as_array().unwrap();
+                assert!(
+                    reasons.len() == 1 && reasons[0].as_str().is_some_and(|r| !r.is_empty()),
+                    "{label}"
+                );
             }
         }
+    }
+
+    // The valid token without the bound header is not bound either.
+    let valid = mint_with_jwk(&scratch, &key, &claims(false, auth), 300);
+    let (code, decision) = check(&config, Some(&valid), &[]);
+    assert_eq!(
+        (code, decision["reason"].as_str()),
+        (1, Some("binding_mismatch"))
+    );
+}
+
+#[test]
+fn family_hs256() {
+    algorithm_family("HS256");
+}
+
+#[test]
+fn family_es256() {
+    algorithm_family("ES256");
+}
+
+#[test]
+fn family_rs256() {
+    algorithm_family("RS256");
+}
+
+#[test]
+fn family_ps256() {
+    algorithm_family("PS256");
+}
+
+#[test]
+fn family_eddsa() {
+    algorithm_family("EdDSA");
+}
+
+#[test]
+fn yaml_config_reads_module_files_relative_to_itself() {
+    let scratch = Scratch::new("yaml");
+    std::fs::create_dir_all(scratch.path("conf/rego")).unwrap();
+    scratch.write("conf/rego/rooted.rego", ROOTED_POLICY);
+    let config = scratch.write(
+        "conf/gate.yaml",
+        &format!(
+            "# comment\nkeys:\n  approov_secret: \"{SECRET}\"\npolicy:\n  module_files: [rego/rooted.rego]\n"
+        ),
+    );
+    let secret = ["--secret", SECRET];
+    let good = mint(&scratch, &secret, &json!({ "did": "d1" }), 300);
+    let rooted = mint(
+        &scratch,
+        &secret,
+        &json!({ "did": "d1", "att": { "device": { "rooted": true } } }),
+        300,
+    );
+    let (code, decision) = check(&config, Some(&good), &[]);
+    assert_eq!(
+        (code, &decision["reason"]),
+        (0, &json!("allowed")),
+        "{decision}"
+    );
+    let (code, decision) = check(&config, Some(&rooted), &[]);
+    assert_eq!(code, 1, "{decision}");
+    assert_eq!(decision["reason"], "policy_denied");
+    assert_eq!(decision["status"], 403);
+    assert_eq!(decision["reasons"], json!(["device_rooted"]));
+
+    // Run from another directory: the module path is relative to the config, not the cwd.
+    let out = Command::new(env!("CARGO_BIN_EXE_attestgate"))
+        .current_dir(std::env::temp_dir())
+        .args(["check", "--config", p(&config), "--token", &rooted])
+        .args(["--now", &NOW.to_string()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // `.yml` is YAML too.
+    let yml = scratch.write("conf/gate.yml", &std::fs::read_to_string(&config).unwrap());
+    let (code, decision) = check(&yml, Some(&rooted), &[]);
+    assert_eq!((code, &decision["reason"]), (1, &json!("policy_denied")));
+
+    // A module file that is not there is a config error.
+    let missing = scratch.write(
+        "conf/missing.yaml",
+        &format!(
+            "keys:\n  approov_secret: \"{SECRET}\"\npolicy:\n  module_files: [rego/nope.rego]\n"
+        ),
+    );
+    let message = check_fails(&["check", "--config", p(&missing), "--token", &good]);
+    assert!(message.contains("nope.rego"), "{message}");
+}
+
+#[test]
+fn unknown_config_fields_are_named() {
+    let scratch = Scratch::new("unknown-field");
+    let cases = [
+        (
+            "top.json",
+            json!({ "keys": {}, "leway_seconds": 5 }).to_string(),
+            "leway_seconds",
+        ),
+        (
+            "nested.json",
+            json!({ "keys": {}, "binding": { "headers": ["a"], "claims": "pay" } }).to_string(),
+            "claims",
+        ),
+        (
+            "keys.json",
+            json!({ "keys": { "approov_secrt": SECRET } }).to_string(),
+            "approov_secrt",
+        ),
+        (
+            "top.yaml",
+            format!("keys:\n  approov_secret: \"{SECRET}\"\nmodes: monitor\n"),
+            "modes",
+        ),
+    ];
+    for (name, text, field) in cases {
+        let path = scratch.write(name, &text);
+        let message = check_fails(&["check", "--config", p(&path), "--token", "x.y.z"]);
+        assert!(
+            message.contains(&format!("unknown field `{field}`")),
+            "{name}: {message}"
+        );
     }
 }
 
 #[test]
-fn yaml_config_with_module_files_and_approov_secret() {
-    let scratch = Scratch::new("yaml");
-    let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
-    std::fs::create_dir_all(scratch.path("rego")).unwrap();
-    scratch.write("rego/p.rego", ROOTED_POLICY);
-    let config = scratch.write(
-        "gate.yaml",
-        &format!("keys:\n  approov_secret: \"{secret}\"\npolicy:\n  module_files: [rego/p.rego]\n"),
+fn weak_hmac_keys_are_refused() {
+    let scratch = Scratch::new("weak");
+    let sixteen = b"0123456789012345";
+    let cases = [
+        json!({ "keys": { "approov_secret": Base64::encode_string(sixteen) } }),
+        json!({ "keys": { "keys": [{
+            "kty": "oct", "alg": "HS256", "kid": "k1", "k": Base64UrlUnpadded::encode_string(sixteen)
+        }] } }),
+    ];
+    for config in cases {
+        let path = scratch.write("weak.json", &config.to_string());
+        let message = check_fails(&["check", "--config", p(&path), "--token", "x.y.z"]);
+        assert!(message.contains("weak key"), "{config}: {message}");
+    }
+}
+
+#[test]
+fn private_keys_are_refused_as_gate_keys() {
+    let scratch = Scratch::new("private-as-gate-key");
+    for alg in ["ES256", "RS256", "PS256", "EdDSA"] {
+        let (private, _) = keygen(&scratch, alg, alg);
+        let config = scratch.write(
+            &format!("{alg}.json"),
+            &json!({ "keys": { "keys": [read_json(&private)] } }).to_string(),
+        );
+        let message = check_fails(&["check", "--config", p(&config), "--token", "x.y.z"]);
+        assert!(message.contains("private key material"), "{alg}: {message}");
+    }
+}
+
+#[test]
+fn other_config_and_usage_errors_exit_2() {
+    let scratch = Scratch::new("usage");
+    let good = scratch.write(
+        "gate.json",
+        &json!({ "keys": { "approov_secret": SECRET } }).to_string(),
     );
-    let claims = scratch.write("c.json", r#"{"did":"d1","att":{"device":{"rooted":true}}}"#);
-    let out = attestgate(&[
-        "mint",
-        "--secret",
-        secret,
-        "--claims",
-        p(&claims),
-        "--exp-in",
-        "300",
-        "--now",
-        "1700000000",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let token = stdout(&out).trim().to_owned();
-    let (code, decision) = check(&config, &token, &[]);
+    let not_json = scratch.write("bad.json", "{ keys: ");
+    let bad_rego = scratch.write(
+        "rego.json",
+        &json!({ "keys": { "approov_secret": SECRET },
+                 "policy": { "modules": { "p.rego": "package attestgate\ndecision := {" } } })
+        .to_string(),
+    );
+    let token_file = scratch.path("no-such-token");
+    let missing = scratch.path("no-such-config.json");
+    for (args, message) in [
+        (
+            vec!["check", "--config", p(&not_json), "--token", "x.y.z"],
+            "invalid config",
+        ),
+        (
+            vec!["check", "--config", p(&bad_rego), "--token", "x.y.z"],
+            "invalid policy",
+        ),
+        (
+            vec!["check", "--config", p(&missing), "--token", "x.y.z"],
+            "no-such-config.json",
+        ),
+        (
+            vec![
+                "check",
+                "--config",
+                p(&good),
+                "--token-file",
+                p(&token_file),
+            ],
+            "no-such-token",
+        ),
+        (
+            vec![
+                "check",
+                "--config",
+                p(&good),
+                "--token",
+                "x",
+                "-H",
+                "no colon",
+            ],
+            "no colon",
+        ),
+        (
+            vec![
+                "check",
+                "--config",
+                p(&good),
+                "--token",
+                "x",
+                "--token-file",
+                p(&token_file),
+            ],
+            "cannot be used with",
+        ),
+        (vec!["check", "--token", "x.y.z"], "--config"),
+        (
+            vec!["check", "--config", p(&good), "--now", "soon"],
+            "--now",
+        ),
+        (vec!["mint", "--claims", "-"], "--key"),
+        (vec!["keygen", "--alg", "HS999"], "HS999"),
+    ] {
+        let stderr = check_fails(&args);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn missing_token_is_denied() {
+    let scratch = Scratch::new("missing-token");
+    let config = scratch.write(
+        "gate.json",
+        &json!({ "keys": { "approov_secret": SECRET } }).to_string(),
+    );
+    let (code, decision) = check(&config, None, &[]);
+    assert_eq!(code, 1, "{decision}");
+    assert_eq!(decision["allow"], false);
+    assert_eq!(decision["status"], 401);
+    assert_eq!(decision["reason"], "token_missing");
+    assert_eq!(decision["verdict"], "deny");
+    assert!(decision.get("claims").is_none());
+}
+
+#[test]
+fn now_controls_expiry() {
+    let scratch = Scratch::new("now");
+    let config = scratch.write(
+        "gate.json",
+        &json!({ "keys": { "approov_secret": SECRET } }).to_string(),
+    );
+    // exp = NOW + 300; the default leeway is 60 seconds.
+    let token = mint(&scratch, &["--secret", SECRET], &json!({ "did": "d" }), 300);
+    for (at, code, reason) in [
+        (NOW, 0, "allowed"),
+        (NOW + 360, 0, "allowed"),
+        (NOW + 361, 1, "token_expired"),
+        (NOW + 3600, 1, "token_expired"),
+    ] {
+        let at_text = at.to_string();
+        let (got, decision) = check(&config, Some(&token), &["--now", &at_text]);
+        assert_eq!(
+            (got, decision["reason"].as_str()),
+            (code, Some(reason)),
+            "at {at}: {decision}"
+        );
+    }
+}
+
+#[test]
+fn token_file_and_pretty_output() {
+    let scratch = Scratch::new("token-file");
+    let config = scratch.write(
+        "gate.json",
+        &json!({ "keys": { "approov_secret": SECRET } }).to_string(),
+    );
+    let token = mint(
+        &scratch,
+        &["--secret", SECRET],
+        &json!({ "did": "from-file" }),
+        300,
+    );
+    // Surrounding whitespace, as an editor or `echo` leaves it, is ignored.
+    let file = scratch.write("token.txt", &format!("  {token}\n\n"));
+    let (code, decision) = check(&config, None, &["--token-file", p(&file)]);
+    assert_eq!(code, 0, "{decision}");
+    assert_eq!(decision["claims"]["did"], "from-file");
+
+    let later = (NOW + 3600).to_string();
+    let (code, decision) = check(&config, None, &["--token-file", p(&file), "--now", &later]);
     assert_eq!(
         (code, decision["reason"].as_str()),
-        (1, Some("policy_denied")),
-        "{decision}"
+        (1, Some("token_expired"))
     );
 
-    // The same token from a file, and at a later time.
-    let token_file = scratch.write("token.txt", &format!("{token}\n"));
+    // `--pretty`: the same decision over several lines.
+    let now = NOW.to_string();
     let out = attestgate(&[
         "check",
         "--config",
         p(&config),
         "--token-file",
-        p(&token_file),
+        p(&file),
         "--now",
-        "1700003600",
+        &now,
+        "--pretty",
     ]);
-    let decision: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(decision["reason"], "token_expired");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).lines().count() > 1, "{}", stdout(&out));
+    let pretty: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let (_, compact) = check(&config, Some(&token), &[]);
+    assert_eq!(pretty, compact);
 }
 
 #[test]
-fn missing_token_and_monitor_mode() {
-    let scratch = Scratch::new("modes");
-    let (key, public) = keygen(&scratch, "EdDSA", "ed");
-    let enforce = scratch.write("enforce.json", &json!({ "keys": public }).to_string());
-    let out = attestgate(&["check", "--config", p(&enforce), "--now", NOW]);
-    let decision: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(decision["reason"], "token_missing");
+fn approov_secret_minting() {
+    let scratch = Scratch::new("approov");
+    let config = scratch.write(
+        "gate.json",
+        &json!({ "keys": { "approov_secret": SECRET },
+                 "policy": { "modules": { "rooted.rego": ROOTED_POLICY } } })
+        .to_string(),
+    );
+    let claims = json!({ "did": "approov-device", "att": { "device": { "rooted": false } } });
+    let good = mint(&scratch, &["--secret", SECRET], &claims, 300);
+    let (code, decision) = check(&config, Some(&good), &[]);
+    assert_eq!(code, 0, "{decision}");
+    assert_eq!(decision["claims"]["did"], "approov-device");
+    assert_eq!(decision["claims"]["iat"], NOW, "--exp-in sets iat to now");
 
-    let monitor = scratch.write(
+    // Approov secrets come as standard base64; url-safe unpadded is the same key.
+    let urlsafe = Base64UrlUnpadded::encode_string(&Base64::decode_vec(SECRET).unwrap());
+    let also_good = mint(&scratch, &["--secret", &urlsafe], &claims, 300);
+    assert_eq!(check(&config, Some(&also_good), &[]).0, 0);
+
+    // Another secret: forged. Claims from stdin.
+    let forged_secret = Base64::encode_string(b"not-the-attestation-service-secret");
+    let now = NOW.to_string();
+    let out = attestgate_with_stdin(
+        &[
+            "mint",
+            "--secret",
+            &forged_secret,
+            "--claims",
+            "-",
+            "--exp-in",
+            "300",
+            "--now",
+            &now,
+        ],
+        &claims.to_string(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let forged = stdout(&out).trim().to_owned();
+    let (code, decision) = check(&config, Some(&forged), &[]);
+    assert_eq!(
+        (code, decision["reason"].as_str()),
+        (1, Some("signature_invalid")),
+        "{decision}"
+    );
+}
+
+#[test]
+fn monitor_mode_reports_but_allows() {
+    let scratch = Scratch::new("monitor");
+    let (key, public) = keygen(&scratch, "EdDSA", "ed");
+    let config = scratch.write(
         "monitor.json",
         &json!({ "keys": public, "mode": "monitor" }).to_string(),
     );
-    let expired = mint(&scratch, &key, &json!({ "did": "d" }), -3600);
-    let (code, decision) = check(&monitor, &expired, &[]);
+    let expired = mint_with_jwk(&scratch, &key, &json!({ "did": "d" }), -600);
+    let (code, decision) = check(&config, Some(&expired), &[]);
     assert_eq!(code, 0, "{decision}");
     assert_eq!(decision["allow"], true);
+    assert_eq!(decision["status"], 200);
+    assert_eq!(decision["mode"], "monitor");
     assert_eq!(decision["verdict"], "deny");
     assert_eq!(decision["reason"], "token_expired");
+
+    let (code, decision) = check(&config, None, &[]);
+    assert_eq!(code, 0, "{decision}");
+    assert_eq!(
+        (&decision["verdict"], &decision["reason"]),
+        (&json!("deny"), &json!("token_missing"))
+    );
+
+    let fresh = mint_with_jwk(&scratch, &key, &json!({ "did": "d" }), 300);
+    let (code, decision) = check(&config, Some(&fresh), &[]);
+    assert_eq!(code, 0, "{decision}");
+    assert_eq!(
+        (&decision["verdict"], &decision["reason"]),
+        (&json!("allow"), &json!("allowed"))
+    );
 }
 
 #[test]
-fn config_errors_exit_2_with_a_message_and_no_output() {
-    let scratch = Scratch::new("errors");
-    let (private, _) = keygen(&scratch, "ES256", "es");
-    let private_jwk: Value =
-        serde_json::from_str(&std::fs::read_to_string(&private).unwrap()).unwrap();
-    let cases = [
-        (
-            json!({ "keys": {}, "leway_seconds": 5 }),
-            "unknown field `leway_seconds`",
-        ),
-        (
-            json!({ "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NQ==" } }),
-            "weak key",
-        ),
-        (
-            json!({ "keys": { "keys": [private_jwk] } }),
-            "private key material",
-        ),
-        (
-            json!({ "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
-                    "policy": { "modules": { "p.rego": "package attestgate\ndecision := {" } } }),
-            "invalid policy",
-        ),
-    ];
-    for (config, message) in cases {
-        let path = scratch.write("bad.json", &config.to_string());
-        let out = attestgate(&["check", "--config", p(&path), "--token", "x"]);
-        assert_eq!(out.status.code(), Some(2), "{config}");
-        assert!(stdout(&out).is_empty(), "{config}: {}", stdout(&out));
-        assert!(stderr(&out).contains(message), "{config}: {}", stderr(&out));
-    }
-    let out = attestgate(&["check", "--token", "x"]);
-    assert_eq!(out.status.code(), Some(2), "usage error");
-}
-
-#[test]
-fn keygen_public_output_has_no_private_members() {
+fn keygen_out_writes_a_private_jwk_and_a_public_jwks() {
     let scratch = Scratch::new("keygen");
-    for alg in ["HS256", "ES256", "RS256", "EdDSA"] {
-        let (private, public) = keygen(&scratch, alg, alg);
-        let private: Value =
-            serde_json::from_str(&std::fs::read_to_string(private).unwrap()).unwrap();
+    let private_members = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+    for alg in ["HS256", "ES256", "RS256", "PS256", "EdDSA"] {
+        let (private_path, public) = keygen(&scratch, alg, alg);
+        assert_eq!(
+            private_path.with_extension("pub.json"),
+            scratch.path(&format!("{alg}.pub.json"))
+        );
+        let private = read_json(&private_path);
         assert_eq!(private["alg"], alg);
-        let key = &public["keys"][0];
-        assert_eq!(key["alg"], alg);
-        if alg != "HS256" {
-            assert!(private.get("d").is_some(), "{alg} private JWK lacks d");
-            for member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-                assert!(key.get(member).is_none(), "{alg} public JWK has `{member}`");
+        assert_eq!(private["kid"], "k1");
+        let keys = public["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{public}");
+        let key = &keys[0];
+        assert_eq!(
+            (&key["alg"], &key["kid"], &key["use"]),
+            (&json!(alg), &json!("k1"), &json!("sig"))
+        );
+        match alg {
+            // A symmetric key has no public half: the "public" JWKS holds the secret.
+            "HS256" => {
+                assert_eq!(key["k"], private["k"]);
+                assert_eq!(
+                    Base64UrlUnpadded::decode_vec(key["k"].as_str().unwrap())
+                        .unwrap()
+                        .len(),
+                    32
+                );
+            }
+            _ => {
+                assert!(private["d"].is_string(), "{alg} private JWK lacks d");
+                for member in private_members {
+                    assert!(key.get(member).is_none(), "{alg} public JWK has `{member}`");
+                }
+            }
+        }
+        if alg.starts_with("RS") || alg.starts_with("PS") {
+            for member in ["p", "q", "dp", "dq", "qi"] {
+                assert!(
+                    private[member].is_string(),
+                    "{alg} private JWK lacks `{member}`"
+                );
             }
         }
     }
-    // Without --out it prints both as one JSON object.
+    // An --out without an extension still gets a separate public file.
+    let bare = scratch.path("bare");
+    let out = attestgate(&["keygen", "--alg", "EdDSA", "--out", p(&bare)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(read_json(&bare)["d"].is_string());
+    assert!(read_json(&scratch.path("bare.pub.json"))["keys"][0]["d"].is_null());
+
+    // Without --out it prints both as one JSON object, kid defaulting to the thumbprint.
     let out = attestgate(&["keygen", "--alg", "ES256"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let both: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(both["private_jwk"]["d"].is_string());
     assert!(both["public_jwks"]["keys"][0]["d"].is_null());
-    assert!(
-        both["private_jwk"]["kid"].is_string(),
-        "kid defaults to the thumbprint"
+    let kid = both["private_jwk"]["kid"].as_str().unwrap();
+    assert_eq!(
+        Base64UrlUnpadded::decode_vec(kid).unwrap().len(),
+        32,
+        "{kid}"
     );
+    assert_eq!(both["public_jwks"]["keys"][0]["kid"], kid);
+}
+
+/// The quickstart example as its README and scripts/demo.sh describe it.
+#[test]
+fn quickstart_example_decides_as_documented() {
+    let scratch = Scratch::new("quickstart");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../envoy-examples/quickstart");
+    let config = example.join("attestgate.yaml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let secret = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("approov_secret:"))
+        .map(|value| value.trim().trim_matches('"').to_owned())
+        .expect("the quickstart has an approov_secret");
+    let claims = |name: &str| read_json(&example.join("claims").join(name));
+    let key = ["--secret", secret.as_str()];
+    let path = ["--path", "/v1/shapes"];
+
+    let good = mint(&scratch, &key, &claims("good.json"), 300);
+    let (code, decision) = check(&config, Some(&good), &path);
+    assert_eq!(code, 0, "{decision}");
+    assert_eq!(
+        decision["headers"]["x-device-id"], "demo-device-0001",
+        "{decision}"
+    );
+    assert_eq!(
+        decision["headers"]["x-device-platform"], "android",
+        "{decision}"
+    );
+
+    let rooted = mint(&scratch, &key, &claims("rooted.json"), 300);
+    let (code, decision) = check(&config, Some(&rooted), &path);
+    assert_eq!(
+        (code, &decision["status"], &decision["reason"]),
+        (1, &json!(403), &json!("policy_denied"))
+    );
+    let reasons = decision["reasons"].as_array().unwrap();
+    assert!(reasons.contains(&json!("device_rooted")), "{decision}");
+
+    let expired = mint(&scratch, &key, &claims("good.json"), -600);
+    let (code, decision) = check(&config, Some(&expired), &path);
+    assert_eq!(
+        (code, &decision["status"], &decision["reason"]),
+        (1, &json!(401), &json!("token_expired"))
+    );
+
+    let (code, decision) = check(&config, Some("not.a.jwt"), &path);
+    assert_eq!((code, &decision["reason"]), (1, &json!("token_malformed")));
 }

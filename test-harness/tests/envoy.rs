@@ -132,7 +132,7 @@ impl Envoy {
                 config_path.to_str().unwrap(),
                 "--concurrency",
                 "1",
-                "--use-dynamic-base-id",
+                "--disable-hot-restart", // no shared memory to leak; parallel runs never collide
             ])
             .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
             .stdout(Stdio::null())
@@ -298,10 +298,26 @@ fn mint_hs256(dir: &Path, secret: &str, claims: &Value, exp_in: i64) -> String {
     .to_owned()
 }
 
-fn scratch(name: &str) -> PathBuf {
+/// A scratch directory, removed when the test ends.
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("attestgate-e2e-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
 }
 
 #[test]
@@ -317,7 +333,13 @@ fn every_example_passes_envoy_validate() {
         let path = dir.join("envoy.yaml");
         std::fs::write(&path, config).unwrap();
         let out = Command::new(envoy_binary())
-            .args(["--mode", "validate", "-c", path.to_str().unwrap()])
+            .args([
+                "--mode",
+                "validate",
+                "--disable-hot-restart",
+                "-c",
+                path.to_str().unwrap(),
+            ])
             .output()
             .unwrap();
         let log = String::from_utf8_lossy(&out.stderr);
@@ -374,12 +396,41 @@ fn a_bad_filter_config_is_rejected_by_envoy() {
     let path = dir.join("envoy.yaml");
     std::fs::write(&path, config).unwrap();
     let out = Command::new(envoy_binary())
-        .args(["--mode", "validate", "-c", path.to_str().unwrap()])
+        .args([
+            "--mode",
+            "validate",
+            "--disable-hot-restart",
+            "-c",
+            path.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "envoy accepted a weak key:\n{log}");
     assert!(log.contains("weak key"), "the log does not say why:\n{log}");
+
+    // Started for real, Envoy refuses to run with it rather than serve unprotected.
+    let mut child = Command::new(envoy_binary())
+        .args(["--disable-hot-restart", "-c", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("envoy kept running with a weak key");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !status.success(),
+        "envoy exited successfully with a weak key"
+    );
 }
 
 #[test]
