@@ -71,7 +71,7 @@ struct CheckArgs {
     #[arg(long)]
     source_ip: Option<String>,
     /// Evaluation time, unix seconds (default: now).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     now: Option<i64>,
     /// Pretty-print the JSON.
     #[arg(long)]
@@ -96,7 +96,7 @@ struct MintArgs {
     #[arg(long, allow_hyphen_values = true)]
     exp_in: Option<i64>,
     /// Time to mint at, unix seconds (default: now).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     now: Option<i64>,
 }
 
@@ -243,11 +243,16 @@ fn keygen_cmd(args: &KeygenArgs) -> Result<()> {
     let public = serde_json::to_string_pretty(&key.public_jwks)?;
     match &args.out {
         Some(path) => {
-            std::fs::write(path, private + "\n")
+            write_private(path, &(private + "\n"))
                 .with_context(|| format!("writing {}", path.display()))?;
             let public_path = path.with_extension("pub.json");
-            std::fs::write(&public_path, public + "\n")
-                .with_context(|| format!("writing {}", public_path.display()))?;
+            // An HMAC "public" JWKS holds the secret itself.
+            let written = if alg.starts_with("HS") {
+                write_private(&public_path, &(public + "\n"))
+            } else {
+                std::fs::write(&public_path, public + "\n")
+            };
+            written.with_context(|| format!("writing {}", public_path.display()))?;
         }
         None => println!(
             "{}",
@@ -278,6 +283,16 @@ fn render(args: &RenderArgs) -> Result<()> {
 }
 
 const CONFIG_PLACEHOLDER: &str = "{{ATTESTGATE_CONFIG}}";
+
+/// Private keys are written readable by their owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
 
 fn read_text(path: &Path) -> Result<String> {
     if path == Path::new("-") {
