@@ -9,7 +9,7 @@ CLI          := target/release/attestgate
 
 EXAMPLES     := quickstart token-binding per-route jwks-es256
 
-.PHONY: all run demo cli filter envoy examples test lint fmt clippy unit clean
+.PHONY: all run demo cli filter envoy examples test policy-test lint fmt clippy unit clean
 
 all: cli filter
 
@@ -46,8 +46,13 @@ filter:
 	cp target/$(WASM_TARGET)/release/attestgate_filter.wasm $(FILTER_WASM)
 	@echo "built $(FILTER_WASM) ($$(stat -c %s $(FILTER_WASM)) bytes)"
 
-## test: formatting, lints, the wasm build, every test (real Envoy included) and the CLI demo
-test: lint filter envoy unit demo
+## test: formatting, lints, the wasm build, every test (real Envoy included), the Rego
+## tests of policies/ and the CLI demo
+test: lint filter envoy unit policy-test demo
+
+## policy-test: the Rego `test_` rules of policies/, like `opa test`
+policy-test: cli
+	$(CLI) test policies
 
 lint: fmt clippy
 

@@ -51,6 +51,6 @@ pub use error::{ConfigError, TokenError};
 pub use gate::Gate;
 pub use json::StrictJsonError;
 pub use keys::{Algorithm, Key, KeySet};
-pub use policy::{Policy, PolicyOutcome};
+pub use policy::{run_rego_tests, Policy, PolicyOutcome, RegoTest};
 pub use request::Request;
 pub use token::VerifiedToken;

@@ -164,6 +164,64 @@ fn interpret(entrypoint: &str, value: &Value) -> Result<PolicyOutcome, String> {
     })
 }
 
+/// The outcome of one Rego `test_` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegoTest {
+    /// Full rule path, e.g. `data.attestgate_test.test_good_android`.
+    pub name: String,
+    /// The rule evaluated to `true`.
+    pub passed: bool,
+    /// Why it failed, when it did not merely evaluate to something other than `true`.
+    pub error: Option<String>,
+}
+
+/// Runs every top-level `test_*` rule of the modules, the way `opa test` does: a test passes
+/// when its rule evaluates to `true`. Modules are `(file name, Rego source)` pairs.
+///
+/// ```
+/// let results = attestgate_policy::run_rego_tests(&[(
+///     "t.rego".to_string(),
+///     "package t\ntest_math if 1 + 1 == 2\ntest_wrong if 1 == 2".to_string(),
+/// )]).unwrap();
+/// assert_eq!(results.iter().filter(|t| t.passed).count(), 1);
+/// assert_eq!(results[1].name, "data.t.test_wrong");
+/// ```
+pub fn run_rego_tests(modules: &[(String, String)]) -> Result<Vec<RegoTest>, ConfigError> {
+    let mut engine = regorus::Engine::new();
+    let mut names = Vec::new();
+    for (file, source) in modules {
+        let package = engine
+            .add_policy(file.clone(), source.clone())
+            .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
+        // Test rules start at the beginning of a line, OPA's convention.
+        for line in source.lines() {
+            let rule: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let name = format!("{package}.{rule}");
+            if rule.starts_with("test_") && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    Ok(names
+        .into_iter()
+        .map(|name| match engine.eval_rule(name.clone()) {
+            Ok(value) => RegoTest {
+                passed: value == Value::Bool(true),
+                name,
+                error: None,
+            },
+            Err(err) => RegoTest {
+                passed: false,
+                name,
+                error: Some(format!("{err:#}")),
+            },
+        })
+        .collect())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

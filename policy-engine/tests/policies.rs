@@ -1,5 +1,5 @@
 //! The shipped Rego policies: their own `test_` rules, run with regorus, the way `opa test`
-//! would run them.
+//! would run them (`attestgate test policies/` runs the same).
 
 // Tests fail by panicking; the no-panic lints guard the shipped code.
 #![allow(
@@ -9,47 +9,51 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-
-fn policies_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies")
-}
+use std::path::Path;
 
 #[test]
 fn rego_unit_tests_pass() {
-    let mut engine = regorus::Engine::new();
-    let mut tests = Vec::new();
-    let mut files: Vec<_> = std::fs::read_dir(policies_dir())
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    let mut modules: Vec<(String, String)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
         .filter(|path| path.extension().is_some_and(|e| e == "rego"))
+        .map(|path| {
+            (
+                path.display().to_string(),
+                std::fs::read_to_string(&path).unwrap(),
+            )
+        })
         .collect();
-    files.sort();
-    for path in &files {
-        let source = std::fs::read_to_string(path).unwrap();
-        let package = engine
-            .add_policy(path.display().to_string(), source.clone())
-            .unwrap();
-        // Test rules are top-level `test_*` rules, OPA's convention.
-        for line in source.lines() {
-            let name: String = line
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if name.starts_with("test_") && !tests.contains(&format!("{package}.{name}")) {
-                tests.push(format!("{package}.{name}"));
-            }
-        }
-    }
-    let failed: Vec<_> = tests
-        .iter()
-        .filter(|rule| engine.eval_rule((*rule).clone()).ok() != Some(regorus::Value::Bool(true)))
-        .collect();
+    modules.sort();
+    let results = attestgate_policy::run_rego_tests(&modules).unwrap();
+    let failed: Vec<_> = results.iter().filter(|t| !t.passed).collect();
     println!(
         "rego: {} passed, {} failed",
-        tests.len() - failed.len(),
+        results.len() - failed.len(),
         failed.len()
     );
-    assert!(tests.len() >= 20, "only {} rego tests found", tests.len());
+    assert!(
+        results.len() >= 20,
+        "only {} rego tests found",
+        results.len()
+    );
     assert!(failed.is_empty(), "failing rego tests: {failed:?}");
+}
+
+#[test]
+fn a_failing_rego_test_is_reported() {
+    let results = attestgate_policy::run_rego_tests(&[(
+        "t.rego".into(),
+        "package t\ntest_ok if true\ntest_broken if 1 == 2\n".into(),
+    )])
+    .unwrap();
+    let outcome: Vec<_> = results
+        .iter()
+        .map(|t| (t.name.as_str(), t.passed))
+        .collect();
+    assert_eq!(
+        outcome,
+        [("data.t.test_ok", true), ("data.t.test_broken", false)]
+    );
 }

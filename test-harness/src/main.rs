@@ -28,9 +28,40 @@ enum Command {
     Mint(MintArgs),
     /// Generate a private JWK and print it with its public JWKS.
     Keygen(KeygenArgs),
+    /// Run the Rego `test_` rules of every .rego file under the given paths, like `opa test`.
+    /// Exit code: 0 all passed, 1 some failed, 2 no tests or a policy that does not load.
+    Test(TestArgs),
+    /// Evaluate a Rego query on an input, like `opa eval`; prints OPA-style JSON results.
+    Eval(EvalArgs),
     /// Print a config as the filter takes it: one JSON document, Rego modules inlined.
     /// With --envoy-template, print the template with `{{ATTESTGATE_CONFIG}}` replaced.
     Render(RenderArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct TestArgs {
+    /// Files or directories (searched recursively for .rego files).
+    #[arg(default_value = "policies")]
+    paths: Vec<PathBuf>,
+    /// Print only failures and the summary.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// Rego files to load; repeatable.
+    #[arg(long = "policy", required = true)]
+    policies: Vec<PathBuf>,
+    /// The input document: inline JSON, or a JSON file (`-` for stdin).
+    #[arg(long)]
+    input: Option<String>,
+    /// Data merged under `data`: inline JSON, or a JSON file.
+    #[arg(long)]
+    data: Option<String>,
+    /// The query.
+    #[arg(long, default_value = "data.attestgate.decision")]
+    query: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -134,6 +165,8 @@ fn main() -> ExitCode {
         Command::Mint(args) => mint(&args).map(|()| ExitCode::SUCCESS),
         Command::Keygen(args) => keygen_cmd(&args).map(|()| ExitCode::SUCCESS),
         Command::Render(args) => render(&args).map(|()| ExitCode::SUCCESS),
+        Command::Test(args) => rego_test(&args),
+        Command::Eval(args) => eval(&args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|err| {
         eprintln!("attestgate: {err:#}");
@@ -260,6 +293,79 @@ fn keygen_cmd(args: &KeygenArgs) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+fn rego_test(args: &TestArgs) -> Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in &args.paths {
+        collect_rego_files(path, &mut files)?;
+    }
+    files.sort();
+    let modules = files
+        .iter()
+        .map(|file| Ok((file.display().to_string(), read_text(file)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let results = attestgate_policy::run_rego_tests(&modules)?;
+    if results.is_empty() {
+        bail!("no test_ rules found in {} file(s)", files.len());
+    }
+    let failed = results.iter().filter(|t| !t.passed).count();
+    for test in &results {
+        match (&test.error, test.passed) {
+            (_, true) if args.quiet => {}
+            (_, true) => println!("PASS {}", test.name),
+            (Some(error), false) => println!("ERROR {}: {error}", test.name),
+            (None, false) => println!("FAIL {}", test.name),
+        }
+    }
+    println!("{} passed, {failed} failed", results.len() - failed);
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn collect_rego_files(path: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
+    if path.is_dir() {
+        let entries =
+            std::fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+        for entry in entries {
+            collect_rego_files(&entry?.path(), files)?;
+        }
+    } else if path.extension().is_some_and(|e| e == "rego") {
+        files.push(path.to_owned());
+    } else if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    Ok(())
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let mut engine = regorus::Engine::new();
+    for file in &args.policies {
+        engine
+            .add_policy(file.display().to_string(), read_text(file)?)
+            .with_context(|| format!("loading {}", file.display()))?;
+    }
+    if let Some(data) = &args.data {
+        engine.add_data(json_argument(data)?.into())?;
+    }
+    if let Some(input) = &args.input {
+        engine.set_input(json_argument(input)?.into());
+    }
+    let results = engine.eval_query(args.query.clone(), false)?;
+    println!("{}", serde_json::to_string_pretty(&results)?);
+    Ok(())
+}
+
+/// Inline JSON, or the name of a JSON file (`-` for stdin).
+fn json_argument(text: &str) -> Result<serde_json::Value> {
+    if let Ok(value) = serde_json::from_str(text) {
+        return Ok(value);
+    }
+    let contents = read_text(Path::new(text))?;
+    serde_json::from_str(&contents).with_context(|| format!("{text} is not JSON"))
 }
 
 fn render(args: &RenderArgs) -> Result<()> {

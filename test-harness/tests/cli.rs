@@ -885,3 +885,90 @@ fn quickstart_example_decides_as_documented() {
     let (code, decision) = check(&config, Some("not.a.jwt"), &path);
     assert_eq!((code, &decision["reason"]), (1, &json!("token_malformed")));
 }
+
+#[test]
+fn rego_test_runs_test_rules_and_fails_on_a_failure() {
+    let scratch = Scratch::new("rego-test");
+    std::fs::create_dir_all(scratch.path("pol/nested")).unwrap();
+    scratch.write("pol/p.rego", ROOTED_POLICY);
+    scratch.write(
+        "pol/nested/p_test.rego",
+        "package attestgate_test\nimport rego.v1\n\
+         test_rooted_denied if not data.attestgate.decision.allow with input as \
+         {\"token\": {\"claims\": {\"att\": {\"device\": {\"rooted\": true}}}}}\n\
+         test_clean_allowed if data.attestgate.decision.allow with input as {}\n",
+    );
+    let out = attestgate(&["test", p(&scratch.path("pol"))]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("PASS data.attestgate_test.test_rooted_denied"));
+    assert!(
+        stdout(&out).ends_with("2 passed, 0 failed\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    scratch.write(
+        "pol/broken_test.rego",
+        "package broken_test\ntest_wrong if 1 == 2\n",
+    );
+    let out = attestgate(&["test", p(&scratch.path("pol"))]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAIL data.broken_test.test_wrong"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).ends_with("2 passed, 1 failed\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    let empty = Scratch::new("rego-test-empty");
+    empty.write("p.rego", ROOTED_POLICY);
+    let out = attestgate(&["test", p(&empty.0)]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no tests must not pass: {}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn rego_eval_prints_opa_style_results() {
+    let scratch = Scratch::new("rego-eval");
+    let policy = scratch.write("p.rego", ROOTED_POLICY);
+    let input = r#"{"token":{"claims":{"att":{"device":{"rooted":true}}}}}"#;
+    let out = attestgate(&["eval", "--policy", p(&policy), "--input", input]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let results: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let value = &results["result"][0]["expressions"][0]["value"];
+    assert_eq!(value["allow"], false, "{results}");
+    assert_eq!(value["reasons"], serde_json::json!(["device_rooted"]));
+
+    // Input from a file, data inline, and another query.
+    let input_file = scratch.write("input.json", "{}");
+    let out = attestgate(&[
+        "eval",
+        "--policy",
+        p(&policy),
+        "--input",
+        p(&input_file),
+        "--data",
+        r#"{"x": 7}"#,
+        "--query",
+        "data.x",
+    ]);
+    let results: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        results["result"][0]["expressions"][0]["value"], 7,
+        "{results}"
+    );
+}
