@@ -240,3 +240,35 @@ fn verification_cases() {
         }
     }
 }
+
+/// Base64url with non-zero trailing bits decodes to the same bytes in a lenient decoder; the
+/// gate must refuse it instead of verifying a token that is not byte-for-byte what was signed.
+#[test]
+fn non_canonical_base64_is_refused() {
+    let gate = Gate::from_json(
+        &json!({ "keys": { "keys": [public_key("hs256")] }, "require_exp": false }).to_string(),
+    )
+    .unwrap();
+    let token = signing_key("hs256")
+        .sign(json!({ "did": "d" }).as_object().unwrap())
+        .unwrap();
+    let check = |token: &str| {
+        gate.check(
+            &Request::new("GET", "/").with_header("approov-token", token),
+            NOW,
+        )
+    };
+    assert!(check(&token).allow);
+    // A 32-byte MAC is 43 characters: the last one carries 2 data bits and 4 zero bits.
+    let last = token.chars().last().unwrap();
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let index = alphabet.find(last).unwrap();
+    let sibling = alphabet.chars().nth(index ^ 1).unwrap();
+    let altered = format!("{}{sibling}", &token[..token.len() - 1]);
+    let decision = check(&altered);
+    assert!(
+        !decision.allow,
+        "non-canonical base64url accepted: {decision:?}"
+    );
+    assert_eq!(decision.reason, Reason::TokenMalformed, "{decision:?}");
+}
