@@ -109,12 +109,13 @@ impl Gate {
         decision
     }
 
-    /// The first rule matching the request, if any.
+    /// The first rule matching the request, if any, by its normalized path
+    /// ([`Request::normalized_path`]) and method.
     pub fn matching_rule(&self, request: &Request) -> Option<&RouteRule> {
-        let path = request.path_without_query();
+        let path = request.normalized_path();
         self.config.rules.iter().find(|rule| {
             let path_ok = match (&rule.path, &rule.path_prefix) {
-                (Some(exact), _) => path == exact,
+                (Some(exact), _) => path == *exact,
                 (None, Some(prefix)) => path.starts_with(prefix.as_str()),
                 (None, None) => true,
             };

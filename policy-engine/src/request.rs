@@ -73,4 +73,105 @@ impl Request {
         let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
         self.path.get(..end).unwrap_or(&self.path)
     }
+
+    /// The path as an upstream would resolve it, for matching route rules: query dropped,
+    /// percent-encoded unreserved characters decoded (`%62` → `b`; `%2F` stays), repeated
+    /// slashes merged and `.`/`..` segments removed (RFC 3986 §6.2.2, §5.2.4). Without this,
+    /// `/health/../admin` would match a `/health` bypass rule while the upstream serves
+    /// `/admin`.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// let path = |p: &str| Request::new("GET", p).normalized_path();
+    /// assert_eq!(path("/beta/../admin?x=1"), "/admin");
+    /// assert_eq!(path("//%62eta/./x"), "/beta/x");
+    /// assert_eq!(path("/a%2Fb"), "/a%2Fb");
+    /// ```
+    pub fn normalized_path(&self) -> String {
+        let decoded = decode_unreserved(self.path_without_query());
+        let mut segments: Vec<&str> = Vec::new();
+        let mut parts = decoded.split('/').peekable();
+        let mut trailing_slash = false;
+        while let Some(part) = parts.next() {
+            let last = parts.peek().is_none();
+            match part {
+                "" | "." => trailing_slash = last && !segments.is_empty(),
+                ".." => {
+                    segments.pop();
+                    trailing_slash = last && !segments.is_empty();
+                }
+                segment => {
+                    segments.push(segment);
+                    trailing_slash = false;
+                }
+            }
+        }
+        let mut path = format!("/{}", segments.join("/"));
+        if trailing_slash {
+            path.push('/');
+        }
+        path
+    }
+}
+
+/// Decodes `%XX` only where XX is an unreserved character; everything else is kept as is.
+fn decode_unreserved(path: &str) -> String {
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        let decoded = hex.and_then(|h| u8::from_str_radix(h, 16).ok());
+        match decoded {
+            Some(c) if b == b'%' && (c.is_ascii_alphanumeric() || b"-._~".contains(&c)) => {
+                out.push(char::from(c));
+                i += 3;
+            }
+            _ => {
+                // Not a decodable escape: copy one whole character.
+                let ch = path
+                    .get(i..)
+                    .and_then(|rest| rest.chars().next())
+                    .unwrap_or('\u{fffd}');
+                out.push(ch);
+                i += ch.len_utf8().max(1);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(path: &str) -> String {
+        Request::new("GET", path).normalized_path()
+    }
+
+    #[test]
+    fn dot_segments_and_slashes() {
+        assert_eq!(norm("/"), "/");
+        assert_eq!(norm(""), "/");
+        assert_eq!(norm("/health"), "/health");
+        assert_eq!(norm("/health/"), "/health/");
+        assert_eq!(norm("/health/.."), "/");
+        assert_eq!(norm("/health/../admin"), "/admin");
+        assert_eq!(norm("/../../etc"), "/etc");
+        assert_eq!(norm("//login"), "/login");
+        assert_eq!(norm("/login/."), "/login/");
+        assert_eq!(norm("/a/./b//c/"), "/a/b/c/");
+    }
+
+    #[test]
+    fn only_unreserved_escapes_are_decoded() {
+        assert_eq!(norm("/%62eta/x"), "/beta/x");
+        assert_eq!(norm("/%2e%2e/admin"), "/admin");
+        assert_eq!(norm("/a%2Fb"), "/a%2Fb");
+        assert_eq!(norm("/caf%C3%A9"), "/caf%C3%A9");
+        assert_eq!(norm("/bad%zz%"), "/bad%zz%");
+        assert_eq!(norm("/ünï"), "/ünï");
+    }
 }

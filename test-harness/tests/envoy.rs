@@ -283,6 +283,23 @@ impl Reply {
     }
 }
 
+/// Sends a GET with the path exactly as given and returns the status code.
+fn raw_get_status(port: u16, path: &str) -> u16 {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).unwrap_or_default();
+    status
+        .parse()
+        .unwrap_or_else(|_| panic!("no status line: {response}"))
+}
+
 fn mint_hs256(dir: &Path, secret: &str, claims: &Value, exp_in: i64) -> String {
     let file = write_claims(dir, &format!("claims-{exp_in}.json"), claims);
     cli(&[
@@ -574,6 +591,21 @@ fn per_route_end_to_end() {
     envoy
         .get("/healthz", None)
         .assert_denied(401, "token_missing");
+    // The /beta monitor prefix does not cover paths that only start like it. Sent raw: HTTP
+    // client libraries would resolve the dot segments themselves.
+    for path in [
+        "/beta/../v1/secret",
+        "/beta/%2e%2e/v1/secret",
+        "//beta/./../v1",
+    ] {
+        let status = raw_get_status(envoy.port, path);
+        assert_eq!(status, 401, "{path} rode the monitor rule");
+    }
+    assert_eq!(
+        raw_get_status(envoy.port, "/beta/x/../y"),
+        200,
+        "still under /beta"
+    );
 
     let login = envoy.request("POST", "/login", &[("approov-token", &medium_risk)]);
     login.assert_denied(403, "policy_denied");
