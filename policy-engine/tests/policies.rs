@@ -9,23 +9,37 @@
     clippy::indexing_slicing
 )]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Every .rego file under `dir`, examples included.
+fn rego_files(dir: &Path, files: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rego_files(&path, files);
+        } else if path.extension().is_some_and(|e| e == "rego") {
+            files.push(path);
+        }
+    }
+}
 
 #[test]
 fn rego_unit_tests_pass() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
-    let mut modules: Vec<(String, String)> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "rego"))
+    let mut files = Vec::new();
+    rego_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies"),
+        &mut files,
+    );
+    files.sort();
+    let modules: Vec<(String, String)> = files
+        .iter()
         .map(|path| {
             (
                 path.display().to_string(),
-                std::fs::read_to_string(&path).unwrap(),
+                std::fs::read_to_string(path).unwrap(),
             )
         })
         .collect();
-    modules.sort();
     let results = attestgate_policy::run_rego_tests(&modules).unwrap();
     let failed: Vec<_> = results.iter().filter(|t| !t.passed).collect();
     println!(
@@ -34,7 +48,7 @@ fn rego_unit_tests_pass() {
         failed.len()
     );
     assert!(
-        results.len() >= 20,
+        results.len() >= 100,
         "only {} rego tests found",
         results.len()
     );
