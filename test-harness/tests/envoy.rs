@@ -337,33 +337,33 @@ fn scratch(name: &str) -> Scratch {
     Scratch(dir)
 }
 
+/// `envoy --mode validate` on an Envoy config (pointed at the built filter), which loads the
+/// wasm and runs the filter's `on_configure`. Leaves the config in `dir/envoy.yaml`.
+fn validate(dir: &Path, config: &str) -> (bool, String) {
+    let config = config.replace(
+        "filename: build/attestgate.wasm",
+        &format!("filename: {}", wasm().display()),
+    );
+    let path = dir.join("envoy.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(envoy_binary())
+        .args(["--mode", "validate", "--disable-hot-restart", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn every_example_passes_envoy_validate() {
     for name in EXAMPLES {
         let dir = scratch(&format!("validate-{name}"));
-        let config = std::fs::read_to_string(example(name).join("envoy.yaml"))
-            .unwrap()
-            .replace(
-                "filename: build/attestgate.wasm",
-                &format!("filename: {}", wasm().display()),
-            );
-        let path = dir.join("envoy.yaml");
-        std::fs::write(&path, config).unwrap();
-        let out = Command::new(envoy_binary())
-            .args([
-                "--mode",
-                "validate",
-                "--disable-hot-restart",
-                "-c",
-                path.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success(),
-            "{name}: envoy --mode validate failed:\n{log}"
-        );
+        let config = std::fs::read_to_string(example(name).join("envoy.yaml")).unwrap();
+        let (ok, log) = validate(&dir, &config);
+        assert!(ok, "{name}: envoy --mode validate failed:\n{log}");
         assert!(
             log.contains("configured with"),
             "{name}: the filter did not load:\n{log}"
@@ -401,29 +401,13 @@ fn a_bad_filter_config_is_rejected_by_envoy() {
     let dir = scratch("bad-config");
     let template = std::fs::read_to_string(root().join("envoy-examples/envoy.yaml.in")).unwrap();
     let weak = r#"{"keys":{"approov_secret":"c2hvcnQ="}}"#;
-    let config = template
-        .replace(
-            "{{ATTESTGATE_CONFIG}}",
-            &serde_json::to_string(weak).unwrap(),
-        )
-        .replace(
-            "filename: build/attestgate.wasm",
-            &format!("filename: {}", wasm().display()),
-        );
+    let config = template.replace(
+        "{{ATTESTGATE_CONFIG}}",
+        &serde_json::to_string(weak).unwrap(),
+    );
+    let (ok, log) = validate(&dir, &config);
+    assert!(!ok, "envoy accepted a weak key:\n{log}");
     let path = dir.join("envoy.yaml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(envoy_binary())
-        .args([
-            "--mode",
-            "validate",
-            "--disable-hot-restart",
-            "-c",
-            path.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "envoy accepted a weak key:\n{log}");
     assert!(log.contains("weak key"), "the log does not say why:\n{log}");
 
     // Started for real, Envoy refuses to run with it rather than serve unprotected.
