@@ -6,16 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cli=${ATTESTGATE:-target/release/attestgate}
-example=envoy-examples/quickstart
-config=$example/attestgate.yaml
-secret=$(sed -n 's/^ *approov_secret: *"\(.*\)"/\1/p' "$config")
-forged_secret=$(printf 'not-the-attestation-service-secret' | base64)
-
-mint() { "$cli" mint --secret "$1" --claims "$2" --exp-in "$3"; }
-good=$(mint "$secret" $example/claims/good.json 300)
-rooted=$(mint "$secret" $example/claims/rooted.json 300)
-expired=$(mint "$secret" $example/claims/good.json -600)
-forged=$(mint "$forged_secret" $example/claims/good.json 300)
+# shellcheck source=quickstart-tokens.sh
+source scripts/quickstart-tokens.sh 300
 
 failures=0
 ask() {

@@ -7,15 +7,8 @@ cd "$(dirname "$0")/.."
 
 envoy=$(scripts/install-envoy.sh)
 cli=target/release/attestgate
-example=envoy-examples/quickstart
-secret=$(sed -n 's/^ *approov_secret: *"\(.*\)"/\1/p' $example/attestgate.yaml)
-forged_secret=$(printf 'not-the-attestation-service-secret' | base64)
-
-mint() { "$cli" mint --secret "$1" --claims "$2" --exp-in "$3"; }
-good=$(mint "$secret" $example/claims/good.json 3600)
-rooted=$(mint "$secret" $example/claims/rooted.json 3600)
-expired=$(mint "$secret" $example/claims/good.json -600)
-forged=$(mint "$forged_secret" $example/claims/good.json 3600)
+# shellcheck source=quickstart-tokens.sh
+source scripts/quickstart-tokens.sh 3600
 
 cat <<EOT
 
