@@ -96,6 +96,15 @@ impl Algorithm {
         }
     }
 
+    /// RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
+    pub(crate) fn min_hmac_key_len(self) -> usize {
+        match self {
+            Algorithm::Hs384 => 48,
+            Algorithm::Hs512 => 64,
+            _ => 32,
+        }
+    }
+
     /// The jwt-compact RSA algorithm, for `RS*` and `PS*`.
     pub(crate) fn rsa(self) -> Option<Rsa> {
         Some(match self {
@@ -238,9 +247,9 @@ impl Key {
                     .map_err(|err| at(format!("invalid RSA key: {err}")))?;
                 // RFC 7518 §3.3. (jwt-compact's StrongKey would also refuse e.g. 2560 bits.)
                 let bits = public.n().bits();
-                if bits < 2048 {
+                if bits < MIN_RSA_BITS {
                     return Err(at(format!(
-                        "weak key: RSA modulus is {bits} bits, at least 2048 required"
+                        "weak key: RSA modulus is {bits} bits, at least {MIN_RSA_BITS} required"
                     )));
                 }
                 Material::Rsa(rsa, public)
@@ -255,8 +264,7 @@ impl Key {
             key: "approov_secret".into(),
             message,
         };
-        let bytes = decode_any_base64(secret.trim())
-            .ok_or_else(|| at("not valid base64 (standard or url-safe)".into()))?;
+        let bytes = decode_approov_secret(secret).map_err(|message| at(message.into()))?;
         Ok(Key {
             kid: None,
             alg: Algorithm::Hs256,
@@ -320,13 +328,8 @@ fn default_alg(kty: &str, jwk: &Map<String, Value>) -> Option<Algorithm> {
     }
 }
 
-/// RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
 fn hmac_material(alg: Algorithm, secret: &[u8]) -> Result<Material, String> {
-    let min = match alg {
-        Algorithm::Hs384 => 48,
-        Algorithm::Hs512 => 64,
-        _ => 32,
-    };
+    let min = alg.min_hmac_key_len();
     if secret.len() < min {
         return Err(format!(
             "weak key: {alg} secret is {} bytes, at least {min} required",
@@ -340,13 +343,22 @@ fn hmac_material(alg: Algorithm, secret: &[u8]) -> Result<Material, String> {
     })
 }
 
-/// Approov hands secrets out as standard base64; people paste them url-safe or unpadded too.
-pub(crate) fn decode_any_base64(text: &str) -> Option<Vec<u8>> {
+/// RFC 7518 §3.3: the shortest RSA modulus accepted, for verifying and for signing.
+pub(crate) const MIN_RSA_BITS: usize = 2048;
+
+/// Decodes an Approov-style secret. Approov hands secrets out as standard base64; people paste
+/// them url-safe or unpadded too, with stray surrounding whitespace. The gate's loader and
+/// `mint` share this so a secret one accepts the other accepts too.
+pub(crate) fn decode_approov_secret(text: &str) -> Result<Vec<u8>, &'static str> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the secret is empty");
+    }
     Base64::decode_vec(text)
         .or_else(|_| Base64Unpadded::decode_vec(text))
         .or_else(|_| Base64Url::decode_vec(text))
         .or_else(|_| Base64UrlUnpadded::decode_vec(text))
-        .ok()
+        .map_err(|_| "not valid base64 (standard or url-safe)")
 }
 
 /// All configured keys.

@@ -15,7 +15,7 @@
 
 use core::fmt;
 
-use base64ct::{Base64Unpadded, Base64UrlUnpadded, Encoding};
+use base64ct::{Base64UrlUnpadded, Encoding};
 use jwt_compact::alg::{
     Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaPrivateKey,
 };
@@ -26,10 +26,7 @@ use rsa::BigUint;
 use serde::{Deserialize as _, Serialize};
 use serde_json::{Map, Value};
 
-use crate::keys::Algorithm as Alg;
-
-/// Smallest RSA modulus, in bits, accepted for signing (RFC 7518 §3.3 and §3.5).
-const MIN_RSA_BITS: usize = 2048;
+use crate::keys::{Algorithm as Alg, MIN_RSA_BITS};
 
 /// Errors from loading a signing key or signing a token.
 #[derive(Debug, thiserror::Error)]
@@ -255,34 +252,17 @@ impl SigningKey {
 
     /// Makes an `HS256` key from an HMAC secret given in base64, as Approov prints it.
     ///
-    /// Both the standard and the URL-safe alphabet are accepted, padded or not; whitespace
-    /// (such as a trailing newline or line wrapping) is ignored. The key has no `kid`.
+    /// Both the standard and the URL-safe alphabet are accepted, padded or not; surrounding
+    /// whitespace (such as a trailing newline) is ignored. The gate's `approov_secret` is
+    /// decoded the same way. The key has no `kid`.
     ///
     /// # Errors
     ///
-    /// [`MintError::InvalidSecret`] if the text is not base64 (or mixes both alphabets) and
+    /// [`MintError::InvalidSecret`] if the text is empty or not base64 in one alphabet, and
     /// [`MintError::WeakKey`] if the secret is shorter than 32 bytes.
     pub fn hs256_from_base64_secret(secret: &str) -> Result<SigningKey, MintError> {
-        let cleaned: String = secret
-            .chars()
-            .filter(|c| !c.is_ascii_whitespace())
-            .collect();
-        let unpadded = cleaned.trim_end_matches('=');
-        if unpadded.is_empty() {
-            return Err(MintError::InvalidSecret("the secret is empty".to_owned()));
-        }
-        let url_safe = unpadded.contains(['-', '_']);
-        if url_safe && unpadded.contains(['+', '/']) {
-            return Err(MintError::InvalidSecret(
-                "mixes the standard and the url-safe base64 alphabets".to_owned(),
-            ));
-        }
-        let bytes = if url_safe {
-            Base64UrlUnpadded::decode_vec(unpadded)
-        } else {
-            Base64Unpadded::decode_vec(unpadded)
-        }
-        .map_err(|err| MintError::InvalidSecret(err.to_string().to_lowercase()))?;
+        let bytes = crate::keys::decode_approov_secret(secret)
+            .map_err(|message| MintError::InvalidSecret(message.to_owned()))?;
         let key = SigningKey {
             alg: Alg::Hs256,
             key: Key::Hs256(Hs256Key::new(bytes)),
@@ -371,9 +351,9 @@ impl SigningKey {
     /// for the padding, on which it would panic.
     fn check_strength(&self) -> Result<(), MintError> {
         let (len, min, unit) = match &self.key {
-            Key::Hs256(key) => (key.as_ref().len(), 32, "bytes"),
-            Key::Hs384(key) => (key.as_ref().len(), 48, "bytes"),
-            Key::Hs512(key) => (key.as_ref().len(), 64, "bytes"),
+            Key::Hs256(key) => (key.as_ref().len(), self.alg.min_hmac_key_len(), "bytes"),
+            Key::Hs384(key) => (key.as_ref().len(), self.alg.min_hmac_key_len(), "bytes"),
+            Key::Hs512(key) => (key.as_ref().len(), self.alg.min_hmac_key_len(), "bytes"),
             Key::Rsa(_, key) => (key.n().bits(), MIN_RSA_BITS, "bits"),
             Key::Es256(_) | Key::EdDsa(_) => return Ok(()),
         };
