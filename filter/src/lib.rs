@@ -5,7 +5,6 @@
 //! [`plan::plan`], and carries out the answer. It never panics into the host: every host call
 //! is checked, and a failure denies with `internal_error` instead of trapping the VM.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
@@ -68,7 +67,7 @@ impl Metrics {
 #[derive(Default)]
 struct AttestRoot {
     gate: Option<Rc<Gate>>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<Metrics>,
 }
 
 impl Context for AttestRoot {}
@@ -103,8 +102,9 @@ impl RootContext for AttestRoot {
             Ok(gate) => {
                 let keys = gate.keys().keys().len();
                 self.gate = Some(Rc::new(gate));
-                if self.metrics.borrow().ids.is_empty() {
-                    *self.metrics.borrow_mut() = Metrics::define();
+                // Once per VM: a reconfigure keeps the counters and their values.
+                if self.metrics.ids.is_empty() {
+                    self.metrics = Rc::new(Metrics::define());
                 }
                 log(LogLevel::Info, &format!("configured with {keys} key(s)"));
                 true
@@ -131,7 +131,7 @@ impl RootContext for AttestRoot {
 
 struct AttestHttp {
     gate: Option<Rc<Gate>>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<Metrics>,
 }
 
 impl Context for AttestHttp {}
@@ -142,7 +142,7 @@ impl HttpContext for AttestHttp {
             Ok(action) => action,
             Err(problem) => {
                 log(LogLevel::Error, &format!("internal error: {problem}"));
-                self.metrics.borrow().increment("attestgate.errors");
+                self.metrics.increment("attestgate.errors");
                 plan::internal_error()
             }
         };
@@ -165,9 +165,8 @@ impl AttestHttp {
             .as_secs();
         let now = i64::try_from(now).map_err(|_| "clock out of range".to_owned())?;
         let (decision, action) = plan::plan(gate, headers, source.as_deref(), now);
-        let metrics = self.metrics.borrow();
         for name in plan::counters(&decision) {
-            metrics.increment(&name);
+            self.metrics.increment(&name);
         }
         if !decision.allow || decision.verdict == attestgate_policy::Verdict::Deny {
             let mut line = format!(

@@ -210,10 +210,10 @@ impl Gate {
     ) -> Value {
         let mut headers = Map::new();
         for (name, value) in &request.headers {
-            let name = name.to_ascii_lowercase();
-            if name == self.config.token.header.to_ascii_lowercase() {
+            if name.eq_ignore_ascii_case(&self.config.token.header) {
                 continue;
             }
+            let name = name.to_ascii_lowercase();
             match headers.get_mut(&name) {
                 Some(Value::String(joined)) => {
                     joined.push(',');
