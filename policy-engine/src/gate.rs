@@ -35,7 +35,7 @@ use crate::token::{self, VerifiedToken, VerifyOptions};
 pub struct Gate {
     config: Config,
     keys: KeySet,
-    verify: VerifyOptions,
+    pub(crate) verify: VerifyOptions,
     policy: Option<Policy>,
 }
 
@@ -191,7 +191,7 @@ impl Gate {
         decision
     }
 
-    fn policy_entrypoint(&self) -> &str {
+    pub(crate) fn policy_entrypoint(&self) -> &str {
         self.config
             .policy
             .as_ref()
@@ -200,7 +200,7 @@ impl Gate {
 
     /// The Rego input document. Header names are lower-cased, repeated headers joined with
     /// commas, and the token header left out (its verified content is `input.token`).
-    fn policy_input(
+    pub(crate) fn policy_input(
         &self,
         request: &Request,
         token: &VerifiedToken,

@@ -34,6 +34,7 @@ mod binding;
 mod config;
 mod decision;
 mod error;
+mod explain;
 mod gate;
 mod json;
 mod keys;
@@ -48,6 +49,7 @@ pub use config::{
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::{ConfigError, TokenError};
+pub use explain::{DecodedToken, Explanation, RuleMatch, Step, StepId, StepStatus};
 pub use gate::Gate;
 pub use json::StrictJsonError;
 pub use keys::{Algorithm, Key, KeySet};
