@@ -28,6 +28,9 @@ mod entry {
     }}
 }
 
+/// Starts the debug line carrying a decision's JSON when `log_decisions` is on.
+pub const DECISION_LOG_PREFIX: &str = "decision ";
+
 fn log(level: LogLevel, message: &str) {
     // Nothing sensible is left to do if logging itself fails.
     let _ = hostcalls::log(level, message);
@@ -167,6 +170,12 @@ impl AttestHttp {
         let (decision, action) = plan::plan(gate, headers, source.as_deref(), now);
         for name in plan::counters(&decision) {
             self.metrics.increment(&name);
+        }
+        if gate.config().log_decisions {
+            match serde_json::to_string(&decision) {
+                Ok(json) => log(LogLevel::Debug, &format!("{DECISION_LOG_PREFIX}{json}")),
+                Err(err) => log(LogLevel::Warn, &format!("cannot log the decision: {err}")),
+            }
         }
         if !decision.allow || decision.verdict == attestgate_policy::Verdict::Deny {
             let mut line = format!(

@@ -55,6 +55,10 @@ pub struct Config {
     /// Verified claims copied into upstream request headers.
     #[serde(default)]
     pub claim_to_headers: Vec<ClaimHeader>,
+    /// Whether the filter logs every decision as JSON at debug level (for diagnosis and for
+    /// `attestgate check --wasm`; off in production, where it costs a serialization per request).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub log_decisions: bool,
 }
 
 /// Where to find the token.

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use attestgate_filter::DECISION_LOG_PREFIX;
+use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile};
 use attestgate_policy::mint::{claims_with_expiry, SigningKey};
 use attestgate_policy::{Config, Gate, Request};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -107,6 +109,19 @@ struct CheckArgs {
     /// Pretty-print the JSON.
     #[arg(long)]
     pretty: bool,
+    /// Run the check through this built filter (`build/attestgate.wasm`) in the wasmtime
+    /// harness instead of the native core; prints the decision the filter made.
+    #[arg(long, value_name = "FILTER.wasm")]
+    wasm: Option<PathBuf>,
+    /// The gateway the harness behaves like, with --wasm.
+    #[arg(long, value_enum, default_value = "envoy", requires = "wasm")]
+    profile: ProfileArg,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProfileArg {
+    Envoy,
+    Kong,
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,16 +191,12 @@ fn main() -> ExitCode {
 
 fn check(args: &CheckArgs) -> Result<ExitCode> {
     let config = load_config(&args.config)?;
-    let gate = Gate::from_config(config).context("loading the gate config")?;
-    let mut request = Request::new(&args.method, &args.path).with_host(&args.host);
-    if let Some(ip) = &args.source_ip {
-        request = request.with_source_ip(ip);
-    }
+    let mut headers = Vec::new();
     for header in &args.headers {
         let (name, value) = header
             .split_once(':')
             .with_context(|| format!("header `{header}` is not `Name: value`"))?;
-        request = request.with_header(name.trim(), value.trim());
+        headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     let token = match (&args.token, &args.token_file) {
         (Some(token), _) => Some(token.trim().to_owned()),
@@ -193,22 +204,81 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
         (None, None) => None,
     };
     if let Some(token) = token {
-        let token_config = &gate.config().token;
-        let value = format!("{}{token}", token_config.prefix.as_deref().unwrap_or(""));
-        request = request.with_header(&token_config.header, value);
+        let value = format!("{}{token}", config.token.prefix.as_deref().unwrap_or(""));
+        headers.push((config.token.header.clone(), value));
     }
-    let decision = gate.check(&request, args.now.unwrap_or_else(unix_now));
-    let json = if args.pretty {
-        serde_json::to_string_pretty(&decision)?
-    } else {
-        serde_json::to_string(&decision)?
+    let now = args.now.unwrap_or_else(unix_now);
+    let (allow, json) = match &args.wasm {
+        None => {
+            let gate = Gate::from_config(config).context("loading the gate config")?;
+            let mut request = Request::new(&args.method, &args.path).with_host(&args.host);
+            if let Some(ip) = &args.source_ip {
+                request = request.with_source_ip(ip);
+            }
+            for (name, value) in headers {
+                request = request.with_header(name, value);
+            }
+            let decision = gate.check(&request, now);
+            (decision.allow, serde_json::to_value(&decision)?)
+        }
+        Some(wasm) => check_in_filter(args, wasm, config, headers, now)?,
     };
-    println!("{json}");
-    Ok(if decision.allow {
+    let text = if args.pretty {
+        serde_json::to_string_pretty(&json)?
+    } else {
+        serde_json::to_string(&json)?
+    };
+    println!("{text}");
+    Ok(if allow {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
+}
+
+/// Runs one request through the built filter in the harness. The filter is asked to log its
+/// decision (`log_decisions`), so the JSON printed is the one it made, not a reconstruction;
+/// what the filter did with the request must agree with it.
+fn check_in_filter(
+    args: &CheckArgs,
+    wasm: &Path,
+    mut config: Config,
+    headers: Vec<(String, String)>,
+    now: i64,
+) -> Result<(bool, serde_json::Value)> {
+    let profile = match args.profile {
+        ProfileArg::Envoy => Profile::Envoy,
+        ProfileArg::Kong => Profile::Kong,
+    };
+    config.log_decisions = true;
+    let host = Host::from_file(wasm, HostOptions::new(profile))?;
+    let mut vm = host
+        .vm(serde_json::to_string(&config)?.as_bytes())
+        .now(now)
+        .start()?;
+    let mut request = HttpRequest::new(&args.method, &args.path).authority(&args.host);
+    request.source_address = args.source_ip.as_ref().map(|ip| format!("{ip}:0"));
+    request.headers = headers;
+    let outcome = vm.send(&request)?;
+    let line = outcome
+        .logs
+        .iter()
+        .find_map(|line| line.message.strip_prefix(DECISION_LOG_PREFIX))
+        .context("the filter logged no decision")?;
+    let decision: serde_json::Value =
+        serde_json::from_str(line).context("the filter's decision line is not JSON")?;
+    let allow = decision["allow"] == serde_json::Value::Bool(true);
+    if allow != outcome.reached_upstream() {
+        bail!(
+            "the filter decided allow={allow} but the request {} the upstream",
+            if outcome.reached_upstream() {
+                "reached"
+            } else {
+                "did not reach"
+            }
+        );
+    }
+    Ok((allow, decision))
 }
 
 /// Reads a config as JSON or YAML, resolving `policy.module_files` relative to the file.
