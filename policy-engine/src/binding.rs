@@ -19,7 +19,8 @@ pub struct BindingOutcome {
 }
 
 /// The expected claim value: standard padded base64 of SHA-256 over the bound header values
-/// concatenated in order. `None` when a bound header is absent.
+/// concatenated in order. `None` when a bound header is absent or repeated: with two copies
+/// there is no telling which one the upstream will use (Envoy joins them with a comma).
 ///
 /// ```
 /// use attestgate_policy::{binding_hash, Request};
@@ -30,8 +31,12 @@ pub struct BindingOutcome {
 pub fn binding_hash(headers: &[String], request: &Request) -> Option<String> {
     let mut hasher = Sha256::new();
     for name in headers {
-        // A repeated header is hashed as its first value: what most clients bind.
-        hasher.update(request.header_values(name).next()?.as_bytes());
+        let mut values = request.header_values(name);
+        let value = values.next()?;
+        if values.next().is_some() {
+            return None;
+        }
+        hasher.update(value.as_bytes());
     }
     Some(Base64::encode_string(&hasher.finalize()))
 }
@@ -62,7 +67,7 @@ pub(crate) fn check(
         return Err((
             Reason::BindingMismatch,
             format!(
-                "bound header missing (binding covers {})",
+                "bound header missing or repeated (binding covers {})",
                 config.headers.join(", ")
             ),
         ));

@@ -20,11 +20,17 @@ use crate::request::Request;
 #[derive(Debug, Clone, Default, Deserialize)]
 pub(crate) struct HeaderExtras {
     /// RFC 7515 §4.1.11: extensions the recipient must understand. We understand none.
-    #[serde(default)]
+    /// `Some(Value::Null)` when present as `null`: present is enough to refuse.
+    #[serde(default, deserialize_with = "present")]
     crit: Option<Value>,
-    /// RFC 7797: `b64: false` changes what is signed; we refuse it.
-    #[serde(default)]
+    /// RFC 7797: `b64: false` changes what is signed; we refuse it (and anything but `true`).
+    #[serde(default, deserialize_with = "present")]
     b64: Option<Value>,
+}
+
+/// Tells a member given as `null` from an absent one, which serde's `Option` would merge.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// A token whose signature, time window, issuer and audience have been checked.

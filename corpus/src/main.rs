@@ -1,0 +1,58 @@
+//! `attestgate-corpus [--now N] [--dir DIR]`: prints the materialized corpus as JSON.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+/// Prints the request corpus with tokens minted at `--now` (default: the current time) as
+/// JSON on stdout, for runners that are not written in Rust.
+#[derive(Debug, Parser)]
+#[command(name = "attestgate-corpus", version)]
+struct Args {
+    /// Unix seconds to mint the tokens at (default: now).
+    #[arg(long, allow_hyphen_values = true)]
+    now: Option<i64>,
+    /// The case directory (default: the crate's `cases/`).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Indented JSON.
+    #[arg(long)]
+    pretty: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let now = args.now.unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+            })
+    });
+    let dir = args.dir.unwrap_or_else(attestgate_corpus::cases_dir);
+    let materialized = attestgate_corpus::load(&dir).and_then(|corpus| corpus.materialize(now));
+    let materialized = match materialized {
+        Ok(materialized) => materialized,
+        Err(err) => {
+            eprintln!("attestgate-corpus: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let json = if args.pretty {
+        serde_json::to_string_pretty(&materialized)
+    } else {
+        serde_json::to_string(&materialized)
+    };
+    match json {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("attestgate-corpus: {err}");
+            ExitCode::from(2)
+        }
+    }
+}

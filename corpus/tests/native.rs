@@ -1,0 +1,143 @@
+//! Runs every corpus case through `Gate::check` in-process and checks its expectation.
+
+// Tests fail by panicking; the no-panic lints guard the shipped code.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeSet;
+
+use attestgate_corpus::{cases_dir, load, Materialized, Runner};
+use attestgate_policy::{Gate, Reason, Verdict};
+
+const NOW: i64 = 1_700_000_000;
+
+/// Runs every native case; returns failures and the reasons the gate produced.
+fn run(materialized: &Materialized) -> (usize, Vec<String>, BTreeSet<String>) {
+    let mut ran = 0;
+    let mut failures = Vec::new();
+    let mut reasons = BTreeSet::new();
+    for gate in &materialized.gates {
+        let checker = Gate::from_json(&gate.config.to_string())
+            .unwrap_or_else(|err| panic!("gate {}: {err}", gate.name));
+        for case in &gate.cases {
+            let Some(want) = case.expect_for(Runner::Native) else {
+                continue;
+            };
+            ran += 1;
+            let got = checker.check(&case.request.to_request(), materialized.now);
+            reasons.insert(got.reason.as_str().to_owned());
+            let verdict = match got.verdict {
+                Verdict::Allow => "allow",
+                Verdict::Deny => "deny",
+            };
+            let ok = got.allow == want.allow
+                && got.reason.as_str() == want.reason
+                && got.status == want.status
+                && want.verdict.as_deref().is_none_or(|v| v == verdict);
+            if !ok {
+                failures.push(format!(
+                    "{} ({}): expected allow={} reason={} status={} verdict={:?}\n{:>w$}got allow={} reason={} status={} verdict={verdict} reasons={:?} detail={:?}",
+                    case.name, gate.name, want.allow, want.reason, want.status, want.verdict,
+                    "", got.allow, got.reason, got.status, got.reasons, got.detail,
+                    w = case.name.len() + gate.name.len() + 5,
+                ));
+            }
+        }
+    }
+    (ran, failures, reasons)
+}
+
+#[test]
+fn every_case_decides_as_expected_natively() {
+    let corpus = load(&cases_dir()).unwrap();
+    let materialized = corpus.materialize(NOW).unwrap();
+    let (ran, failures, reasons) = run(&materialized);
+    println!(
+        "corpus (native): {} passed, {} failed",
+        ran - failures.len(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+
+    // Every reason code the core can produce shows up in the corpus.
+    for reason in Reason::ALL {
+        if reason != Reason::InternalError {
+            assert!(
+                reasons.contains(reason.as_str()),
+                "no corpus case produces {reason}"
+            );
+        }
+    }
+}
+
+/// Tokens are minted relative to `now`, so a runner with a real clock (Envoy) sees the same
+/// outcomes: materialize at another time and decide at that time.
+#[test]
+fn outcomes_do_not_depend_on_the_clock() {
+    let corpus = load(&cases_dir()).unwrap();
+    for now in [1_800_000_000, 2_000_000_000] {
+        let (_, failures, _) = run(&corpus.materialize(now).unwrap());
+        assert!(failures.is_empty(), "at {now}:\n{}", failures.join("\n"));
+    }
+}
+
+#[test]
+fn both_files_are_substantial_and_small_in_gates() {
+    let corpus = load(&cases_dir()).unwrap();
+    let names: Vec<&str> = corpus.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["adversarial", "parity"]);
+    for file in &corpus.files {
+        let minimum = if file.name == "adversarial" { 100 } else { 50 };
+        assert!(
+            file.spec.cases.len() >= minimum,
+            "{} has only {} cases",
+            file.name,
+            file.spec.cases.len()
+        );
+        // Each gate costs the Envoy runner one Envoy start.
+        assert!(
+            file.spec.gates.len() <= 4,
+            "{} has {} gates",
+            file.name,
+            file.spec.gates.len()
+        );
+    }
+    // Exceptions to "runs everywhere, expects the same" stay few and explained.
+    let materialized = corpus.materialize(NOW).unwrap();
+    let cases: Vec<_> = materialized.gates.iter().flat_map(|g| &g.cases).collect();
+    let exceptional: Vec<_> = cases
+        .iter()
+        .filter(|c| c.runners.len() != Runner::ALL.len() || !c.overrides.is_empty())
+        .collect();
+    assert!(exceptional.len() <= 5, "{} exceptions", exceptional.len());
+    assert!(exceptional.iter().all(|c| c.why.is_some()));
+    // Denials outnumber allowances in the adversarial file, and every case expects something
+    // coherent: allowed means 200, a denial means an error status.
+    for case in &cases {
+        let e = &case.expect;
+        if e.allow {
+            assert_eq!(e.status, 200, "{}", case.name);
+        } else {
+            assert!(e.status >= 400, "{}", case.name);
+        }
+    }
+}
+
+#[test]
+fn materialized_json_round_trips() {
+    let materialized = load(&cases_dir()).unwrap().materialize(NOW).unwrap();
+    let json = serde_json::to_string(&materialized).unwrap();
+    let back: Materialized = serde_json::from_str(&json).unwrap();
+    assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(value["now"], NOW);
+    let case = &value["gates"][0]["cases"][0];
+    for field in ["name", "request", "expect", "runners"] {
+        assert!(case.get(field).is_some(), "{field} missing: {case}");
+    }
+    assert!(case["request"]["headers"][0].is_array());
+}
