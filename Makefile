@@ -9,7 +9,7 @@ CLI          := target/release/attestgate
 
 EXAMPLES     := quickstart token-binding per-route jwks-es256
 
-.PHONY: all run demo cli filter envoy examples test policy-test lint fmt clippy unit clean
+.PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit clean
 
 all: cli filter
 
@@ -45,6 +45,11 @@ filter:
 	@mkdir -p $(BUILD_DIR)
 	cp target/$(WASM_TARGET)/release/attestgate_filter.wasm $(FILTER_WASM)
 	@echo "built $(FILTER_WASM) ($$(stat -c %s $(FILTER_WASM)) bytes)"
+
+## kong: the Kong package (filter/kong/): its schema validates every example config and
+## matches the config parser (also run by `make test`, through `unit`)
+kong:
+	$(CARGO) test -p attestgate-filter --test kong_package
 
 ## test: formatting, lints, the wasm build, every test (real Envoy included), the Rego
 ## tests of policies/ and the CLI demo
