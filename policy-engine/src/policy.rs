@@ -103,7 +103,10 @@ impl Policy {
             }
             let policy =
                 compile_policy_with_entrypoint(data.clone(), &modules, entrypoint.as_str().into())
-                    .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
+                    .map_err(|err| {
+                        // Name the entrypoint: "not a valid rule path" alone does not say which.
+                        ConfigError::Policy(format!("entrypoint `{entrypoint}`: {err:#}"))
+                    })?;
             compiled.insert(entrypoint, policy);
         }
         Ok(Policy { compiled })
