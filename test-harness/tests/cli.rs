@@ -92,6 +92,17 @@ fn attestgate_with_stdin(args: &[&str], input: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The built filter (`make filter`); missing it is a failure, not a skip.
+fn filter_wasm() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm");
+    assert!(
+        path.exists(),
+        "no filter at {}: run `make filter`",
+        path.display()
+    );
+    path
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
@@ -332,9 +343,19 @@ fn algorithm_family(alg: &str) {
     ];
 
     let header = format!("Authorization: {auth}");
-    for case in cases {
+    let filter = filter_wasm();
+    for (index, case) in cases.iter().enumerate() {
         let (code, decision) = check(&config, Some(&case.token), &["-H", &header]);
         let label = format!("{alg} {}: {decision}", case.name);
+        // The shipped filter, run in the harness, makes the very same decision.
+        let profile = ["envoy", "kong"][index % 2];
+        let wasm_args = ["-H", &header, "--wasm", p(&filter), "--profile", profile];
+        let (wasm_code, wasm_decision) = check(&config, Some(&case.token), &wasm_args);
+        assert_eq!(
+            (wasm_code, &wasm_decision),
+            (code, &decision),
+            "{label}: through the filter ({profile})"
+        );
         assert_eq!(code, case.code, "{label}");
         assert_eq!(decision["allow"], case.allow, "{label}");
         assert_eq!(decision["status"], case.status, "{label}");

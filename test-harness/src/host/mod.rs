@@ -23,6 +23,7 @@
 //! ```
 
 mod abi;
+mod cache;
 mod state;
 
 use std::collections::BTreeMap;
@@ -32,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{anyhow, bail, Context as _, Result};
 use rand::SeedableRng;
 use wasmtime::{
-    Config, Engine, Instance, InstancePre, Linker, Module, Store, StoreLimitsBuilder, TypedFunc,
+    Config, Engine, Instance, InstancePre, Linker, Store, StoreLimitsBuilder, TypedFunc,
 };
 
 pub use state::SharedData;
@@ -328,7 +329,7 @@ impl Host {
         let mut config = Config::new();
         config.consume_fuel(true);
         let engine = Engine::new(&config).map_err(|e| anyhow!(e))?;
-        let module = Module::new(&engine, wasm)
+        let module = cache::compile(&engine, wasm)
             .map_err(|e| anyhow!(e))
             .context("compiling the filter")?;
         let mut linker = Linker::new(&engine);
