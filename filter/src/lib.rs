@@ -156,8 +156,15 @@ impl HttpContext for AttestHttp {
 impl AttestHttp {
     fn decide(&self) -> Result<Plan, String> {
         let gate = self.gate.as_ref().ok_or("no gate configured")?;
-        let headers = hostcalls::get_map(MapType::HttpRequestHeaders)
-            .map_err(|status| format!("reading request headers: {status:?}"))?;
+        // Values as bytes: HTTP/1 lets a value carry any byte but NUL, CR and LF, and
+        // `get_map` panics on one that is not UTF-8, which takes the worker's VM down for
+        // every later request. Such a value is decoded lossily: it then matches no token,
+        // binding or policy string, so it can only lead to a denial.
+        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+            .map_err(|status| format!("reading request headers: {status:?}"))?
+            .into_iter()
+            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+            .collect();
         let source = hostcalls::get_property(vec!["source", "address"])
             .ok()
             .flatten();
