@@ -1,0 +1,499 @@
+//! The JavaScript API in plain Rust: JSON in, JSON out, errors as text. `lib.rs` only converts
+//! between these and JavaScript values, so everything here is tested natively too.
+
+use std::collections::BTreeMap;
+
+use attestgate_policy::mint::{claims_with_expiry, SigningKey};
+use attestgate_policy::{binding_hash, Config, Decision, Explanation, Gate, Request};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Loads a gate from its JSON config, as the filter does. The error is the core's message.
+pub fn load(config: &str) -> Result<Gate, String> {
+    Gate::from_json(config).map_err(|err| err.to_string())
+}
+
+/// `{ok: true, keys: [{kid, alg}], rules, policy: {entrypoints}}` when the config loads,
+/// `{ok: false, error}` when it does not.
+pub fn check_config(config: &str) -> Value {
+    let gate = match load(config) {
+        Ok(gate) => gate,
+        Err(error) => return json!({ "ok": false, "error": error }),
+    };
+    let config = gate.config();
+    let keys: Vec<Value> = gate
+        .keys()
+        .keys()
+        .iter()
+        .map(|key| json!({ "kid": key.kid(), "alg": key.algorithm().name() }))
+        .collect();
+    let mut entrypoints: Vec<&str> = config
+        .policy
+        .iter()
+        .map(|p| p.entrypoint.as_str())
+        .collect();
+    for rule in &config.rules {
+        if let Some(entrypoint) = rule.entrypoint.as_deref() {
+            if !entrypoints.contains(&entrypoint) {
+                entrypoints.push(entrypoint);
+            }
+        }
+    }
+    json!({
+        "ok": true,
+        "keys": keys,
+        "rules": config.rules.len(),
+        "mode": config.mode.as_str(),
+        "token_header": config.token.header,
+        "entrypoints": entrypoints,
+    })
+}
+
+/// A request as JavaScript describes it. Every field is optional; the defaults are the CLI's
+/// (`GET /`, host `localhost`). Unknown fields are refused, so a typo is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestSpec {
+    /// `GET` by default.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// `/` by default; may carry a query string.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// `localhost` by default.
+    #[serde(default, alias = "authority")]
+    pub host: Option<String>,
+    /// `[[name, value], ...]` in arrival order, or `{name: value}`.
+    #[serde(default)]
+    pub headers: Headers,
+    /// The client address.
+    #[serde(default)]
+    pub source_ip: Option<String>,
+}
+
+/// Request headers: pairs keep order and repeats; an object is the short form.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Headers {
+    /// `[[name, value], ...]`.
+    Pairs(Vec<(String, String)>),
+    /// `{name: value}`.
+    Object(BTreeMap<String, String>),
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Headers::Pairs(Vec::new())
+    }
+}
+
+/// Parses a request description; `null` means `GET /`.
+pub fn request_spec(value: Value) -> Result<RequestSpec, String> {
+    if value.is_null() {
+        return Ok(RequestSpec::default());
+    }
+    serde_json::from_value(value).map_err(|err| format!("invalid request: {err}"))
+}
+
+/// Builds the request as `attestgate check` does: the spec's headers, then the token (if any)
+/// in the configured header with the configured prefix.
+pub fn build_request(gate: &Gate, token: Option<&str>, spec: RequestSpec) -> Request {
+    let mut request = Request::new(
+        spec.method.unwrap_or_else(|| "GET".to_owned()),
+        spec.path.unwrap_or_else(|| "/".to_owned()),
+    )
+    .with_host(spec.host.unwrap_or_else(|| "localhost".to_owned()));
+    if let Some(ip) = spec.source_ip {
+        request = request.with_source_ip(ip);
+    }
+    request.headers = match spec.headers {
+        Headers::Pairs(pairs) => pairs,
+        Headers::Object(map) => map.into_iter().collect(),
+    };
+    if let Some(token) = token {
+        let config = &gate.config().token;
+        let value = format!("{}{}", config.prefix.as_deref().unwrap_or(""), token.trim());
+        request = request.with_header(&config.header, value);
+    }
+    request
+}
+
+/// The decision, exactly as `attestgate check` prints it.
+pub fn check(
+    gate: &Gate,
+    token: Option<&str>,
+    request: Value,
+    now: i64,
+) -> Result<Decision, String> {
+    let request = build_request(gate, token, request_spec(request)?);
+    Ok(gate.check(&request, now))
+}
+
+/// The decision with its working ([`Gate::explain`]).
+pub fn explain(
+    gate: &Gate,
+    token: Option<&str>,
+    request: Value,
+    now: i64,
+) -> Result<Explanation, String> {
+    let request = build_request(gate, token, request_spec(request)?);
+    Ok(gate.explain(&request, now))
+}
+
+/// Rego modules: `{file: source}` or `[[file, source], ...]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Modules {
+    /// `[[file, source], ...]`, loaded in this order.
+    Pairs(Vec<(String, String)>),
+    /// `{file: source}`.
+    Object(BTreeMap<String, String>),
+}
+
+impl Modules {
+    fn parse(value: Value) -> Result<Vec<(String, String)>, String> {
+        let modules = match serde_json::from_value(value)
+            .map_err(|_| "modules must be {file: source} or [[file, source], ...]".to_owned())?
+        {
+            Modules::Pairs(pairs) => pairs,
+            Modules::Object(map) => map.into_iter().collect(),
+        };
+        if modules.is_empty() {
+            return Err("no Rego modules given".to_owned());
+        }
+        Ok(modules)
+    }
+}
+
+/// Evaluates `query` like `attestgate eval`: the same OPA-style `{result: [...]}` document.
+pub fn eval(
+    modules: Value,
+    input: Option<Value>,
+    data: Option<Value>,
+    query: &str,
+) -> Result<Value, String> {
+    let mut engine = regorus::Engine::new();
+    for (file, source) in Modules::parse(modules)? {
+        engine
+            .add_policy(file.clone(), source)
+            .map_err(|err| format!("loading {file}: {err:#}"))?;
+    }
+    if let Some(data) = data {
+        if !data.is_object() {
+            return Err("data must be a JSON object".to_owned());
+        }
+        engine
+            .add_data(data.into())
+            .map_err(|err| format!("{err:#}"))?;
+    }
+    if let Some(input) = input {
+        engine.set_input(input.into());
+    }
+    let results = engine
+        .eval_query(query.to_owned(), false)
+        .map_err(|err| format!("{err:#}"))?;
+    serde_json::to_value(&results).map_err(|err| err.to_string())
+}
+
+/// Runs the modules' `test_` rules like `attestgate test`:
+/// `{passed, failed, tests: [{name, passed, error}]}`.
+pub fn test(modules: Value) -> Result<Value, String> {
+    let results =
+        attestgate_policy::run_rego_tests(&Modules::parse(modules)?).map_err(|e| e.to_string())?;
+    let failed = results.iter().filter(|t| !t.passed).count();
+    let tests: Vec<Value> = results
+        .iter()
+        .map(|t| json!({ "name": t.name, "passed": t.passed, "error": t.error }))
+        .collect();
+    Ok(json!({ "passed": results.len() - failed, "failed": failed, "tests": tests }))
+}
+
+/// Signs claims like `attestgate mint`: `key` is a private JWK object, or a string holding an
+/// Approov-style base64 HS256 secret. With `exp_in`, `exp` is set to `now + exp_in` (and `iat`
+/// to `now` if absent).
+pub fn mint(
+    key: &Value,
+    claims: Value,
+    kid: Option<String>,
+    exp_in: Option<i64>,
+    now: i64,
+) -> Result<String, String> {
+    let signing = match key {
+        Value::String(secret) => SigningKey::hs256_from_base64_secret(secret),
+        jwk => SigningKey::from_jwk(jwk),
+    }
+    .map_err(|err| err.to_string())?;
+    let signing = match kid {
+        Some(kid) => signing.with_kid(Some(kid)),
+        None => signing,
+    };
+    let Value::Object(claims) = claims else {
+        return Err("claims must be a JSON object".to_owned());
+    };
+    signing
+        .sign(&claims_with_expiry(claims, now, exp_in))
+        .map_err(|err| err.to_string())
+}
+
+/// The token-binding claim value for a request: base64(SHA-256(the bound headers' values)).
+/// `None` when a bound header is missing from the request.
+pub fn binding(headers: Vec<String>, request: Value) -> Result<Option<String>, String> {
+    let spec = request_spec(request)?;
+    let mut request = Request::new("GET", "/");
+    request.headers = match spec.headers {
+        Headers::Pairs(pairs) => pairs,
+        Headers::Object(map) => map.into_iter().collect(),
+    };
+    Ok(binding_hash(&headers, &request))
+}
+
+/// A config with its Rego modules moved in from `modules` (the playground edits them apart).
+pub fn with_modules(config: &str, modules: Value) -> Result<String, String> {
+    let mut config: Config =
+        serde_json::from_str(config).map_err(|err| format!("invalid config: {err}"))?;
+    let modules: Map<String, Value> = match modules {
+        Value::Object(map) => map,
+        _ => return Err("modules must be {file: source}".to_owned()),
+    };
+    let policy = config
+        .policy
+        .as_mut()
+        .ok_or("the config has no `policy` to put the modules in")?;
+    for (name, source) in modules {
+        let Value::String(source) = source else {
+            return Err(format!("module `{name}` must be a string"));
+        };
+        policy.modules.insert(name, source);
+    }
+    serde_json::to_string(&config).map_err(|err| err.to_string())
+}
+
+/// A JavaScript number of seconds as an `i64`: it must be a whole number that a double holds
+/// exactly.
+pub fn seconds(now: f64) -> Result<i64, String> {
+    const MAX_SAFE: f64 = 9_007_199_254_740_991.0; // 2^53 - 1
+    if now.is_finite() && now.fract() == 0.0 && now.abs() <= MAX_SAFE {
+        #[allow(clippy::cast_possible_truncation)] // whole and within ±2^53: exact
+        Ok(now as i64)
+    } else {
+        Err(format!("now must be whole unix seconds, not {now}"))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use attestgate_policy::Reason;
+
+    const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    const NOW: i64 = 1_700_000_000;
+
+    fn config(extra: Value) -> String {
+        let mut config = json!({ "keys": { "approov_secret": SECRET } });
+        for (k, v) in extra.as_object().unwrap() {
+            config[k] = v.clone();
+        }
+        config.to_string()
+    }
+
+    fn token(claims: Value) -> String {
+        mint(&json!(SECRET), claims, None, Some(300), NOW).unwrap()
+    }
+
+    #[test]
+    fn check_config_reports_keys_or_the_error() {
+        let ok = check_config(&config(json!({})));
+        assert_eq!(ok["ok"], true);
+        assert_eq!(ok["keys"], json!([{"kid": null, "alg": "HS256"}]));
+        assert_eq!(ok["token_header"], "approov-token");
+
+        let weak = check_config(r#"{"keys":{"approov_secret":"c2hvcnQ="}}"#);
+        assert_eq!(weak["ok"], false);
+        assert_eq!(
+            weak["error"],
+            "invalid key approov_secret: weak key: HS256 secret is 5 bytes, at least 32 required"
+        );
+        let typo = check_config(&config(json!({"leway_seconds": 1})));
+        assert!(typo["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `leway_seconds`"));
+        assert_eq!(check_config("not json")["ok"], false);
+    }
+
+    #[test]
+    fn check_builds_the_request_like_the_cli() {
+        let gate = load(&config(json!({"token": {"prefix": "Bearer "}}))).unwrap();
+        let t = token(json!({"did": "d1"}));
+        let decision = check(&gate, Some(&format!(" {t}\n")), Value::Null, NOW).unwrap();
+        assert!(decision.allow, "{decision:?}");
+        assert_eq!(decision.claims.unwrap()["did"], "d1");
+
+        let missing = check(&gate, None, json!({"method": "POST"}), NOW).unwrap();
+        assert_eq!(
+            (missing.reason, missing.status),
+            (Reason::TokenMissing, 401)
+        );
+
+        // A token already in the headers (as the parity corpus gives it) is used as is.
+        let spec = json!({"headers": [["Approov-Token", format!("Bearer {t}")]]});
+        assert!(check(&gate, None, spec, NOW).unwrap().allow);
+        let spec = json!({"headers": {"approov-token": format!("Bearer {t}")}});
+        assert!(check(&gate, None, spec, NOW).unwrap().allow);
+        // And a second one makes it a duplicated header.
+        let spec = json!({"headers": [["approov-token", format!("Bearer {t}")]]});
+        let twice = check(&gate, Some(&t), spec, NOW).unwrap();
+        assert_eq!(twice.reason, Reason::TokenMalformed);
+
+        let expired = check(&gate, Some(&t), Value::Null, NOW + 3_600).unwrap();
+        assert_eq!(expired.reason, Reason::TokenExpired);
+    }
+
+    #[test]
+    fn request_fields_reach_the_policy() {
+        let policy = r#"package attestgate
+decision := {"allow": false, "reasons": [concat(" ", [input.request.method, input.request.path, input.request.host, input.request.source_ip, input.request.headers["x-a"]])]}"#;
+        let gate = load(&config(json!({"policy": {"modules": {"p.rego": policy}}}))).unwrap();
+        let spec = json!({"method": "PUT", "path": "/x?y", "authority": "api.test",
+                          "source_ip": "203.0.113.9", "headers": [["X-A", "1"], ["x-a", "2"]]});
+        let decision = check(&gate, Some(&token(json!({}))), spec, NOW).unwrap();
+        assert_eq!(decision.reasons, ["PUT /x?y api.test 203.0.113.9 1,2"]);
+
+        let err = check(&gate, None, json!({"metod": "GET"}), NOW).unwrap_err();
+        assert!(err.contains("unknown field `metod`"), "{err}");
+        let err = check(&gate, None, json!({"headers": [["a"]]}), NOW).unwrap_err();
+        assert!(err.starts_with("invalid request"), "{err}");
+    }
+
+    #[test]
+    fn explain_agrees_with_check() {
+        let gate = load(&config(json!({}))).unwrap();
+        let t = token(json!({"did": "d1"}));
+        let explained = explain(&gate, Some(&t), Value::Null, NOW + 3_600).unwrap();
+        let decision = check(&gate, Some(&t), Value::Null, NOW + 3_600).unwrap();
+        assert_eq!(explained.decision, decision);
+        let failed: Vec<_> = explained
+            .steps
+            .iter()
+            .filter(|s| s.status == attestgate_policy::StepStatus::Failed)
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(failed, [attestgate_policy::StepId::Time]);
+    }
+
+    #[test]
+    fn eval_matches_the_cli_shape() {
+        let modules = json!({"p.rego": "package p\nx := input.a + data.b"});
+        let out = eval(
+            modules.clone(),
+            Some(json!({"a": 1})),
+            Some(json!({"b": 2})),
+            "data.p.x",
+        )
+        .unwrap();
+        assert_eq!(out["result"][0]["expressions"][0]["value"], 3);
+        assert_eq!(out["result"][0]["expressions"][0]["text"], "data.p.x");
+
+        let undefined = eval(modules.clone(), None, None, "data.p.x").unwrap();
+        assert_eq!(undefined, json!({}));
+        assert!(eval(
+            json!({"p.rego": "package p\nx := {"}),
+            None,
+            None,
+            "data.p.x"
+        )
+        .unwrap_err()
+        .starts_with("loading p.rego"));
+        assert!(eval(modules.clone(), None, Some(json!([1])), "data.p.x").is_err());
+        assert!(eval(json!([]), None, None, "data.p.x").is_err());
+        let pairs = json!([["a.rego", "package a\ny := 7"]]);
+        assert_eq!(
+            eval(pairs, None, None, "data.a.y").unwrap()["result"][0]["expressions"][0]["value"],
+            7
+        );
+    }
+
+    #[test]
+    fn rego_tests_are_counted() {
+        let out =
+            test(json!({"t.rego": "package t\ntest_ok if 1 == 1\ntest_bad if 1 == 2"})).unwrap();
+        assert_eq!(
+            (out["passed"].as_u64(), out["failed"].as_u64()),
+            (Some(1), Some(1))
+        );
+        assert_eq!(out["tests"][1]["name"], "data.t.test_bad");
+        assert_eq!(out["tests"][1]["passed"], false);
+    }
+
+    #[test]
+    fn mint_round_trips_and_refuses_bad_input() {
+        let t = mint(
+            &json!(SECRET),
+            json!({"did": "x"}),
+            Some("k1".into()),
+            Some(60),
+            NOW,
+        )
+        .unwrap();
+        let header = t.split('.').next().unwrap();
+        assert!(header.starts_with("eyJ"), "{header}");
+        let gate = load(&config(json!({}))).unwrap();
+        // The kid names no key, so the approov secret (no kid) cannot be selected.
+        assert_eq!(
+            check(&gate, Some(&t), Value::Null, NOW).unwrap().reason,
+            Reason::KeyNotFound
+        );
+
+        assert!(mint(&json!("c2hvcnQ="), json!({}), None, None, NOW)
+            .unwrap_err()
+            .contains("weak"));
+        assert!(mint(&json!({"kty": "foo"}), json!({}), None, None, NOW).is_err());
+        assert_eq!(
+            mint(&json!(SECRET), json!([1]), None, None, NOW).unwrap_err(),
+            "claims must be a JSON object"
+        );
+    }
+
+    #[test]
+    fn binding_hash_of_request_headers() {
+        let hash = binding(
+            vec!["authorization".into()],
+            json!({"headers": [["Authorization", "abc"]]}),
+        )
+        .unwrap();
+        assert_eq!(
+            hash.as_deref(),
+            Some("ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=")
+        );
+        assert_eq!(
+            binding(vec!["authorization".into()], Value::Null).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn modules_are_merged_into_the_config() {
+        let base = config(json!({"policy": {"entrypoint": "data.p.decision"}}));
+        let merged = with_modules(&base, json!({"p.rego": "package p\ndecision := true"})).unwrap();
+        let gate = load(&merged).unwrap();
+        assert!(
+            check(&gate, Some(&token(json!({}))), Value::Null, NOW)
+                .unwrap()
+                .allow
+        );
+        assert!(with_modules(&config(json!({})), json!({}))
+            .unwrap_err()
+            .contains("no `policy`"));
+        assert!(with_modules(&base, json!({"p.rego": 1})).is_err());
+    }
+
+    #[test]
+    fn seconds_must_be_whole() {
+        assert_eq!(seconds(1_700_000_000.0), Ok(1_700_000_000));
+        assert_eq!(seconds(-5.0), Ok(-5));
+        assert!(seconds(1.5).is_err());
+        assert!(seconds(f64::NAN).is_err());
+        assert!(seconds(1e300).is_err());
+    }
+}

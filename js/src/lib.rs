@@ -1,0 +1,227 @@
+//! attestgate's core for JavaScript, built with wasm-bindgen (`make js` → `build/js/`).
+//!
+//! The same decisions as the proxy-wasm filter and the `attestgate` CLI, in a browser or in
+//! Node: the functions below wrap [`attestgate_policy`] and exchange plain JavaScript values
+//! (objects go through JSON). Errors are thrown as `Error` with the core's message.
+//!
+//! ```js
+//! import init, { Gate, check, checkConfig, evalPolicy, mint } from "./attestgate_js.js";
+//! await init();                                   // in Node: initSync({ module: bytes })
+//! checkConfig(config);                            // {ok: true, keys: [...]} | {ok: false, error}
+//! check(config, token, { method: "GET", path: "/v1/x", headers: [["authorization", "..."]] }, now);
+//! // → {allow, status, reason, reasons, mode, verdict, rule?, headers?, claims?, detail?}
+//! ```
+//!
+//! Time is always a parameter (unix seconds); when it is left out, the JavaScript host's clock
+//! is read here, never by the core.
+
+use attestgate_policy as core;
+use serde::Serialize;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+
+pub mod api;
+
+/// The crate version, e.g. `0.1.0`.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+/// Parses and loads a gate config (a JSON string or an object): `{ok: true, keys: [{kid,
+/// alg}], rules, mode, token_header, entrypoints}` or `{ok: false, error}`.
+#[wasm_bindgen(js_name = checkConfig)]
+pub fn check_config(config: JsValue) -> Result<JsValue, JsError> {
+    to_js(&api::check_config(&text(&config)?))
+}
+
+/// Decides one request like `attestgate check`, and returns the same decision object.
+/// `token` (or `null`) goes into the configured header with its prefix; `request` is
+/// `{method, path, host, headers: [[name, value], ...], source_ip}`, every field optional;
+/// `now` is unix seconds (default: the JavaScript clock).
+#[wasm_bindgen]
+pub fn check(
+    config: JsValue,
+    token: Option<String>,
+    request: JsValue,
+    now: Option<f64>,
+) -> Result<JsValue, JsError> {
+    Gate::new(config)?.check(token, request, now)
+}
+
+/// Like [`check`], with the working: `{decision, rule, mode, token: {raw, header, claims,
+/// signature_bytes, problems} (decoded, NOT verified), steps: [{id, title, status, detail}],
+/// policy_entrypoint, policy_input}`.
+#[wasm_bindgen]
+pub fn explain(
+    config: JsValue,
+    token: Option<String>,
+    request: JsValue,
+    now: Option<f64>,
+) -> Result<JsValue, JsError> {
+    Gate::new(config)?.explain(token, request, now)
+}
+
+/// A loaded config, for deciding many requests without reloading keys and recompiling Rego.
+/// Call `free()` when done (or let the garbage collector do it).
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct Gate {
+    inner: core::Gate,
+}
+
+#[wasm_bindgen]
+impl Gate {
+    /// Loads a config (a JSON string or an object); throws the core's error if it is refused.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue) -> Result<Gate, JsError> {
+        let inner = api::load(&text(&config)?).map_err(|err| JsError::new(&err))?;
+        Ok(Gate { inner })
+    }
+
+    /// See the free function [`check`].
+    pub fn check(
+        &self,
+        token: Option<String>,
+        request: JsValue,
+        now: Option<f64>,
+    ) -> Result<JsValue, JsError> {
+        let decision = api::check(
+            &self.inner,
+            token.as_deref(),
+            json(&request)?,
+            seconds(now)?,
+        )
+        .map_err(|err| JsError::new(&err))?;
+        to_js(&decision)
+    }
+
+    /// See the free function [`explain`].
+    pub fn explain(
+        &self,
+        token: Option<String>,
+        request: JsValue,
+        now: Option<f64>,
+    ) -> Result<JsValue, JsError> {
+        let explained = api::explain(
+            &self.inner,
+            token.as_deref(),
+            json(&request)?,
+            seconds(now)?,
+        )
+        .map_err(|err| JsError::new(&err))?;
+        to_js(&explained)
+    }
+}
+
+/// Evaluates a Rego query like `attestgate eval`. `modules` is `{file: source}` or `[[file,
+/// source], ...]`; `input` and `data` are optional JSON values; `query` defaults to
+/// `data.attestgate.decision`. Returns OPA's `{result: [{expressions: [{value, text,
+/// location}]}]}` (`{}` when undefined).
+#[wasm_bindgen(js_name = evalPolicy)]
+pub fn eval_policy(
+    modules: JsValue,
+    input: JsValue,
+    data: JsValue,
+    query: Option<String>,
+) -> Result<JsValue, JsError> {
+    let query = query.unwrap_or_else(|| "data.attestgate.decision".to_owned());
+    let results = api::eval(json(&modules)?, optional(&input)?, optional(&data)?, &query)
+        .map_err(|err| JsError::new(&err))?;
+    to_js(&results)
+}
+
+/// Runs the `test_` rules of the modules like `attestgate test`: `{passed, failed, tests:
+/// [{name, passed, error}]}`.
+#[wasm_bindgen(js_name = testPolicies)]
+pub fn test_policies(modules: JsValue) -> Result<JsValue, JsError> {
+    to_js(&api::test(json(&modules)?).map_err(|err| JsError::new(&err))?)
+}
+
+/// Signs claims into a token, for demos and tests: `key` is a private JWK object or an
+/// Approov-style base64 secret string; `options` is `{kid, expIn, now}` (all optional; with
+/// `expIn`, `exp` is set to `now + expIn`).
+#[wasm_bindgen]
+pub fn mint(key: JsValue, claims: JsValue, options: JsValue) -> Result<String, JsError> {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct Options {
+        kid: Option<String>,
+        exp_in: Option<f64>,
+        now: Option<f64>,
+    }
+    let options: Options = match optional(&options)? {
+        Some(value) => serde_json::from_value(value)
+            .map_err(|err| JsError::new(&format!("invalid options: {err}")))?,
+        None => Options::default(),
+    };
+    let exp_in = options
+        .exp_in
+        .map(api::seconds)
+        .transpose()
+        .map_err(|err| JsError::new(&err))?;
+    let key = match key.as_string() {
+        Some(secret) => Value::String(secret),
+        None => json(&key)?,
+    };
+    api::mint(
+        &key,
+        json(&claims)?,
+        options.kid,
+        exp_in,
+        seconds(options.now)?,
+    )
+    .map_err(|err| JsError::new(&err))
+}
+
+/// The token-binding claim for a request: base64(SHA-256(values of `headers`, in order)), or
+/// `undefined` when one of them is missing. `request` as for [`check`].
+#[wasm_bindgen(js_name = bindingHash)]
+pub fn binding_hash(headers: Vec<String>, request: JsValue) -> Result<Option<String>, JsError> {
+    api::binding(headers, json(&request)?).map_err(|err| JsError::new(&err))
+}
+
+/// Puts Rego modules (`{file: source}`) into a config's `policy.modules`; returns the config
+/// as a JSON string.
+#[wasm_bindgen(js_name = withModules)]
+pub fn with_modules(config: JsValue, modules: JsValue) -> Result<String, JsError> {
+    api::with_modules(&text(&config)?, json(&modules)?).map_err(|err| JsError::new(&err))
+}
+
+/// A string as is, anything else as its JSON text.
+fn text(value: &JsValue) -> Result<String, JsError> {
+    if let Some(text) = value.as_string() {
+        return Ok(text);
+    }
+    js_sys::JSON::stringify(value)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| JsError::new("expected a JSON string or a JSON-serializable value"))
+}
+
+/// A JavaScript value as JSON (`undefined` becomes `null`).
+fn json(value: &JsValue) -> Result<Value, JsError> {
+    if value.is_undefined() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text(value)?).map_err(|err| JsError::new(&format!("not JSON: {err}")))
+}
+
+fn optional(value: &JsValue) -> Result<Option<Value>, JsError> {
+    if value.is_undefined() || value.is_null() {
+        Ok(None)
+    } else {
+        json(value).map(Some)
+    }
+}
+
+fn to_js(value: &impl Serialize) -> Result<JsValue, JsError> {
+    let text = serde_json::to_string(value).map_err(|err| JsError::new(&err.to_string()))?;
+    js_sys::JSON::parse(&text).map_err(|_| JsError::new("internal error: unparsable JSON"))
+}
+
+/// `now`, or the JavaScript clock's current second.
+fn seconds(now: Option<f64>) -> Result<i64, JsError> {
+    let now = now.unwrap_or_else(|| (js_sys::Date::now() / 1000.0).floor());
+    api::seconds(now).map_err(|err| JsError::new(&err))
+}
