@@ -685,3 +685,203 @@ fn jwks_es256_end_to_end() {
         .get("/v1/shapes", Some(confused.trim()))
         .assert_denied(401, "alg_not_allowed");
 }
+
+/// One request written byte for byte (path, header names and values exactly as the case
+/// gives them), and the reply: status, lower-cased headers, body.
+fn raw_request(port: u16, request: &attestgate_corpus::CaseRequest) -> Reply {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut text = format!(
+        "{} {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
+        request.method, request.path, request.authority
+    );
+    for (name, value) in &request.headers {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("\r\n");
+    // Envoy may answer (431) and close before it has read a huge request.
+    let _ = stream.write_all(text.as_bytes());
+    // Read one whole response by its content-length rather than to EOF: Envoy holds a
+    // connection it closes for up to a second (delayed_close_timeout) waiting for us.
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 16384];
+    loop {
+        if let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .and_then(|value| value.trim().parse::<usize>().ok());
+            if length.is_some_and(|length| response.len() >= end + 4 + length) {
+                break;
+            }
+        }
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => response.extend_from_slice(&buffer[..n]),
+        }
+    }
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {response:?}"));
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// The shared corpus (`corpus/cases/`) through real Envoy: each gate in its own Envoy, each
+/// case as a raw HTTP/1.1 request. The decision is read off the reply and the filter's
+/// counters in `/stats`, and must equal both the case's expectation and the native core's.
+#[test]
+fn the_corpus_decides_the_same_in_envoy_as_natively() {
+    use attestgate_corpus::Runner;
+    use attestgate_harness::observe::{from_counters, Observed};
+
+    let template = std::fs::read_to_string(root().join("envoy-examples/envoy.yaml.in")).unwrap();
+    let unix_now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+    };
+    let corpus = attestgate_corpus::load(&attestgate_corpus::cases_dir()).unwrap();
+    let gate_count = corpus.materialize(unix_now()).unwrap().gates.len();
+    let (mut failures, mut ran, mut not_here) = (Vec::new(), 0, 0);
+    for index in 0..gate_count {
+        let started = Instant::now();
+        // Envoy's clock is the real one: mint each gate's tokens just before it runs, so
+        // cases near a time limit (expiry within the leeway) stay on their side of it.
+        let now = unix_now();
+        let materialized = corpus.materialize(now).unwrap();
+        let gate = &materialized.gates[index];
+        let native = attestgate_policy::Gate::from_json(&gate.config.to_string()).unwrap();
+        let literal = serde_json::to_string(&gate.config.to_string()).unwrap();
+        let config = template.replace("{{ATTESTGATE_CONFIG}}", &literal);
+        let envoy = Envoy::start_with(&gate.name.replace('/', "-"), &config);
+        for case in &gate.cases {
+            let Some(expect) = case.expect_for(Runner::Envoy) else {
+                not_here += 1;
+                continue;
+            };
+            ran += 1;
+            let label = format!("{}/{}", gate.name, case.name);
+            let before = envoy.counters();
+            let reply = raw_request(envoy.port, &case.request);
+            let after = envoy.counters();
+            if expect.reason.is_empty() {
+                // Envoy answers before the filter runs: no decision may be counted.
+                if reply.status != expect.status || from_counters(&before, &after).is_ok() {
+                    failures.push(format!(
+                        "{label}: expected Envoy's own {}, got {} {:?}",
+                        expect.status,
+                        reply.status,
+                        from_counters(&before, &after)
+                    ));
+                }
+                continue;
+            }
+            let (allow, verdict, reason) = match from_counters(&before, &after) {
+                Ok(decision) => decision,
+                Err(problem) => {
+                    failures.push(format!("{label}: {problem} (status {})", reply.status));
+                    continue;
+                }
+            };
+            let reached = reply.body.contains(r#""upstream":"reached""#);
+            let told = reply
+                .header("x-upstream-reason")
+                .filter(|v| !v.is_empty() && *v != "-");
+            let consistent = if allow {
+                reached
+                    && reply.status == 200
+                    && told == (verdict == "deny").then_some(reason.as_str())
+            } else {
+                !reached && reply.header("x-attestgate-reason") == Some(reason.as_str())
+            };
+            if !consistent {
+                failures.push(format!(
+                    "{label}: counters say allow={allow} reason={reason}, reply {reply:?}"
+                ));
+                continue;
+            }
+            let observed = Observed {
+                allow,
+                status: reply.status,
+                reason,
+                verdict: verdict.to_owned(),
+            };
+            let decision = native.check(&case.request.to_request(), now);
+            let native = Observed {
+                allow: decision.allow,
+                status: decision.status,
+                reason: decision.reason.as_str().to_owned(),
+                verdict: if decision.verdict == attestgate_policy::Verdict::Deny {
+                    "deny"
+                } else {
+                    "allow"
+                }
+                .to_owned(),
+            };
+            if observed != native {
+                failures.push(format!("{label}: native {native}, envoy {observed}"));
+            }
+            let meets = observed.allow == expect.allow
+                && observed.status == expect.status
+                && observed.reason == expect.reason
+                && expect
+                    .verdict
+                    .as_ref()
+                    .is_none_or(|v| *v == observed.verdict);
+            if !meets {
+                failures.push(format!("{label}: expected {expect:?}, envoy {observed}"));
+            }
+        }
+        println!(
+            "{}: {} cases in {:.1} s",
+            gate.name,
+            gate.cases.len(),
+            started.elapsed().as_secs_f64()
+        );
+        // The VM survived every case.
+        let stats = ureq::get(&format!(
+            "http://127.0.0.1:{}/stats?filter=wasm",
+            envoy.admin
+        ))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+        assert!(
+            !stats
+                .lines()
+                .any(|l| l.contains("failed") && !l.ends_with(": 0")),
+            "{}: a wasm failure in Envoy's stats:\n{stats}",
+            gate.name
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} difference(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        ran >= 200,
+        "only {ran} cases ran in Envoy ({not_here} are not for Envoy)"
+    );
+    println!("{ran} cases agreed in Envoy ({not_here} not for Envoy)");
+}
