@@ -9,7 +9,16 @@ CLI          := target/release/attestgate
 
 EXAMPLES     := quickstart token-binding per-route jwks-es256
 
+# The JavaScript build and the playground (js/, playground/).
+TARGET_DIR      ?= $(or $(CARGO_TARGET_DIR),target)
+JS_DIR          := $(BUILD_DIR)/js
+JS_WASM         := $(TARGET_DIR)/wasm32-unknown-unknown/wasm-js/attestgate_js.wasm
+PLAYGROUND_DIR  := $(BUILD_DIR)/playground
+PLAYGROUND_PORT ?= 8000
+ATTESTGATE_CLI  ?= $(abspath $(TARGET_DIR))/release/attestgate
+
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit clean
+.PHONY: js playground playground-files js-test
 
 all: cli filter
 
@@ -52,8 +61,39 @@ kong:
 	$(CARGO) test -p attestgate-filter --test kong_package
 
 ## test: formatting, lints, the wasm build, every test (real Envoy included), the Rego
-## tests of policies/ and the CLI demo
-test: lint filter envoy unit policy-test demo
+## tests of policies/, the CLI demo and the JavaScript build with its playground
+test: lint filter envoy unit policy-test demo js-test
+
+## js: the core for JavaScript in build/js/ (wasm-bindgen's web target; Node loads it too)
+js:
+	rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+	./js/install-wasm-bindgen.sh
+	$(CARGO) build --profile wasm-js --target wasm32-unknown-unknown -p attestgate-js
+	@mkdir -p $(JS_DIR)
+	wasm-bindgen --target web --remove-name-section --remove-producers-section --out-dir $(JS_DIR) $(JS_WASM)
+	@echo "built $(JS_DIR)/attestgate_js.js and attestgate_js_bg.wasm ($$(stat -c %s $(JS_DIR)/attestgate_js_bg.wasm) bytes)"
+
+## playground: the browser playground, static files served on localhost
+playground: playground-files
+	@echo "attestgate playground: http://127.0.0.1:$(PLAYGROUND_PORT)/   (Ctrl-C stops it)"
+	cd $(PLAYGROUND_DIR) && python3 -m http.server --bind 127.0.0.1 $(PLAYGROUND_PORT)
+
+playground-files: js
+	rm -rf $(PLAYGROUND_DIR)
+	mkdir -p $(PLAYGROUND_DIR)/policies/examples
+	cp playground/index.html playground/playground.js playground/playground.css $(PLAYGROUND_DIR)/
+	cp $(JS_DIR)/attestgate_js.js $(JS_DIR)/attestgate_js_bg.wasm $(PLAYGROUND_DIR)/
+	cp policies/*.rego $(PLAYGROUND_DIR)/policies/
+	cp policies/examples/*.rego $(PLAYGROUND_DIR)/policies/examples/
+
+## js-test: the JS build (Node) against the parity corpus, the CLI and its API; the playground
+## in headless Chromium (screenshots in build/)
+js-test: playground-files cli js/node_modules/.package-lock.json
+	$(CARGO) run -q -p attestgate-corpus -- --now 1700000000 > $(JS_DIR)/corpus.json
+	cd js && ATTESTGATE_CLI=$(ATTESTGATE_CLI) node --test test/*.test.mjs
+
+js/node_modules/.package-lock.json: js/package.json js/package-lock.json
+	cd js && npm ci --no-audit --no-fund
 
 ## policy-test: the Rego `test_` rules of policies/, like `opa test`
 policy-test: cli
@@ -67,6 +107,7 @@ fmt:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p attestgate-filter -- -D warnings
+	$(CARGO) clippy --target wasm32-unknown-unknown -p attestgate-js -- -D warnings
 
 unit:
 	$(CARGO) test --workspace
