@@ -267,7 +267,7 @@ fn check_in_filter(
         .context("the filter logged no decision")?;
     let decision: serde_json::Value =
         serde_json::from_str(line).context("the filter's decision line is not JSON")?;
-    let allow = decision["allow"] == serde_json::Value::Bool(true);
+    let allow = decision.get("allow") == Some(&serde_json::Value::Bool(true));
     if allow != outcome.reached_upstream() {
         bail!(
             "the filter decided allow={allow} but the request {} the upstream",
