@@ -7,7 +7,7 @@ BUILD_DIR    := build
 FILTER_WASM  := $(BUILD_DIR)/attestgate.wasm
 CLI          := target/release/attestgate
 
-EXAMPLES     := quickstart token-binding per-route jwks-es256
+EXAMPLES     := quickstart token-binding per-route jwks-es256 remote-jwks
 
 # The JavaScript build and the playground (js/, playground/).
 TARGET_DIR      ?= $(or $(CARGO_TARGET_DIR),target)

@@ -5,16 +5,19 @@
 //! [`plan::plan`], and carries out the answer. It never panics into the host: every host call
 //! is checked, and a failure denies with `internal_error` instead of trapping the VM.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
-use attestgate_policy::Gate;
+use attestgate_policy::remote::{Denylist, Dynamic};
+use attestgate_policy::{Gate, KeySet};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
 pub mod plan;
+pub mod remote;
 
 use plan::Action as Plan;
 
@@ -66,14 +69,77 @@ impl Metrics {
     }
 }
 
-/// Per-worker state: the loaded gate and the counters.
+/// This worker's remote sources (JWKS, denylist), shared with its HTTP contexts.
+#[derive(Debug, Default)]
+struct RemoteState {
+    sources: Vec<remote::Source>,
+}
+
+impl RemoteState {
+    fn documents(&self) -> (Option<Rc<KeySet>>, Option<Rc<Denylist>>) {
+        let (mut keys, mut denylist) = (None, None);
+        for source in &self.sources {
+            match source.current() {
+                Some(remote::Document::Keys(k)) => keys = Some(Rc::clone(k)),
+                Some(remote::Document::Denylist(d)) => denylist = Some(Rc::clone(d)),
+                None => {}
+            }
+        }
+        (keys, denylist)
+    }
+}
+
+/// Per-worker state: the loaded gate, the counters and the remote sources.
 #[derive(Default)]
 struct AttestRoot {
     gate: Option<Rc<Gate>>,
     metrics: Rc<Metrics>,
+    remote: Rc<RefCell<RemoteState>>,
 }
 
-impl Context for AttestRoot {}
+fn unix_now() -> Option<i64> {
+    let now = hostcalls::get_current_time().ok()?;
+    i64::try_from(now.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()
+}
+
+impl AttestRoot {
+    fn refresh_sources(&self) {
+        let Some(now) = unix_now() else { return };
+        let Ok(mut state) = self.remote.try_borrow_mut() else {
+            return;
+        };
+        for source in &mut state.sources {
+            source.sync();
+            source.maybe_fetch(now);
+        }
+    }
+}
+
+impl Context for AttestRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(now) = unix_now() else { return };
+        let Ok(mut state) = self.remote.try_borrow_mut() else {
+            return;
+        };
+        for source in &mut state.sources {
+            if source.owns(token_id) {
+                let outcome = source.on_response(body_size, now);
+                let name = match outcome {
+                    remote::FetchOutcome::Fetched => "fetched",
+                    remote::FetchOutcome::Failed => "fetch_failed",
+                };
+                self.metrics
+                    .increment(&format!("attestgate.{}.{name}", source.kind().as_str()));
+            }
+        }
+    }
+}
 
 impl RootContext for AttestRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -104,10 +170,36 @@ impl RootContext for AttestRoot {
         match Gate::from_json(text) {
             Ok(gate) => {
                 let keys = gate.keys().keys().len();
-                self.gate = Some(Rc::new(gate));
+                let gate = Rc::new(gate);
+                self.gate = Some(Rc::clone(&gate));
                 // Once per VM: a reconfigure keeps the counters and their values.
                 if self.metrics.ids.is_empty() {
                     self.metrics = Rc::new(Metrics::define());
+                }
+                let mut sources = Vec::new();
+                if let Some(config) = &gate.config().keys.remote {
+                    sources.push(remote::Source::new(remote::Kind::Keys, config));
+                }
+                if let Some(config) = gate
+                    .config()
+                    .denylist
+                    .as_ref()
+                    .and_then(|d| d.remote.as_ref())
+                {
+                    sources.push(remote::Source::new(remote::Kind::Denylist, config));
+                }
+                let fetching = !sources.is_empty();
+                // A reconfigure starts from what other workers already fetched.
+                self.remote = Rc::new(RefCell::new(RemoteState { sources }));
+                if fetching {
+                    if let Err(status) = hostcalls::set_tick_period(Duration::from_secs(1)) {
+                        log(
+                            LogLevel::Critical,
+                            &format!("cannot set a tick: {status:?}"),
+                        );
+                        return false;
+                    }
+                    self.refresh_sources();
                 }
                 log(LogLevel::Info, &format!("configured with {keys} key(s)"));
                 true
@@ -120,10 +212,15 @@ impl RootContext for AttestRoot {
         }
     }
 
+    fn on_tick(&mut self) {
+        self.refresh_sources();
+    }
+
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AttestHttp {
             gate: self.gate.clone(),
             metrics: Rc::clone(&self.metrics),
+            remote: Rc::clone(&self.remote),
         }))
     }
 
@@ -135,6 +232,7 @@ impl RootContext for AttestRoot {
 struct AttestHttp {
     gate: Option<Rc<Gate>>,
     metrics: Rc<Metrics>,
+    remote: Rc<RefCell<RemoteState>>,
 }
 
 impl Context for AttestHttp {}
@@ -174,7 +272,26 @@ impl AttestHttp {
             .map_err(|_| "clock before 1970".to_owned())?
             .as_secs();
         let now = i64::try_from(now).map_err(|_| "clock out of range".to_owned())?;
-        let (decision, action) = plan::plan(gate, headers, source.as_deref(), now);
+        let (keys, denylist) = match self.remote.try_borrow() {
+            Ok(state) => state.documents(),
+            Err(_) => return Err("remote state busy".to_owned()),
+        };
+        let mut limiter = remote::SharedLimiter::default();
+        let mut dynamic = Dynamic {
+            remote_keys: keys.as_deref(),
+            denylist: denylist.as_deref(),
+            limiter: Some(&mut limiter),
+        };
+        let (decision, action) = plan::plan(gate, headers, source.as_deref(), now, &mut dynamic);
+        if decision.reason == attestgate_policy::Reason::KeyNotFound {
+            if let Ok(state) = self.remote.try_borrow() {
+                for source in &state.sources {
+                    if source.kind() == remote::Kind::Keys {
+                        source.request_early_fetch(now);
+                    }
+                }
+            }
+        }
         for name in plan::counters(&decision) {
             self.metrics.increment(&name);
         }

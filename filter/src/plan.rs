@@ -3,6 +3,7 @@
 //! The proxy-wasm glue in `lib.rs` reads headers and properties, calls [`plan`], and carries
 //! out the [`Action`]. Keeping this pure lets it be tested natively, fast.
 
+use attestgate_policy::remote::Dynamic;
 use attestgate_policy::{Decision, Gate, Mode, Reason, Request, Verdict};
 
 /// Header set on the upstream request when monitor mode let a failing request through.
@@ -32,15 +33,16 @@ pub enum Action {
 }
 
 /// Decides a request from its headers (pseudo-headers included), the host's
-/// `source.address` property and the time.
+/// `source.address` property, the time, and what the worker holds of remote documents.
 pub fn plan(
     gate: &Gate,
     headers: Vec<(String, String)>,
     source_address: Option<&[u8]>,
     now: i64,
+    dynamic: &mut Dynamic<'_>,
 ) -> (Decision, Action) {
     let request = request_facts(headers, source_address);
-    let decision = gate.check(&request, now);
+    let decision = gate.check_with(&request, now, dynamic);
     let action = action_for(gate, &decision);
     (decision, action)
 }
@@ -138,6 +140,10 @@ pub fn all_counter_names() -> Vec<String> {
         "attestgate.denied".to_owned(),
         "attestgate.monitored_denied".to_owned(),
         "attestgate.errors".to_owned(),
+        "attestgate.jwks.fetched".to_owned(),
+        "attestgate.jwks.fetch_failed".to_owned(),
+        "attestgate.denylist.fetched".to_owned(),
+        "attestgate.denylist.fetch_failed".to_owned(),
     ];
     for reason in Reason::ALL {
         if !matches!(reason, Reason::Allowed | Reason::Bypassed) {
@@ -202,7 +208,13 @@ mod tests {
 
     #[test]
     fn allowed_requests_lose_the_token_and_spoofed_claims() {
-        let (decision, action) = plan(&gate(""), headers(Some(&token(300)), "/"), None, NOW);
+        let (decision, action) = plan(
+            &gate(""),
+            headers(Some(&token(300)), "/"),
+            None,
+            NOW,
+            &mut Dynamic::default(),
+        );
         assert!(decision.allow);
         let Action::Continue { remove, set } = action else {
             panic!("{action:?}")
@@ -220,6 +232,7 @@ mod tests {
             headers(Some(&token(300)), "/"),
             None,
             NOW,
+            &mut Dynamic::default(),
         );
         let Action::Continue { remove, .. } = action else {
             panic!("{action:?}")
@@ -229,7 +242,13 @@ mod tests {
 
     #[test]
     fn denials_become_json_replies() {
-        let (decision, action) = plan(&gate(""), headers(Some(&token(-600)), "/"), None, NOW);
+        let (decision, action) = plan(
+            &gate(""),
+            headers(Some(&token(-600)), "/"),
+            None,
+            NOW,
+            &mut Dynamic::default(),
+        );
         let Action::Respond {
             status,
             headers,
@@ -251,7 +270,13 @@ mod tests {
 
     #[test]
     fn monitor_mode_continues_with_decision_headers() {
-        let (decision, action) = plan(&gate(r#","mode":"monitor""#), headers(None, "/"), None, NOW);
+        let (decision, action) = plan(
+            &gate(r#","mode":"monitor""#),
+            headers(None, "/"),
+            None,
+            NOW,
+            &mut Dynamic::default(),
+        );
         let Action::Continue { set, .. } = action else {
             panic!("{action:?}")
         };

@@ -64,7 +64,11 @@ const STRUCT_LEVELS: &[&str] = &[
     "binding",
     "policy",
     "rules[]",
+    "rules[].rate_limit",
     "claim_to_headers[]",
+    "keys.remote",
+    "denylist",
+    "denylist.remote",
 ];
 const JWK_LEVEL: &str = "keys.keys[]";
 
@@ -354,6 +358,10 @@ fn base_for(parent: &str, name: &str) -> Value {
         "claim_to_headers[]" => {
             config["claim_to_headers"] = json!([{ "claim": "did", "header": "x-device-id" }]);
         }
+        "rules[].rate_limit" => config["rules"] = json!([{ "rate_limit": rate_limit() }]),
+        "keys.remote" => config["keys"]["remote"] = remote(),
+        "denylist" => config["denylist"] = json!({}),
+        "denylist.remote" => config["denylist"] = json!({ "remote": remote() }),
         JWK_LEVEL => {
             let key = match name {
                 "crv" | "x" | "y" => jwk("es256"),
@@ -373,8 +381,27 @@ fn base_for(parent: &str, name: &str) -> Value {
 /// A valid value for the property at `path`, to set in `base`: a sample for properties
 /// without a usable default, else what `base` holds there, else a non-default enum value or
 /// boolean, else the default.
+/// A minimal remote source (JWKS or denylist).
+fn remote() -> Value {
+    json!({ "upstream": "keyserver", "authority": "keys.example.com", "path": "/jwks.json" })
+}
+
+fn rate_limit() -> Value {
+    json!({ "requests": 3, "per_seconds": 60 })
+}
+
 fn sample_value(path: &str, property: &Value, base: &Value) -> Value {
     let sample = match path {
+        "keys.remote" | "denylist.remote" => remote(),
+        "keys.remote.upstream" | "denylist.remote.upstream" => json!("jwks"),
+        "keys.remote.authority" | "denylist.remote.authority" => json!("attest.example.com"),
+        "keys.remote.path" | "denylist.remote.path" => json!("/keys"),
+        "denylist" => json!({ "devices": ["stolen"] }),
+        "denylist.devices" => json!(["stolen", "lost"]),
+        "denylist.claim" => json!("att.install"),
+        "rules[].rate_limit" => rate_limit(),
+        "rules[].rate_limit.requests" => json!(5),
+        "rules[].rate_limit.per_seconds" => json!(10),
         "issuer" => json!("approov.io"),
         "audiences" => json!(["api.example.com"]),
         "keys.keys" => json!([jwk("hs256")]),
@@ -460,7 +487,27 @@ fn maximal_config() -> Value {
         },
         "keys": {
             "keys": [hs, jwk("es256"), jwk("rs256"), jwk("ps256"), jwk("eddsa")],
-            "approov_secret": SECRET
+            "approov_secret": SECRET,
+            "remote": {
+                "upstream": "keyserver",
+                "authority": "keys.example.com",
+                "path": "/jwks.json",
+                "refresh_seconds": 60,
+                "timeout_ms": 2000,
+                "max_bytes": 8192
+            }
+        },
+        "denylist": {
+            "devices": ["stolen-1"],
+            "remote": {
+                "upstream": "lists",
+                "authority": "lists.example.com",
+                "path": "/denylist.json",
+                "refresh_seconds": 120,
+                "timeout_ms": 1000,
+                "max_bytes": 4096
+            },
+            "claim": "att.install"
         },
         "issuer": "approov.io",
         "audiences": ["api.example.com", "admin.example.com"],
@@ -481,7 +528,8 @@ fn maximal_config() -> Value {
                 "path_prefix": "/login",
                 "methods": ["POST"],
                 "mode": "enforce",
-                "entrypoint": "data.attestgate.decision"
+                "entrypoint": "data.attestgate.decision",
+                "rate_limit": { "requests": 5, "per_seconds": 60 }
             }
         ],
         "forward": true,
@@ -799,9 +847,12 @@ fn bad_configs_are_refused_by_schema_and_parser() {
         "keys": { "keys": [jwk("hs256")], "approov_secret": SECRET },
         "binding": { "headers": ["authorization"] },
         "policy": policy(),
-        "rules": [{ "path": "/health", "mode": "bypass" }],
+        "rules": [{ "path": "/health", "mode": "bypass", "rate_limit": rate_limit() }],
         "claim_to_headers": [{ "claim": "did", "header": "x-device-id" }]
     });
+    let mut base = base;
+    base["keys"]["remote"] = remote();
+    base["denylist"] = json!({ "devices": ["stolen"], "remote": remote(), "claim": "did" });
     judges.assert_accepted("the base of the bad configs", &base);
     let set_at = |what: &'static str, at: &'static str, value: Value| {
         (what, at, with(base.clone(), at, value))
@@ -1020,6 +1071,105 @@ fn bad_configs_are_refused_by_schema_and_parser() {
             json!("x y"),
         ),
         set_at("log_decisions a string", "/log_decisions", json!("yes")),
+        // Remote sources, the denylist and rate limits.
+        set_at("unknown keys.remote field", "/keys/remote/url", json!("x")),
+        set_at("keys.remote a string", "/keys/remote", json!("jwks")),
+        remove_at("keys.remote without upstream", "/keys/remote/upstream"),
+        set_at(
+            "keys.remote empty upstream",
+            "/keys/remote/upstream",
+            json!(""),
+        ),
+        remove_at("keys.remote without authority", "/keys/remote/authority"),
+        set_at(
+            "keys.remote authority a number",
+            "/keys/remote/authority",
+            json!(1),
+        ),
+        set_at(
+            "keys.remote relative path",
+            "/keys/remote/path",
+            json!("jwks.json"),
+        ),
+        set_at(
+            "keys.remote zero refresh",
+            "/keys/remote/refresh_seconds",
+            json!(0),
+        ),
+        set_at(
+            "keys.remote negative timeout",
+            "/keys/remote/timeout_ms",
+            json!(-1),
+        ),
+        set_at(
+            "keys.remote zero max_bytes",
+            "/keys/remote/max_bytes",
+            json!(0),
+        ),
+        set_at("unknown denylist field", "/denylist/ids", json!([])),
+        set_at("denylist a list", "/denylist", json!(["stolen"])),
+        set_at("denylist.remote a boolean", "/denylist/remote", json!(true)),
+        set_at(
+            "denylist devices not strings",
+            "/denylist/devices",
+            json!([1]),
+        ),
+        set_at("denylist empty claim", "/denylist/claim", json!("")),
+        set_at(
+            "unknown denylist.remote field",
+            "/denylist/remote/every",
+            json!(1),
+        ),
+        set_at(
+            "denylist.remote path a number",
+            "/denylist/remote/path",
+            json!(7),
+        ),
+        set_at(
+            "denylist.remote upstream a list",
+            "/denylist/remote/upstream",
+            json!(["a"]),
+        ),
+        set_at(
+            "denylist.remote empty authority",
+            "/denylist/remote/authority",
+            json!(""),
+        ),
+        set_at(
+            "denylist.remote refresh a string",
+            "/denylist/remote/refresh_seconds",
+            json!("60"),
+        ),
+        set_at(
+            "denylist.remote zero timeout",
+            "/denylist/remote/timeout_ms",
+            json!(0),
+        ),
+        set_at(
+            "denylist.remote max_bytes a float",
+            "/denylist/remote/max_bytes",
+            json!(1.5),
+        ),
+        set_at(
+            "unknown rate_limit field",
+            "/rules/0/rate_limit/burst",
+            json!(1),
+        ),
+        remove_at(
+            "rate_limit without requests",
+            "/rules/0/rate_limit/requests",
+        ),
+        set_at(
+            "rate_limit zero requests",
+            "/rules/0/rate_limit/requests",
+            json!(0),
+        ),
+        set_at(
+            "rate_limit zero period",
+            "/rules/0/rate_limit/per_seconds",
+            json!(0),
+        ),
+        set_at("rate_limit a number", "/rules/0/rate_limit", json!(5)),
     ];
     for (what, _, config) in &cases {
         judges.assert_rejected(what, config);

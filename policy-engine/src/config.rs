@@ -59,6 +59,9 @@ pub struct Config {
     /// `attestgate check --wasm`; off in production, where it costs a serialization per request).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub log_decisions: bool,
+    /// Devices to refuse (`device_denied`), inline and/or fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denylist: Option<DenylistConfig>,
 }
 
 /// Where to find the token.
@@ -100,6 +103,74 @@ pub struct KeysConfig {
     /// An HS256 secret as base64 (standard or url-safe, padded or not), as Approov hands it out.
     #[serde(default)]
     pub approov_secret: Option<String>,
+    /// A JWKS fetched from an upstream and refreshed, so keys rotate without a redeploy.
+    /// Used beside the local keys; with no local keys, requests are refused with
+    /// `keys_unavailable` until the first fetch succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteSource>,
+}
+
+/// A document fetched over HTTP by the gateway (a JWKS or a device denylist).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSource {
+    /// Where to send the request: an Envoy cluster name, or `host:port` on Kong.
+    pub upstream: String,
+    /// The request's `:authority`.
+    pub authority: String,
+    /// The request's path.
+    pub path: String,
+    /// Seconds between fetches.
+    #[serde(default = "default_refresh_seconds")]
+    pub refresh_seconds: u32,
+    /// How long a fetch may take.
+    #[serde(default = "default_fetch_timeout_ms")]
+    pub timeout_ms: u32,
+    /// Largest response body accepted, in bytes.
+    #[serde(default = "default_fetch_max_bytes")]
+    pub max_bytes: usize,
+}
+
+fn default_refresh_seconds() -> u32 {
+    300
+}
+
+fn default_fetch_timeout_ms() -> u32 {
+    5000
+}
+
+fn default_fetch_max_bytes() -> usize {
+    64 * 1024
+}
+
+/// Devices refused whatever their token says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DenylistConfig {
+    /// Device ids given inline.
+    #[serde(default)]
+    pub devices: Vec<String>,
+    /// A list fetched and refreshed like a remote JWKS: `{"devices": ["id", ...]}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteSource>,
+    /// The claim holding the device id.
+    #[serde(default = "default_device_claim")]
+    pub claim: String,
+}
+
+fn default_device_claim() -> String {
+    "did".to_owned()
+}
+
+/// A token bucket per device: `requests` may be spent at once, and they come back at
+/// `requests` per `per_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Bucket size, and requests regained per period.
+    pub requests: u32,
+    /// The period, in seconds.
+    pub per_seconds: u32,
 }
 
 /// The Approov token binding.
@@ -180,6 +251,10 @@ pub struct RouteRule {
     /// Another policy entrypoint for matching requests.
     #[serde(default)]
     pub entrypoint: Option<String>,
+    /// Per-device rate limit for matching requests (by source IP when the token has no
+    /// device id), shared by the gateway's workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Copies a verified claim into an upstream header.

@@ -45,11 +45,17 @@ pub enum Reason {
     PolicyError,
     /// The gate itself failed; used by hosts, never by the core.
     InternalError,
+    /// Keys come only from a remote JWKS, and none has been fetched yet.
+    KeysUnavailable,
+    /// The token's device is on the denylist.
+    DeviceDenied,
+    /// The device (or client address) is over its rate limit.
+    RateLimited,
 }
 
 impl Reason {
     /// All reasons, for metrics that pre-register one counter each.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 19] = [
         Reason::Allowed,
         Reason::Bypassed,
         Reason::TokenMissing,
@@ -66,6 +72,9 @@ impl Reason {
         Reason::PolicyDenied,
         Reason::PolicyError,
         Reason::InternalError,
+        Reason::KeysUnavailable,
+        Reason::DeviceDenied,
+        Reason::RateLimited,
     ];
 
     /// The wire form, e.g. `"token_expired"`.
@@ -91,6 +100,9 @@ impl Reason {
             Reason::PolicyDenied => "policy_denied",
             Reason::PolicyError => "policy_error",
             Reason::InternalError => "internal_error",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::DeviceDenied => "device_denied",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -99,8 +111,10 @@ impl Reason {
     pub fn default_status(self) -> u16 {
         match self {
             Reason::Allowed | Reason::Bypassed => 200,
-            Reason::PolicyDenied | Reason::PolicyError => 403,
+            Reason::PolicyDenied | Reason::PolicyError | Reason::DeviceDenied => 403,
+            Reason::RateLimited => 429,
             Reason::InternalError => 500,
+            Reason::KeysUnavailable => 503,
             _ => 401,
         }
     }

@@ -264,7 +264,7 @@ impl Gate {
         );
         explanation.token = Some(decode_untrusted(raw));
 
-        let verified = match token::verify(raw, self.keys(), &self.verify, now) {
+        let verified = match token::verify(raw, &[self.keys()], &self.verify, now) {
             Ok(token) => token,
             Err(err) => {
                 explanation.steps = self.failed_verification(steps, raw, &err);

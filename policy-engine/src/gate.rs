@@ -10,6 +10,7 @@ use crate::decision::{Decision, Reason};
 use crate::error::ConfigError;
 use crate::keys::KeySet;
 use crate::policy::Policy;
+use crate::remote::Dynamic;
 use crate::request::Request;
 use crate::token::{self, VerifiedToken, VerifyOptions};
 
@@ -87,17 +88,43 @@ impl Gate {
         &self.keys
     }
 
-    /// Decides one request at time `now` (unix seconds, from the host's clock).
+    /// Decides one request at time `now` (unix seconds, from the host's clock), with no
+    /// fetched keys or denylist and no rate limiter (see [`Gate::check_with`]).
     pub fn check(&self, request: &Request, now: i64) -> Decision {
+        self.check_with(request, now, &mut Dynamic::default())
+    }
+
+    /// Decides one request with what the host holds of the remote JWKS and denylist, and
+    /// with its rate limiter.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::{Dynamic, MemoryLimiter};
+    /// use attestgate_policy::{mint::SigningKey, Gate, Reason, Request};
+    ///
+    /// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    /// let gate = Gate::from_json(&format!(r#"{{
+    ///     "keys": {{ "approov_secret": "{secret}" }},
+    ///     "rules": [ {{ "path": "/login", "rate_limit": {{ "requests": 1, "per_seconds": 60 }} }} ]
+    /// }}"#)).unwrap();
+    /// let claims = serde_json::json!({ "exp": 1_700_000_300, "did": "device-1" });
+    /// let token = SigningKey::hs256_from_base64_secret(secret).unwrap()
+    ///     .sign(claims.as_object().unwrap()).unwrap();
+    /// let login = Request::new("POST", "/login").with_header("Approov-Token", token.as_str());
+    ///
+    /// let mut limiter = MemoryLimiter::default();
+    /// let mut dynamic = Dynamic { limiter: Some(&mut limiter), ..Dynamic::default() };
+    /// assert!(gate.check_with(&login, 1_700_000_000, &mut dynamic).allow);
+    /// let again = gate.check_with(&login, 1_700_000_000, &mut dynamic);
+    /// assert_eq!((again.status, again.reason), (429, Reason::RateLimited));
+    /// assert_eq!(again.headers.get("retry-after").map(String::as_str), Some("60"));
+    /// ```
+    pub fn check_with(&self, request: &Request, now: i64, dynamic: &mut Dynamic<'_>) -> Decision {
         let rule = self.matching_rule(request);
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
         let rule_name = rule.and_then(|r| r.name.clone());
         let mut decision = match mode {
             Mode::Bypass => Decision::allowed(mode, Reason::Bypassed),
-            Mode::Enforce | Mode::Monitor => {
-                let entrypoint = rule.and_then(|r| r.entrypoint.as_deref());
-                self.decide(request, now, mode, rule_name.as_deref(), entrypoint)
-            }
+            Mode::Enforce | Mode::Monitor => self.decide(request, now, mode, rule, dynamic),
         };
         if mode == Mode::Monitor && !decision.allow {
             // Report, don't block. Reply headers are meaningless when nothing is replied.
@@ -133,15 +160,41 @@ impl Gate {
         request: &Request,
         now: i64,
         mode: Mode,
-        rule: Option<&str>,
-        entrypoint: Option<&str>,
+        rule: Option<&RouteRule>,
+        dynamic: &mut Dynamic<'_>,
     ) -> Decision {
-        let verified = token::extract(request, &self.config.token)
-            .and_then(|raw| token::verify(raw, &self.keys, &self.verify, now));
-        let token = match verified {
+        let raw = match token::extract(request, &self.config.token) {
+            Ok(raw) => raw,
+            Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
+        };
+        if self.keys.keys().is_empty() && dynamic.remote_keys.is_none() {
+            // Only fetched keys are configured and none has arrived yet.
+            return Decision::denied(
+                mode,
+                Reason::KeysUnavailable,
+                vec!["no keys fetched yet".to_owned()],
+            );
+        }
+        let mut keys = vec![&self.keys];
+        keys.extend(dynamic.remote_keys);
+        let token = match token::verify(raw, &keys, &self.verify, now) {
             Ok(token) => token,
             Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
         };
+        let device = self.device_id(&token.claims);
+        if let (Some(id), Some(denylist)) = (&device, &self.config.denylist) {
+            let listed = denylist.devices.iter().any(|d| d == id)
+                || dynamic.denylist.is_some_and(|list| list.contains(id));
+            if listed {
+                let mut decision = Decision::denied(
+                    mode,
+                    Reason::DeviceDenied,
+                    vec!["the device is on the denylist".to_owned()],
+                );
+                decision.claims = Some(token.claims);
+                return decision;
+            }
+        }
         let binding = match &self.config.binding {
             Some(config) => match binding::check(config, request, &token.claims) {
                 Ok(outcome) => outcome,
@@ -153,14 +206,47 @@ impl Gate {
             },
             None => BindingOutcome::default(),
         };
+        if let (Some(limit), Some(limiter)) = (
+            rule.and_then(|r| r.rate_limit.as_ref()),
+            dynamic.limiter.as_deref_mut(),
+        ) {
+            // One bucket per rule and device; a token without a device id is limited by the
+            // client address it came from.
+            let who = match (&device, &request.source_ip) {
+                (Some(id), _) => format!("device:{id}"),
+                (None, Some(ip)) => format!("ip:{ip}"),
+                (None, None) => "unknown".to_owned(),
+            };
+            let index = self
+                .config
+                .rules
+                .iter()
+                .position(|r| Some(r) == rule)
+                .unwrap_or(usize::MAX);
+            if let Err(wait) = limiter.take(&format!("rule{index}:{who}"), limit, now) {
+                let mut decision = Decision::denied(
+                    mode,
+                    Reason::RateLimited,
+                    vec!["too many requests from this device".to_owned()],
+                );
+                decision
+                    .headers
+                    .insert("retry-after".to_owned(), wait.to_string());
+                decision.claims = Some(token.claims);
+                return decision;
+            }
+        }
         let Some(policy) = &self.policy else {
             let mut decision = Decision::allowed(mode, Reason::Allowed);
             decision.headers = self.claim_headers(Some(&token.claims));
             decision.claims = Some(token.claims);
             return decision;
         };
-        let input = self.policy_input(request, &token, binding, now, rule);
-        let entrypoint = entrypoint.unwrap_or(self.policy_entrypoint());
+        let rule_name = rule.and_then(|r| r.name.as_deref());
+        let input = self.policy_input(request, &token, binding, now, rule_name);
+        let entrypoint = rule
+            .and_then(|r| r.entrypoint.as_deref())
+            .unwrap_or(self.policy_entrypoint());
         let mut decision = match policy.evaluate(entrypoint, input) {
             Ok(outcome) if outcome.allow => {
                 let mut decision = Decision::allowed(mode, Reason::Allowed);
@@ -189,6 +275,18 @@ impl Gate {
         };
         decision.claims = Some(token.claims);
         decision
+    }
+
+    /// The device id claim (the denylist's `claim`, `did` by default), if it is a string.
+    fn device_id(&self, claims: &Map<String, Value>) -> Option<String> {
+        let claim = self
+            .config
+            .denylist
+            .as_ref()
+            .map_or("did", |d| d.claim.as_str());
+        lookup(claims, claim)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
     }
 
     pub(crate) fn policy_entrypoint(&self) -> &str {
@@ -237,6 +335,8 @@ impl Gate {
                 "source_ip": request.source_ip,
             },
             "binding": binding,
+            // Listed devices are refused before the policy runs; the id is there for rules.
+            "device": { "id": self.device_id(&token.claims), "listed": false },
             "now": now,
             "rule": rule,
         })
@@ -329,6 +429,39 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         if rule.methods.iter().any(|m| !is_header_name(m)) {
             return invalid(&field, "methods must be HTTP method names");
         }
+        if let Some(limit) = &rule.rate_limit {
+            if limit.requests == 0 || limit.per_seconds == 0 {
+                return invalid(
+                    &format!("{field}.rate_limit"),
+                    "`requests` and `per_seconds` must be at least 1",
+                );
+            }
+        }
+    }
+    let remotes = [
+        ("keys.remote", config.keys.remote.as_ref()),
+        (
+            "denylist.remote",
+            config.denylist.as_ref().and_then(|d| d.remote.as_ref()),
+        ),
+    ];
+    for (field, remote) in remotes {
+        let Some(remote) = remote else { continue };
+        if remote.upstream.is_empty() || remote.authority.is_empty() {
+            return invalid(field, "`upstream` and `authority` must not be empty");
+        }
+        if !remote.path.starts_with('/') {
+            return invalid(field, "`path` must start with `/`");
+        }
+        if remote.refresh_seconds == 0 || remote.timeout_ms == 0 || remote.max_bytes == 0 {
+            return invalid(
+                field,
+                "`refresh_seconds`, `timeout_ms` and `max_bytes` must be at least 1",
+            );
+        }
+    }
+    if config.denylist.as_ref().is_some_and(|d| d.claim.is_empty()) {
+        return invalid("denylist.claim", "must not be empty");
     }
     for (i, mapping) in config.claim_to_headers.iter().enumerate() {
         if !is_header_name(&mapping.header)

@@ -378,7 +378,7 @@ impl KeySet {
         if let Some(secret) = &config.approov_secret {
             keys.push(Key::from_approov_secret(secret)?);
         }
-        if keys.is_empty() {
+        if keys.is_empty() && config.remote.is_none() {
             return Err(ConfigError::NoKeys);
         }
         for (i, key) in keys.iter().enumerate() {
@@ -400,5 +400,50 @@ impl KeySet {
     /// The keys, in config order (the Approov secret last).
     pub fn keys(&self) -> &[Key] {
         &self.keys
+    }
+
+    /// Parses a fetched JWKS (`{"keys": [...]}`) with the same rules as configured keys.
+    /// Keys that fail those rules are skipped and described in the second value; no usable
+    /// key at all, or two keys sharing a kid, is an error.
+    pub(crate) fn from_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|err| format!("JWKS is not JSON: {err}"))?;
+        let jwks = value
+            .get("keys")
+            .and_then(serde_json::Value::as_array)
+            .ok_or("JWKS has no `keys` array")?;
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for (index, jwk) in jwks.iter().enumerate() {
+            let loaded = jwk
+                .as_object()
+                .ok_or_else(|| format!("keys[{index}] is not an object"))
+                .and_then(|jwk| Key::from_jwk(index, jwk).map_err(|err| err.to_string()));
+            match loaded {
+                Ok(key) => keys.push(key),
+                Err(message) => skipped.push(message),
+            }
+        }
+        if keys.is_empty() {
+            return Err(format!(
+                "JWKS has no usable key ({})",
+                if skipped.is_empty() {
+                    "it is empty".to_owned()
+                } else {
+                    skipped.join("; ")
+                }
+            ));
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let Some(kid) = key.kid() else { continue };
+            if keys
+                .iter()
+                .skip(i + 1)
+                .any(|other| other.kid() == Some(kid))
+            {
+                return Err(format!("JWKS has two keys with kid `{kid}`"));
+            }
+        }
+        Ok((KeySet { keys }, skipped))
     }
 }

@@ -40,12 +40,14 @@ mod json;
 mod keys;
 pub mod mint;
 mod policy;
+pub mod remote;
 mod request;
 mod token;
 
 pub use binding::{binding_hash, BindingOutcome};
 pub use config::{
-    BindingConfig, ClaimHeader, Config, KeysConfig, Mode, PolicyConfig, RouteRule, TokenConfig,
+    BindingConfig, ClaimHeader, Config, DenylistConfig, KeysConfig, Mode, PolicyConfig, RateLimit,
+    RemoteSource, RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::{ConfigError, TokenError};

@@ -103,7 +103,7 @@ fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str>
 /// Verifies a compact JWS against the key set at time `now` (unix seconds).
 pub(crate) fn verify(
     raw: &str,
-    keys: &KeySet,
+    keys: &[&KeySet],
     options: &VerifyOptions,
     now: i64,
 ) -> Result<VerifiedToken, TokenError> {
@@ -190,12 +190,16 @@ fn verify_with_pinned_key(
     signature: &[u8],
     alg: Algorithm,
     kid: Option<&str>,
-    keys: &KeySet,
+    keys: &[&KeySet],
 ) -> Result<(), TokenError> {
-    let mut candidates = keys.keys().iter().filter(|key| match kid {
-        Some(kid) => key.kid() == Some(kid),
-        None => key.algorithm() == alg,
-    });
+    // Local keys first, then fetched ones: a kid in both is the local key.
+    let mut candidates = keys
+        .iter()
+        .flat_map(|set| set.keys())
+        .filter(|key| match kid {
+            Some(kid) => key.kid() == Some(kid),
+            None => key.algorithm() == alg,
+        });
     let Some(first) = candidates.next() else {
         return Err(match kid {
             Some(kid) => TokenError::KeyNotFound(kid.to_owned()),

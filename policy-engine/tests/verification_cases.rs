@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use attestgate_policy::mint::SigningKey;
+use attestgate_policy::remote::{Dynamic, MemoryLimiter};
 use attestgate_policy::{Gate, Reason, Request, Verdict};
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Deserializer};
@@ -46,6 +47,9 @@ struct Case {
     gate_keys: Option<Vec<String>>,
     #[serde(default)]
     request: RequestSpec,
+    /// Send the request this many times (one rate limiter for the case); the last answer counts.
+    #[serde(default)]
+    repeat: Option<u32>,
     expect: Expect,
 }
 
@@ -211,7 +215,17 @@ fn verification_cases() {
     let mut reasons_seen = std::collections::BTreeSet::new();
     for case in &cases {
         let token = token_for(case);
-        let decision = gate_for(case).check(&request_for(case, token.as_deref()), NOW);
+        let gate = gate_for(case);
+        let request = request_for(case, token.as_deref());
+        let mut limiter = MemoryLimiter::default();
+        let mut dynamic = Dynamic {
+            limiter: Some(&mut limiter),
+            ..Dynamic::default()
+        };
+        let mut decision = gate.check_with(&request, NOW, &mut dynamic);
+        for _ in 1..case.repeat.unwrap_or(1) {
+            decision = gate.check_with(&request, NOW, &mut dynamic);
+        }
         reasons_seen.insert(decision.reason);
         let want = &case.expect;
         let verdict_ok = want.verdict.is_none_or(|v| v == decision.verdict);

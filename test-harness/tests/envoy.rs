@@ -51,7 +51,13 @@ fn example(name: &str) -> PathBuf {
     root().join("envoy-examples").join(name)
 }
 
-const EXAMPLES: [&str; 4] = ["quickstart", "token-binding", "per-route", "jwks-es256"];
+const EXAMPLES: [&str; 5] = [
+    "quickstart",
+    "token-binding",
+    "per-route",
+    "jwks-es256",
+    "remote-jwks",
+];
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -119,6 +125,7 @@ impl Envoy {
             .replace("port_value: 8080", &format!("port_value: {port}"))
             .replace("port_value: 8081", &format!("port_value: {upstream}"))
             .replace("port_value: 9901", &format!("port_value: {admin}"))
+            .replace("port_value: 8082", &format!("port_value: {}", free_port()))
             .replace(
                 "filename: build/attestgate.wasm",
                 &format!("filename: {}", wasm().display()),
@@ -884,4 +891,217 @@ fn the_corpus_decides_the_same_in_envoy_as_natively() {
         "only {ran} cases ran in Envoy ({not_here} are not for Envoy)"
     );
     println!("{ran} cases agreed in Envoy ({not_here} not for Envoy)");
+}
+
+/// Mints an ES256 token with one of policy-engine's test keys.
+fn mint_test_key(key: &str, claims: &Value) -> String {
+    let path = root().join(format!("policy-engine/tests/data/keys/{key}.json"));
+    let jwk: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    attestgate_policy::mint::SigningKey::from_jwk(&jwk)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A tiny HTTP server on loopback serving one document that the test can change, and stop.
+struct KeyServer {
+    port: u16,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeyServer {
+    fn start(body: String) -> KeyServer {
+        use std::io::Write;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let body = Arc::new(Mutex::new(body));
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicUsize::new(0));
+        let (b, s, n) = (Arc::clone(&body), Arc::clone(&stop), Arc::clone(&served));
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let body = b.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                n.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        KeyServer {
+            port,
+            body,
+            stop,
+            served,
+            thread: Some(thread),
+        }
+    }
+
+    fn serve(&self, body: String) {
+        *self.body.lock().unwrap() = body;
+    }
+
+    /// Stops listening: connections are refused from now on.
+    fn shut_down(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for KeyServer {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+fn test_jwks(key: &str) -> String {
+    std::fs::read_to_string(root().join(format!("policy-engine/tests/data/keys/{key}.pub.json")))
+        .unwrap()
+}
+
+/// Polls until `f` holds, for up to `seconds`.
+fn eventually(seconds: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !f() {
+        assert!(Instant::now() < deadline, "not within {seconds} s: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn remote_jwks_example_end_to_end() {
+    let envoy = Envoy::start("remote-jwks");
+    let key = example("remote-jwks").join("demo-es256.json");
+    let jwk: Value = serde_json::from_str(&std::fs::read_to_string(key).unwrap()).unwrap();
+    let mint = |file: &str| {
+        let mut claims = claims("remote-jwks", file);
+        claims["exp"] = serde_json::json!(unix_now() + 300);
+        attestgate_policy::mint::SigningKey::from_jwk(&jwk)
+            .unwrap()
+            .sign(claims.as_object().unwrap())
+            .unwrap()
+    };
+    let good = mint("good.json");
+    // The first fetch starts when the config loads; until it lands, 503 keys_unavailable.
+    eventually(10, "the JWKS is fetched", || {
+        envoy.get("/v1/shapes", Some(&good)).status == 200
+    });
+    let reply = envoy.get("/v1/shapes", Some(&good));
+    reply.assert_reached_upstream();
+    assert_eq!(
+        reply.header("x-upstream-device-id"),
+        Some("demo-device-0001")
+    );
+    eventually(10, "the denylist is fetched", || {
+        envoy.get("/v1/shapes", Some(&mint("stolen.json"))).status == 403
+    });
+    envoy
+        .get("/v1/shapes", Some(&mint("stolen.json")))
+        .assert_denied(403, "device_denied");
+    // Three logins a minute per device.
+    let login = |token: &str| envoy.request("POST", "/v1/login", &[("approov-token", token)]);
+    for _ in 0..3 {
+        login(&good).assert_reached_upstream();
+    }
+    let refused = login(&good);
+    refused.assert_denied(429, "rate_limited");
+    assert_eq!(refused.header("retry-after"), Some("20"));
+    let counters = envoy.counters();
+    assert!(counters["attestgate.jwks.fetched"] >= 1, "{counters:?}");
+    assert!(counters["attestgate.denylist.fetched"] >= 1, "{counters:?}");
+    assert_eq!(counters["attestgate.jwks.fetch_failed"], 0, "{counters:?}");
+}
+
+#[test]
+fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() {
+    let mut server = KeyServer::start(test_jwks("es256"));
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test",
+                            "path": "/jwks.json", "refresh_seconds": 1, "timeout_ms": 1000}},
+    });
+    let template = std::fs::read_to_string(example("remote-jwks").join("envoy.yaml.in")).unwrap();
+    let literal = serde_json::to_string(&config.to_string()).unwrap();
+    // Point the keyserver cluster (the last port 8082) at the test's server.
+    let at = template.rfind("port_value: 8082").unwrap();
+    let template = format!(
+        "{}port_value: {}{}",
+        &template[..at],
+        server.port,
+        &template[at + "port_value: 8082".len()..]
+    );
+    let envoy = Envoy::start_with(
+        "remote-rotation",
+        &template.replace("{{ATTESTGATE_CONFIG}}", &literal),
+    );
+    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
+    let (old, new) = (
+        mint_test_key("es256", &claims),
+        mint_test_key("es256_other", &claims),
+    );
+    eventually(10, "the first JWKS is fetched", || {
+        envoy.get("/", Some(&old)).status == 200
+    });
+    assert_eq!(envoy.get("/", Some(&new)).status, 401);
+
+    // Rotate while requests flow: every answer is a clean 200 or 401, never an error, and once
+    // the new key verifies the old one never does again.
+    server.serve(test_jwks("es256_other"));
+    let (mut rotated, mut answers) = (false, 0);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !rotated {
+        assert!(Instant::now() < deadline, "the new key never verified");
+        let (a, b) = (envoy.get("/", Some(&old)), envoy.get("/", Some(&new)));
+        for reply in [&a, &b] {
+            assert!(matches!(reply.status, 200 | 401), "{reply:?}");
+        }
+        rotated = b.status == 200;
+        if rotated {
+            a.assert_denied(401, "signature_invalid");
+        }
+        answers += 2;
+    }
+    for _ in 0..10 {
+        envoy
+            .get("/", Some(&old))
+            .assert_denied(401, "signature_invalid");
+        envoy.get("/", Some(&new)).assert_reached_upstream();
+    }
+    assert!(answers >= 2);
+
+    // The key server goes away: fetches fail, the last good keys stay.
+    let failed_before = envoy.counters()["attestgate.jwks.fetch_failed"];
+    server.shut_down();
+    eventually(10, "a fetch fails", || {
+        envoy.counters()["attestgate.jwks.fetch_failed"] > failed_before
+    });
+    for _ in 0..10 {
+        envoy.get("/", Some(&new)).assert_reached_upstream();
+    }
+    assert!(server.served.load(std::sync::atomic::Ordering::SeqCst) >= 2);
 }

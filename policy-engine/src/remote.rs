@@ -1,0 +1,266 @@
+//! What changes without a redeploy: keys fetched from a JWKS, a device denylist, and
+//! per-device rate limits.
+//!
+//! The core fetches nothing and keeps no shared state. The host fetches the documents (the
+//! filter with `dispatch_http_call` on its tick), parses them here, and passes what it holds
+//! into [`Gate::check_with`](crate::Gate::check_with) as a [`Dynamic`]. Rate limits are token
+//! buckets whose state the host stores where all its workers see it, through a
+//! [`RateLimiter`]; the bucket arithmetic is the pure [`Bucket::take`].
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::config::RateLimit;
+use crate::keys::KeySet;
+
+/// The host's current view of the remote documents and its rate limiter.
+#[derive(Default)]
+pub struct Dynamic<'a> {
+    /// Keys from the last good JWKS fetch; `None` before the first.
+    pub remote_keys: Option<&'a KeySet>,
+    /// Devices from the last good denylist fetch (the inline list is in the config).
+    pub denylist: Option<&'a Denylist>,
+    /// Where rate-limit buckets live; without one, rate limits are not applied.
+    pub limiter: Option<&'a mut dyn RateLimiter>,
+}
+
+impl std::fmt::Debug for Dynamic<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dynamic")
+            .field("remote_keys", &self.remote_keys.map(|k| k.keys().len()))
+            .field("denylist", &self.denylist.map(Denylist::len))
+            .field("limiter", &self.limiter.is_some())
+            .finish()
+    }
+}
+
+/// A set of denied device ids.
+///
+/// ```
+/// use attestgate_policy::remote::Denylist;
+/// let list = Denylist::parse(br#"{"devices": ["dev-1", "dev-2"]}"#).unwrap();
+/// assert!(list.contains("dev-2") && !list.contains("dev-3"));
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Denylist {
+    devices: HashSet<String>,
+}
+
+impl Denylist {
+    /// A list of these ids.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(devices: I) -> Denylist {
+        Denylist {
+            devices: devices.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Parses `{"devices": ["id", ...]}`; anything else is an error, so a garbled response
+    /// never empties the list.
+    pub fn parse(body: &[u8]) -> Result<Denylist, String> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|err| format!("denylist is not JSON: {err}"))?;
+        let devices = value
+            .get("devices")
+            .and_then(Value::as_array)
+            .ok_or("denylist has no `devices` array")?;
+        let mut ids = HashSet::with_capacity(devices.len());
+        for device in devices {
+            let id = device
+                .as_str()
+                .ok_or("denylist `devices` must hold strings")?;
+            ids.insert(id.to_owned());
+        }
+        Ok(Denylist { devices: ids })
+    }
+
+    /// Whether `device` is listed.
+    pub fn contains(&self, device: &str) -> bool {
+        self.devices.contains(device)
+    }
+
+    /// How many devices are listed.
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+}
+
+/// Parses a fetched JWKS. Keys this gate cannot use (another curve, a private member) are
+/// skipped and named in the second value, so one odd key does not take the others down; a
+/// document with no usable key at all is an error and the host keeps its last good keys.
+pub fn parse_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
+    KeySet::from_jwks(body)
+}
+
+/// Token-bucket state: milli-tokens left and when they were counted (unix seconds).
+///
+/// Serialized as 16 bytes so a host can keep it in shared memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bucket {
+    /// Thousandths of a request still allowed.
+    pub milli_tokens: u64,
+    /// When `milli_tokens` was computed.
+    pub updated: i64,
+}
+
+impl Bucket {
+    /// Takes one request from the bucket (a full one if `state` is `None`) at `now`.
+    /// Returns the new state and `Ok(())`, or `Err(seconds)` to wait before the next request.
+    ///
+    /// ```
+    /// use attestgate_policy::{remote::Bucket, RateLimit};
+    /// let limit = RateLimit { requests: 2, per_seconds: 60 };
+    /// let (state, first) = Bucket::take(None, &limit, 1000);
+    /// let (state, second) = Bucket::take(Some(state), &limit, 1000);
+    /// let (_, third) = Bucket::take(Some(state), &limit, 1000);
+    /// assert_eq!((first, second, third), (Ok(()), Ok(()), Err(30)));
+    /// ```
+    pub fn take(state: Option<Bucket>, limit: &RateLimit, now: i64) -> (Bucket, Result<(), u64>) {
+        let capacity = u64::from(limit.requests).saturating_mul(1000);
+        let per_seconds = u64::from(limit.per_seconds.max(1));
+        let mut bucket = state.unwrap_or(Bucket {
+            milli_tokens: capacity,
+            updated: now,
+        });
+        // Refill for the time since the last count; a clock that went back refills nothing.
+        let elapsed = u64::try_from(now.saturating_sub(bucket.updated)).unwrap_or(0);
+        let refill = elapsed
+            .saturating_mul(capacity)
+            .checked_div(per_seconds)
+            .unwrap_or(0);
+        bucket.milli_tokens = bucket.milli_tokens.saturating_add(refill).min(capacity);
+        bucket.updated = bucket.updated.max(now);
+        if bucket.milli_tokens >= 1000 {
+            bucket.milli_tokens -= 1000;
+            return (bucket, Ok(()));
+        }
+        // Seconds until a whole token is back, rounded up, at least one.
+        let missing = 1000 - bucket.milli_tokens;
+        let wait = missing
+            .saturating_mul(per_seconds)
+            .div_ceil(capacity.max(1))
+            .max(1);
+        (bucket, Err(wait))
+    }
+
+    /// The 16-byte form.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        let (tokens, updated) = bytes.split_at_mut(8);
+        tokens.copy_from_slice(&self.milli_tokens.to_le_bytes());
+        updated.copy_from_slice(&self.updated.to_le_bytes());
+        bytes
+    }
+
+    /// Reads the 16-byte form; `None` for anything else.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Bucket> {
+        let tokens: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+        let updated: [u8; 8] = bytes.get(8..16)?.try_into().ok()?;
+        (bytes.len() == 16).then(|| Bucket {
+            milli_tokens: u64::from_le_bytes(tokens),
+            updated: i64::from_le_bytes(updated),
+        })
+    }
+}
+
+/// Where a host keeps its buckets.
+pub trait RateLimiter {
+    /// Takes one request from `key`'s bucket; `Err(seconds)` when over the limit.
+    fn take(&mut self, key: &str, limit: &RateLimit, now: i64) -> Result<(), u64>;
+}
+
+/// Buckets in a map, for one process (the CLI, tests, a single-threaded host).
+#[derive(Debug, Default)]
+pub struct MemoryLimiter {
+    buckets: HashMap<String, Bucket>,
+}
+
+impl RateLimiter for MemoryLimiter {
+    fn take(&mut self, key: &str, limit: &RateLimit, now: i64) -> Result<(), u64> {
+        let (bucket, result) = Bucket::take(self.buckets.get(key).copied(), limit, now);
+        self.buckets.insert(key.to_owned(), bucket);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: RateLimit = RateLimit {
+        requests: 3,
+        per_seconds: 30,
+    };
+
+    #[test]
+    fn a_bucket_empties_and_refills_with_time() {
+        let mut limiter = MemoryLimiter::default();
+        for _ in 0..3 {
+            assert_eq!(limiter.take("d", &LIMIT, 100), Ok(()));
+        }
+        assert_eq!(limiter.take("d", &LIMIT, 100), Err(10));
+        assert_eq!(limiter.take("d", &LIMIT, 105), Err(5));
+        assert_eq!(limiter.take("d", &LIMIT, 110), Ok(()));
+        assert_eq!(limiter.take("d", &LIMIT, 110), Err(10));
+        // Another device has its own bucket.
+        assert_eq!(limiter.take("e", &LIMIT, 110), Ok(()));
+        // A long wait refills to the bucket size, no more.
+        for _ in 0..3 {
+            assert_eq!(limiter.take("d", &LIMIT, 10_000), Ok(()));
+        }
+        assert!(limiter.take("d", &LIMIT, 10_000).is_err());
+    }
+
+    #[test]
+    fn a_clock_going_back_refills_nothing() {
+        let (state, _) = Bucket::take(None, &LIMIT, 1000);
+        let (state, _) = Bucket::take(Some(state), &LIMIT, 1000);
+        let (state, _) = Bucket::take(Some(state), &LIMIT, 1000);
+        let (_, result) = Bucket::take(Some(state), &LIMIT, 0);
+        assert!(result.is_err());
+    }
+
+    #[test]
+    fn bucket_bytes_round_trip() {
+        let bucket = Bucket {
+            milli_tokens: 2500,
+            updated: -7,
+        };
+        assert_eq!(Bucket::from_bytes(&bucket.to_bytes()), Some(bucket));
+        assert_eq!(Bucket::from_bytes(&[0; 15]), None);
+        assert_eq!(Bucket::from_bytes(&[0; 17]), None);
+    }
+
+    #[test]
+    fn a_zero_limit_refuses_and_says_when_to_retry() {
+        let none = RateLimit {
+            requests: 0,
+            per_seconds: 60,
+        };
+        let (_, result) = Bucket::take(None, &none, 0);
+        assert!(matches!(result, Err(wait) if wait >= 1));
+    }
+
+    #[test]
+    fn denylists_parse_strictly() {
+        assert!(Denylist::parse(br#"{"devices":[]}"#).unwrap().is_empty());
+        assert_eq!(
+            Denylist::parse(br#"{"devices":["a","a","b"]}"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        for bad in [&b"[]"[..], b"{}", br#"{"devices":[1]}"#, b"not json", b""] {
+            assert!(
+                Denylist::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
