@@ -141,3 +141,23 @@ fn materialized_json_round_trips() {
     }
     assert!(case["request"]["headers"][0].is_array());
 }
+
+#[test]
+fn retain_stable_drops_the_cases_a_moving_clock_would_change() {
+    let corpus = load(&cases_dir()).unwrap();
+    let count = |m: &Materialized| m.gates.iter().map(|g| g.cases.len()).sum::<usize>();
+    let mut materialized = corpus.materialize(NOW).unwrap();
+    let total = count(&materialized);
+    let dropped = materialized.retain_stable(100).unwrap();
+    // exp 30 s ago with 60 s of leeway: allowed now, expired 100 s later.
+    assert!(
+        dropped.contains(&"expired_within_leeway".to_owned()),
+        "{dropped:?}"
+    );
+    assert!(!dropped.contains(&"hs256_valid".to_owned()), "{dropped:?}");
+    assert_eq!(count(&materialized), total - dropped.len());
+    // Past the default exp of 300 s (+60 s leeway), valid tokens expire too.
+    let mut materialized = corpus.materialize(NOW).unwrap();
+    let dropped = materialized.retain_stable(400).unwrap();
+    assert!(dropped.contains(&"hs256_valid".to_owned()), "{dropped:?}");
+}
