@@ -41,6 +41,7 @@ mod keys;
 pub mod mint;
 mod policy;
 mod request;
+pub mod signature;
 mod token;
 
 pub use binding::{binding_hash, BindingOutcome};
