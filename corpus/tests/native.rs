@@ -63,9 +63,17 @@ fn every_case_decides_as_expected_natively() {
     );
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 
-    // Every reason code the core can produce shows up in the corpus.
+    // Every reason code the core can produce shows up in the corpus. The request-signature
+    // reasons (issue #9) are covered by policy-engine's verification cases and
+    // tests/http_signatures.rs until the corpus gains signed cases (they need a filter build
+    // that knows the `signature` config on every runner).
     for reason in Reason::ALL {
-        if reason != Reason::InternalError {
+        if !matches!(
+            reason,
+            Reason::InternalError
+                | Reason::RequestSignatureMissing
+                | Reason::RequestSignatureInvalid
+        ) {
             assert!(
                 reasons.contains(reason.as_str()),
                 "no corpus case produces {reason}"

@@ -64,7 +64,9 @@ const STRUCT_LEVELS: &[&str] = &[
     "binding",
     "policy",
     "rules[]",
+    "rules[].signature",
     "claim_to_headers[]",
+    "signature",
 ];
 const JWK_LEVEL: &str = "keys.keys[]";
 
@@ -354,6 +356,8 @@ fn base_for(parent: &str, name: &str) -> Value {
         "claim_to_headers[]" => {
             config["claim_to_headers"] = json!([{ "claim": "did", "header": "x-device-id" }]);
         }
+        "signature" => config["signature"] = json!({}),
+        "rules[].signature" => config["rules"] = json!([{ "signature": {} }]),
         JWK_LEVEL => {
             let key = match name {
                 "crv" | "x" | "y" => jwk("es256"),
@@ -390,6 +394,11 @@ fn sample_value(path: &str, property: &Value, base: &Value) -> Value {
         "rules[].path_prefix" => json!("/v1/"),
         "rules[].methods" => json!(["GET", "POST"]),
         "rules[].entrypoint" => json!("data.attestgate.decision"),
+        "signature" => json!({ "mode": "required" }),
+        "rules[].signature" => json!({ "mode": "required" }),
+        "signature.components" | "rules[].signature.components" => {
+            json!(["@method", "@target-uri", "content-digest"])
+        }
         "claim_to_headers" => json!([{ "claim": "did", "header": "x-device-id" }]),
         "claim_to_headers[].claim" => json!("att.device.platform"),
         "claim_to_headers[].header" => json!("x-device-platform"),
@@ -481,12 +490,30 @@ fn maximal_config() -> Value {
                 "path_prefix": "/login",
                 "methods": ["POST"],
                 "mode": "enforce",
-                "entrypoint": "data.attestgate.decision"
+                "entrypoint": "data.attestgate.decision",
+                "signature": {
+                    "mode": "required",
+                    "label": "sig1",
+                    "components": ["@method", "@target-uri", "authorization", "content-digest"],
+                    "max_age_seconds": 60,
+                    "clock_skew_seconds": 5,
+                    "key_claim": "install_key",
+                    "scheme": "http"
+                }
             }
         ],
         "forward": true,
         "claim_to_headers": [{ "claim": "att.device.platform", "header": "x-device-platform" }],
-        "log_decisions": true
+        "log_decisions": true,
+        "signature": {
+            "mode": "optional",
+            "label": "install",
+            "components": ["@method", "@path", "@query", "@authority"],
+            "max_age_seconds": 0,
+            "clock_skew_seconds": 0,
+            "key_claim": "ipk",
+            "scheme": "https"
+        }
     })
 }
 
@@ -799,8 +826,9 @@ fn bad_configs_are_refused_by_schema_and_parser() {
         "keys": { "keys": [jwk("hs256")], "approov_secret": SECRET },
         "binding": { "headers": ["authorization"] },
         "policy": policy(),
-        "rules": [{ "path": "/health", "mode": "bypass" }],
-        "claim_to_headers": [{ "claim": "did", "header": "x-device-id" }]
+        "rules": [{ "path": "/health", "mode": "bypass", "signature": {} }],
+        "claim_to_headers": [{ "claim": "did", "header": "x-device-id" }],
+        "signature": {}
     });
     judges.assert_accepted("the base of the bad configs", &base);
     let set_at = |what: &'static str, at: &'static str, value: Value| {
@@ -1020,6 +1048,84 @@ fn bad_configs_are_refused_by_schema_and_parser() {
             json!("x y"),
         ),
         set_at("log_decisions a string", "/log_decisions", json!("yes")),
+        set_at("signature not an object", "/signature", json!(5)),
+        set_at("unknown signature field", "/signature/lable", json!("x")),
+        set_at(
+            "signature mode unknown",
+            "/signature/mode",
+            json!("sometimes"),
+        ),
+        set_at(
+            "signature label not a key",
+            "/signature/label",
+            json!("Install"),
+        ),
+        set_at(
+            "signature components unsupported",
+            "/signature/components",
+            json!(["@status"]),
+        ),
+        set_at(
+            "signature max_age negative",
+            "/signature/max_age_seconds",
+            json!(-1),
+        ),
+        set_at(
+            "signature clock_skew negative",
+            "/signature/clock_skew_seconds",
+            json!(-1),
+        ),
+        set_at(
+            "signature key_claim empty",
+            "/signature/key_claim",
+            json!(""),
+        ),
+        set_at("signature scheme ftp", "/signature/scheme", json!("ftp")),
+        set_at(
+            "unknown rule signature field",
+            "/rules/0/signature/lable",
+            json!("x"),
+        ),
+        set_at(
+            "rule signature mode unknown",
+            "/rules/0/signature/mode",
+            json!("sometimes"),
+        ),
+        set_at(
+            "rule signature label not a key",
+            "/rules/0/signature/label",
+            json!("Install"),
+        ),
+        set_at(
+            "rule signature components unsupported",
+            "/rules/0/signature/components",
+            json!(["@status"]),
+        ),
+        set_at(
+            "rule signature max_age negative",
+            "/rules/0/signature/max_age_seconds",
+            json!(-1),
+        ),
+        set_at(
+            "rule signature clock_skew negative",
+            "/rules/0/signature/clock_skew_seconds",
+            json!(-1),
+        ),
+        set_at(
+            "rule signature key_claim empty",
+            "/rules/0/signature/key_claim",
+            json!(""),
+        ),
+        set_at(
+            "rule signature scheme ftp",
+            "/rules/0/signature/scheme",
+            json!("ftp"),
+        ),
+        set_at(
+            "rule signature a string",
+            "/rules/0/signature",
+            json!("required"),
+        ),
     ];
     for (what, _, config) in &cases {
         judges.assert_rejected(what, config);

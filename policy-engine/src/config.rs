@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::signature::SignatureConfig;
+
 /// The whole gate configuration. [`crate::Gate::from_config`] turns it into a ready gate.
 ///
 /// ```
@@ -55,6 +57,9 @@ pub struct Config {
     /// Verified claims copied into upstream request headers.
     #[serde(default)]
     pub claim_to_headers: Vec<ClaimHeader>,
+    /// Install-key request signatures (RFC 9421) for requests no rule configures; off by default.
+    #[serde(default, skip_serializing_if = "SignatureConfig::is_default")]
+    pub signature: SignatureConfig,
     /// Whether the filter logs every decision as JSON at debug level (for diagnosis and for
     /// `attestgate check --wasm`; off in production, where it costs a serialization per request).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -180,6 +185,9 @@ pub struct RouteRule {
     /// Another policy entrypoint for matching requests.
     #[serde(default)]
     pub entrypoint: Option<String>,
+    /// Request signatures for matching requests, replacing the top-level `signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureConfig>,
 }
 
 /// Copies a verified claim into an upstream header.

@@ -153,13 +153,24 @@ impl Gate {
             },
             None => BindingOutcome::default(),
         };
+        let signature_config = self.signature_config(request);
+        let signature = signature_config.check(request, &token.claims, now);
+        if let Some(reason) = signature.denial(signature_config.mode) {
+            let message = signature.error.as_ref().map(ToString::to_string);
+            let mut decision = Decision::denied(mode, reason, message.into_iter().collect());
+            decision.claims = Some(token.claims);
+            return decision;
+        }
         let Some(policy) = &self.policy else {
             let mut decision = Decision::allowed(mode, Reason::Allowed);
             decision.headers = self.claim_headers(Some(&token.claims));
             decision.claims = Some(token.claims);
             return decision;
         };
-        let input = self.policy_input(request, &token, binding, now, rule);
+        let mut input = self.policy_input(request, &token, binding, now, rule);
+        if let Some(object) = input.as_object_mut() {
+            object.insert("signature".to_owned(), signature.to_json());
+        }
         let entrypoint = entrypoint.unwrap_or(self.policy_entrypoint());
         let mut decision = match policy.evaluate(entrypoint, input) {
             Ok(outcome) if outcome.allow => {
@@ -189,6 +200,14 @@ impl Gate {
         };
         decision.claims = Some(token.claims);
         decision
+    }
+
+    /// The request-signature config for a request: its rule's, else the top-level one. Hosts
+    /// ask [`crate::signature::SignatureConfig::needs_body`] of it to know whether to buffer the body.
+    pub fn signature_config(&self, request: &Request) -> &crate::signature::SignatureConfig {
+        self.matching_rule(request)
+            .and_then(|rule| rule.signature.as_ref())
+            .unwrap_or(&self.config.signature)
     }
 
     pub(crate) fn policy_entrypoint(&self) -> &str {
@@ -318,8 +337,12 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             return invalid("binding.claim", "must not be empty");
         }
     }
+    config.signature.validate("signature")?;
     for (i, rule) in config.rules.iter().enumerate() {
         let field = format!("rules[{i}]");
+        if let Some(signature) = &rule.signature {
+            signature.validate(&format!("{field}.signature"))?;
+        }
         if rule.path.is_some() && rule.path_prefix.is_some() {
             return invalid(&field, "set `path` or `path_prefix`, not both");
         }

@@ -653,3 +653,239 @@ pub fn sign(
         format!("{label}=:{}:", Base64::encode_string(&signature.to_bytes())),
     ))
 }
+
+/// Whether a route checks install-key request signatures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureMode {
+    /// Not checked; `input.signature.valid` is always false.
+    #[default]
+    Off,
+    /// Checked when the request is signed and the token names a key: a signature that is
+    /// present but fails is refused; an unsigned request (or a token without the key claim,
+    /// as fail-over tokens may be) goes on with `input.signature.valid` false.
+    Optional,
+    /// Every request must carry a valid signature by the token's install key.
+    Required,
+}
+
+/// The `signature` config block, top level or per rule (a rule's block replaces the top
+/// level one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureConfig {
+    /// `off` (default), `optional` or `required`.
+    #[serde(default)]
+    pub mode: SignatureMode,
+    /// The `Signature-Input` / `Signature` label.
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// Components the signature must cover.
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    /// Maximum seconds since `created`; 0 for no limit.
+    #[serde(default = "default_max_age")]
+    pub max_age_seconds: u32,
+    /// Allowed clock difference on `created` and `expires`.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u32,
+    /// The token claim holding the install key (base64 DER SubjectPublicKeyInfo, P-256).
+    #[serde(default = "default_key_claim")]
+    pub key_claim: String,
+    /// The scheme `@scheme` and `@target-uri` use (the gate sits behind TLS termination).
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+}
+
+fn default_label() -> String {
+    DEFAULT_LABEL.to_owned()
+}
+fn default_components() -> Vec<String> {
+    VerifyOptions::default().required_components
+}
+fn default_max_age() -> u32 {
+    VerifyOptions::default().max_age_seconds
+}
+fn default_skew() -> u32 {
+    VerifyOptions::default().clock_skew_seconds
+}
+fn default_key_claim() -> String {
+    "ipk".to_owned()
+}
+fn default_scheme() -> String {
+    "https".to_owned()
+}
+
+impl Default for SignatureConfig {
+    fn default() -> SignatureConfig {
+        SignatureConfig {
+            mode: SignatureMode::Off,
+            label: default_label(),
+            components: default_components(),
+            max_age_seconds: default_max_age(),
+            clock_skew_seconds: default_skew(),
+            key_claim: default_key_claim(),
+            scheme: default_scheme(),
+        }
+    }
+}
+
+impl SignatureConfig {
+    /// Whether this is the default (for `skip_serializing_if`).
+    pub fn is_default(&self) -> bool {
+        *self == SignatureConfig::default()
+    }
+
+    /// What the verifier requires.
+    pub fn verify_options(&self) -> VerifyOptions {
+        VerifyOptions {
+            label: self.label.clone(),
+            required_components: self.components.clone(),
+            max_age_seconds: self.max_age_seconds,
+            clock_skew_seconds: self.clock_skew_seconds,
+            require_created: true,
+        }
+    }
+
+    /// Whether a request needs its body buffered before it can be decided: the signature
+    /// must cover `content-digest`.
+    pub fn needs_body(&self) -> bool {
+        self.mode != SignatureMode::Off && self.components.iter().any(|c| c == "content-digest")
+    }
+
+    /// Refuses configs that cannot work; `field` is the dotted path for the message.
+    pub(crate) fn validate(&self, field: &str) -> Result<(), crate::ConfigError> {
+        let invalid = |message: String| {
+            Err(crate::ConfigError::Invalid {
+                field: field.to_owned(),
+                message,
+            })
+        };
+        if sfv::KeyRef::from_str(&self.label).is_err() {
+            return invalid(format!(
+                "label `{}` is not a structured-field key",
+                self.label
+            ));
+        }
+        for component in &self.components {
+            let derived = [
+                "@method",
+                "@scheme",
+                "@authority",
+                "@path",
+                "@query",
+                "@request-target",
+                "@target-uri",
+            ];
+            let ok = if component.starts_with('@') {
+                derived.contains(&component.as_str())
+            } else {
+                crate::gate::is_header_name(component)
+                    && !component.bytes().any(|b| b.is_ascii_uppercase())
+            };
+            if !ok {
+                return invalid(format!(
+                    "component `{component}` is not a supported derived component or a lower-case header name"
+                ));
+            }
+        }
+        if self.key_claim.is_empty() {
+            return invalid("key_claim must not be empty".to_owned());
+        }
+        if self.scheme != "https" && self.scheme != "http" {
+            return invalid("scheme must be `https` or `http`".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Checks a request's signature against the verified token's claims: the gate's step.
+    pub fn check(
+        &self,
+        request: &crate::Request,
+        claims: &serde_json::Map<String, serde_json::Value>,
+        now: i64,
+    ) -> SignatureOutcome {
+        let message = Message::from_request(request, &self.scheme);
+        let present = matches!(
+            parse(&message, &self.label),
+            Ok(_)
+                | Err(SignatureError::MalformedInput(_)
+                    | SignatureError::MalformedSignature(_)
+                    | SignatureError::UnsupportedAlgorithm(_)
+                    | SignatureError::UnsupportedComponent(_))
+        );
+        let mut outcome = SignatureOutcome {
+            present,
+            valid: false,
+            components: Vec::new(),
+            error: None,
+        };
+        if self.mode == SignatureMode::Off {
+            return outcome;
+        }
+        let result = match claims.get(&self.key_claim) {
+            None => Err(SignatureError::NoKey(self.key_claim.clone())),
+            Some(serde_json::Value::String(ipk)) => InstallKey::from_base64_spki(ipk),
+            Some(_) => Err(SignatureError::InvalidKey(format!(
+                "claim `{}` is not a string",
+                self.key_claim
+            ))),
+        }
+        .and_then(|key| {
+            verify(
+                &message,
+                request.body.as_deref(),
+                &key,
+                &self.verify_options(),
+                now,
+            )
+        });
+        match result {
+            Ok(verified) => {
+                outcome.valid = true;
+                outcome.components = verified.components;
+            }
+            Err(error) => outcome.error = Some(error),
+        }
+        outcome
+    }
+}
+
+/// What the gate learned about a request's signature; `input.signature` for the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureOutcome {
+    /// The request carries a signature under the label (well-formed or not).
+    pub present: bool,
+    /// It verified.
+    pub valid: bool,
+    /// The components it covers, when valid.
+    pub components: Vec<String>,
+    /// Why it did not verify, when checked.
+    pub error: Option<SignatureError>,
+}
+
+impl SignatureOutcome {
+    /// The decision reason when this outcome refuses the request under `mode`, if it does.
+    pub fn denial(&self, mode: SignatureMode) -> Option<crate::Reason> {
+        match (mode, &self.error) {
+            (SignatureMode::Off, _) | (_, None) => None,
+            (SignatureMode::Required, Some(_)) if !self.present => {
+                Some(crate::Reason::RequestSignatureMissing)
+            }
+            (SignatureMode::Required, Some(_)) => Some(crate::Reason::RequestSignatureInvalid),
+            (SignatureMode::Optional, Some(_)) if !self.present => None,
+            (SignatureMode::Optional, Some(SignatureError::NoKey(_))) => None,
+            (SignatureMode::Optional, Some(_)) => Some(crate::Reason::RequestSignatureInvalid),
+        }
+    }
+
+    /// `input.signature`: `{present, valid, components, error}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "present": self.present,
+            "valid": self.valid,
+            "components": self.components,
+            "error": self.error.as_ref().map(ToString::to_string),
+        })
+    }
+}

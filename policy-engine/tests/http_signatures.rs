@@ -715,3 +715,239 @@ fn signature_fields_on_several_lines_are_one_dictionary() {
         .insert(0, ("Signature".to_owned(), "proxy=:AAAA:".to_owned()));
     assert!(req.verify_at(NOW).is_ok());
 }
+
+// ---- through the gate ----
+
+mod gate {
+    use super::*;
+    use attestgate_policy::mint::SigningKey as TokenKey;
+    use attestgate_policy::{Gate, Reason, Request};
+    use base64ct::{Base64, Encoding};
+    use serde_json::json;
+
+    const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+    /// `ipk`: base64 DER SubjectPublicKeyInfo of the install key.
+    pub fn ipk(key: &p256::ecdsa::SigningKey) -> String {
+        let mut der = vec![
+            0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06,
+            0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        ];
+        der.extend_from_slice(key.verifying_key().to_encoded_point(false).as_bytes());
+        Base64::encode_string(&der)
+    }
+
+    fn token(claims: serde_json::Value) -> String {
+        TokenKey::hs256_from_base64_secret(SECRET)
+            .unwrap()
+            .sign(claims.as_object().unwrap())
+            .unwrap()
+    }
+
+    fn gate(extra: serde_json::Value) -> Gate {
+        let mut config = json!({
+            "keys": { "approov_secret": SECRET },
+            "policy": { "modules": { "p.rego": r#"package attestgate
+import rego.v1
+default decision := {"allow": false, "reasons": ["unsigned"]}
+decision := {"allow": true, "reasons": input.signature.components} if input.signature.valid
+decision := {"allow": true, "reasons": ["fail-over"]} if {
+    not input.signature.present
+    not input.token.claims.ipk
+}
+"# } },
+            "rules": [
+                { "name": "pay", "path_prefix": "/v1/pay", "signature": {
+                    "mode": "required",
+                    "components": ["@method", "@target-uri", "content-digest"] } },
+                { "name": "read", "path_prefix": "/v1/read", "signature": { "mode": "optional" } },
+                { "name": "open", "path_prefix": "/" }
+            ]
+        });
+        if let serde_json::Value::Object(extra) = extra {
+            for (k, v) in extra {
+                config[k] = v;
+            }
+        }
+        Gate::from_json(&config.to_string()).unwrap()
+    }
+
+    fn signed(
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        tok: &str,
+        key: &p256::ecdsa::SigningKey,
+    ) -> Request {
+        let mut request = Request::new(method, path)
+            .with_host("api.example.com")
+            .with_header("Approov-Token", tok);
+        let mut components = vec!["@method", "@target-uri"];
+        if let Some(body) = body {
+            request = request
+                .with_header(
+                    "Content-Digest",
+                    content_digest(body, DigestAlgorithm::Sha512),
+                )
+                .with_body(body.to_vec());
+            components.push("content-digest");
+        }
+        let message = Message::from_request(&request, "https");
+        let (input, sig) =
+            signature::sign(key, &message, &SignOptions::new(components, NOW)).unwrap();
+        request
+            .with_header("Signature-Input", input)
+            .with_header("Signature", sig)
+    }
+
+    #[test]
+    fn required_route_allows_a_signed_post_and_the_policy_sees_input_signature() {
+        let key = install_key();
+        let tok = token(json!({ "exp": NOW + 300, "ipk": ipk(&key) }));
+        let gate = gate(json!({}));
+        let d = gate.check(
+            &signed("POST", "/v1/pay?to=alice", Some(BODY), &tok, &key),
+            NOW,
+        );
+        assert_eq!((d.allow, d.reason), (true, Reason::Allowed), "{d:?}");
+        assert_eq!(d.reasons, ["@method", "@target-uri", "content-digest"]);
+    }
+
+    #[test]
+    fn required_route_refuses_missing_tampered_and_foreign_signatures() {
+        let key = install_key();
+        let tok = token(json!({ "exp": NOW + 300, "ipk": ipk(&key) }));
+        let gate = gate(json!({}));
+        let check = |r: &Request| {
+            let d = gate.check(r, NOW);
+            (d.allow, d.status, d.reason)
+        };
+        let unsigned = Request::new("POST", "/v1/pay")
+            .with_host("api.example.com")
+            .with_header("Approov-Token", tok.as_str());
+        assert_eq!(
+            check(&unsigned),
+            (false, 401, Reason::RequestSignatureMissing)
+        );
+
+        let good = signed("POST", "/v1/pay?to=alice", Some(BODY), &tok, &key);
+        let mut body_tampered = good.clone();
+        body_tampered.body = Some(b"{}".to_vec());
+        assert_eq!(
+            check(&body_tampered),
+            (false, 401, Reason::RequestSignatureInvalid)
+        );
+        let mut no_body = good.clone();
+        no_body.body = None;
+        assert_eq!(
+            check(&no_body),
+            (false, 401, Reason::RequestSignatureInvalid)
+        );
+        let mut path_tampered = good.clone();
+        path_tampered.path = "/v1/pay?to=mallory".to_owned();
+        assert_eq!(
+            check(&path_tampered),
+            (false, 401, Reason::RequestSignatureInvalid)
+        );
+        // Signed without content-digest: the route requires it.
+        let no_digest = signed("POST", "/v1/pay", None, &tok, &key);
+        assert_eq!(
+            check(&no_digest),
+            (false, 401, Reason::RequestSignatureInvalid)
+        );
+        // Signed by another install than the token names (a stolen token).
+        let thief = p256::ecdsa::SigningKey::from_slice(&[0x43; 32]).unwrap();
+        let stolen = signed("POST", "/v1/pay?to=alice", Some(BODY), &tok, &thief);
+        assert_eq!(
+            check(&stolen),
+            (false, 401, Reason::RequestSignatureInvalid)
+        );
+        // Replayed after the window.
+        assert_eq!(
+            gate.check(&good, NOW + 301).reason,
+            Reason::RequestSignatureInvalid
+        );
+        // A token without `ipk` cannot pass a required route even when signed.
+        let no_ipk = token(json!({ "exp": NOW + 300 }));
+        let d = gate.check(&signed("POST", "/v1/pay", Some(BODY), &no_ipk, &key), NOW);
+        assert_eq!(
+            (d.allow, d.reason),
+            (false, Reason::RequestSignatureInvalid)
+        );
+        assert!(d.reasons[0].contains("ipk"), "{:?}", d.reasons);
+    }
+
+    #[test]
+    fn optional_route_lets_fail_over_tokens_through_but_not_bad_signatures() {
+        let key = install_key();
+        let gate = gate(json!({}));
+        let with_ipk = token(json!({ "exp": NOW + 300, "ipk": ipk(&key) }));
+        let without = token(json!({ "exp": NOW + 300 }));
+        // Fail-over token, unsigned: the policy sees present=false and allows.
+        let r = Request::new("GET", "/v1/read").with_header("Approov-Token", without.as_str());
+        let d = gate.check(&r, NOW);
+        assert_eq!(
+            (d.allow, d.reasons.clone()),
+            (true, vec!["fail-over".to_owned()])
+        );
+        // Token with ipk, unsigned: the gate lets it on, the policy refuses (valid=false).
+        let r = Request::new("GET", "/v1/read").with_header("Approov-Token", with_ipk.as_str());
+        assert_eq!(gate.check(&r, NOW).reason, Reason::PolicyDenied);
+        // Signed and valid.
+        let r = signed("GET", "/v1/read/x", None, &with_ipk, &key);
+        assert!(gate.check(&r, NOW).allow);
+        // Present but bad: refused by the gate.
+        let mut r = signed("GET", "/v1/read/x", None, &with_ipk, &key);
+        r.method = "DELETE".to_owned();
+        assert_eq!(gate.check(&r, NOW).reason, Reason::RequestSignatureInvalid);
+    }
+
+    #[test]
+    fn off_by_default_and_monitor_mode_only_reports() {
+        let key = install_key();
+        let tok = token(json!({ "exp": NOW + 300, "ipk": ipk(&key) }));
+        // Off: no signature checked, the policy sees valid=false.
+        let gate_off =
+            Gate::from_json(&json!({ "keys": { "approov_secret": SECRET } }).to_string()).unwrap();
+        let r = Request::new("POST", "/v1/pay").with_header("Approov-Token", tok.as_str());
+        assert!(gate_off.check(&r, NOW).allow);
+        assert!(gate_off.config().signature.is_default());
+        // Monitor: the denial is reported, not enforced.
+        let gate = gate(json!({ "mode": "monitor" }));
+        let d = gate.check(&r, NOW);
+        assert_eq!((d.allow, d.reason), (true, Reason::RequestSignatureMissing));
+    }
+
+    #[test]
+    fn bad_signature_configs_are_refused() {
+        for (sig, field) in [
+            (
+                json!({ "mode": "required", "label": "Install" }),
+                "signature",
+            ),
+            (
+                json!({ "mode": "required", "components": ["@status"] }),
+                "signature",
+            ),
+            (
+                json!({ "mode": "required", "components": ["Content-Digest"] }),
+                "signature",
+            ),
+            (json!({ "mode": "required", "scheme": "ftp" }), "signature"),
+            (json!({ "mode": "sometimes" }), ""),
+            (json!({ "mode": "required", "lable": "x" }), ""),
+        ] {
+            let config = json!({ "keys": { "approov_secret": SECRET }, "signature": sig });
+            let err = Gate::from_json(&config.to_string())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{sig}: {err}");
+        }
+        let config = json!({ "keys": { "approov_secret": SECRET },
+            "rules": [{ "path": "/x", "signature": { "components": ["@nope"] } }] });
+        let err = Gate::from_json(&config.to_string())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rules[0].signature"), "{err}");
+    }
+}
