@@ -5,11 +5,12 @@
 //! [`plan::plan`], and carries out the answer. It never panics into the host: every host call
 //! is checked, and a failure denies with `internal_error` instead of trapping the VM.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
-use attestgate_policy::Gate;
+use attestgate_policy::{DecisionCache, Gate};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -66,10 +67,11 @@ impl Metrics {
     }
 }
 
-/// Per-worker state: the loaded gate and the counters.
+/// Per-worker state: the loaded gate, its decision cache and the counters.
 #[derive(Default)]
 struct AttestRoot {
     gate: Option<Rc<Gate>>,
+    cache: Option<Rc<RefCell<DecisionCache>>>,
     metrics: Rc<Metrics>,
 }
 
@@ -104,6 +106,10 @@ impl RootContext for AttestRoot {
         match Gate::from_json(text) {
             Ok(gate) => {
                 let keys = gate.keys().keys().len();
+                // A new config starts an empty cache: nothing decided under the old one survives.
+                let entries = gate.config().cache.entries;
+                self.cache =
+                    (entries > 0).then(|| Rc::new(RefCell::new(DecisionCache::new(entries))));
                 self.gate = Some(Rc::new(gate));
                 // Once per VM: a reconfigure keeps the counters and their values.
                 if self.metrics.ids.is_empty() {
@@ -123,6 +129,7 @@ impl RootContext for AttestRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AttestHttp {
             gate: self.gate.clone(),
+            cache: self.cache.clone(),
             metrics: Rc::clone(&self.metrics),
         }))
     }
@@ -134,6 +141,7 @@ impl RootContext for AttestRoot {
 
 struct AttestHttp {
     gate: Option<Rc<Gate>>,
+    cache: Option<Rc<RefCell<DecisionCache>>>,
     metrics: Rc<Metrics>,
 }
 
@@ -174,8 +182,16 @@ impl AttestHttp {
             .map_err(|_| "clock before 1970".to_owned())?
             .as_secs();
         let now = i64::try_from(now).map_err(|_| "clock out of range".to_owned())?;
-        let (decision, action) = plan::plan(gate, headers, source.as_deref(), now);
-        for name in plan::counters(&decision) {
+        // The cache is shared by this worker's requests, one at a time; should it ever be
+        // borrowed already, decide without it rather than panic.
+        let mut cache = self.cache.as_ref().and_then(|c| c.try_borrow_mut().ok());
+        let (decision, action, outcome) =
+            plan::plan_cached(gate, cache.as_deref_mut(), headers, source.as_deref(), now);
+        drop(cache);
+        for name in plan::counters(&decision)
+            .into_iter()
+            .chain(plan::cache_counter(outcome))
+        {
             self.metrics.increment(&name);
         }
         if gate.config().log_decisions {

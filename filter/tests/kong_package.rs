@@ -66,6 +66,7 @@ const STRUCT_LEVELS: &[&str] = &[
     "rules[]",
     "rules[].signature",
     "claim_to_headers[]",
+    "cache",
     "signature",
 ];
 const JWK_LEVEL: &str = "keys.keys[]";
@@ -348,6 +349,7 @@ fn base_for(parent: &str, name: &str) -> Value {
         "" | "keys" => {}
         "token" => config["token"] = json!({}),
         "binding" => config["binding"] = json!({ "headers": ["authorization"] }),
+        "cache" => config["cache"] = json!({}),
         "policy" => config["policy"] = policy(),
         "rules[]" => {
             config["policy"] = policy();
@@ -385,6 +387,7 @@ fn sample_value(path: &str, property: &Value, base: &Value) -> Value {
         "keys.approov_secret" => json!(SECRET),
         "token.prefix" => json!("Bearer "),
         "binding" => json!({ "headers": ["authorization"] }),
+        "cache" => json!({ "entries": 100 }),
         "binding.headers" => json!(["authorization", "x-request-id"]),
         "policy" => policy(),
         "policy.modules" => policy()["modules"].clone(),
@@ -505,6 +508,7 @@ fn maximal_config() -> Value {
         "forward": true,
         "claim_to_headers": [{ "claim": "att.device.platform", "header": "x-device-platform" }],
         "log_decisions": true,
+        "cache": { "entries": 100 },
         "signature": {
             "mode": "optional",
             "label": "install",
@@ -828,6 +832,7 @@ fn bad_configs_are_refused_by_schema_and_parser() {
         "policy": policy(),
         "rules": [{ "path": "/health", "mode": "bypass", "signature": {} }],
         "claim_to_headers": [{ "claim": "did", "header": "x-device-id" }],
+        "cache": {},
         "signature": {}
     });
     judges.assert_accepted("the base of the bad configs", &base);
@@ -1048,6 +1053,9 @@ fn bad_configs_are_refused_by_schema_and_parser() {
             json!("x y"),
         ),
         set_at("log_decisions a string", "/log_decisions", json!("yes")),
+        set_at("cache not an object", "/cache", json!(5)),
+        set_at("unknown cache field", "/cache/entrys", json!(5)),
+        set_at("cache entries negative", "/cache/entries", json!(-1)),
         set_at("signature not an object", "/signature", json!(5)),
         set_at("unknown signature field", "/signature/lable", json!("x")),
         set_at(

@@ -64,6 +64,36 @@ pub struct Config {
     /// `attestgate check --wasm`; off in production, where it costs a serialization per request).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub log_decisions: bool,
+    /// The per-worker decision cache ([`crate::DecisionCache`]): on by default, 10 000 entries.
+    #[serde(default, skip_serializing_if = "CacheConfig::is_default")]
+    pub cache: CacheConfig,
+}
+
+/// The decision cache's size. `entries: 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most cached verified tokens (and, separately, most cached decisions) per worker.
+    #[serde(default = "default_cache_entries")]
+    pub entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            entries: default_cache_entries(),
+        }
+    }
+}
+
+impl CacheConfig {
+    fn is_default(&self) -> bool {
+        *self == CacheConfig::default()
+    }
+}
+
+fn default_cache_entries() -> usize {
+    10_000
 }
 
 /// Where to find the token.

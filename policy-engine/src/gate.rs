@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use crate::binding::{self, BindingOutcome};
 use crate::config::{Config, Mode, RouteRule};
 use crate::decision::{Decision, Reason};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, TokenError};
 use crate::keys::KeySet;
 use crate::policy::Policy;
 use crate::request::Request;
@@ -37,7 +37,11 @@ pub struct Gate {
     keys: KeySet,
     pub(crate) verify: VerifyOptions,
     policy: Option<Policy>,
+    /// Unique per loaded gate, so a [`crate::DecisionCache`] never serves another gate's answers.
+    pub(crate) id: u64,
 }
+
+static NEXT_GATE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Gate {
     /// Parses a JSON config and loads it.
@@ -74,6 +78,7 @@ impl Gate {
             keys,
             verify,
             policy,
+            id: NEXT_GATE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -89,6 +94,18 @@ impl Gate {
 
     /// Decides one request at time `now` (unix seconds, from the host's clock).
     pub fn check(&self, request: &Request, now: i64) -> Decision {
+        self.check_with(request, now, &mut |raw| {
+            token::verify(raw, &self.keys, &self.verify, now)
+        })
+    }
+
+    /// [`Gate::check`] with the token verification supplied (the decision cache's hook).
+    pub(crate) fn check_with(
+        &self,
+        request: &Request,
+        now: i64,
+        verify: &mut dyn FnMut(&str) -> Result<VerifiedToken, TokenError>,
+    ) -> Decision {
         let rule = self.matching_rule(request);
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
         let rule_name = rule.and_then(|r| r.name.clone());
@@ -96,7 +113,7 @@ impl Gate {
             Mode::Bypass => Decision::allowed(mode, Reason::Bypassed),
             Mode::Enforce | Mode::Monitor => {
                 let entrypoint = rule.and_then(|r| r.entrypoint.as_deref());
-                self.decide(request, now, mode, rule_name.as_deref(), entrypoint)
+                self.decide(request, now, mode, rule_name.as_deref(), entrypoint, verify)
             }
         };
         if mode == Mode::Monitor && !decision.allow {
@@ -135,9 +152,9 @@ impl Gate {
         mode: Mode,
         rule: Option<&str>,
         entrypoint: Option<&str>,
+        verify: &mut dyn FnMut(&str) -> Result<VerifiedToken, TokenError>,
     ) -> Decision {
-        let verified = token::extract(request, &self.config.token)
-            .and_then(|raw| token::verify(raw, &self.keys, &self.verify, now));
+        let verified = token::extract(request, &self.config.token).and_then(verify);
         let token = match verified {
             Ok(token) => token,
             Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),

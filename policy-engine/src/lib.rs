@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod binding;
+mod cache;
 mod config;
 mod decision;
 mod error;
@@ -45,8 +46,10 @@ pub mod signature;
 mod token;
 
 pub use binding::{binding_hash, BindingOutcome};
+pub use cache::{CacheOutcome, CacheStats, DecisionCache, UNKNOWN_EXPIRY_TTL};
 pub use config::{
-    BindingConfig, ClaimHeader, Config, KeysConfig, Mode, PolicyConfig, RouteRule, TokenConfig,
+    BindingConfig, CacheConfig, ClaimHeader, Config, KeysConfig, Mode, PolicyConfig, RouteRule,
+    TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::{ConfigError, TokenError};
