@@ -951,3 +951,61 @@ decision := {"allow": true, "reasons": ["fail-over"]} if {
         assert!(err.contains("rules[0].signature"), "{err}");
     }
 }
+
+#[test]
+fn mint_install_signer_signs_requests_the_gate_accepts() {
+    use attestgate_policy::mint::{InstallSigner, SigningKey as TokenKey};
+    use attestgate_policy::{Gate, Reason, Request};
+    use serde_json::json;
+    let jwk: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/keys/es256.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let install = InstallSigner::from_jwk(&jwk).unwrap();
+    // The ipk claim parses to the same public key.
+    assert_eq!(
+        InstallKey::from_base64_spki(&install.ipk()).unwrap(),
+        install.public()
+    );
+    assert!(InstallSigner::from_jwk(&json!({ "kty": "EC", "crv": "P-256" })).is_err());
+    assert!(
+        InstallSigner::from_jwk(&json!({ "kty": "OKP", "crv": "Ed25519", "d": "AA" })).is_err()
+    );
+
+    let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    let claims = json!({ "exp": NOW + 300, "ipk": install.ipk() });
+    let token = TokenKey::hs256_from_base64_secret(secret)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+    let gate = Gate::from_json(
+        &json!({
+            "keys": { "approov_secret": secret },
+            "signature": { "mode": "required", "components": ["@method", "@target-uri", "content-digest"] }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let request = Request::new("POST", "/v1/pay")
+        .with_host("api.example.com")
+        .with_header("Approov-Token", token.as_str())
+        .with_body(BODY);
+    let options = SignOptions::new(["@method", "@target-uri", "content-digest"], NOW);
+    let signed = install.sign_request(request.clone(), &options).unwrap();
+    assert_eq!(gate.check(&signed, NOW).reason, Reason::Allowed);
+    assert!(gate.signature_config(&signed).needs_body());
+    let mut tampered = signed.clone();
+    tampered.body = Some(b"x".to_vec());
+    assert_eq!(
+        gate.check(&tampered, NOW).reason,
+        Reason::RequestSignatureInvalid
+    );
+    assert_eq!(
+        gate.check(&request, NOW).reason,
+        Reason::RequestSignatureMissing
+    );
+}
