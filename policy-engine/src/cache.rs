@@ -248,6 +248,14 @@ fn decision_key(request: &Request, now: i64, rule: Option<usize>) -> Key {
         field(&mut hash, name.as_bytes());
         field(&mut hash, value.as_bytes());
     }
+    // The body, when the host buffered it: a signed `content-digest` is checked against it.
+    match &request.body {
+        Some(body) => {
+            hash.update([1]);
+            field(&mut hash, body);
+        }
+        None => hash.update([0]),
+    }
     hash.finalize().into()
 }
 

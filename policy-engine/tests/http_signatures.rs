@@ -1009,3 +1009,40 @@ fn mint_install_signer_signs_requests_the_gate_accepts() {
         Reason::RequestSignatureMissing
     );
 }
+
+#[test]
+fn the_decision_cache_never_serves_a_signed_body_to_another_body() {
+    use attestgate_policy::mint::{InstallSigner, SigningKey as TokenKey};
+    use attestgate_policy::{DecisionCache, Gate, Reason, Request};
+    use serde_json::json;
+    let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    let install = InstallSigner::from_slice(&[9; 32]).unwrap();
+    let claims = json!({ "exp": NOW + 300, "ipk": install.ipk() });
+    let token = TokenKey::hs256_from_base64_secret(secret)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+    let gate = Gate::from_json(
+        &json!({
+            "keys": { "approov_secret": secret },
+            "signature": { "mode": "required", "components": ["@method", "@target-uri", "content-digest"] }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let request = Request::new("POST", "/v1/pay")
+        .with_host("api.example.com")
+        .with_header("Approov-Token", token.as_str())
+        .with_body(BODY);
+    let options = SignOptions::new(["@method", "@target-uri", "content-digest"], NOW);
+    let signed = install.sign_request(request, &options).unwrap();
+    let mut cache = DecisionCache::new(100);
+    assert_eq!(cache.check(&gate, &signed, NOW).0.reason, Reason::Allowed);
+    assert_eq!(cache.check(&gate, &signed, NOW).0.reason, Reason::Allowed);
+    let mut tampered = signed.clone();
+    tampered.body = Some(b"{\"amount\": 900}".to_vec());
+    assert_eq!(
+        cache.check(&gate, &tampered, NOW).0.reason,
+        Reason::RequestSignatureInvalid
+    );
+}
