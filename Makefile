@@ -19,6 +19,11 @@ ATTESTGATE_CLI  ?= $(abspath $(TARGET_DIR))/release/attestgate
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit clean
 .PHONY: js playground playground-files js-test
+.PHONY: fuzz fuzz-smoke load load-smoke
+
+# Hardening (issue #7): fuzzing and the load test on real Envoy.
+FUZZ_SECONDS ?= 60
+LOAD_SECONDS ?= 60
 
 all: cli filter
 
@@ -111,6 +116,23 @@ clippy:
 
 unit:
 	$(CARGO) test --workspace
+
+## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each (default 60); nightly + cargo-fuzz
+fuzz:
+	./fuzz/run.sh $(FUZZ_SECONDS)
+
+## fuzz-smoke: every fuzz target for 20 s (CI)
+fuzz-smoke:
+	./fuzz/run.sh 20
+
+## load: LOAD_SECONDS (default 60) of valid and adversarial requests on real Envoy, then checks
+## every answer, that the wasm VM stayed up, the filter's counters and flat memory
+load: filter envoy
+	LOAD_SECONDS=$(LOAD_SECONDS) ./scripts/load-test.sh
+
+## load-smoke: the same for 10 s (CI)
+load-smoke: filter envoy
+	LOAD_SECONDS=10 WARMUP_SECONDS=5 ./scripts/load-test.sh
 
 clean:
 	$(CARGO) clean

@@ -47,7 +47,8 @@ const quickstartData = {
   },
 };
 
-// Each example: a gate config (modules come from `modules`), a request and demo tokens.
+// Each example: a gate config (modules come from `modules`), a request and demo tokens, each
+// with the status and reason it shows (js/test/playground.test.mjs checks them all).
 const PRESETS = [
   {
     id: "default",
@@ -67,19 +68,19 @@ const PRESETS = [
     },
     request: { method: "GET", path: "/v1/shapes", headers: "user-agent: okhttp/4.12" },
     scenarios: [
-      { label: "Good Android device", claims: android },
-      { label: "Good iPhone", claims: ios },
+      { label: "Good Android device", claims: android, expect: "200 · allowed" },
+      { label: "Good iPhone", claims: ios, expect: "200 · allowed" },
       {
-        label: "Rooted, with Frida",
+        label: "Rooted, with Frida", expect: "403 · policy_denied",
         claims: with_(android, (c) => {
           c.att.device.rooted = true;
           c.att.device.integrity = ["MEETS_BASIC_INTEGRITY"];
           c.att.runtime.hooks = ["frida"];
         }),
       },
-      { label: "Outdated app", claims: with_(android, (c) => { c.att.app.version = "1.9.3"; }) },
-      { label: "Expired token", claims: android, expIn: -600 },
-      { label: "Forged signature", claims: android, key: "forged" },
+      { label: "Outdated app", claims: with_(android, (c) => { c.att.app.version = "1.9.3"; }), expect: "403 · policy_denied" },
+      { label: "Expired token", claims: android, expIn: -600, expect: "401 · token_expired" },
+      { label: "Forged signature", claims: android, key: "forged", expect: "401 · signature_invalid" },
     ],
   },
   {
@@ -97,14 +98,14 @@ const PRESETS = [
     },
     request: { method: "GET", path: "/v1/profile", headers: "" },
     scenarios: [
-      { label: "Play-installed Pixel", claims: android },
-      { label: "Sideloaded", claims: with_(android, (c) => { c.att.app.installer = null; }) },
-      { label: "Old security patch", claims: with_(android, (c) => { c.att.device.patch_level = "2023-06-05"; }) },
+      { label: "Play-installed Pixel", claims: android, expect: "200 · allowed" },
+      { label: "Sideloaded", claims: with_(android, (c) => { c.att.app.installer = null; }), expect: "403 · policy_denied" },
+      { label: "Old security patch", claims: with_(android, (c) => { c.att.device.patch_level = "2023-06-05"; }), expect: "403 · policy_denied" },
       {
-        label: "Basic integrity only",
+        label: "Basic integrity only", expect: "403 · policy_denied",
         claims: with_(android, (c) => { c.att.device.integrity = ["MEETS_BASIC_INTEGRITY"]; }),
       },
-      { label: "An iPhone", claims: ios },
+      { label: "An iPhone", claims: ios, expect: "403 · policy_denied" },
     ],
   },
   {
@@ -122,10 +123,10 @@ const PRESETS = [
     },
     request: { method: "GET", path: "/v1/profile", headers: "" },
     scenarios: [
-      { label: "App Store build", claims: ios },
-      { label: "Jailbroken", claims: with_(ios, (c) => { c.att.device.rooted = true; }) },
-      { label: "iOS 14.8", claims: with_(ios, (c) => { c.att.device.os_version = "14.8"; }) },
-      { label: "Debugger attached", claims: with_(ios, (c) => { c.att.runtime.debugger = true; }) },
+      { label: "App Store build", claims: ios, expect: "200 · allowed" },
+      { label: "Jailbroken", claims: with_(ios, (c) => { c.att.device.rooted = true; }), expect: "403 · policy_denied" },
+      { label: "iOS 14.8", claims: with_(ios, (c) => { c.att.device.os_version = "14.8"; }), expect: "403 · policy_denied" },
+      { label: "Debugger attached", claims: with_(ios, (c) => { c.att.runtime.debugger = true; }), expect: "403 · policy_denied" },
     ],
   },
   {
@@ -145,11 +146,11 @@ const PRESETS = [
     },
     request: { method: "POST", path: "/v1/payments", headers: "authorization: Bearer session-1234" },
     scenarios: [
-      { label: "Bound, fresh token", claims: android, bind: true },
-      { label: "Risk score 35", claims: with_(android, (c) => { c.att.risk.score = 35; }), bind: true },
-      { label: "Bound to another session", claims: android, bind: "Bearer session-9999" },
-      { label: "Not bound", claims: android },
-      { label: "Issued 5 minutes ago", claims: android, bind: true, iatAgo: 300 },
+      { label: "Bound, fresh token", claims: android, bind: true, expect: "200 · allowed" },
+      { label: "Risk score 35", claims: with_(android, (c) => { c.att.risk.score = 35; }), bind: true, expect: "403 · policy_denied" },
+      { label: "Bound to another session", claims: android, bind: "Bearer session-9999", expect: "401 · binding_mismatch" },
+      { label: "Not bound", claims: android, expect: "403 · policy_denied" },
+      { label: "Issued 5 minutes ago", claims: android, bind: true, iatAgo: 300, expect: "403 · policy_denied" },
     ],
   },
   {
@@ -164,9 +165,9 @@ const PRESETS = [
     },
     request: { method: "POST", path: "/v1/transfer", headers: "" },
     scenarios: [
-      { label: "Low risk (10)", claims: with_(android, (c) => { c.att.risk.score = 10; }) },
-      { label: "Medium risk (50)", claims: with_(android, (c) => { c.att.risk.score = 50; }) },
-      { label: "High risk (85)", claims: with_(android, (c) => { c.att.risk.score = 85; }) },
+      { label: "Low risk (10)", claims: with_(android, (c) => { c.att.risk.score = 10; }), expect: "200 · allowed" },
+      { label: "Medium risk (50)", claims: with_(android, (c) => { c.att.risk.score = 50; }), expect: "401 · policy_denied" },
+      { label: "High risk (85)", claims: with_(android, (c) => { c.att.risk.score = 85; }), expect: "403 · policy_denied" },
     ],
   },
 ];
@@ -448,6 +449,11 @@ function setNow(seconds) {
   $("now").value = String(seconds);
   $("now-human").textContent = new Date(seconds * 1000).toISOString().replace(".000Z", "Z");
 }
+
+// For the browser test: every demo token and the outcome it is there to show.
+window.attestgatePlayground = {
+  presets: PRESETS.map((p) => ({ id: p.id, scenarios: p.scenarios.map((s) => ({ label: s.label, expect: s.expect })) })),
+};
 
 async function main() {
   await init();

@@ -149,6 +149,36 @@ pub struct Materialized {
     pub gates: Vec<MaterializedGate>,
 }
 
+impl Materialized {
+    /// Keeps only the cases whose native outcome is the same at `now` and `now + seconds`,
+    /// for runners whose clock moves while they run (a load test of a minute). Returns the
+    /// names of the cases dropped. A case whose outcome already differs at `now` is kept: that
+    /// is for the runner to report.
+    pub fn retain_stable(&mut self, seconds: i64) -> Result<Vec<String>, CorpusError> {
+        let later = self.now.saturating_add(seconds);
+        let now = self.now;
+        let mut dropped = Vec::new();
+        for gate in &mut self.gates {
+            let checker =
+                Gate::from_json(&gate.config.to_string()).map_err(|err| CorpusError::Gate {
+                    gate: gate.name.clone(),
+                    message: err.to_string(),
+                })?;
+            gate.cases.retain(|case| {
+                let request = case.request.to_request();
+                let (a, b) = (checker.check(&request, now), checker.check(&request, later));
+                let stable = (a.allow, a.reason, a.status, a.verdict)
+                    == (b.allow, b.reason, b.status, b.verdict);
+                if !stable {
+                    dropped.push(case.name.clone());
+                }
+                stable
+            });
+        }
+        Ok(dropped)
+    }
+}
+
 /// One gate config and the cases it decides.
 #[derive(Serialize, Deserialize, Debug, Clone)]
 pub struct MaterializedGate {

@@ -11,7 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use attestgate_policy::remote::{Denylist, Dynamic};
-use attestgate_policy::{Gate, KeySet};
+use attestgate_policy::{DecisionCache, Gate, KeySet};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -73,6 +73,8 @@ impl Metrics {
 #[derive(Debug, Default)]
 struct RemoteState {
     sources: Vec<remote::Source>,
+    /// Moves whenever a document changes, so cached answers from before are dropped.
+    generation: u64,
 }
 
 impl RemoteState {
@@ -89,10 +91,18 @@ impl RemoteState {
     }
 }
 
-/// Per-worker state: the loaded gate, the counters and the remote sources.
+/// The worker's decision cache, and the remote documents' generation it was filled under.
+#[derive(Debug)]
+struct WorkerCache {
+    cache: DecisionCache,
+    generation: u64,
+}
+
+/// Per-worker state: the loaded gate, its decision cache, the counters and the remote sources.
 #[derive(Default)]
 struct AttestRoot {
     gate: Option<Rc<Gate>>,
+    cache: Option<Rc<RefCell<WorkerCache>>>,
     metrics: Rc<Metrics>,
     remote: Rc<RefCell<RemoteState>>,
 }
@@ -108,9 +118,13 @@ impl AttestRoot {
         let Ok(mut state) = self.remote.try_borrow_mut() else {
             return;
         };
+        let mut changed = false;
         for source in &mut state.sources {
-            source.sync();
+            changed |= source.sync();
             source.maybe_fetch(now);
+        }
+        if changed {
+            state.generation += 1;
         }
     }
 }
@@ -127,9 +141,11 @@ impl Context for AttestRoot {
         let Ok(mut state) = self.remote.try_borrow_mut() else {
             return;
         };
+        let mut changed = false;
         for source in &mut state.sources {
             if source.owns(token_id) {
                 let outcome = source.on_response(body_size, now);
+                changed |= outcome == remote::FetchOutcome::Fetched;
                 let name = match outcome {
                     remote::FetchOutcome::Fetched => "fetched",
                     remote::FetchOutcome::Failed => "fetch_failed",
@@ -137,6 +153,9 @@ impl Context for AttestRoot {
                 self.metrics
                     .increment(&format!("attestgate.{}.{name}", source.kind().as_str()));
             }
+        }
+        if changed {
+            state.generation += 1;
         }
     }
 }
@@ -170,6 +189,14 @@ impl RootContext for AttestRoot {
         match Gate::from_json(text) {
             Ok(gate) => {
                 let keys = gate.keys().keys().len();
+                // A new config starts an empty cache: nothing decided under the old one survives.
+                let entries = gate.config().cache.entries;
+                self.cache = (entries > 0).then(|| {
+                    Rc::new(RefCell::new(WorkerCache {
+                        cache: DecisionCache::new(entries),
+                        generation: 0,
+                    }))
+                });
                 let gate = Rc::new(gate);
                 self.gate = Some(Rc::clone(&gate));
                 // Once per VM: a reconfigure keeps the counters and their values.
@@ -190,7 +217,10 @@ impl RootContext for AttestRoot {
                 }
                 let fetching = !sources.is_empty();
                 // A reconfigure starts from what other workers already fetched.
-                self.remote = Rc::new(RefCell::new(RemoteState { sources }));
+                self.remote = Rc::new(RefCell::new(RemoteState {
+                    sources,
+                    generation: 0,
+                }));
                 if fetching {
                     if let Err(status) = hostcalls::set_tick_period(Duration::from_secs(1)) {
                         log(
@@ -219,6 +249,7 @@ impl RootContext for AttestRoot {
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(AttestHttp {
             gate: self.gate.clone(),
+            cache: self.cache.clone(),
             metrics: Rc::clone(&self.metrics),
             remote: Rc::clone(&self.remote),
         }))
@@ -231,6 +262,7 @@ impl RootContext for AttestRoot {
 
 struct AttestHttp {
     gate: Option<Rc<Gate>>,
+    cache: Option<Rc<RefCell<WorkerCache>>>,
     metrics: Rc<Metrics>,
     remote: Rc<RefCell<RemoteState>>,
 }
@@ -272,8 +304,11 @@ impl AttestHttp {
             .map_err(|_| "clock before 1970".to_owned())?
             .as_secs();
         let now = i64::try_from(now).map_err(|_| "clock out of range".to_owned())?;
-        let (keys, denylist) = match self.remote.try_borrow() {
-            Ok(state) => state.documents(),
+        let (keys, denylist, generation) = match self.remote.try_borrow() {
+            Ok(state) => {
+                let (keys, denylist) = state.documents();
+                (keys, denylist, state.generation)
+            }
             Err(_) => return Err("remote state busy".to_owned()),
         };
         let mut limiter = remote::SharedLimiter::default();
@@ -282,7 +317,24 @@ impl AttestHttp {
             denylist: denylist.as_deref(),
             limiter: Some(&mut limiter),
         };
-        let (decision, action) = plan::plan(gate, headers, source.as_deref(), now, &mut dynamic);
+        // The cache is shared by this worker's requests, one at a time; should it ever be
+        // borrowed already, decide without it rather than panic.
+        let mut cache = self.cache.as_ref().and_then(|c| c.try_borrow_mut().ok());
+        if let Some(worker) = cache.as_deref_mut() {
+            if worker.generation != generation {
+                worker.cache.clear();
+                worker.generation = generation;
+            }
+        }
+        let (decision, action, outcome) = plan::plan_cached(
+            gate,
+            cache.as_deref_mut().map(|worker| &mut worker.cache),
+            headers,
+            source.as_deref(),
+            now,
+            &mut dynamic,
+        );
+        drop(cache);
         if decision.reason == attestgate_policy::Reason::KeyNotFound {
             if let Ok(state) = self.remote.try_borrow() {
                 for source in &state.sources {
@@ -292,7 +344,10 @@ impl AttestHttp {
                 }
             }
         }
-        for name in plan::counters(&decision) {
+        for name in plan::counters(&decision)
+            .into_iter()
+            .chain(plan::cache_counter(outcome))
+        {
             self.metrics.increment(&name);
         }
         if gate.config().log_decisions {

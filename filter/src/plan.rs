@@ -4,7 +4,9 @@
 //! out the [`Action`]. Keeping this pure lets it be tested natively, fast.
 
 use attestgate_policy::remote::Dynamic;
-use attestgate_policy::{Decision, Gate, Mode, Reason, Request, Verdict};
+use attestgate_policy::{
+    CacheOutcome, Decision, DecisionCache, Gate, Mode, Reason, Request, Verdict,
+};
 
 /// Header set on the upstream request when monitor mode let a failing request through.
 pub const DECISION_HEADER: &str = "x-attestgate-decision";
@@ -46,6 +48,42 @@ pub fn plan(
     let action = action_for(gate, &decision);
     (decision, action)
 }
+
+/// [`plan`] through the worker's decision cache, when there is one; also says whether the
+/// cache answered.
+pub fn plan_cached(
+    gate: &Gate,
+    cache: Option<&mut DecisionCache>,
+    headers: Vec<(String, String)>,
+    source_address: Option<&[u8]>,
+    now: i64,
+    dynamic: &mut Dynamic<'_>,
+) -> (Decision, Action, CacheOutcome) {
+    let request = request_facts(headers, source_address);
+    let (decision, outcome) = match cache {
+        Some(cache) => cache.check_with(gate, &request, now, dynamic),
+        None => (
+            gate.check_with(&request, now, dynamic),
+            CacheOutcome::Uncached,
+        ),
+    };
+    let action = action_for(gate, &decision);
+    (decision, action, outcome)
+}
+
+/// The cache counter a request increments, if any.
+pub fn cache_counter(outcome: CacheOutcome) -> Option<String> {
+    match outcome {
+        CacheOutcome::Hit => Some(CACHE_HITS.to_owned()),
+        CacheOutcome::Miss => Some(CACHE_MISSES.to_owned()),
+        CacheOutcome::Uncached => None,
+    }
+}
+
+/// Requests answered without verifying a signature (a cached decision or verified token).
+pub const CACHE_HITS: &str = "attestgate.cache.hits";
+/// Requests whose token was verified (and the result cached).
+pub const CACHE_MISSES: &str = "attestgate.cache.misses";
 
 /// Builds the core's view of the request from proxy-wasm headers.
 pub fn request_facts(headers: Vec<(String, String)>, source_address: Option<&[u8]>) -> Request {
@@ -144,6 +182,8 @@ pub fn all_counter_names() -> Vec<String> {
         "attestgate.jwks.fetch_failed".to_owned(),
         "attestgate.denylist.fetched".to_owned(),
         "attestgate.denylist.fetch_failed".to_owned(),
+        CACHE_HITS.to_owned(),
+        CACHE_MISSES.to_owned(),
     ];
     for reason in Reason::ALL {
         if !matches!(reason, Reason::Allowed | Reason::Bypassed) {
@@ -301,6 +341,46 @@ mod tests {
         assert_eq!(strip_port("[2001:db8::1]:443"), "2001:db8::1");
         assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
         assert_eq!(strip_port("10.0.0.1"), "10.0.0.1");
+    }
+
+    #[test]
+    fn the_cache_answers_like_the_gate_and_counts() {
+        let gate = gate("");
+        let mut cache = DecisionCache::new(10);
+        let t = token(300);
+        let (d1, a1, o1) = plan_cached(
+            &gate,
+            Some(&mut cache),
+            headers(Some(&t), "/"),
+            None,
+            NOW,
+            &mut Dynamic::default(),
+        );
+        let (d2, a2, o2) = plan_cached(
+            &gate,
+            Some(&mut cache),
+            headers(Some(&t), "/"),
+            None,
+            NOW,
+            &mut Dynamic::default(),
+        );
+        assert_eq!((&d1, &a1), (&d2, &a2));
+        assert_eq!(plan(&gate, headers(Some(&t), "/"), None, NOW), (d1, a1));
+        assert_eq!((o1, o2), (CacheOutcome::Miss, CacheOutcome::Hit));
+        let all = all_counter_names();
+        for outcome in [o1, o2] {
+            let name = cache_counter(outcome).unwrap();
+            assert!(all.contains(&name), "{name}");
+        }
+        let (_, _, o) = plan_cached(
+            &gate,
+            None,
+            headers(Some(&t), "/"),
+            None,
+            NOW,
+            &mut Dynamic::default(),
+        );
+        assert_eq!(cache_counter(o), None);
     }
 
     #[test]

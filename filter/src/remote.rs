@@ -116,25 +116,31 @@ impl Source {
         self.current.as_ref()
     }
 
-    /// Picks up a document another worker (or this one) stored.
-    pub fn sync(&mut self) {
+    /// Picks up a document another worker (or this one) stored; says whether it changed.
+    pub fn sync(&mut self) -> bool {
         let Ok((Some(body), cas)) = hostcalls::get_shared_data(&self.body_key) else {
-            return;
+            return false;
         };
         if cas.is_some() && cas == self.seen_cas {
-            return;
+            return false;
         }
         self.seen_cas = cas;
         match parse(self.kind, &body) {
-            Ok(document) => self.current = Some(document),
+            Ok(document) => {
+                self.current = Some(document);
+                true
+            }
             // Only good documents are stored; this one was, so this is a bug, not a fetch.
-            Err(message) => log(
-                LogLevel::Error,
-                &format!(
-                    "{}: stored document unreadable: {message}",
-                    self.kind.as_str()
-                ),
-            ),
+            Err(message) => {
+                log(
+                    LogLevel::Error,
+                    &format!(
+                        "{}: stored document unreadable: {message}",
+                        self.kind.as_str()
+                    ),
+                );
+                false
+            }
         }
     }
 

@@ -65,10 +65,13 @@ const STRUCT_LEVELS: &[&str] = &[
     "policy",
     "rules[]",
     "rules[].rate_limit",
+    "rules[].signature",
     "claim_to_headers[]",
     "keys.remote",
     "denylist",
     "denylist.remote",
+    "cache",
+    "signature",
 ];
 const JWK_LEVEL: &str = "keys.keys[]";
 
@@ -350,6 +353,7 @@ fn base_for(parent: &str, name: &str) -> Value {
         "" | "keys" => {}
         "token" => config["token"] = json!({}),
         "binding" => config["binding"] = json!({ "headers": ["authorization"] }),
+        "cache" => config["cache"] = json!({}),
         "policy" => config["policy"] = policy(),
         "rules[]" => {
             config["policy"] = policy();
@@ -362,6 +366,8 @@ fn base_for(parent: &str, name: &str) -> Value {
         "keys.remote" => config["keys"]["remote"] = remote(),
         "denylist" => config["denylist"] = json!({}),
         "denylist.remote" => config["denylist"] = json!({ "remote": remote() }),
+        "signature" => config["signature"] = json!({}),
+        "rules[].signature" => config["rules"] = json!([{ "signature": {} }]),
         JWK_LEVEL => {
             let key = match name {
                 "crv" | "x" | "y" => jwk("es256"),
@@ -408,6 +414,7 @@ fn sample_value(path: &str, property: &Value, base: &Value) -> Value {
         "keys.approov_secret" => json!(SECRET),
         "token.prefix" => json!("Bearer "),
         "binding" => json!({ "headers": ["authorization"] }),
+        "cache" => json!({ "entries": 100 }),
         "binding.headers" => json!(["authorization", "x-request-id"]),
         "policy" => policy(),
         "policy.modules" => policy()["modules"].clone(),
@@ -417,6 +424,11 @@ fn sample_value(path: &str, property: &Value, base: &Value) -> Value {
         "rules[].path_prefix" => json!("/v1/"),
         "rules[].methods" => json!(["GET", "POST"]),
         "rules[].entrypoint" => json!("data.attestgate.decision"),
+        "signature" => json!({ "mode": "required" }),
+        "rules[].signature" => json!({ "mode": "required" }),
+        "signature.components" | "rules[].signature.components" => {
+            json!(["@method", "@target-uri", "content-digest"])
+        }
         "claim_to_headers" => json!([{ "claim": "did", "header": "x-device-id" }]),
         "claim_to_headers[].claim" => json!("att.device.platform"),
         "claim_to_headers[].header" => json!("x-device-platform"),
@@ -529,12 +541,31 @@ fn maximal_config() -> Value {
                 "methods": ["POST"],
                 "mode": "enforce",
                 "entrypoint": "data.attestgate.decision",
-                "rate_limit": { "requests": 5, "per_seconds": 60 }
+                "rate_limit": { "requests": 5, "per_seconds": 60 },
+                "signature": {
+                    "mode": "required",
+                    "label": "sig1",
+                    "components": ["@method", "@target-uri", "authorization", "content-digest"],
+                    "max_age_seconds": 60,
+                    "clock_skew_seconds": 5,
+                    "key_claim": "install_key",
+                    "scheme": "http"
+                }
             }
         ],
         "forward": true,
         "claim_to_headers": [{ "claim": "att.device.platform", "header": "x-device-platform" }],
-        "log_decisions": true
+        "log_decisions": true,
+        "cache": { "entries": 100 },
+        "signature": {
+            "mode": "optional",
+            "label": "install",
+            "components": ["@method", "@path", "@query", "@authority"],
+            "max_age_seconds": 0,
+            "clock_skew_seconds": 0,
+            "key_claim": "ipk",
+            "scheme": "https"
+        }
     })
 }
 
@@ -847,8 +878,10 @@ fn bad_configs_are_refused_by_schema_and_parser() {
         "keys": { "keys": [jwk("hs256")], "approov_secret": SECRET },
         "binding": { "headers": ["authorization"] },
         "policy": policy(),
-        "rules": [{ "path": "/health", "mode": "bypass", "rate_limit": rate_limit() }],
-        "claim_to_headers": [{ "claim": "did", "header": "x-device-id" }]
+        "rules": [{ "path": "/health", "mode": "bypass", "rate_limit": rate_limit(), "signature": {} }],
+        "claim_to_headers": [{ "claim": "did", "header": "x-device-id" }],
+        "cache": {},
+        "signature": {}
     });
     let mut base = base;
     base["keys"]["remote"] = remote();
@@ -1170,6 +1203,87 @@ fn bad_configs_are_refused_by_schema_and_parser() {
             json!(0),
         ),
         set_at("rate_limit a number", "/rules/0/rate_limit", json!(5)),
+        set_at("cache not an object", "/cache", json!(5)),
+        set_at("unknown cache field", "/cache/entrys", json!(5)),
+        set_at("cache entries negative", "/cache/entries", json!(-1)),
+        set_at("signature not an object", "/signature", json!(5)),
+        set_at("unknown signature field", "/signature/lable", json!("x")),
+        set_at(
+            "signature mode unknown",
+            "/signature/mode",
+            json!("sometimes"),
+        ),
+        set_at(
+            "signature label not a key",
+            "/signature/label",
+            json!("Install"),
+        ),
+        set_at(
+            "signature components unsupported",
+            "/signature/components",
+            json!(["@status"]),
+        ),
+        set_at(
+            "signature max_age negative",
+            "/signature/max_age_seconds",
+            json!(-1),
+        ),
+        set_at(
+            "signature clock_skew negative",
+            "/signature/clock_skew_seconds",
+            json!(-1),
+        ),
+        set_at(
+            "signature key_claim empty",
+            "/signature/key_claim",
+            json!(""),
+        ),
+        set_at("signature scheme ftp", "/signature/scheme", json!("ftp")),
+        set_at(
+            "unknown rule signature field",
+            "/rules/0/signature/lable",
+            json!("x"),
+        ),
+        set_at(
+            "rule signature mode unknown",
+            "/rules/0/signature/mode",
+            json!("sometimes"),
+        ),
+        set_at(
+            "rule signature label not a key",
+            "/rules/0/signature/label",
+            json!("Install"),
+        ),
+        set_at(
+            "rule signature components unsupported",
+            "/rules/0/signature/components",
+            json!(["@status"]),
+        ),
+        set_at(
+            "rule signature max_age negative",
+            "/rules/0/signature/max_age_seconds",
+            json!(-1),
+        ),
+        set_at(
+            "rule signature clock_skew negative",
+            "/rules/0/signature/clock_skew_seconds",
+            json!(-1),
+        ),
+        set_at(
+            "rule signature key_claim empty",
+            "/rules/0/signature/key_claim",
+            json!(""),
+        ),
+        set_at(
+            "rule signature scheme ftp",
+            "/rules/0/signature/scheme",
+            json!("ftp"),
+        ),
+        set_at(
+            "rule signature a string",
+            "/rules/0/signature",
+            json!("required"),
+        ),
     ];
     for (what, _, config) in &cases {
         judges.assert_rejected(what, config);

@@ -135,6 +135,23 @@ test("the step-up example: a demo token, a 401 challenge, and its Rego tests", {
   assert.match(await page.textContent("#test-status"), /^\d+ passed, 0 failed$/);
 });
 
+test("every demo token of every example shows the outcome it is there for", { timeout: 120_000 }, async () => {
+  const presets = await page.evaluate(() => window.attestgatePlayground.presets);
+  assert.equal(presets.length, 5);
+  let seen = 0;
+  for (const preset of presets) {
+    await page.selectOption("#preset", preset.id);
+    await page.waitForFunction((label) => document.querySelector("#scenarios button")?.textContent === label, preset.scenarios[0].label);
+    for (const scenario of preset.scenarios) {
+      await page.click(`#scenarios button:text-is("${scenario.label}")`);
+      const out = await shown();
+      assert.equal(`${out.status}`, scenario.expect, `${preset.id}: ${scenario.label} (${out.reasons.join(", ")})`);
+      seen += 1;
+    }
+  }
+  assert.ok(seen >= 20, `only ${seen} demo tokens`);
+});
+
 test("a broken config is shown with the core's message", { timeout: 60_000 }, async () => {
   await page.fill("#config", '{"keys": {"approov_secret": "c2hvcnQ="}}');
   await page.click("#check");

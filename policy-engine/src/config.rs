@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::signature::SignatureConfig;
+
 /// The whole gate configuration. [`crate::Gate::from_config`] turns it into a ready gate.
 ///
 /// ```
@@ -55,6 +57,9 @@ pub struct Config {
     /// Verified claims copied into upstream request headers.
     #[serde(default)]
     pub claim_to_headers: Vec<ClaimHeader>,
+    /// Install-key request signatures (RFC 9421) for requests no rule configures; off by default.
+    #[serde(default, skip_serializing_if = "SignatureConfig::is_default")]
+    pub signature: SignatureConfig,
     /// Whether the filter logs every decision as JSON at debug level (for diagnosis and for
     /// `attestgate check --wasm`; off in production, where it costs a serialization per request).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -62,6 +67,36 @@ pub struct Config {
     /// Devices to refuse (`device_denied`), inline and/or fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denylist: Option<DenylistConfig>,
+    /// The per-worker decision cache ([`crate::DecisionCache`]): on by default, 10 000 entries.
+    #[serde(default, skip_serializing_if = "CacheConfig::is_default")]
+    pub cache: CacheConfig,
+}
+
+/// The decision cache's size. `entries: 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Most cached verified tokens (and, separately, most cached decisions) per worker.
+    #[serde(default = "default_cache_entries")]
+    pub entries: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            entries: default_cache_entries(),
+        }
+    }
+}
+
+impl CacheConfig {
+    fn is_default(&self) -> bool {
+        *self == CacheConfig::default()
+    }
+}
+
+fn default_cache_entries() -> usize {
+    10_000
 }
 
 /// Where to find the token.
@@ -255,6 +290,9 @@ pub struct RouteRule {
     /// device id), shared by the gateway's workers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Request signatures for matching requests, replacing the top-level `signature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureConfig>,
 }
 
 /// Copies a verified claim into an upstream header.

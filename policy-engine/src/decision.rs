@@ -39,6 +39,11 @@ pub enum Reason {
     BindingMissing,
     /// The binding claim does not match the bound headers.
     BindingMismatch,
+    /// An install-key request signature is required but the request carries none.
+    RequestSignatureMissing,
+    /// The request signature (RFC 9421) failed: malformed, stale, not covering what it must,
+    /// or not made by the token's install key.
+    RequestSignatureInvalid,
     /// The policy denied the request.
     PolicyDenied,
     /// The policy failed to evaluate or returned something unusable.
@@ -55,7 +60,7 @@ pub enum Reason {
 
 impl Reason {
     /// All reasons, for metrics that pre-register one counter each.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::Allowed,
         Reason::Bypassed,
         Reason::TokenMissing,
@@ -69,6 +74,8 @@ impl Reason {
         Reason::AudienceMismatch,
         Reason::BindingMissing,
         Reason::BindingMismatch,
+        Reason::RequestSignatureMissing,
+        Reason::RequestSignatureInvalid,
         Reason::PolicyDenied,
         Reason::PolicyError,
         Reason::InternalError,
@@ -97,6 +104,8 @@ impl Reason {
             Reason::AudienceMismatch => "audience_mismatch",
             Reason::BindingMissing => "binding_missing",
             Reason::BindingMismatch => "binding_mismatch",
+            Reason::RequestSignatureMissing => "request_signature_missing",
+            Reason::RequestSignatureInvalid => "request_signature_invalid",
             Reason::PolicyDenied => "policy_denied",
             Reason::PolicyError => "policy_error",
             Reason::InternalError => "internal_error",

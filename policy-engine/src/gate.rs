@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use crate::binding::{self, BindingOutcome};
 use crate::config::{Config, Mode, RouteRule};
 use crate::decision::{Decision, Reason};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, TokenError};
 use crate::keys::KeySet;
 use crate::policy::Policy;
 use crate::remote::Dynamic;
@@ -38,7 +38,11 @@ pub struct Gate {
     keys: KeySet,
     pub(crate) verify: VerifyOptions,
     policy: Option<Policy>,
+    /// Unique per loaded gate, so a [`crate::DecisionCache`] never serves another gate's answers.
+    pub(crate) id: u64,
 }
+
+static NEXT_GATE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Gate {
     /// Parses a JSON config and loads it.
@@ -75,6 +79,7 @@ impl Gate {
             keys,
             verify,
             policy,
+            id: NEXT_GATE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         })
     }
 
@@ -119,12 +124,26 @@ impl Gate {
     /// assert_eq!(again.headers.get("retry-after").map(String::as_str), Some("60"));
     /// ```
     pub fn check_with(&self, request: &Request, now: i64, dynamic: &mut Dynamic<'_>) -> Decision {
+        self.check_hooked(request, now, dynamic, &mut |raw, keys| {
+            token::verify(raw, keys, &self.verify, now)
+        })
+    }
+
+    /// [`Gate::check_with`] with the token verification supplied (the decision cache's hook:
+    /// it gets the raw token and the keys to verify it with).
+    pub(crate) fn check_hooked(
+        &self,
+        request: &Request,
+        now: i64,
+        dynamic: &mut Dynamic<'_>,
+        verify: &mut dyn FnMut(&str, &[&KeySet]) -> Result<VerifiedToken, TokenError>,
+    ) -> Decision {
         let rule = self.matching_rule(request);
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
         let rule_name = rule.and_then(|r| r.name.clone());
         let mut decision = match mode {
             Mode::Bypass => Decision::allowed(mode, Reason::Bypassed),
-            Mode::Enforce | Mode::Monitor => self.decide(request, now, mode, rule, dynamic),
+            Mode::Enforce | Mode::Monitor => self.decide(request, now, mode, rule, dynamic, verify),
         };
         if mode == Mode::Monitor && !decision.allow {
             // Report, don't block. Reply headers are meaningless when nothing is replied.
@@ -162,6 +181,7 @@ impl Gate {
         mode: Mode,
         rule: Option<&RouteRule>,
         dynamic: &mut Dynamic<'_>,
+        verify: &mut dyn FnMut(&str, &[&KeySet]) -> Result<VerifiedToken, TokenError>,
     ) -> Decision {
         let raw = match token::extract(request, &self.config.token) {
             Ok(raw) => raw,
@@ -177,7 +197,7 @@ impl Gate {
         }
         let mut keys = vec![&self.keys];
         keys.extend(dynamic.remote_keys);
-        let token = match token::verify(raw, &keys, &self.verify, now) {
+        let token = match verify(raw, &keys) {
             Ok(token) => token,
             Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
         };
@@ -206,6 +226,14 @@ impl Gate {
             },
             None => BindingOutcome::default(),
         };
+        let signature_config = self.signature_config(request);
+        let signature = signature_config.check(request, &token.claims, now);
+        if let Some(reason) = signature.denial(signature_config.mode) {
+            let message = signature.error.as_ref().map(ToString::to_string);
+            let mut decision = Decision::denied(mode, reason, message.into_iter().collect());
+            decision.claims = Some(token.claims);
+            return decision;
+        }
         if let (Some(limit), Some(limiter)) = (
             rule.and_then(|r| r.rate_limit.as_ref()),
             dynamic.limiter.as_deref_mut(),
@@ -243,7 +271,10 @@ impl Gate {
             return decision;
         };
         let rule_name = rule.and_then(|r| r.name.as_deref());
-        let input = self.policy_input(request, &token, binding, now, rule_name);
+        let mut input = self.policy_input(request, &token, binding, now, rule_name);
+        if let Some(object) = input.as_object_mut() {
+            object.insert("signature".to_owned(), signature.to_json());
+        }
         let entrypoint = rule
             .and_then(|r| r.entrypoint.as_deref())
             .unwrap_or(self.policy_entrypoint());
@@ -287,6 +318,14 @@ impl Gate {
         lookup(claims, claim)
             .and_then(Value::as_str)
             .map(str::to_owned)
+    }
+
+    /// The request-signature config for a request: its rule's, else the top-level one. Hosts
+    /// ask [`crate::signature::SignatureConfig::needs_body`] of it to know whether to buffer the body.
+    pub fn signature_config(&self, request: &Request) -> &crate::signature::SignatureConfig {
+        self.matching_rule(request)
+            .and_then(|rule| rule.signature.as_ref())
+            .unwrap_or(&self.config.signature)
     }
 
     pub(crate) fn policy_entrypoint(&self) -> &str {
@@ -418,8 +457,12 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             return invalid("binding.claim", "must not be empty");
         }
     }
+    config.signature.validate("signature")?;
     for (i, rule) in config.rules.iter().enumerate() {
         let field = format!("rules[{i}]");
+        if let Some(signature) = &rule.signature {
+            signature.validate(&format!("{field}.signature"))?;
+        }
         if rule.path.is_some() && rule.path_prefix.is_some() {
             return invalid(&field, "set `path` or `path_prefix`, not both");
         }

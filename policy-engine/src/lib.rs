@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod binding;
+mod cache;
 mod config;
 mod decision;
 mod error;
@@ -42,12 +43,14 @@ pub mod mint;
 mod policy;
 pub mod remote;
 mod request;
+pub mod signature;
 mod token;
 
 pub use binding::{binding_hash, BindingOutcome};
+pub use cache::{CacheOutcome, CacheStats, DecisionCache, UNKNOWN_EXPIRY_TTL};
 pub use config::{
-    BindingConfig, ClaimHeader, Config, DenylistConfig, KeysConfig, Mode, PolicyConfig, RateLimit,
-    RemoteSource, RouteRule, TokenConfig,
+    BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig, KeysConfig, Mode,
+    PolicyConfig, RateLimit, RemoteSource, RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::{ConfigError, TokenError};

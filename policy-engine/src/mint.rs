@@ -68,6 +68,9 @@ pub enum MintError {
     /// The JWK's `use` or `key_ops` say that it must not be used for signing.
     #[error("the jwk is not meant for signing: {0}")]
     NotForSigning(String),
+    /// An RFC 9421 request signature could not be made.
+    #[error("cannot sign the request: {0}")]
+    RequestSignature(#[from] crate::signature::SignatureError),
     /// The key is shorter than the algorithm's minimum (RFC 7518).
     #[error("key too weak for {alg}: {reason}")]
     WeakKey {
@@ -465,6 +468,98 @@ fn biguint_member(obj: &Map<String, Value>, name: &str) -> Result<BigUint, MintE
         MintError::InvalidJwk(format!("member `{name}` is not base64url without padding"))
     })?;
     Ok(BigUint::from_bytes_be(&bytes))
+}
+
+/// An app install's P-256 key for RFC 9421 request signatures ([`crate::signature`]): it
+/// signs requests, and its public half goes into the token as the `ipk` claim.
+///
+/// ```
+/// use attestgate_policy::mint::InstallSigner;
+/// use attestgate_policy::signature::SignOptions;
+/// use attestgate_policy::Request;
+///
+/// let install = InstallSigner::from_slice(&[7; 32]).unwrap();
+/// let request = Request::new("POST", "/v1/pay").with_host("api.example.com").with_body("{}");
+/// let options = SignOptions::new(["@method", "@target-uri", "content-digest"], 1_700_000_000);
+/// let signed = install.sign_request(request, &options).unwrap();
+/// assert!(signed.header_values("signature-input").next().unwrap().starts_with("install=("));
+/// assert!(signed.header_values("content-digest").next().unwrap().starts_with("sha-256=:"));
+/// assert!(install.ipk().starts_with("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct InstallSigner {
+    key: p256::ecdsa::SigningKey,
+}
+
+/// DER SubjectPublicKeyInfo up to the key bits: `id-ecPublicKey`, `prime256v1`, then a
+/// 66-byte BIT STRING (no unused bits) holding the 65-byte uncompressed point.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+impl InstallSigner {
+    /// From a 32-byte private scalar.
+    pub fn from_slice(secret: &[u8]) -> Result<InstallSigner, MintError> {
+        p256::ecdsa::SigningKey::from_slice(secret)
+            .map(|key| InstallSigner { key })
+            .map_err(|_| MintError::InvalidJwk("not a p-256 private scalar".to_owned()))
+    }
+
+    /// From a private EC P-256 JWK (its `d`).
+    pub fn from_jwk(jwk: &Value) -> Result<InstallSigner, MintError> {
+        let member = |name: &str| jwk.get(name).and_then(Value::as_str);
+        if member("kty") != Some("EC") || member("crv") != Some("P-256") {
+            return Err(MintError::InvalidJwk(
+                "an install key is an EC P-256 jwk".to_owned(),
+            ));
+        }
+        let d = member("d").ok_or_else(|| MintError::PublicKeyOnly {
+            kty: "EC".to_owned(),
+        })?;
+        let secret = Base64UrlUnpadded::decode_vec(d)
+            .map_err(|_| MintError::InvalidJwk("`d` is not base64url".to_owned()))?;
+        InstallSigner::from_slice(&secret)
+    }
+
+    /// The `ipk` claim: base64 DER SubjectPublicKeyInfo of the public key.
+    pub fn ipk(&self) -> String {
+        let mut der = P256_SPKI_PREFIX.to_vec();
+        der.extend_from_slice(self.key.verifying_key().to_encoded_point(false).as_bytes());
+        base64ct::Base64::encode_string(&der)
+    }
+
+    /// The public key, as a verifier loads it.
+    pub fn public(&self) -> crate::signature::InstallKey {
+        crate::signature::InstallKey::from_verifying_key(*self.key.verifying_key())
+    }
+
+    /// Signs a request as the app would: when `content-digest` is covered and the request
+    /// has no `Content-Digest`, one (sha-256) is added for its body (empty without one); then
+    /// `Signature-Input` and `Signature` are added. `@scheme` / `@target-uri` use `https`.
+    pub fn sign_request(
+        &self,
+        mut request: crate::Request,
+        options: &crate::signature::SignOptions,
+    ) -> Result<crate::Request, MintError> {
+        use crate::signature::{self, DigestAlgorithm, Message};
+        let covers_digest = options.components.iter().any(|c| c == "content-digest");
+        if covers_digest && request.header_values("content-digest").next().is_none() {
+            let digest = signature::content_digest(
+                request.body.as_deref().unwrap_or_default(),
+                DigestAlgorithm::Sha256,
+            );
+            request = request.with_header("Content-Digest", digest);
+        }
+        let (input, sig) = signature::sign(
+            &self.key,
+            &Message::from_request(&request, "https"),
+            options,
+        )?;
+        Ok(request
+            .with_header("Signature-Input", input)
+            .with_header("Signature", sig))
+    }
 }
 
 #[cfg(test)]

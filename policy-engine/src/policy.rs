@@ -85,6 +85,9 @@ impl Policy {
                 message: "must be a JSON object".into(),
             });
         }
+        for (id, content) in &config.modules {
+            check_nesting(id, content)?;
+        }
         let modules: Vec<PolicyModule> = config
             .modules
             .iter()
@@ -178,6 +181,52 @@ pub struct RegoTest {
     pub error: Option<String>,
 }
 
+/// Deepest nesting of `[` and `{` accepted in a Rego module.
+///
+/// regorus parses nested arrays, objects and sets in time exponential in their depth (each
+/// level may be a comprehension, and it backtracks): 16 levels take about 0.1 s, 22 take
+/// seconds, 30 would hang the load. Found by fuzzing the config. Real policies nest a few levels.
+const MAX_REGO_NESTING: usize = 12;
+
+/// Refuses a module whose brackets nest deeper than [`MAX_REGO_NESTING`], counting outside
+/// strings, raw strings and comments. Parentheses do not count: they parse in linear time.
+fn check_nesting(id: &str, source: &str) -> Result<(), ConfigError> {
+    let mut depth = 0_usize;
+    let mut chars = source.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '#' => {
+                chars.by_ref().find(|&c| c == '\n');
+            }
+            '"' => {
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '`' => {
+                chars.by_ref().find(|&c| c == '`');
+            }
+            '[' | '{' => {
+                depth += 1;
+                if depth > MAX_REGO_NESTING {
+                    return Err(ConfigError::Policy(format!(
+                        "{id}: brackets nest deeper than {MAX_REGO_NESTING} levels"
+                    )));
+                }
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Runs every top-level `test_*` rule of the modules, the way `opa test` does: a test passes
 /// when its rule evaluates to `true`. Modules are `(file name, Rego source)` pairs.
 ///
@@ -193,6 +242,7 @@ pub fn run_rego_tests(modules: &[(String, String)]) -> Result<Vec<RegoTest>, Con
     let mut engine = regorus::Engine::new();
     let mut names = Vec::new();
     for (file, source) in modules {
+        check_nesting(file, source)?;
         let package = engine
             .add_policy(file.clone(), source.clone())
             .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
@@ -236,6 +286,35 @@ mod tests {
         }))
         .unwrap();
         Policy::compile(&config, [])
+    }
+
+    #[test]
+    fn deep_bracket_nesting_is_refused_before_regorus_parses_it() {
+        let nest = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        policy(&format!(
+            "package attestgate\ndecision := count({}) == 1",
+            nest(12)
+        ))
+        .unwrap();
+        let err = policy(&format!("package attestgate\nx := {}", nest(13))).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid policy: p.rego: brackets nest deeper than 12 levels"
+        );
+        // Objects and sets count too; brackets in strings, raw strings and comments do not.
+        let objects = format!("{}1{}", "{\"a\":".repeat(13), "}".repeat(13));
+        assert!(policy(&format!("package attestgate\nx := {objects}")).is_err());
+        let quoted = "[".repeat(40);
+        policy(&format!(
+            "package attestgate\n# {quoted}\na := \"{quoted}\\\"{quoted}\"\nb := `{quoted}`\ndecision := true"
+        ))
+        .unwrap();
+        // Without the limit, 30 levels would take regorus minutes to parse.
+        let err = policy(&format!("package attestgate\nx := {}", nest(30))).unwrap_err();
+        assert!(err.to_string().contains("deeper than 12"), "{err}");
+        let err = run_rego_tests(&[("t.rego".into(), format!("package t\nx := {}", nest(30)))])
+            .unwrap_err();
+        assert!(err.to_string().contains("t.rego"), "{err}");
     }
 
     #[test]

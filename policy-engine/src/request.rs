@@ -24,6 +24,8 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// Client address, without port.
     pub source_ip: Option<String>,
+    /// The complete body, when the host buffered it (for a signed `content-digest`).
+    pub body: Option<Vec<u8>>,
 }
 
 impl Request {
@@ -47,6 +49,13 @@ impl Request {
     #[must_use]
     pub fn with_host(mut self, host: impl Into<String>) -> Request {
         self.host = host.into();
+        self
+    }
+
+    /// Sets the complete request body.
+    #[must_use]
+    pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Request {
+        self.body = Some(body.into());
         self
     }
 

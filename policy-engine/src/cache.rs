@@ -1,0 +1,299 @@
+//! The decision cache: per worker, bounded, and a security control before it is a speed-up.
+//!
+//! # What is cached, keyed by what
+//!
+//! A decision depends on the token, on every request fact the Rego input carries (method, path,
+//! host, source IP, all headers, the matched rule) and on the clock (`input.now`, `exp`, `nbf`).
+//! A cache keyed by the token alone would replay an allow for a different request, so the cache
+//! is split in two levels:
+//!
+//! 1. **Verified tokens**, keyed by SHA-256 of the raw token. The result of signature, structure,
+//!    issuer/audience and time checks (success or error) is stored with the window of clock
+//!    values for which verifying again would give the same answer, and served only inside it:
+//!    - a verified token: from the second it was verified until `exp + leeway - 1` (one second
+//!      short of the boundary, which also covers fractional `exp`); without `exp` (only when
+//!      `require_exp` is off), for [`UNKNOWN_EXPIRY_TTL`] seconds;
+//!    - a denial that does not depend on the clock (malformed, bad signature, unknown key, alg
+//!      not allowed, no `exp`) or only gets worse with it (`token_expired`): for
+//!      [`UNKNOWN_EXPIRY_TTL`] seconds. This is what keeps a flood of one forged token from
+//!      costing a signature verification per request;
+//!    - a denial that time can turn into something else (`token_not_yet_valid`, issuer or
+//!      audience mismatch, which are reached only after the time checks passed): within the
+//!      same second only. These need a validly signed token, so they cannot be forged in bulk.
+//!
+//!    Binding, the Rego policy and the claim headers then run as without a cache, on the
+//!    request at hand.
+//! 2. **Whole decisions**, keyed by SHA-256 of everything [`Gate::check`] reads: the clock
+//!    second, the matched rule, method, path, host, source IP and every header name and value in
+//!    order (the token among them). Since the clock second is part of the key, a hit is exactly
+//!    what the gate would answer, including monitor mode, bypass and claim headers, whatever
+//!    the policy reads from `input`. This level is emptied whenever the second changes, so it
+//!    only ever holds the distinct requests of the current second.
+//!
+//! Keys are SHA-256 digests of length-prefixed fields with a domain tag, never a short hash a
+//! forger could collide; a cache remembers which [`Gate`] filled it and empties itself when used
+//! with another one (a reconfigure). Both levels are LRU-bounded at `cache.entries` each.
+
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+use sha2::{Digest, Sha256};
+
+use crate::decision::Decision;
+use crate::error::TokenError;
+use crate::gate::Gate;
+use crate::remote::Dynamic;
+use crate::request::Request;
+use crate::token::{self, VerifiedToken};
+
+/// How long a token result is cached when the token's expiry is unknown or not trusted.
+pub const UNKNOWN_EXPIRY_TTL: i64 = 60;
+
+type Key = [u8; 32];
+
+#[derive(Debug)]
+struct TokenEntry {
+    result: Result<VerifiedToken, TokenError>,
+    /// Served while `from <= now <= until`.
+    from: i64,
+    until: i64,
+}
+
+/// How one request was answered, for the `attestgate.cache.*` counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    /// Answered without verifying a signature: a whole-decision or a verified-token hit.
+    Hit,
+    /// A token was verified and the result cached.
+    Miss,
+    /// Nothing to verify (no token, a bypass rule) or the cache is off.
+    Uncached,
+}
+
+/// Running totals since the cache was made.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Requests answered from the whole-decision level.
+    pub decision_hits: u64,
+    /// Requests whose token came from the verified-token level.
+    pub token_hits: u64,
+    /// Token verifications done.
+    pub misses: u64,
+}
+
+/// A per-worker decision cache; see the module docs for what it keys on. Not `Sync`: give each
+/// worker (each proxy-wasm VM) its own.
+///
+/// ```
+/// use attestgate_policy::{CacheOutcome, DecisionCache, Gate, Request};
+///
+/// let gate = Gate::from_json(r#"{ "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" } }"#).unwrap();
+/// let mut cache = DecisionCache::new(gate.config().cache.entries);
+/// let request = Request::new("GET", "/api").with_header("approov-token", "not.a.token");
+/// let (first, outcome) = cache.check(&gate, &request, 1_700_000_000);
+/// assert_eq!(outcome, CacheOutcome::Miss);
+/// let (again, outcome) = cache.check(&gate, &request, 1_700_000_000);
+/// assert_eq!((again, outcome), (first, CacheOutcome::Hit));
+/// ```
+#[derive(Debug)]
+pub struct DecisionCache {
+    levels: Option<Levels>,
+    stats: CacheStats,
+}
+
+#[derive(Debug)]
+struct Levels {
+    gate_id: u64,
+    tokens: LruCache<Key, TokenEntry>,
+    decisions: LruCache<Key, Decision>,
+    /// The clock second the `decisions` level belongs to.
+    second: i64,
+}
+
+impl DecisionCache {
+    /// A cache holding at most `entries` verified tokens and `entries` decisions; 0 is off.
+    pub fn new(entries: usize) -> DecisionCache {
+        DecisionCache {
+            levels: NonZeroUsize::new(entries).map(|cap| Levels {
+                gate_id: 0,
+                tokens: LruCache::new(cap),
+                decisions: LruCache::new(cap),
+                second: i64::MIN,
+            }),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Whether the cache is on.
+    pub fn enabled(&self) -> bool {
+        self.levels.is_some()
+    }
+
+    /// Totals so far.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// Cached verified-token results (both successes and denials).
+    pub fn token_entries(&self) -> usize {
+        self.levels.as_ref().map_or(0, |l| l.tokens.len())
+    }
+
+    /// Cached whole decisions (all of the current second).
+    pub fn decision_entries(&self) -> usize {
+        self.levels.as_ref().map_or(0, |l| l.decisions.len())
+    }
+
+    /// Forgets everything: the host calls it when what [`Dynamic`] carries changed (fetched
+    /// keys rotated, a new denylist), so no answer from before the change is served.
+    pub fn clear(&mut self) {
+        if let Some(levels) = self.levels.as_mut() {
+            levels.tokens.clear();
+            levels.decisions.clear();
+        }
+    }
+
+    /// [`Gate::check`], answered from the cache when it can be. The decision is always the one
+    /// `gate.check(request, now)` returns.
+    pub fn check(&mut self, gate: &Gate, request: &Request, now: i64) -> (Decision, CacheOutcome) {
+        self.check_with(gate, request, now, &mut Dynamic::default())
+    }
+
+    /// [`Gate::check_with`], answered from the cache when it can be. Requests on a rate-limited
+    /// route never get a whole cached decision (each must take from its bucket), and the host
+    /// must [`clear`](Self::clear) the cache when the documents in `dynamic` change.
+    pub fn check_with(
+        &mut self,
+        gate: &Gate,
+        request: &Request,
+        now: i64,
+        dynamic: &mut Dynamic<'_>,
+    ) -> (Decision, CacheOutcome) {
+        let Some(levels) = self.levels.as_mut() else {
+            return (
+                gate.check_with(request, now, dynamic),
+                CacheOutcome::Uncached,
+            );
+        };
+        if levels.gate_id != gate.id {
+            levels.gate_id = gate.id;
+            levels.tokens.clear();
+            levels.decisions.clear();
+        }
+        if levels.second != now {
+            levels.second = now;
+            levels.decisions.clear();
+        }
+        let matched = gate.matching_rule(request);
+        let rule = matched.and_then(|rule| {
+            gate.config()
+                .rules
+                .iter()
+                .position(|r| std::ptr::eq(r, rule))
+        });
+        // A rate-limited request must reach its bucket: no whole cached decision for it.
+        let whole = !(matched.is_some_and(|r| r.rate_limit.is_some()) && dynamic.limiter.is_some());
+        let decision_key = decision_key(request, now, rule);
+        if whole {
+            if let Some(decision) = levels.decisions.get(&decision_key) {
+                self.stats.decision_hits += 1;
+                return (decision.clone(), CacheOutcome::Hit);
+            }
+        }
+
+        let mut outcome = CacheOutcome::Uncached;
+        let tokens = &mut levels.tokens;
+        let stats = &mut self.stats;
+        let decision = gate.check_hooked(request, now, dynamic, &mut |raw, keys| {
+            let key = token_key(raw);
+            if let Some(entry) = tokens.get(&key) {
+                if entry.from <= now && now <= entry.until {
+                    stats.token_hits += 1;
+                    outcome = CacheOutcome::Hit;
+                    return entry.result.clone();
+                }
+                tokens.pop(&key);
+            }
+            stats.misses += 1;
+            outcome = CacheOutcome::Miss;
+            let result = token::verify(raw, keys, &gate.verify, now);
+            let until = cached_until(&result, now, gate.verify.leeway_seconds);
+            if until >= now {
+                tokens.put(
+                    key,
+                    TokenEntry {
+                        result: result.clone(),
+                        from: now,
+                        until,
+                    },
+                );
+            }
+            result
+        });
+        if whole {
+            levels.decisions.put(decision_key, decision.clone());
+        }
+        (decision, outcome)
+    }
+}
+
+/// The last second a token result may be served; see the module docs.
+fn cached_until(result: &Result<VerifiedToken, TokenError>, now: i64, leeway: i64) -> i64 {
+    let ttl = now.saturating_add(UNKNOWN_EXPIRY_TTL);
+    match result {
+        Ok(token) => match token.claims.get("exp") {
+            Some(exp) => exp.as_i64().map_or(now.saturating_sub(1), |exp| {
+                exp.saturating_add(leeway).saturating_sub(1)
+            }),
+            None => ttl,
+        },
+        Err(TokenError::NotYetValid)
+        | Err(TokenError::IssuerMismatch)
+        | Err(TokenError::AudienceMismatch) => now,
+        Err(_) => ttl,
+    }
+}
+
+fn token_key(raw: &str) -> Key {
+    let mut hash = Sha256::new();
+    field(&mut hash, b"attestgate token v1");
+    field(&mut hash, raw.as_bytes());
+    hash.finalize().into()
+}
+
+fn decision_key(request: &Request, now: i64, rule: Option<usize>) -> Key {
+    let mut hash = Sha256::new();
+    field(&mut hash, b"attestgate decision v1");
+    hash.update(now.to_le_bytes());
+    hash.update(rule.map_or(u64::MAX, |i| i as u64).to_le_bytes());
+    field(&mut hash, request.method.as_bytes());
+    field(&mut hash, request.path.as_bytes());
+    field(&mut hash, request.host.as_bytes());
+    match &request.source_ip {
+        Some(ip) => {
+            hash.update([1]);
+            field(&mut hash, ip.as_bytes());
+        }
+        None => hash.update([0]),
+    }
+    hash.update((request.headers.len() as u64).to_le_bytes());
+    for (name, value) in &request.headers {
+        field(&mut hash, name.as_bytes());
+        field(&mut hash, value.as_bytes());
+    }
+    // The body, when the host buffered it: a signed `content-digest` is checked against it.
+    match &request.body {
+        Some(body) => {
+            hash.update([1]);
+            field(&mut hash, body);
+        }
+        None => hash.update([0]),
+    }
+    hash.finalize().into()
+}
+
+/// Length-prefixed, so no two different field lists hash the same bytes.
+fn field(hash: &mut Sha256, bytes: &[u8]) {
+    hash.update((bytes.len() as u64).to_le_bytes());
+    hash.update(bytes);
+}
