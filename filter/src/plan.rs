@@ -365,7 +365,16 @@ mod tests {
             &mut Dynamic::default(),
         );
         assert_eq!((&d1, &a1), (&d2, &a2));
-        assert_eq!(plan(&gate, headers(Some(&t), "/"), None, NOW), (d1, a1));
+        assert_eq!(
+            plan(
+                &gate,
+                headers(Some(&t), "/"),
+                None,
+                NOW,
+                &mut Dynamic::default()
+            ),
+            (d1, a1)
+        );
         assert_eq!((o1, o2), (CacheOutcome::Miss, CacheOutcome::Hit));
         let all = all_counter_names();
         for outcome in [o1, o2] {
