@@ -56,10 +56,20 @@ pub fn plan_cached(
     source_address: Option<&[u8]>,
     now: i64,
 ) -> (Decision, Action, CacheOutcome) {
-    let request = request_facts(headers, source_address);
+    plan_request(gate, cache, &request_facts(headers, source_address), now)
+}
+
+/// [`plan_cached`] for request facts already gathered (with the body, when the route's
+/// signature covers `content-digest` and the filter buffered it).
+pub fn plan_request(
+    gate: &Gate,
+    cache: Option<&mut DecisionCache>,
+    request: &Request,
+    now: i64,
+) -> (Decision, Action, CacheOutcome) {
     let (decision, outcome) = match cache {
-        Some(cache) => cache.check(gate, &request, now),
-        None => (gate.check(&request, now), CacheOutcome::Uncached),
+        Some(cache) => cache.check(gate, request, now),
+        None => (gate.check(request, now), CacheOutcome::Uncached),
     };
     let action = action_for(gate, &decision);
     (decision, action, outcome)
