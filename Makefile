@@ -60,7 +60,7 @@ filter:
 	rustup target add $(WASM_TARGET) >/dev/null 2>&1 || true
 	$(CARGO) build --release --target $(WASM_TARGET) -p attestgate-filter
 	@mkdir -p $(BUILD_DIR)
-	cp target/$(WASM_TARGET)/release/attestgate_filter.wasm $(FILTER_WASM)
+	cp $(TARGET_DIR)/$(WASM_TARGET)/release/attestgate_filter.wasm $(FILTER_WASM)
 	@echo "built $(FILTER_WASM) ($$(stat -c %s $(FILTER_WASM)) bytes)"
 
 ## kong: the Kong package (filter/kong/): its schema validates every example config and

@@ -153,7 +153,8 @@ for run in (warm, end):
 prefix = "wasmcustom.attestgate."
 filter_counts = {k[len(prefix):]: v for k, v in stats_end.items() if k.startswith(prefix)}
 filter_counts["passed"] = filter_counts.get("allowed", 0) + filter_counts.get("bypassed", 0)
-compared = sorted(n for n in set(seen) | set(filter_counts) if n == "passed" or n.count(".") == 1)
+compared = sorted(n for n in set(seen) | set(filter_counts)
+                  if n == "passed" or n.startswith(("denied.", "monitored_denied.")))
 for name in compared:
     counted, clients = filter_counts.get(name, 0), seen.get(name, 0)
     if not (0 <= counted - clients <= 2 * gates):

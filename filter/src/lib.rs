@@ -252,6 +252,7 @@ impl RootContext for AttestRoot {
             cache: self.cache.clone(),
             metrics: Rc::clone(&self.metrics),
             remote: Rc::clone(&self.remote),
+            pending: None,
         }))
     }
 
@@ -265,13 +266,28 @@ struct AttestHttp {
     cache: Option<Rc<RefCell<WorkerCache>>>,
     metrics: Rc<Metrics>,
     remote: Rc<RefCell<RemoteState>>,
+    /// Request facts waiting for the body: the route's signature covers `content-digest`.
+    pending: Option<attestgate_policy::Request>,
 }
 
 impl Context for AttestHttp {}
 
 impl HttpContext for AttestHttp {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let action = match self.decide() {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let action = match self.facts() {
+            Ok(Some(mut request)) => {
+                if !end_of_stream {
+                    // Decided once the whole body is here (on_http_request_body).
+                    self.pending = Some(request);
+                    return Action::Pause;
+                }
+                request.body = Some(Vec::new());
+                self.decide_request(&request)
+            }
+            Ok(None) => self.decide(),
+            Err(problem) => Err(problem),
+        };
+        let action = match action {
             Ok(action) => action,
             Err(problem) => {
                 log(LogLevel::Error, &format!("internal error: {problem}"));
@@ -281,29 +297,100 @@ impl HttpContext for AttestHttp {
         };
         carry_out(action)
     }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.pending.is_none() {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause; // the host buffers until the end of the stream
+        }
+        self.finish(body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the stream without an end-of-stream body callback: decide on the body
+        // buffered so far (untested in Envoy: trailer-bearing requests are rare on such routes).
+        self.finish(BODY_LIMIT)
+    }
 }
 
+/// Most body bytes read for a `content-digest` check; the host's own buffer limit
+/// (Envoy: `per_connection_buffer_limit_bytes`, 1 MiB by default) refuses more first.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 impl AttestHttp {
-    fn decide(&self) -> Result<Plan, String> {
+    /// Decides a held request once its body is complete.
+    fn finish(&mut self, body_size: usize) -> Action {
+        let Some(mut request) = self.pending.take() else {
+            return Action::Continue;
+        };
+        let action = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(body) => {
+                request.body = Some(body.unwrap_or_default());
+                self.decide_request(&request)
+            }
+            Err(status) => Err(format!("reading the request body: {status:?}")),
+        };
+        let action = match action {
+            Ok(action) => action,
+            Err(problem) => {
+                log(LogLevel::Error, &format!("internal error: {problem}"));
+                self.metrics.increment("attestgate.errors");
+                plan::internal_error()
+            }
+        };
+        carry_out(action)
+    }
+
+    /// The request facts when the matched route needs the body before deciding (its request
+    /// signature covers `content-digest`), else `None`.
+    fn facts(&self) -> Result<Option<attestgate_policy::Request>, String> {
         let gate = self.gate.as_ref().ok_or("no gate configured")?;
-        // Values as bytes: HTTP/1 lets a value carry any byte but NUL, CR and LF, and
-        // `get_map` panics on one that is not UTF-8, which takes the worker's VM down for
-        // every later request. Such a value is decoded lossily: it then matches no token,
-        // binding or policy string, so it can only lead to a denial.
-        let headers = hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-            .map_err(|status| format!("reading request headers: {status:?}"))?
-            .into_iter()
-            .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
-            .collect();
+        if !gate.config().signature.needs_body()
+            && !gate
+                .config()
+                .rules
+                .iter()
+                .any(|r| r.signature.as_ref().is_some_and(|s| s.needs_body()))
+        {
+            return Ok(None);
+        }
+        let headers = request_headers()?;
         let source = hostcalls::get_property(vec!["source", "address"])
             .ok()
             .flatten();
-        let now = hostcalls::get_current_time()
-            .map_err(|status| format!("reading the clock: {status:?}"))?
-            .duration_since(UNIX_EPOCH)
-            .map_err(|_| "clock before 1970".to_owned())?
-            .as_secs();
-        let now = i64::try_from(now).map_err(|_| "clock out of range".to_owned())?;
+        let request = plan::request_facts(headers, source.as_deref());
+        Ok(gate
+            .signature_config(&request)
+            .needs_body()
+            .then_some(request))
+    }
+
+    /// Decides request facts gathered with the body.
+    fn decide_request(&self, request: &attestgate_policy::Request) -> Result<Plan, String> {
+        let gate = self.gate.as_ref().ok_or("no gate configured")?;
+        self.decide_facts(gate, request, now()?)
+    }
+
+    fn decide(&self) -> Result<Plan, String> {
+        let gate = self.gate.as_ref().ok_or("no gate configured")?;
+        let headers = request_headers()?;
+        let source = hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten();
+        let request = plan::request_facts(headers, source.as_deref());
+        self.decide_facts(gate, &request, now()?)
+    }
+
+    /// Decides with what this worker holds: fetched keys and denylist, shared rate-limit
+    /// buckets, and the decision cache (emptied when a fetched document changed).
+    fn decide_facts(
+        &self,
+        gate: &Gate,
+        request: &attestgate_policy::Request,
+        now: i64,
+    ) -> Result<Plan, String> {
         let (keys, denylist, generation) = match self.remote.try_borrow() {
             Ok(state) => {
                 let (keys, denylist) = state.documents();
@@ -326,11 +413,10 @@ impl AttestHttp {
                 worker.generation = generation;
             }
         }
-        let (decision, action, outcome) = plan::plan_cached(
+        let (decision, action, outcome) = plan::plan_request(
             gate,
             cache.as_deref_mut().map(|worker| &mut worker.cache),
-            headers,
-            source.as_deref(),
+            request,
             now,
             &mut dynamic,
         );
@@ -344,14 +430,25 @@ impl AttestHttp {
                 }
             }
         }
-        for name in plan::counters(&decision)
+        self.report(gate, &decision, outcome);
+        Ok(action)
+    }
+
+    /// Counters and logs for a decision.
+    fn report(
+        &self,
+        gate: &Gate,
+        decision: &attestgate_policy::Decision,
+        outcome: attestgate_policy::CacheOutcome,
+    ) {
+        for name in plan::counters(decision)
             .into_iter()
             .chain(plan::cache_counter(outcome))
         {
             self.metrics.increment(&name);
         }
         if gate.config().log_decisions {
-            match serde_json::to_string(&decision) {
+            match serde_json::to_string(decision) {
                 Ok(json) => log(LogLevel::Debug, &format!("{DECISION_LOG_PREFIX}{json}")),
                 Err(err) => log(LogLevel::Warn, &format!("cannot log the decision: {err}")),
             }
@@ -373,8 +470,29 @@ impl AttestHttp {
             }
             log(LogLevel::Info, &line);
         }
-        Ok(action)
     }
+}
+
+/// The request headers. Values as bytes: HTTP/1 lets a value carry any byte but NUL, CR and
+/// LF, and `get_map` panics on one that is not UTF-8, which takes the worker's VM down for
+/// every later request. Such a value is decoded lossily: it then matches no token, binding or
+/// policy string, so it can only lead to a denial.
+fn request_headers() -> Result<Vec<(String, String)>, String> {
+    Ok(hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+        .map_err(|status| format!("reading request headers: {status:?}"))?
+        .into_iter()
+        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .collect())
+}
+
+/// The host's clock, unix seconds.
+fn now() -> Result<i64, String> {
+    let now = hostcalls::get_current_time()
+        .map_err(|status| format!("reading the clock: {status:?}"))?
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| "clock before 1970".to_owned())?
+        .as_secs();
+    i64::try_from(now).map_err(|_| "clock out of range".to_owned())
 }
 
 fn carry_out(action: Plan) -> Action {

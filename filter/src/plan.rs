@@ -59,11 +59,28 @@ pub fn plan_cached(
     now: i64,
     dynamic: &mut Dynamic<'_>,
 ) -> (Decision, Action, CacheOutcome) {
-    let request = request_facts(headers, source_address);
+    plan_request(
+        gate,
+        cache,
+        &request_facts(headers, source_address),
+        now,
+        dynamic,
+    )
+}
+
+/// [`plan_cached`] for request facts already gathered (with the body, when the route's
+/// signature covers `content-digest` and the filter buffered it).
+pub fn plan_request(
+    gate: &Gate,
+    cache: Option<&mut DecisionCache>,
+    request: &Request,
+    now: i64,
+    dynamic: &mut Dynamic<'_>,
+) -> (Decision, Action, CacheOutcome) {
     let (decision, outcome) = match cache {
-        Some(cache) => cache.check_with(gate, &request, now, dynamic),
+        Some(cache) => cache.check_with(gate, request, now, dynamic),
         None => (
-            gate.check_with(&request, now, dynamic),
+            gate.check_with(request, now, dynamic),
             CacheOutcome::Uncached,
         ),
     };

@@ -224,7 +224,9 @@ pub fn check(data: &[u8]) {
     let Some((&which, rest)) = data.split_first() else {
         return;
     };
-    let Some((_, gate)) = fixture.gates.get(usize::from(which) % fixture.gates.len().max(1))
+    let Some((_, gate)) = fixture
+        .gates
+        .get(usize::from(which) % fixture.gates.len().max(1))
     else {
         return;
     };

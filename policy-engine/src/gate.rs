@@ -14,6 +14,11 @@ use crate::remote::Dynamic;
 use crate::request::Request;
 use crate::token::{self, VerifiedToken, VerifyOptions};
 
+/// Verifies a raw token with the given keys: [`token::verify`], or the decision cache's
+/// memoized version of it.
+pub(crate) type VerifyHook<'a> =
+    dyn FnMut(&str, &[&KeySet]) -> Result<VerifiedToken, TokenError> + 'a;
+
 /// A loaded, validated configuration: keys parsed, policy compiled. Build it once, then call
 /// [`Gate::check`] for every request; it holds no per-request state.
 ///
@@ -136,7 +141,7 @@ impl Gate {
         request: &Request,
         now: i64,
         dynamic: &mut Dynamic<'_>,
-        verify: &mut dyn FnMut(&str, &[&KeySet]) -> Result<VerifiedToken, TokenError>,
+        verify: &mut VerifyHook<'_>,
     ) -> Decision {
         let rule = self.matching_rule(request);
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
@@ -181,7 +186,7 @@ impl Gate {
         mode: Mode,
         rule: Option<&RouteRule>,
         dynamic: &mut Dynamic<'_>,
-        verify: &mut dyn FnMut(&str, &[&KeySet]) -> Result<VerifiedToken, TokenError>,
+        verify: &mut VerifyHook<'_>,
     ) -> Decision {
         let raw = match token::extract(request, &self.config.token) {
             Ok(raw) => raw,
