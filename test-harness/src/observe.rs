@@ -22,6 +22,31 @@ pub struct Observed {
     pub verdict: String,
 }
 
+impl Observed {
+    /// The native core's decision in the same terms, to compare a runner with.
+    pub fn of(decision: &attestgate_policy::Decision) -> Observed {
+        Observed {
+            allow: decision.allow,
+            status: decision.status,
+            reason: decision.reason.as_str().to_owned(),
+            verdict: match decision.verdict {
+                attestgate_policy::Verdict::Deny => "deny",
+                _ => "allow",
+            }
+            .to_owned(),
+        }
+    }
+
+    /// Whether this is what a case expects: `allow`, `status`, `reason`, and the verdict when
+    /// the case names one.
+    pub fn meets(&self, allow: bool, status: u16, reason: &str, verdict: Option<&str>) -> bool {
+        self.allow == allow
+            && self.status == status
+            && self.reason == reason
+            && verdict.is_none_or(|v| v == self.verdict)
+    }
+}
+
 impl std::fmt::Display for Observed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

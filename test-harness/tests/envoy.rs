@@ -832,27 +832,16 @@ fn the_corpus_decides_the_same_in_envoy_as_natively() {
                 verdict: verdict.to_owned(),
             };
             let decision = native.check(&case.request.to_request(), now);
-            let native = Observed {
-                allow: decision.allow,
-                status: decision.status,
-                reason: decision.reason.as_str().to_owned(),
-                verdict: if decision.verdict == attestgate_policy::Verdict::Deny {
-                    "deny"
-                } else {
-                    "allow"
-                }
-                .to_owned(),
-            };
+            let native = Observed::of(&decision);
             if observed != native {
                 failures.push(format!("{label}: native {native}, envoy {observed}"));
             }
-            let meets = observed.allow == expect.allow
-                && observed.status == expect.status
-                && observed.reason == expect.reason
-                && expect
-                    .verdict
-                    .as_ref()
-                    .is_none_or(|v| *v == observed.verdict);
+            let meets = observed.meets(
+                expect.allow,
+                expect.status,
+                &expect.reason,
+                expect.verdict.as_deref(),
+            );
             if !meets {
                 failures.push(format!("{label}: expected {expect:?}, envoy {observed}"));
             }

@@ -113,16 +113,7 @@ fn the_corpus_decides_the_same_in_the_harness_as_natively() {
                 ran += 1;
                 let label = format!("{} {}/{}", profile.as_str(), gate.name, case.name);
                 let decision = native.check(&case.request.to_request(), NOW);
-                let native = Observed {
-                    allow: decision.allow,
-                    status: decision.status,
-                    reason: decision.reason.as_str().to_owned(),
-                    verdict: serde_json::to_value(decision.verdict)
-                        .unwrap()
-                        .as_str()
-                        .unwrap()
-                        .to_owned(),
-                };
+                let native = Observed::of(&decision);
                 let observed = match observe(&mut vm, case) {
                     Ok(observed) => observed,
                     Err(problem) => {
@@ -133,13 +124,12 @@ fn the_corpus_decides_the_same_in_the_harness_as_natively() {
                 if observed != native {
                     failures.push(format!("{label}: native {native}, filter {observed}"));
                 }
-                let meets = observed.allow == expect.allow
-                    && observed.status == expect.status
-                    && observed.reason == expect.reason
-                    && expect
-                        .verdict
-                        .as_ref()
-                        .is_none_or(|v| *v == observed.verdict);
+                let meets = observed.meets(
+                    expect.allow,
+                    expect.status,
+                    &expect.reason,
+                    expect.verdict.as_deref(),
+                );
                 if !meets {
                     failures.push(format!("{label}: expected {expect:?}, filter {observed}"));
                 }

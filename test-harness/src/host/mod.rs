@@ -420,30 +420,14 @@ impl VmBuilder<'_> {
     /// Instantiates the module, creates the root context and runs `on_vm_start` and
     /// `on_configure`. A configuration the filter refuses is an error carrying its logs.
     pub fn start(self) -> Result<Vm> {
-        let mut vm = self.instantiate()?;
-        let root = vm.root_id();
-        vm.call("proxy_on_context_create", |vm| {
-            vm.exports
-                .on_context_create
-                .call(&mut vm.store, (root as i32, 0))
-        })?;
-        let vm_config_size = vm.store.data().vm_config.len() as i32;
-        let started = vm.call("proxy_on_vm_start", |vm| {
-            vm.exports
-                .on_vm_start
-                .call(&mut vm.store, (root as i32, vm_config_size))
-        })?;
-        if started == 0 {
-            bail!("the filter refused to start: {}", vm.log_text());
+        match self.start_checked()? {
+            (vm, true) => Ok(vm),
+            (vm, false) => bail!("the filter refused its configuration: {}", vm.log_text()),
         }
-        if !vm.configure_current()? {
-            bail!("the filter refused its configuration: {}", vm.log_text());
-        }
-        Ok(vm)
     }
 
-    /// Like [`start`](Self::start), but a refused configuration returns the VM (with its logs)
-    /// and `false` instead of an error.
+    /// Like [`start`](Self::start), but a VM that refuses to start or refuses its
+    /// configuration is returned (with its logs) with `false` instead of an error.
     pub fn start_checked(self) -> Result<(Vm, bool)> {
         let mut vm = self.instantiate()?;
         let root = vm.root_id();
