@@ -696,6 +696,11 @@ fn jwks_es256_end_to_end() {
 /// One request written byte for byte (path, header names and values exactly as the case
 /// gives them), and the reply: status, lower-cased headers, body.
 fn raw_request(port: u16, request: &attestgate_corpus::CaseRequest) -> Reply {
+    raw_exchange(port, request, b"")
+}
+
+/// [`raw_request`] with a body (sent with its `content-length`).
+fn raw_exchange(port: u16, request: &attestgate_corpus::CaseRequest, body: &[u8]) -> Reply {
     use std::io::Write;
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
@@ -708,9 +713,14 @@ fn raw_request(port: u16, request: &attestgate_corpus::CaseRequest) -> Reply {
     for (name, value) in &request.headers {
         text.push_str(&format!("{name}: {value}\r\n"));
     }
+    if !body.is_empty() {
+        text.push_str(&format!("content-length: {}\r\n", body.len()));
+    }
     text.push_str("\r\n");
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(body);
     // Envoy may answer (431) and close before it has read a huge request.
-    let _ = stream.write_all(text.as_bytes());
+    let _ = stream.write_all(&bytes);
     // Read one whole response by its content-length rather than to EOF: Envoy holds a
     // connection it closes for up to a second (delayed_close_timeout) waiting for us.
     let mut response = Vec::new();
@@ -1093,4 +1103,85 @@ fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() 
         envoy.get("/", Some(&new)).assert_reached_upstream();
     }
     assert!(server.served.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+}
+
+/// Install-key request signatures (issue #9) in real Envoy: on a route whose signature covers
+/// `content-digest`, the filter holds the request at its headers, Envoy buffers the body, and
+/// the filter decides at the end of the stream.
+#[test]
+fn a_signed_post_body_end_to_end() {
+    use attestgate_policy::mint::{InstallSigner, SigningKey};
+    use attestgate_policy::signature::SignOptions;
+
+    let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    let components = ["@method", "@target-uri", "authorization", "content-digest"];
+    let config = serde_json::json!({
+        "keys": {"approov_secret": secret},
+        "rules": [{"name": "pay", "path_prefix": "/v1/pay",
+                   "signature": {"mode": "required", "components": components}}],
+    });
+    let template = std::fs::read_to_string(root().join("envoy-examples/envoy.yaml.in")).unwrap();
+    let literal = serde_json::to_string(&config.to_string()).unwrap();
+    let envoy = Envoy::start_with(
+        "signed-body",
+        &template.replace("{{ATTESTGATE_CONFIG}}", &literal),
+    );
+
+    let install = InstallSigner::from_slice(&[9; 32]).unwrap();
+    let now = unix_now();
+    let claims = serde_json::json!({"exp": now + 300, "did": "d1", "ipk": install.ipk()});
+    let token = SigningKey::hs256_from_base64_secret(secret)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+    let body = br#"{"to":"alice","amount":100}"#;
+    let signed = |path: &str, body: &[u8]| {
+        let request = attestgate_policy::Request::new("POST", path)
+            .with_host("api.example.com")
+            .with_header("approov-token", token.as_str())
+            .with_header("authorization", "Bearer session-1")
+            .with_body(body.to_vec());
+        let signed = install
+            .sign_request(request, &SignOptions::new(components, now))
+            .unwrap();
+        attestgate_corpus::CaseRequest {
+            method: "POST".to_owned(),
+            path: path.to_owned(),
+            authority: "api.example.com".to_owned(),
+            headers: signed
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                .collect(),
+        }
+    };
+
+    let good = signed("/v1/pay?to=alice", body);
+    raw_exchange(envoy.port, &good, body).assert_reached_upstream();
+    // The body changed on the way: the digest no longer matches.
+    raw_exchange(envoy.port, &good, br#"{"to":"mallory","amount":100}"#)
+        .assert_denied(401, "request_signature_invalid");
+    // Another path than the one signed.
+    let mut moved = good.clone();
+    moved.path = "/v1/pay?to=mallory".to_owned();
+    raw_exchange(envoy.port, &moved, body).assert_denied(401, "request_signature_invalid");
+    // No signature at all.
+    let mut unsigned = good.clone();
+    unsigned
+        .headers
+        .retain(|(n, _)| n != "signature" && n != "signature-input");
+    raw_exchange(envoy.port, &unsigned, body).assert_denied(401, "request_signature_missing");
+    // Other routes do not ask for a signature.
+    envoy
+        .get("/v1/shapes", Some(&token))
+        .assert_reached_upstream();
+    let counters = envoy.counters();
+    assert_eq!(
+        counters["attestgate.denied.request_signature_invalid"], 2,
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters["attestgate.denied.request_signature_missing"], 1,
+        "{counters:?}"
+    );
 }
