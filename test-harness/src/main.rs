@@ -7,7 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use attestgate_filter::DECISION_LOG_PREFIX;
 use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile};
-use attestgate_policy::mint::{claims_with_expiry, SigningKey};
+use attestgate_policy::mint::{claims_with_expiry, InstallSigner, SigningKey};
+use attestgate_policy::signature::SignOptions;
 use attestgate_policy::{Config, Gate, Request};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -28,6 +29,9 @@ enum Command {
     Check(CheckArgs),
     /// Sign claims into a token with a private JWK.
     Mint(MintArgs),
+    /// Sign a request with an app install's key (RFC 9421), as the app would; prints the
+    /// headers to add (`Content-Digest`, `Signature-Input`, `Signature`), one per line.
+    Sign(SignArgs),
     /// Generate a private JWK and print it with its public JWKS.
     Keygen(KeygenArgs),
     /// Run the Rego `test_` rules of every .rego file under the given paths, like `opa test`.
@@ -103,6 +107,9 @@ struct CheckArgs {
     /// Client address.
     #[arg(long)]
     source_ip: Option<String>,
+    /// The request body, from a file (for request signatures that cover `content-digest`).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
     /// Evaluation time, unix seconds (default: now).
     #[arg(long, allow_hyphen_values = true)]
     now: Option<i64>,
@@ -144,6 +151,41 @@ struct MintArgs {
     /// Time to mint at, unix seconds (default: now).
     #[arg(long, allow_hyphen_values = true)]
     now: Option<i64>,
+    /// An app install's private EC P-256 JWK (`attestgate keygen --alg ES256`): its public
+    /// half goes into the `ipk` claim, for request signatures (see `attestgate sign`).
+    #[arg(long)]
+    install_key: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct SignArgs {
+    /// The install's private EC P-256 JWK (the one whose public half is the token's `ipk`).
+    #[arg(long)]
+    install_key: PathBuf,
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request path, with query if any.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Request host (`@authority`).
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// A request header the signature may cover, `Name: value`; repeatable.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// The body, from a file (`-` for stdin).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+    /// A component to cover; repeatable (default: @method @target-uri content-digest).
+    #[arg(long = "component")]
+    components: Vec<String>,
+    /// `expires`, this many seconds after `created`.
+    #[arg(long)]
+    expires_in: Option<i64>,
+    /// `created`, unix seconds (default: now).
+    #[arg(long, allow_hyphen_values = true)]
+    now: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -178,6 +220,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Check(args) => check(&args),
         Command::Mint(args) => mint(&args).map(|()| ExitCode::SUCCESS),
+        Command::Sign(args) => sign(&args).map(|()| ExitCode::SUCCESS),
         Command::Keygen(args) => keygen_cmd(&args).map(|()| ExitCode::SUCCESS),
         Command::Render(args) => render(&args).map(|()| ExitCode::SUCCESS),
         Command::Test(args) => rego_test(&args),
@@ -208,6 +251,10 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
         headers.push((config.token.header.clone(), value));
     }
     let now = args.now.unwrap_or_else(unix_now);
+    let body = match &args.body_file {
+        Some(file) => Some(read_bytes(file)?),
+        None => None,
+    };
     let (allow, json) = match &args.wasm {
         None => {
             let gate = Gate::from_config(config).context("loading the gate config")?;
@@ -218,10 +265,13 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
             for (name, value) in headers {
                 request = request.with_header(name, value);
             }
+            if let Some(body) = body {
+                request = request.with_body(body);
+            }
             let decision = gate.check(&request, now);
             (decision.allow, serde_json::to_value(&decision)?)
         }
-        Some(wasm) => check_in_filter(args, wasm, config, headers, now)?,
+        Some(wasm) => check_in_filter(args, wasm, config, headers, body, now)?,
     };
     let text = if args.pretty {
         serde_json::to_string_pretty(&json)?
@@ -244,6 +294,7 @@ fn check_in_filter(
     wasm: &Path,
     mut config: Config,
     headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
     now: i64,
 ) -> Result<(bool, serde_json::Value)> {
     let profile = match args.profile {
@@ -259,6 +310,7 @@ fn check_in_filter(
     let mut request = HttpRequest::new(&args.method, &args.path).authority(&args.host);
     request.source_address = args.source_ip.as_ref().map(|ip| format!("{ip}:0"));
     request.headers = headers;
+    request.body = body.unwrap_or_default();
     let outcome = vm.send(&request)?;
     let line = outcome
         .logs
@@ -328,8 +380,57 @@ fn mint(args: &MintArgs) -> Result<()> {
     let serde_json::Value::Object(claims) = claims else {
         bail!("claims must be a JSON object");
     };
-    let claims = claims_with_expiry(claims, args.now.unwrap_or_else(unix_now), args.exp_in);
+    let mut claims = claims_with_expiry(claims, args.now.unwrap_or_else(unix_now), args.exp_in);
+    if let Some(path) = &args.install_key {
+        claims.insert("ipk".to_owned(), install_signer(path)?.ipk().into());
+    }
     println!("{}", key.sign(&claims)?);
+    Ok(())
+}
+
+fn install_signer(path: &Path) -> Result<InstallSigner> {
+    let jwk: serde_json::Value = serde_json::from_str(&read_text(path)?)
+        .with_context(|| format!("{} is not JSON", path.display()))?;
+    InstallSigner::from_jwk(&jwk).with_context(|| format!("install key {}", path.display()))
+}
+
+fn sign(args: &SignArgs) -> Result<()> {
+    let install = install_signer(&args.install_key)?;
+    let mut request = Request::new(&args.method, &args.path).with_host(&args.host);
+    for header in &args.headers {
+        let (name, value) = header
+            .split_once(':')
+            .with_context(|| format!("header `{header}` is not `Name: value`"))?;
+        request = request.with_header(name.trim(), value.trim());
+    }
+    if let Some(file) = &args.body_file {
+        let body = if file == Path::new("-") {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .context("reading stdin")?;
+            bytes
+        } else {
+            std::fs::read(file).with_context(|| format!("reading {}", file.display()))?
+        };
+        request = request.with_body(body);
+    }
+    let components = if args.components.is_empty() {
+        vec![
+            "@method".to_owned(),
+            "@target-uri".to_owned(),
+            "content-digest".to_owned(),
+        ]
+    } else {
+        args.components.clone()
+    };
+    let created = args.now.unwrap_or_else(unix_now);
+    let mut options = SignOptions::new(components, created);
+    options.expires = args.expires_in.map(|seconds| created + seconds);
+    let before = request.headers.len();
+    let signed = install.sign_request(request, &options)?;
+    for (name, value) in signed.headers.iter().skip(before) {
+        println!("{name}: {value}");
+    }
     Ok(())
 }
 
@@ -468,6 +569,16 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(text.as_bytes())
+}
+
+/// A file's bytes (`-` for stdin).
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    if path == Path::new("-") {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).context("reading stdin")?;
+        return Ok(bytes);
+    }
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 fn read_text(path: &Path) -> Result<String> {

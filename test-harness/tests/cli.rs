@@ -993,3 +993,86 @@ fn rego_eval_prints_opa_style_results() {
         "{results}"
     );
 }
+
+/// Install-key request signatures from the command line: `mint --install-key` puts the
+/// install's public key in `ipk`, `sign` signs a request as the app would, and `check` (native
+/// and through the filter, which holds the request for its body) verifies it.
+#[test]
+fn sign_mint_and_check_a_signed_post() {
+    let scratch = Scratch::new("sign");
+    let (install, _) = keygen(&scratch, "ES256", "install");
+    let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    let config = scratch.write(
+        "gate.json",
+        &json!({
+            "keys": {"approov_secret": secret},
+            "signature": {"mode": "required",
+                          "components": ["@method", "@target-uri", "content-digest"]},
+        })
+        .to_string(),
+    );
+    let token = mint(
+        &scratch,
+        &["--secret", secret, "--install-key", p(&install)],
+        &json!({"did": "d1"}),
+        300,
+    );
+    let body = scratch.write("body.json", r#"{"to":"alice","amount":100}"#);
+    let now = NOW.to_string();
+    let out = attestgate(&[
+        "sign",
+        "--install-key",
+        p(&install),
+        "--method",
+        "POST",
+        "--path",
+        "/v1/pay",
+        "--host",
+        "api.example.com",
+        "--body-file",
+        p(&body),
+        "--now",
+        &now,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "sign: {}", stderr(&out));
+    let headers: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    let names: Vec<&str> = headers.iter().filter_map(|h| h.split(':').next()).collect();
+    assert_eq!(names, ["Content-Digest", "Signature-Input", "Signature"]);
+
+    let filter = filter_wasm();
+    let run = |body_file: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "--method",
+            "POST",
+            "--path",
+            "/v1/pay",
+            "--host",
+            "api.example.com",
+        ];
+        args.extend_from_slice(&["--body-file", p(body_file)]);
+        for header in &headers {
+            args.extend_from_slice(&["-H", header]);
+        }
+        args.extend_from_slice(extra);
+        check(&config, Some(&token), &args)
+    };
+    for extra in [
+        vec![],
+        vec!["--wasm", p(&filter)],
+        vec!["--wasm", p(&filter), "--profile", "kong"],
+    ] {
+        let (code, decision) = run(&body, &extra);
+        assert_eq!(
+            (code, &decision["reason"]),
+            (0, &json!("allowed")),
+            "{extra:?}: {decision}"
+        );
+        let tampered = scratch.write("tampered.json", r#"{"to":"mallory","amount":100}"#);
+        let (code, decision) = run(&tampered, &extra);
+        assert_eq!(
+            (code, &decision["reason"], &decision["status"]),
+            (1, &json!("request_signature_invalid"), &json!(401)),
+            "{extra:?}: {decision}"
+        );
+    }
+}

@@ -785,15 +785,15 @@ impl Vm {
     }
 
     /// Scripts a whole request: opens a stream, runs the request headers (and the body, if
-    /// there is one and the filter continued), closes the stream and reports what happened.
+    /// there is one and the filter has not answered), closes the stream and reports what
+    /// happened.
     pub fn send(&mut self, request: &HttpRequest) -> Result<HttpOutcome> {
         let logs_before = self.store.data().logs.len();
         let stream = self.open(request)?;
         let mut action = self.request_headers(stream, request.body.is_empty())?;
-        if action == Action::Continue
-            && !request.body.is_empty()
-            && self.local_response(stream).is_none()
-        {
+        // The body follows unless the filter already answered: a filter that paused at the
+        // headers (to see the body first) gets it too, as Envoy buffers it for the filter.
+        if !request.body.is_empty() && self.local_response(stream).is_none() {
             action = self.request_body(stream, true)?;
         }
         let local_response = self.local_response(stream);
