@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${1:-${FUZZ_SECONDS:-60}}
+# Extra `cargo fuzz build/run` flags. `make fuzz-smoke` (CI) uses `--sanitizer none`: about
+# half the cold build, still libFuzzer-guided; `make fuzz` keeps AddressSanitizer. (`--dev`
+# is too slow to run: the `check` target's first input compiles Rego past the 10 s timeout.)
+read -r -a build_flags <<<"${FUZZ_BUILD_FLAGS:-}"
 targets=${FUZZ_TARGETS:-"token config check"}
 # Per input: a 10 s hang or 2 GiB of memory is a finding, not a slow input.
 limits=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048)
@@ -22,7 +26,7 @@ fi
 
 rm -rf fuzz/seeds
 cargo run -q -p attestgate-corpus -- --fuzz-seeds fuzz/seeds
-(cd fuzz && cargo +nightly fuzz build)
+(cd fuzz && cargo +nightly fuzz build "${build_flags[@]}")
 
 summary=()
 status=0
@@ -30,7 +34,7 @@ for target in $targets; do
   mkdir -p "fuzz/corpus/$target"
   mkdir -p fuzz/logs; log="fuzz/logs/$target.log"
   echo "fuzz: $target for ${seconds}s"
-  if (cd fuzz && cargo +nightly fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+  if (cd fuzz && cargo +nightly fuzz run "${build_flags[@]}" "$target" "corpus/$target" "seeds/$target" -- \
         -max_total_time="$seconds" "${limits[@]}" -print_final_stats=1) >"$log" 2>&1; then
     outcome=ok
   else

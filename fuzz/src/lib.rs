@@ -231,8 +231,13 @@ pub fn check(data: &[u8]) {
         return;
     };
     let headers = request_headers(&String::from_utf8_lossy(rest));
-    let (decision, action) =
-        attestgate_filter::plan::plan(gate, headers, Some(b"203.0.113.7:5100"), NOW);
+    let (decision, action) = attestgate_filter::plan::plan(
+        gate,
+        headers,
+        Some(b"203.0.113.7:5100"),
+        NOW,
+        &mut attestgate_policy::remote::Dynamic::default(),
+    );
     check_decision(&decision);
     let token_header = gate.config().token.header.to_ascii_lowercase();
     match action {

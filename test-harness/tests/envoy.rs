@@ -1080,9 +1080,7 @@ fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() 
             assert!(matches!(reply.status, 200 | 401), "{reply:?}");
         }
         rotated = b.status == 200;
-        if rotated {
-            a.assert_denied(401, "signature_invalid");
-        }
+        // `a` went before `b`: the keys may have changed between the two.
         answers += 2;
     }
     for _ in 0..10 {
