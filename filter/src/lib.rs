@@ -287,15 +287,7 @@ impl HttpContext for AttestHttp {
             Ok(None) => self.decide(),
             Err(problem) => Err(problem),
         };
-        let action = match action {
-            Ok(action) => action,
-            Err(problem) => {
-                log(LogLevel::Error, &format!("internal error: {problem}"));
-                self.metrics.increment("attestgate.errors");
-                plan::internal_error()
-            }
-        };
-        carry_out(action)
+        self.conclude(action)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -320,6 +312,19 @@ impl HttpContext for AttestHttp {
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 impl AttestHttp {
+    /// Carries out a plan; a failure inside the filter fails closed with `internal_error`.
+    fn conclude(&self, action: Result<Plan, String>) -> Action {
+        let action = match action {
+            Ok(action) => action,
+            Err(problem) => {
+                log(LogLevel::Error, &format!("internal error: {problem}"));
+                self.metrics.increment("attestgate.errors");
+                plan::internal_error()
+            }
+        };
+        carry_out(action)
+    }
+
     /// Decides a held request once its body is complete.
     fn finish(&mut self, body_size: usize) -> Action {
         let Some(mut request) = self.pending.take() else {
@@ -332,15 +337,7 @@ impl AttestHttp {
             }
             Err(status) => Err(format!("reading the request body: {status:?}")),
         };
-        let action = match action {
-            Ok(action) => action,
-            Err(problem) => {
-                log(LogLevel::Error, &format!("internal error: {problem}"));
-                self.metrics.increment("attestgate.errors");
-                plan::internal_error()
-            }
-        };
-        carry_out(action)
+        self.conclude(action)
     }
 
     /// The request facts when the matched route needs the body before deciding (its request
