@@ -167,7 +167,7 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule: Option<String>,
     /// Headers to add: to the upstream request when allowed, to the local reply when denied.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
     /// Verified claims, present once the signature and time checks passed.
     #[serde(skip_serializing_if = "Option::is_none")]

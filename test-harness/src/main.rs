@@ -9,7 +9,7 @@ use attestgate_filter::DECISION_LOG_PREFIX;
 use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile};
 use attestgate_policy::mint::{claims_with_expiry, InstallSigner, SigningKey};
 use attestgate_policy::signature::SignOptions;
-use attestgate_policy::{Config, Gate, Request};
+use attestgate_policy::{Config, Decision, Gate, Request};
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod keygen;
@@ -255,7 +255,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
         Some(file) => Some(read_bytes(file)?),
         None => None,
     };
-    let (allow, json) = match &args.wasm {
+    let decision = match &args.wasm {
         None => {
             let gate = Gate::from_config(config).context("loading the gate config")?;
             let mut request = Request::new(&args.method, &args.path).with_host(&args.host);
@@ -268,18 +268,18 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
             if let Some(body) = body {
                 request = request.with_body(body);
             }
-            let decision = gate.check(&request, now);
-            (decision.allow, serde_json::to_value(&decision)?)
+            gate.check(&request, now)
         }
         Some(wasm) => check_in_filter(args, wasm, config, headers, body, now)?,
     };
+    // Printed from the struct, so members keep their documented order on both paths.
     let text = if args.pretty {
-        serde_json::to_string_pretty(&json)?
+        serde_json::to_string_pretty(&decision)?
     } else {
-        serde_json::to_string(&json)?
+        serde_json::to_string(&decision)?
     };
     println!("{text}");
-    Ok(if allow {
+    Ok(if decision.allow {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -296,7 +296,7 @@ fn check_in_filter(
     headers: Vec<(String, String)>,
     body: Option<Vec<u8>>,
     now: i64,
-) -> Result<(bool, serde_json::Value)> {
+) -> Result<Decision> {
     let profile = match args.profile {
         ProfileArg::Envoy => Profile::Envoy,
         ProfileArg::Kong => Profile::Kong,
@@ -317,9 +317,9 @@ fn check_in_filter(
         .iter()
         .find_map(|line| line.message.strip_prefix(DECISION_LOG_PREFIX))
         .context("the filter logged no decision")?;
-    let decision: serde_json::Value =
-        serde_json::from_str(line).context("the filter's decision line is not JSON")?;
-    let allow = decision.get("allow") == Some(&serde_json::Value::Bool(true));
+    let decision: Decision =
+        serde_json::from_str(line).context("the filter's decision line is not a decision")?;
+    let allow = decision.allow;
     if allow != outcome.reached_upstream() {
         bail!(
             "the filter decided allow={allow} but the request {} the upstream",
@@ -330,7 +330,7 @@ fn check_in_filter(
             }
         );
     }
-    Ok((allow, decision))
+    Ok(decision)
 }
 
 /// Reads a config as JSON or YAML, resolving `policy.module_files` relative to the file.
