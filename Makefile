@@ -5,8 +5,9 @@ CARGO        ?= cargo
 WASM_TARGET  := wasm32-wasip1
 BUILD_DIR    := build
 FILTER_WASM  := $(BUILD_DIR)/attestgate.wasm
-# `make cli` and `make run` build the CLI with the release profile; `make test` uses the dev
-# profile, which its tests build anyway (a release build with wasmtime takes minutes).
+# `make cli` and `make run` build the CLI with the release profile; `make test` uses the test
+# profile, whose build `cargo test` has just made (a release build with wasmtime takes minutes,
+# and even the dev profile would compile every dependency again).
 PROFILE      ?= release
 
 EXAMPLES     := quickstart token-binding per-route jwks-es256 remote-jwks
@@ -71,7 +72,7 @@ kong:
 ## test: formatting, lints, the wasm build, every test (real Envoy included), the Rego
 ## tests of policies/, the CLI demo and the JavaScript build with its playground
 test:
-	$(MAKE) PROFILE=dev lint filter envoy unit policy-test demo js-test
+	$(MAKE) PROFILE=test lint filter envoy unit policy-test demo js-test
 
 ## js: the core for JavaScript in build/js/ (wasm-bindgen's web target; Node loads it too)
 js:
@@ -98,7 +99,7 @@ playground-files: js
 ## js-test: the JS build (Node) against the parity corpus, the CLI and its API; the playground
 ## in headless Chromium (screenshots in build/)
 js-test: playground-files cli js/node_modules/.package-lock.json
-	$(CARGO) run -q -p attestgate-corpus -- --now 1700000000 > $(JS_DIR)/corpus.json
+	$(CARGO) run -q --profile $(PROFILE) -p attestgate-corpus -- --now 1700000000 > $(JS_DIR)/corpus.json
 	cd js && ATTESTGATE_CLI=$(ATTESTGATE_CLI) node --test test/*.test.mjs
 
 js/node_modules/.package-lock.json: js/package.json js/package-lock.json
