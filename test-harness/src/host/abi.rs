@@ -315,31 +315,16 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         M,
         "proxy_replace_header_map_value",
-        |mut c: Cx<'_>, map: i32, key: i32, key_len: i32, value: i32, value_len: i32| -> Ret {
-            let key = try_mem!(read_str(&mut c, key, key_len));
-            let value = try_mem!(read_str(&mut c, value, value_len));
-            let name = stored_name(c.data().profile, &key);
-            let Some(pairs) = map_of(c.data_mut(), map) else {
-                return status(Status::NotFound);
-            };
-            pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(&key));
-            pairs.push((name, value));
-            status(Status::Ok)
+        |c: Cx<'_>, map: i32, key: i32, key_len: i32, value: i32, value_len: i32| -> Ret {
+            put_header(c, map, (key, key_len), (value, value_len), true)
         },
     )?;
 
     linker.func_wrap(
         M,
         "proxy_add_header_map_value",
-        |mut c: Cx<'_>, map: i32, key: i32, key_len: i32, value: i32, value_len: i32| -> Ret {
-            let key = try_mem!(read_str(&mut c, key, key_len));
-            let value = try_mem!(read_str(&mut c, value, value_len));
-            let name = stored_name(c.data().profile, &key);
-            let Some(pairs) = map_of(c.data_mut(), map) else {
-                return status(Status::NotFound);
-            };
-            pairs.push((name, value));
-            status(Status::Ok)
+        |c: Cx<'_>, map: i32, key: i32, key_len: i32, value: i32, value_len: i32| -> Ret {
+            put_header(c, map, (key, key_len), (value, value_len), false)
         },
     )?;
 
@@ -509,30 +494,14 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    linker.func_wrap(
-        M,
-        "proxy_continue_stream",
-        |mut c: Cx<'_>, _kind: i32| -> Ret {
-            match c.data_mut().stream_mut() {
-                Some(stream) => {
-                    stream.continued += 1;
-                    status(Status::Ok)
-                }
-                None => status(Status::BadArgument),
-            }
-        },
-    )?;
+    linker.func_wrap(M, "proxy_continue_stream", |c: Cx<'_>, _kind: i32| -> Ret {
+        continue_current(c)
+    })?;
 
     // ABI 0.1.0's name, which some SDKs still call.
-    linker.func_wrap(M, "proxy_continue_response", |mut c: Cx<'_>| -> Ret {
+    linker.func_wrap(M, "proxy_continue_response", |c: Cx<'_>| -> Ret {
         kong_lacks(&c, "proxy_continue_response")?;
-        match c.data_mut().stream_mut() {
-            Some(stream) => {
-                stream.continued += 1;
-                status(Status::Ok)
-            }
-            None => status(Status::BadArgument),
-        }
+        continue_current(c)
     })?;
 
     linker.func_wrap(
@@ -802,6 +771,38 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
 
     Ok(())
+}
+
+/// Adds a header, or with `replace` first drops every value of that name.
+fn put_header(
+    mut c: Cx<'_>,
+    map: i32,
+    (key, key_len): (i32, i32),
+    (value, value_len): (i32, i32),
+    replace: bool,
+) -> Ret {
+    let key = try_mem!(read_str(&mut c, key, key_len));
+    let value = try_mem!(read_str(&mut c, value, value_len));
+    let name = stored_name(c.data().profile, &key);
+    let Some(pairs) = map_of(c.data_mut(), map) else {
+        return status(Status::NotFound);
+    };
+    if replace {
+        pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(&key));
+    }
+    pairs.push((name, value));
+    status(Status::Ok)
+}
+
+/// Resumes the current stream (`proxy_continue_stream` and its ABI 0.1.0 name).
+fn continue_current(mut c: Cx<'_>) -> Ret {
+    match c.data_mut().stream_mut() {
+        Some(stream) => {
+            stream.continued += 1;
+            status(Status::Ok)
+        }
+        None => status(Status::BadArgument),
+    }
 }
 
 fn grpc_unsupported(mut c: Cx<'_>, name: &str, upstream: i32, upstream_len: i32) -> Ret {
