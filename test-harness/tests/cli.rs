@@ -13,6 +13,8 @@
 )]
 
 use std::path::{Path, PathBuf};
+
+mod common;
 use std::process::{Command, Output, Stdio};
 
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
@@ -90,17 +92,6 @@ fn attestgate_with_stdin(args: &[&str], input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
-}
-
-/// The built filter (`make filter`); missing it is a failure, not a skip.
-fn filter_wasm() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm");
-    assert!(
-        path.exists(),
-        "no filter at {}: run `make filter`",
-        path.display()
-    );
-    path
 }
 
 fn stdout(output: &Output) -> String {
@@ -343,7 +334,7 @@ fn algorithm_family(alg: &str) {
     ];
 
     let header = format!("Authorization: {auth}");
-    let filter = filter_wasm();
+    let filter = common::filter_path();
     for (index, case) in cases.iter().enumerate() {
         let (code, decision) = check(&config, Some(&case.token), &["-H", &header]);
         let label = format!("{alg} {}: {decision}", case.name);
@@ -1039,7 +1030,7 @@ fn sign_mint_and_check_a_signed_post() {
     let names: Vec<&str> = headers.iter().filter_map(|h| h.split(':').next()).collect();
     assert_eq!(names, ["Content-Digest", "Signature-Input", "Signature"]);
 
-    let filter = filter_wasm();
+    let filter = common::filter_path();
     let run = |body_file: &Path, extra: &[&str]| {
         let mut args = vec![
             "--method",

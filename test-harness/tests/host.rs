@@ -9,8 +9,6 @@
     clippy::indexing_slicing
 )]
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use attestgate_harness::host::{
@@ -19,29 +17,11 @@ use attestgate_harness::host::{
 use attestgate_policy::mint::SigningKey;
 use serde_json::{json, Value};
 
+mod common;
+use common::filter;
+
 const NOW: i64 = 1_700_000_000;
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
-
-fn filter_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm");
-    assert!(
-        path.exists(),
-        "no filter at {}: run `make filter`",
-        path.display()
-    );
-    path
-}
-
-/// The filter compiled once per profile for this test binary; every test gets its own VM.
-fn filter(profile: Profile) -> &'static Host {
-    static ENVOY: OnceLock<Host> = OnceLock::new();
-    static KONG: OnceLock<Host> = OnceLock::new();
-    let cell = match profile {
-        Profile::Envoy => &ENVOY,
-        Profile::Kong => &KONG,
-    };
-    cell.get_or_init(|| Host::from_file(filter_path(), HostOptions::new(profile)).unwrap())
-}
 
 fn config() -> Vec<u8> {
     json!({

@@ -13,24 +13,14 @@
     clippy::indexing_slicing
 )]
 
-use std::path::Path;
-
 use attestgate_corpus::{MaterializedCase, Runner};
-use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile, Vm};
+use attestgate_harness::host::{HttpRequest, Profile, Vm};
 use attestgate_harness::observe::{from_counters, Observed};
 use attestgate_policy::Gate;
 
-const NOW: i64 = 1_700_000_000;
+mod common;
 
-fn filter_path() -> std::path::PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm");
-    assert!(
-        path.exists(),
-        "no filter at {}: run `make filter`",
-        path.display()
-    );
-    path
-}
+const NOW: i64 = 1_700_000_000;
 
 fn http_request(case: &MaterializedCase) -> HttpRequest {
     let mut request = HttpRequest::new(&case.request.method, &case.request.path)
@@ -96,7 +86,7 @@ fn the_corpus_decides_the_same_in_the_harness_as_natively() {
     let mut ran = 0;
     let mut not_here = 0;
     for profile in Profile::ALL {
-        let host = Host::from_file(filter_path(), HostOptions::new(profile)).unwrap();
+        let host = common::filter(profile);
         for gate in &materialized.gates {
             let native = Gate::from_json(&gate.config.to_string())
                 .unwrap_or_else(|e| panic!("{}: the core refuses the config: {e}", gate.name));

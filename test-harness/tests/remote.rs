@@ -12,38 +12,22 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use attestgate_harness::host::{
-    Host, HostOptions, HttpCallResponse, HttpRequest, PendingHttpCall, Profile, SharedData, Vm,
+    HttpCallResponse, HttpRequest, PendingHttpCall, Profile, SharedData, Vm,
 };
 use attestgate_policy::mint::SigningKey;
 use serde_json::{json, Value};
+
+mod common;
+use common::filter;
 
 const NOW: i64 = 1_700_000_000;
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn filter(profile: Profile) -> &'static Host {
-    static ENVOY: OnceLock<Host> = OnceLock::new();
-    static KONG: OnceLock<Host> = OnceLock::new();
-    let cell = match profile {
-        Profile::Envoy => &ENVOY,
-        Profile::Kong => &KONG,
-    };
-    cell.get_or_init(|| {
-        let path = root().join("build/attestgate.wasm");
-        assert!(
-            path.exists(),
-            "no filter at {}: run `make filter`",
-            path.display()
-        );
-        Host::from_file(path, HostOptions::new(profile)).unwrap()
-    })
 }
 
 fn key_file(name: &str) -> Value {

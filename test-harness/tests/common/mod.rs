@@ -1,0 +1,32 @@
+//! What the tests that run the built filter share: where it is, and the filter compiled once
+//! per profile for a test binary.
+
+// Tests fail by panicking; the no-panic lints guard the shipped code.
+#![allow(clippy::unwrap_used, clippy::panic, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use attestgate_harness::host::{Host, HostOptions, Profile};
+
+/// The built filter (`make filter`); missing it is a failure, never a skip.
+pub fn filter_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm");
+    assert!(
+        path.exists(),
+        "no filter at {}: run `make filter`",
+        path.display()
+    );
+    path
+}
+
+/// The filter compiled once per profile for this test binary; every test gets its own VM.
+pub fn filter(profile: Profile) -> &'static Host {
+    static ENVOY: OnceLock<Host> = OnceLock::new();
+    static KONG: OnceLock<Host> = OnceLock::new();
+    let cell = match profile {
+        Profile::Envoy => &ENVOY,
+        Profile::Kong => &KONG,
+    };
+    cell.get_or_init(|| Host::from_file(filter_path(), HostOptions::new(profile)).unwrap())
+}
