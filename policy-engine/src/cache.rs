@@ -21,18 +21,26 @@
 //!      audience mismatch, which are reached only after the time checks passed): within the
 //!      same second only. These need a validly signed token, so they cannot be forged in bulk.
 //!
-//!    Binding, the Rego policy and the claim headers then run as without a cache, on the
-//!    request at hand.
-//! 2. **Whole decisions**, keyed by SHA-256 of everything [`Gate::check`] reads: the clock
-//!    second, the matched rule, method, path, host, source IP and every header name and value in
-//!    order (the token among them). Since the clock second is part of the key, a hit is exactly
+//!    Binding, the policy and the claim headers then run on the request at hand.
+//! 2. **Policy outcomes**, keyed by SHA-256 of the entrypoint and of the parts of `input` the
+//!    policy can read, when those are known from its source ([`crate::Policy::input_key`]):
+//!    the default policy reads only `input.token.claims.att`, so every token carrying the same
+//!    attestation shares one Rego evaluation, whatever its `did`, `jti`, `exp` or request. A
+//!    policy whose reads cannot be followed (or that calls a nondeterministic builtin) is
+//!    evaluated every time. `data` is fixed per gate, and a new gate empties the cache.
+//! 3. **Whole decisions**, keyed by SHA-256 of everything [`Gate::check`] reads: the clock
+//!    second, the matched rule, method, path, host, source IP and the headers a decision can
+//!    depend on: the token header, bound headers and the headers the policy reads by name; every
+//!    header when a request signature is checked or the policy's reads of
+//!    `input.request.headers` cannot be followed. So Envoy's per-request `x-request-id` does
+//!    not make every request a miss. Since the clock second is part of the key, a hit is exactly
 //!    what the gate would answer, including monitor mode, bypass and claim headers, whatever
 //!    the policy reads from `input`. This level is emptied whenever the second changes, so it
 //!    only ever holds the distinct requests of the current second.
 //!
 //! Keys are SHA-256 digests of length-prefixed fields with a domain tag, never a short hash a
 //! forger could collide; a cache remembers which [`Gate`] filled it and empties itself when used
-//! with another one (a reconfigure). Both levels are LRU-bounded at `cache.entries` each.
+//! with another one (a reconfigure). Each level is LRU-bounded at `cache.entries`.
 
 use std::num::NonZeroUsize;
 
@@ -41,10 +49,13 @@ use sha2::{Digest, Sha256};
 
 use crate::decision::Decision;
 use crate::error::TokenError;
-use crate::gate::Gate;
+use crate::gate::{Gate, HeaderScope, Hooks};
+use crate::keys::KeySet;
+use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
 use crate::request::Request;
 use crate::token::{self, VerifiedToken};
+use serde_json::Value;
 
 /// How long a token result is cached when the token's expiry is unknown or not trusted.
 pub const UNKNOWN_EXPIRY_TTL: i64 = 60;
@@ -79,6 +90,10 @@ pub struct CacheStats {
     pub token_hits: u64,
     /// Token verifications done.
     pub misses: u64,
+    /// Policy evaluations answered from the policy-outcome level.
+    pub policy_hits: u64,
+    /// Policy evaluations done.
+    pub policy_misses: u64,
 }
 
 /// A per-worker decision cache; see the module docs for what it keys on. Not `Sync`: give each
@@ -105,18 +120,21 @@ pub struct DecisionCache {
 struct Levels {
     gate_id: u64,
     tokens: LruCache<Key, TokenEntry>,
+    outcomes: LruCache<Key, Result<PolicyOutcome, String>>,
     decisions: LruCache<Key, Decision>,
     /// The clock second the `decisions` level belongs to.
     second: i64,
 }
 
 impl DecisionCache {
-    /// A cache holding at most `entries` verified tokens and `entries` decisions; 0 is off.
+    /// A cache holding at most `entries` verified tokens, `entries` policy outcomes and
+    /// `entries` decisions; 0 is off.
     pub fn new(entries: usize) -> DecisionCache {
         DecisionCache {
             levels: NonZeroUsize::new(entries).map(|cap| Levels {
                 gate_id: 0,
                 tokens: LruCache::new(cap),
+                outcomes: LruCache::new(cap),
                 decisions: LruCache::new(cap),
                 second: i64::MIN,
             }),
@@ -139,6 +157,11 @@ impl DecisionCache {
         self.levels.as_ref().map_or(0, |l| l.tokens.len())
     }
 
+    /// Cached policy outcomes.
+    pub fn outcome_entries(&self) -> usize {
+        self.levels.as_ref().map_or(0, |l| l.outcomes.len())
+    }
+
     /// Cached whole decisions (all of the current second).
     pub fn decision_entries(&self) -> usize {
         self.levels.as_ref().map_or(0, |l| l.decisions.len())
@@ -148,8 +171,7 @@ impl DecisionCache {
     /// keys rotated, a new denylist), so no answer from before the change is served.
     pub fn clear(&mut self) {
         if let Some(levels) = self.levels.as_mut() {
-            levels.tokens.clear();
-            levels.decisions.clear();
+            levels.clear();
         }
     }
 
@@ -177,8 +199,7 @@ impl DecisionCache {
         };
         if levels.gate_id != gate.id {
             levels.gate_id = gate.id;
-            levels.tokens.clear();
-            levels.decisions.clear();
+            levels.clear();
         }
         if levels.second != now {
             levels.second = now;
@@ -193,7 +214,7 @@ impl DecisionCache {
         });
         // A rate-limited request must reach its bucket: no whole cached decision for it.
         let whole = !(matched.is_some_and(|r| r.rate_limit.is_some()) && dynamic.limiter.is_some());
-        let decision_key = decision_key(request, now, rule);
+        let decision_key = decision_key(request, now, rule, &gate.headers_read);
         if whole {
             if let Some(decision) = levels.decisions.get(&decision_key) {
                 self.stats.decision_hits += 1;
@@ -201,39 +222,87 @@ impl DecisionCache {
             }
         }
 
-        let mut outcome = CacheOutcome::Uncached;
-        let tokens = &mut levels.tokens;
-        let stats = &mut self.stats;
-        let decision = gate.check_hooked(request, now, dynamic, &mut |raw, keys| {
-            let key = token_key(raw);
-            if let Some(entry) = tokens.get(&key) {
-                if entry.from <= now && now <= entry.until {
-                    stats.token_hits += 1;
-                    outcome = CacheOutcome::Hit;
-                    return entry.result.clone();
-                }
-                tokens.pop(&key);
-            }
-            stats.misses += 1;
-            outcome = CacheOutcome::Miss;
-            let result = token::verify(raw, keys, &gate.verify, now);
-            let until = cached_until(&result, now, gate.verify.leeway_seconds);
-            if until >= now {
-                tokens.put(
-                    key,
-                    TokenEntry {
-                        result: result.clone(),
-                        from: now,
-                        until,
-                    },
-                );
-            }
-            result
-        });
+        let mut hooks = Memo {
+            gate,
+            now,
+            tokens: &mut levels.tokens,
+            outcomes: &mut levels.outcomes,
+            stats: &mut self.stats,
+            outcome: CacheOutcome::Uncached,
+        };
+        let decision = gate.check_hooked(request, now, dynamic, &mut hooks);
+        let outcome = hooks.outcome;
         if whole {
             levels.decisions.put(decision_key, decision.clone());
         }
         (decision, outcome)
+    }
+}
+
+impl Levels {
+    fn clear(&mut self) {
+        self.tokens.clear();
+        self.outcomes.clear();
+        self.decisions.clear();
+    }
+}
+
+/// The token and policy-outcome levels, as the gate's [`Hooks`].
+struct Memo<'a> {
+    gate: &'a Gate,
+    now: i64,
+    tokens: &'a mut LruCache<Key, TokenEntry>,
+    outcomes: &'a mut LruCache<Key, Result<PolicyOutcome, String>>,
+    stats: &'a mut CacheStats,
+    outcome: CacheOutcome,
+}
+
+impl Hooks for Memo<'_> {
+    fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError> {
+        let now = self.now;
+        let key = token_key(raw);
+        if let Some(entry) = self.tokens.get(&key) {
+            if entry.from <= now && now <= entry.until {
+                self.stats.token_hits += 1;
+                self.outcome = CacheOutcome::Hit;
+                return entry.result.clone();
+            }
+            self.tokens.pop(&key);
+        }
+        self.stats.misses += 1;
+        self.outcome = CacheOutcome::Miss;
+        let result = token::verify(raw, keys, &self.gate.verify, now);
+        let until = cached_until(&result, now, self.gate.verify.leeway_seconds);
+        if until >= now {
+            self.tokens.put(
+                key,
+                TokenEntry {
+                    result: result.clone(),
+                    from: now,
+                    until,
+                },
+            );
+        }
+        result
+    }
+
+    fn evaluate(
+        &mut self,
+        policy: &Policy,
+        entrypoint: &str,
+        input: Value,
+    ) -> Result<PolicyOutcome, String> {
+        let Some(key) = policy.input_key(entrypoint, &input) else {
+            return policy.evaluate(entrypoint, input);
+        };
+        if let Some(outcome) = self.outcomes.get(&key) {
+            self.stats.policy_hits += 1;
+            return outcome.clone();
+        }
+        self.stats.policy_misses += 1;
+        let outcome = policy.evaluate(entrypoint, input);
+        self.outcomes.put(key, outcome.clone());
+        outcome
     }
 }
 
@@ -261,7 +330,7 @@ fn token_key(raw: &str) -> Key {
     hash.finalize().into()
 }
 
-fn decision_key(request: &Request, now: i64, rule: Option<usize>) -> Key {
+fn decision_key(request: &Request, now: i64, rule: Option<usize>, headers: &HeaderScope) -> Key {
     let mut hash = Sha256::new();
     field(&mut hash, b"attestgate decision v1");
     hash.update(now.to_le_bytes());
@@ -276,10 +345,28 @@ fn decision_key(request: &Request, now: i64, rule: Option<usize>) -> Key {
         }
         None => hash.update([0]),
     }
-    hash.update((request.headers.len() as u64).to_le_bytes());
-    for (name, value) in &request.headers {
-        field(&mut hash, name.as_bytes());
-        field(&mut hash, value.as_bytes());
+    match headers {
+        HeaderScope::All => {
+            hash.update((request.headers.len() as u64).to_le_bytes());
+            for (name, value) in &request.headers {
+                field(&mut hash, name.as_bytes());
+                field(&mut hash, value.as_bytes());
+            }
+        }
+        HeaderScope::Only(names) => {
+            // Every value of each header that matters, in order; how many, so that a repeated
+            // header (refused for the token and bound headers) never keys like a single one.
+            for name in names {
+                field(&mut hash, name.as_bytes());
+                let values = request.header_values(name);
+                let mut count = 0_u64;
+                for value in values {
+                    field(&mut hash, value.as_bytes());
+                    count += 1;
+                }
+                hash.update(count.to_le_bytes());
+            }
+        }
     }
     // The body, when the host buffered it: a signed `content-digest` is checked against it.
     match &request.body {

@@ -9,15 +9,44 @@ use crate::config::{Config, Mode, RouteRule};
 use crate::decision::{Decision, Reason};
 use crate::error::{ConfigError, TokenError};
 use crate::keys::KeySet;
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
+use crate::signature::SignatureMode;
 use crate::request::Request;
 use crate::token::{self, VerifiedToken, VerifyOptions};
 
-/// Verifies a raw token with the given keys: [`token::verify`], or the decision cache's
-/// memoized version of it.
-pub(crate) type VerifyHook<'a> =
-    dyn FnMut(&str, &[&KeySet]) -> Result<VerifiedToken, TokenError> + 'a;
+/// The two expensive steps of a decision, which the decision cache memoizes: verifying a raw
+/// token with the given keys, and evaluating the policy on an input.
+pub(crate) trait Hooks {
+    fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError>;
+    fn evaluate(
+        &mut self,
+        policy: &Policy,
+        entrypoint: &str,
+        input: Value,
+    ) -> Result<PolicyOutcome, String>;
+}
+
+/// No memo: every step done for every request.
+struct Direct<'g> {
+    gate: &'g Gate,
+    now: i64,
+}
+
+impl Hooks for Direct<'_> {
+    fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError> {
+        token::verify(raw, keys, &self.gate.verify, self.now)
+    }
+
+    fn evaluate(
+        &mut self,
+        policy: &Policy,
+        entrypoint: &str,
+        input: Value,
+    ) -> Result<PolicyOutcome, String> {
+        policy.evaluate(entrypoint, input)
+    }
+}
 
 /// A loaded, validated configuration: keys parsed, policy compiled. Build it once, then call
 /// [`Gate::check`] for every request; it holds no per-request state.
@@ -45,6 +74,57 @@ pub struct Gate {
     policy: Option<Policy>,
     /// Unique per loaded gate, so a [`crate::DecisionCache`] never serves another gate's answers.
     pub(crate) id: u64,
+    /// The request headers a decision can depend on.
+    pub(crate) headers_read: HeaderScope,
+}
+
+/// Which request headers a decision can depend on. The whole-decision cache keys on these
+/// only, so a header no step reads (Envoy's per-request `x-request-id`) cannot defeat it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HeaderScope {
+    /// Any header may matter: a request signature covers headers, or the policy reads
+    /// `input.request.headers` whole or in ways the scan cannot follow.
+    All,
+    /// Only these (lower-case, sorted): the token header, bound headers and the headers the
+    /// policy reads by name.
+    Only(Vec<String>),
+}
+
+impl HeaderScope {
+    fn of(config: &Config, policy: Option<&Policy>) -> HeaderScope {
+        let signs = config.signature.mode != SignatureMode::Off
+            || config
+                .rules
+                .iter()
+                .any(|r| r.signature.as_ref().is_some_and(|s| s.mode != SignatureMode::Off));
+        if signs {
+            return HeaderScope::All;
+        }
+        let mut names = vec![config.token.header.to_ascii_lowercase()];
+        if let Some(binding) = &config.binding {
+            names.extend(binding.headers.iter().map(|h| h.to_ascii_lowercase()));
+        }
+        if let Some(policy) = policy {
+            let Some(paths) = policy.read_paths() else {
+                return HeaderScope::All;
+            };
+            for path in paths {
+                match path.as_slice() {
+                    [request] if request == "request" => return HeaderScope::All,
+                    [request, headers] if request == "request" && headers == "headers" => {
+                        return HeaderScope::All
+                    }
+                    [request, headers, name, ..] if request == "request" && headers == "headers" => {
+                        names.push(name.to_ascii_lowercase());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        HeaderScope::Only(names)
+    }
 }
 
 static NEXT_GATE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -79,7 +159,9 @@ impl Gate {
             leeway_seconds: i64::from(config.leeway_seconds),
             require_exp: config.require_exp,
         };
+        let headers_read = HeaderScope::of(&config, policy.as_ref());
         Ok(Gate {
+            headers_read,
             config,
             keys,
             verify,
@@ -129,26 +211,24 @@ impl Gate {
     /// assert_eq!(again.headers.get("retry-after").map(String::as_str), Some("60"));
     /// ```
     pub fn check_with(&self, request: &Request, now: i64, dynamic: &mut Dynamic<'_>) -> Decision {
-        self.check_hooked(request, now, dynamic, &mut |raw, keys| {
-            token::verify(raw, keys, &self.verify, now)
-        })
+        self.check_hooked(request, now, dynamic, &mut Direct { gate: self, now })
     }
 
-    /// [`Gate::check_with`] with the token verification supplied (the decision cache's hook:
-    /// it gets the raw token and the keys to verify it with).
+    /// [`Gate::check_with`] with token verification and policy evaluation done by `hooks`
+    /// (the decision cache's memos).
     pub(crate) fn check_hooked(
         &self,
         request: &Request,
         now: i64,
         dynamic: &mut Dynamic<'_>,
-        verify: &mut VerifyHook<'_>,
+        hooks: &mut dyn Hooks,
     ) -> Decision {
         let rule = self.matching_rule(request);
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
         let rule_name = rule.and_then(|r| r.name.clone());
         let mut decision = match mode {
             Mode::Bypass => Decision::allowed(mode, Reason::Bypassed),
-            Mode::Enforce | Mode::Monitor => self.decide(request, now, mode, rule, dynamic, verify),
+            Mode::Enforce | Mode::Monitor => self.decide(request, now, mode, rule, dynamic, hooks),
         };
         if mode == Mode::Monitor && !decision.allow {
             // Report, don't block. Reply headers are meaningless when nothing is replied.
@@ -186,7 +266,7 @@ impl Gate {
         mode: Mode,
         rule: Option<&RouteRule>,
         dynamic: &mut Dynamic<'_>,
-        verify: &mut VerifyHook<'_>,
+        hooks: &mut dyn Hooks,
     ) -> Decision {
         let raw = match token::extract(request, &self.config.token) {
             Ok(raw) => raw,
@@ -202,7 +282,7 @@ impl Gate {
         }
         let mut keys = vec![&self.keys];
         keys.extend(dynamic.remote_keys);
-        let token = match verify(raw, &keys) {
+        let token = match hooks.verify(raw, &keys) {
             Ok(token) => token,
             Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
         };
@@ -283,7 +363,7 @@ impl Gate {
         let entrypoint = rule
             .and_then(|r| r.entrypoint.as_deref())
             .unwrap_or(self.policy_entrypoint());
-        let mut decision = match policy.evaluate(entrypoint, input) {
+        let mut decision = match hooks.evaluate(policy, entrypoint, input) {
             Ok(outcome) if outcome.allow => {
                 let mut decision = Decision::allowed(mode, Reason::Allowed);
                 decision.reasons = outcome.reasons;

@@ -41,6 +41,7 @@ mod json;
 mod keys;
 pub mod mint;
 mod policy;
+mod reads;
 pub mod remote;
 mod request;
 pub mod signature;

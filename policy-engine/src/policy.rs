@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::config::PolicyConfig;
 use crate::error::ConfigError;
+use crate::reads::InputReads;
 
 /// A compiled Rego policy with one or more entrypoints.
 ///
@@ -24,12 +25,15 @@ use crate::error::ConfigError;
 /// ```
 pub struct Policy {
     compiled: HashMap<String, CompiledPolicy>,
+    /// What of `input` the modules can read; `None` when that cannot be known from the source.
+    reads: Option<InputReads>,
 }
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Policy")
             .field("entrypoints", &self.compiled.keys().collect::<Vec<_>>())
+            .field("reads", &self.reads)
             .finish()
     }
 }
@@ -112,7 +116,36 @@ impl Policy {
                     })?;
             compiled.insert(entrypoint, policy);
         }
-        Ok(Policy { compiled })
+        let reads = InputReads::scan(config.modules.values().map(String::as_str));
+        Ok(Policy { compiled, reads })
+    }
+
+    /// The paths under `input` the modules can read, when the scan could follow every use.
+    pub(crate) fn read_paths(&self) -> Option<&[Vec<String>]> {
+        self.reads.as_ref().map(InputReads::paths)
+    }
+
+    /// A digest of the parts of `input` this policy can read at `entrypoint`, when those are
+    /// known from its source (see the `reads` module): two inputs with the same digest get the
+    /// same outcome, so a per-worker memo may serve it. `None` for a policy that may read
+    /// `input` in ways a scan cannot follow, or calls a nondeterministic builtin.
+    ///
+    /// ```
+    /// use attestgate_policy::{Policy, PolicyConfig};
+    /// use serde_json::json;
+    /// let config: PolicyConfig = serde_json::from_value(json!({
+    ///     "modules": { "p.rego": "package attestgate\ndecision := input.token.claims.ok" },
+    /// })).unwrap();
+    /// let policy = Policy::compile(&config, []).unwrap();
+    /// let one = json!({"token": {"claims": {"ok": true, "jti": "1"}}});
+    /// let two = json!({"token": {"claims": {"ok": true, "jti": "2"}}});
+    /// let key = |input| policy.input_key("data.attestgate.decision", input).unwrap();
+    /// assert_eq!(key(&one), key(&two));
+    /// ```
+    pub fn input_key(&self, entrypoint: &str, input: &serde_json::Value) -> Option<[u8; 32]> {
+        self.reads
+            .as_ref()
+            .map(|reads| reads.key(entrypoint, input))
     }
 
     /// Evaluates `entrypoint` (compiled at load) on `input`. Errors are diagnostic text.

@@ -267,3 +267,97 @@ fn default_cache_config_is_ten_thousand_and_not_rendered() {
         .contains(r#""cache":{"entries":5}"#));
     assert!(Gate::from_json(r#"{"keys":{},"cache":{"entrys":5}}"#).is_err());
 }
+
+/// A gate whose only policy module is `rego` (package attestgate, entrypoint `decision`).
+fn gate_with_policy(rego: &str) -> Gate {
+    let policy = serde_json::to_string(rego).unwrap();
+    Gate::from_json(&format!(
+        r#"{{"keys":{{"approov_secret":"{SECRET}"}},"policy":{{"modules":{{"p.rego":{policy}}}}},
+            "claim_to_headers":[{{"claim":"did","header":"x-device-id"}}]}}"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_header_no_step_reads_does_not_defeat_the_decision_level() {
+    // The policy reads one header by name; Envoy adds a fresh x-request-id to every request.
+    let gate = gate_with_policy(
+        "package attestgate\nimport rego.v1\n\
+         default decision := false\n\
+         decision if input.request.headers[\"x-tenant\"] != \"blocked\"",
+    );
+    let mut cache = DecisionCache::new(100);
+    let t = good_token();
+    let with = |id: &str, tenant: &str| {
+        req("GET", "/api", &t)
+            .with_header("x-request-id", id)
+            .with_header("x-tenant", tenant)
+    };
+    assert!(checked(&mut cache, &gate, &with("1", "a"), NOW).0.allow);
+    assert!(checked(&mut cache, &gate, &with("2", "a"), NOW).0.allow);
+    assert_eq!(cache.stats().decision_hits, 1, "x-request-id is not keyed");
+    // The header the policy reads is keyed: a different value is decided afresh.
+    let (d, _) = checked(&mut cache, &gate, &with("3", "blocked"), NOW);
+    assert_eq!((d.allow, d.reason), (false, Reason::PolicyDenied));
+    assert_eq!(cache.stats().decision_hits, 1);
+    // Repeating the header the policy reads keys differently from sending it once.
+    let twice = with("4", "a").with_header("x-tenant", "blocked");
+    checked(&mut cache, &gate, &twice, NOW);
+    assert_eq!(cache.stats().decision_hits, 1);
+}
+
+#[test]
+fn headers_the_scan_cannot_follow_key_every_header() {
+    let gate = gate_with_policy(
+        "package attestgate\nimport rego.v1\n\
+         decision if { some name, _ in input.request.headers; name != \"x-evil\" }",
+    );
+    let mut cache = DecisionCache::new(100);
+    let t = good_token();
+    let one = req("GET", "/api", &t).with_header("x-request-id", "1");
+    let two = req("GET", "/api", &t).with_header("x-request-id", "2");
+    assert!(checked(&mut cache, &gate, &one, NOW).0.allow);
+    assert!(checked(&mut cache, &gate, &two, NOW).0.allow);
+    assert_eq!(cache.stats().decision_hits, 0);
+    let evil = req("GET", "/api", &t).with_header("x-evil", "1");
+    checked(&mut cache, &gate, &evil, NOW);
+}
+
+#[test]
+fn tokens_with_the_same_attestation_share_one_policy_evaluation() {
+    let gate = gate_with_policy(
+        "package attestgate\nimport rego.v1\n\
+         default decision := false\n\
+         decision if input.token.claims.att.rooted == false",
+    );
+    let mut cache = DecisionCache::new(100);
+    let device = |did: &str, rooted: bool| {
+        token(json!({"exp": NOW + 300, "did": did, "att": {"rooted": rooted}}))
+    };
+    let (a, _) = checked(&mut cache, &gate, &req("GET", "/api", &device("a", false)), NOW);
+    let (b, _) = checked(&mut cache, &gate, &req("GET", "/api", &device("b", false)), NOW);
+    assert!(a.allow && b.allow);
+    // Claim headers still come from each token, not from the memo.
+    assert_eq!((&a.headers["x-device-id"][..], &b.headers["x-device-id"][..]), ("a", "b"));
+    let (c, _) = checked(&mut cache, &gate, &req("GET", "/api", &device("c", true)), NOW);
+    assert_eq!((c.allow, c.reason), (false, Reason::PolicyDenied));
+    let stats = cache.stats();
+    assert_eq!((stats.policy_hits, stats.policy_misses), (1, 2));
+    assert_eq!(cache.outcome_entries(), 2);
+}
+
+#[test]
+fn a_policy_reading_input_whole_is_evaluated_every_time() {
+    let gate = gate_with_policy(
+        "package attestgate\nimport rego.v1\n\
+         decision if count(input) > 0",
+    );
+    let mut cache = DecisionCache::new(100);
+    for did in ["a", "b", "c"] {
+        let t = token(json!({"exp": NOW + 300, "did": did}));
+        assert!(checked(&mut cache, &gate, &req("GET", "/api", &t), NOW).0.allow);
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.policy_hits, stats.policy_misses), (0, 0));
+    assert_eq!(cache.outcome_entries(), 0);
+}

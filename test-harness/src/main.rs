@@ -1,5 +1,6 @@
 //! `attestgate`: evaluate tokens and policies offline, mint test tokens, generate keys.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -155,6 +156,10 @@ struct MintArgs {
     /// half goes into the `ipk` claim, for request signatures (see `attestgate sign`).
     #[arg(long)]
     install_key: Option<PathBuf>,
+    /// Mint this many distinct tokens, one per line: each gets its own `jti` (`0`, `1`, …),
+    /// for load tests that need a fresh token per request.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    count: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -384,7 +389,16 @@ fn mint(args: &MintArgs) -> Result<()> {
     if let Some(path) = &args.install_key {
         claims.insert("ipk".to_owned(), install_signer(path)?.ipk().into());
     }
-    println!("{}", key.sign(&claims)?);
+    if args.count == 1 {
+        println!("{}", key.sign(&claims)?);
+        return Ok(());
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for jti in 0..args.count {
+        claims.insert("jti".to_owned(), jti.to_string().into());
+        writeln!(out, "{}", key.sign(&claims)?)?;
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -1,0 +1,108 @@
+//! Micro-benchmarks of the core (`make bench`): token verification per algorithm family, the
+//! default policy's decision, config load, and a whole check through the decision cache on a
+//! hit and on a miss. The same work through the built filter in wasm: `attestgate bench`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod fixture;
+
+use std::hint::black_box;
+
+use attestgate_policy::{DecisionCache, Policy, PolicyConfig};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use fixture::NOW;
+
+/// Signature, structure, time, binding and claim headers: a gate without a policy.
+fn verify(c: &mut Criterion) {
+    let mut group = c.benchmark_group("verify");
+    for alg in ["HS256", "ES256", "RS256", "EdDSA"] {
+        let gate = fixture::gate(alg, false);
+        let token = fixture::token(&fixture::signer_for(alg), 1);
+        let request = fixture::request(&token);
+        assert!(gate.check(&request, NOW).allow, "{alg} bench token must verify");
+        group.bench_function(alg, |b| b.iter(|| gate.check(black_box(&request), NOW)));
+    }
+    group.finish();
+}
+
+/// The default device-trust policy deciding the good claims, input already built.
+fn policy(c: &mut Criterion) {
+    let gate = fixture::gate("HS256", true);
+    let config: &PolicyConfig = gate.config().policy.as_ref().unwrap();
+    let policy = Policy::compile(config, []).unwrap();
+    let token = fixture::token(&fixture::signer_for("HS256"), 1);
+    let explanation = gate.explain(&fixture::request(&token), NOW);
+    let input = explanation
+        .policy_input
+        .clone()
+        .expect("the explanation carries the Rego input");
+    assert!(policy.evaluate(&config.entrypoint, input.clone()).unwrap().allow);
+    c.bench_function("policy/default_decision", |b| {
+        b.iter_batched(
+            || input.clone(),
+            |input| policy.evaluate(&config.entrypoint, input),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+/// Parse, validate, load keys and compile the default policy.
+fn config_load(c: &mut Criterion) {
+    let text = fixture::config(fixture::keys_for("HS256"), true).to_string();
+    c.bench_function("config_load/quickstart", |b| {
+        b.iter(|| attestgate_policy::Gate::from_json(black_box(&text)).unwrap())
+    });
+}
+
+/// `DecisionCache::check` with the default policy: the same request again (a whole-decision
+/// hit), the same token on another path (a verified-token hit, policy evaluated), and a token
+/// never seen before (verify, binding, policy).
+fn check(c: &mut Criterion) {
+    let mut group = c.benchmark_group("check");
+    let gate = fixture::gate("HS256", true);
+    let signer = fixture::signer_for("HS256");
+    let token = fixture::token(&signer, 1);
+    let request = fixture::request(&token);
+    assert!(gate.check(&request, NOW).allow, "the bench request must be allowed");
+
+    let mut cache = DecisionCache::new(10_000);
+    group.bench_function("cache_hit", |b| {
+        b.iter(|| cache.check(&gate, black_box(&request), NOW))
+    });
+
+    let mut cache = DecisionCache::new(10_000);
+    let mut paths = (0..u64::MAX).map(|i| {
+        let mut request = request.clone();
+        request.path = format!("/v1/shapes/{i}");
+        request
+    });
+    group.bench_function("token_hit", |b| {
+        b.iter_batched(
+            || paths.next().unwrap(),
+            |request| cache.check(&gate, &request, NOW),
+            BatchSize::SmallInput,
+        )
+    });
+
+    // Fresh tokens, minted outside the timing; the cache sees each once.
+    let mut cache = DecisionCache::new(10_000);
+    let mut jti = 1_000_u64;
+    group.bench_function("cache_miss", |b| {
+        b.iter_batched(
+            || {
+                jti += 1;
+                fixture::request(&fixture::token(&signer, jti))
+            },
+            |request| {
+                let (decision, _) = cache.check(&gate, &request, NOW);
+                assert!(decision.allow);
+                decision
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, verify, policy, config_load, check);
+criterion_main!(benches);

@@ -1,0 +1,75 @@
+-- wrk script for scripts/bench-gateway.sh: one thread (wrk -t1), GET /v1/shapes with the
+-- token in `approov-token` and `authorization: Bearer bench-user` (the token's binding).
+--
+-- Environment:
+--   BENCH_TOKENS  a file of tokens, one per line
+--   BENCH_FRESH   1: a fresh token per request, taken in order from line BENCH_START + 1 on
+--                 (so the measured run goes on where the warm-up stopped and no token repeats);
+--                 otherwise the first line, repeated (wrk's static request: no Lua per request)
+--   BENCH_START   lines already used (default 0)
+--   BENCH_RESULT  where done() writes its JSON summary
+--
+-- No response() callback: it would make wrk parse every response into Lua tables and slow the
+-- client. The script checks statuses from wrk's count of answers >= 400 and Envoy's stats.
+
+local fresh = os.getenv("BENCH_FRESH") == "1"
+local start = tonumber(os.getenv("BENCH_START") or "0")
+local worker = nil
+
+local function read_tokens(limit)
+  local tokens = {}
+  for line in io.lines(os.getenv("BENCH_TOKENS")) do
+    if line ~= "" then
+      tokens[#tokens + 1] = line
+      if limit and #tokens >= limit then break end
+    end
+  end
+  assert(#tokens > 0, "no tokens in " .. os.getenv("BENCH_TOKENS"))
+  return tokens
+end
+
+function setup(thread)
+  worker = thread
+end
+
+function init(args)
+  wrk.method = "GET"
+  wrk.path = "/v1/shapes"
+  wrk.headers["authorization"] = "Bearer bench-user"
+  if not fresh then
+    wrk.headers["approov-token"] = read_tokens(1)[1]
+    return
+  end
+  tokens = read_tokens()
+  pool_size = #tokens
+  sent = start
+  -- The request with a marker where the token goes, split once: each request is then two
+  -- concatenations (wrk.format per request would be slower).
+  wrk.headers["approov-token"] = "@@TOKEN@@"
+  local template = wrk.format()
+  local from, to = template:find("@@TOKEN@@", 1, true)
+  prefix, suffix = template:sub(1, from - 1), template:sub(to + 1)
+end
+
+if fresh then
+  function request()
+    sent = sent + 1
+    -- Past the end of the pool tokens would repeat; done() reports it and the script fails.
+    return prefix .. tokens[(sent - 1) % #tokens + 1] .. suffix
+  end
+end
+
+function done(summary, latency, requests)
+  local e = summary.errors
+  local out = string.format(
+    '{"requests": %d, "duration_us": %d, "errors": {"connect": %d, "read": %d, "write": %d, ' ..
+    '"timeout": %d, "status": %d}, "latency_us": {"mean": %.1f, "p50": %d, "p90": %d, "p99": %d, ' ..
+    '"max": %d}, "fresh": %s, "start": %d, "sent": %d, "pool": %d}\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout, e.status,
+    latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, fresh and "true" or "false", start,
+    fresh and worker:get("sent") or 0, fresh and worker:get("pool_size") or 0)
+  local file = assert(io.open(os.getenv("BENCH_RESULT"), "w"))
+  file:write(out)
+  file:close()
+end
