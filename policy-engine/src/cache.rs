@@ -214,7 +214,23 @@ impl DecisionCache {
         });
         // A rate-limited request must reach its bucket: no whole cached decision for it.
         let whole = !(matched.is_some_and(|r| r.rate_limit.is_some()) && dynamic.limiter.is_some());
-        let decision_key = decision_key(request, now, rule, &gate.headers_read);
+        // One digest of the token header serves both levels: hashing a ~1 KB token is a good
+        // part of a fresh token's cost in wasm, where SHA-256 has no CPU instructions to use.
+        let token_header = gate.config().token.header.as_str();
+        let token_digest = {
+            let mut values = request.header_values(token_header);
+            match (values.next(), values.next()) {
+                (Some(value), None) => Some(token_key(value)),
+                _ => None,
+            }
+        };
+        let decision_key = decision_key(
+            request,
+            now,
+            rule,
+            &gate.headers_read,
+            (token_header, token_digest),
+        );
         if whole {
             if let Some(decision) = levels.decisions.get(&decision_key) {
                 self.stats.decision_hits += 1;
@@ -229,6 +245,7 @@ impl DecisionCache {
             outcomes: &mut levels.outcomes,
             stats: &mut self.stats,
             outcome: CacheOutcome::Uncached,
+            token_digest,
         };
         let decision = gate.check_hooked(request, now, dynamic, &mut hooks);
         let outcome = hooks.outcome;
@@ -255,12 +272,17 @@ struct Memo<'a> {
     outcomes: &'a mut LruCache<Key, Result<PolicyOutcome, String>>,
     stats: &'a mut CacheStats,
     outcome: CacheOutcome,
+    /// [`token_key`] of the token header's one value. The raw token is a function of it (the
+    /// configured prefix stripped, whitespace trimmed), so it keys the verification as well.
+    token_digest: Option<Key>,
 }
 
 impl Hooks for Memo<'_> {
     fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError> {
         let now = self.now;
-        let key = token_key(raw);
+        // The gate verifies only a token header present exactly once, so the digest is there;
+        // the fallback keys the raw token under its own tag, never colliding with it.
+        let key = self.token_digest.unwrap_or_else(|| raw_token_key(raw));
         if let Some(entry) = self.tokens.get(&key) {
             if entry.from <= now && now <= entry.until {
                 self.stats.token_hits += 1;
@@ -323,14 +345,35 @@ fn cached_until(result: &Result<VerifiedToken, TokenError>, now: i64, leeway: i6
     }
 }
 
-fn token_key(raw: &str) -> Key {
+/// The key of a token header value.
+fn token_key(header_value: &str) -> Key {
     let mut hash = Sha256::new();
-    field(&mut hash, b"attestgate token v1");
+    field(&mut hash, b"attestgate token header v1");
+    field(&mut hash, header_value.as_bytes());
+    hash.finalize().into()
+}
+
+fn raw_token_key(raw: &str) -> Key {
+    let mut hash = Sha256::new();
+    field(&mut hash, b"attestgate raw token v1");
     field(&mut hash, raw.as_bytes());
     hash.finalize().into()
 }
 
-fn decision_key(request: &Request, now: i64, rule: Option<usize>, headers: &HeaderScope) -> Key {
+/// `token` is the token header's name and, when it is there once, its value's [`token_key`]:
+/// the token is keyed by that digest rather than hashed again.
+fn decision_key(
+    request: &Request,
+    now: i64,
+    rule: Option<usize>,
+    headers: &HeaderScope,
+    token: (&str, Option<Key>),
+) -> Key {
+    let (token_header, token_digest) = token;
+    let value_field = |hash: &mut Sha256, name: &str, value: &str| match token_digest {
+        Some(digest) if name.eq_ignore_ascii_case(token_header) => field(hash, &digest),
+        _ => field(hash, value.as_bytes()),
+    };
     let mut hash = Sha256::new();
     field(&mut hash, b"attestgate decision v1");
     hash.update(now.to_le_bytes());
@@ -350,7 +393,7 @@ fn decision_key(request: &Request, now: i64, rule: Option<usize>, headers: &Head
             hash.update((request.headers.len() as u64).to_le_bytes());
             for (name, value) in &request.headers {
                 field(&mut hash, name.as_bytes());
-                field(&mut hash, value.as_bytes());
+                value_field(&mut hash, name, value);
             }
         }
         HeaderScope::Only(names) => {
@@ -361,7 +404,7 @@ fn decision_key(request: &Request, now: i64, rule: Option<usize>, headers: &Head
                 let values = request.header_values(name);
                 let mut count = 0_u64;
                 for value in values {
-                    field(&mut hash, value.as_bytes());
+                    value_field(&mut hash, name, value);
                     count += 1;
                 }
                 hash.update(count.to_le_bytes());

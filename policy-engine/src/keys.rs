@@ -7,7 +7,9 @@
 use std::fmt;
 
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
-use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa};
+use hmac::{Hmac, Mac};
+use jwt_compact::alg::{Ed25519, Es256, Rsa};
+use sha2::{Sha256, Sha384, Sha512};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwtAlgorithm, AlgorithmSignature};
 use rsa::traits::PublicKeyParts;
@@ -126,9 +128,11 @@ impl fmt::Display for Algorithm {
 }
 
 enum Material {
-    Hs256(Hs256Key),
-    Hs384(Hs384Key),
-    Hs512(Hs512Key),
+    // HMAC state with the key already absorbed (its inner and outer pads hashed once, at load):
+    // each verification clones it and hashes only the signing input.
+    Hs256(Hmac<Sha256>),
+    Hs384(Hmac<Sha384>),
+    Hs512(Hmac<Sha512>),
     Es256(p256::ecdsa::VerifyingKey),
     Rsa(Rsa, rsa::RsaPublicKey),
     EdDsa(ed25519_dalek::VerifyingKey),
@@ -165,9 +169,9 @@ impl Key {
     /// Checks `signature` over `signing_input` (the token up to its last `.`) with this key.
     pub(crate) fn verify_signature(&self, signing_input: &[u8], signature: &[u8]) -> bool {
         match &self.material {
-            Material::Hs256(key) => check_signature(&Hs256, key, signing_input, signature),
-            Material::Hs384(key) => check_signature(&Hs384, key, signing_input, signature),
-            Material::Hs512(key) => check_signature(&Hs512, key, signing_input, signature),
+            Material::Hs256(key) => check_hmac(key, signing_input, signature),
+            Material::Hs384(key) => check_hmac(key, signing_input, signature),
+            Material::Hs512(key) => check_hmac(key, signing_input, signature),
             Material::Es256(key) => check_signature(&Es256, key, signing_input, signature),
             Material::Rsa(alg, key) => check_signature(alg, key, signing_input, signature),
             Material::EdDsa(key) => check_signature(&Ed25519, key, signing_input, signature),
@@ -274,6 +278,14 @@ impl Key {
 }
 
 /// jwt-compact's typed signature parsing (fixed lengths, ECDSA scalars in range) and check.
+/// HMAC verification from a prepared key state; `verify_slice` compares in constant time and
+/// refuses a tag of any other length (no truncated MACs).
+fn check_hmac<M: Mac + Clone>(prepared: &M, signing_input: &[u8], signature: &[u8]) -> bool {
+    let mut mac = prepared.clone();
+    mac.update(signing_input);
+    mac.verify_slice(signature).is_ok()
+}
+
 fn check_signature<A: JwtAlgorithm>(
     alg: &A,
     key: &A::VerifyingKey,
@@ -336,10 +348,12 @@ fn hmac_material(alg: Algorithm, secret: &[u8]) -> Result<Material, String> {
             secret.len()
         ));
     }
+    // HMAC takes a key of any length; the error cannot happen, but is not unwrapped.
+    let invalid = |_| "the HMAC key was refused".to_owned();
     Ok(match alg {
-        Algorithm::Hs384 => Material::Hs384(Hs384Key::new(secret)),
-        Algorithm::Hs512 => Material::Hs512(Hs512Key::new(secret)),
-        _ => Material::Hs256(Hs256Key::new(secret)),
+        Algorithm::Hs384 => Material::Hs384(Hmac::new_from_slice(secret).map_err(invalid)?),
+        Algorithm::Hs512 => Material::Hs512(Hmac::new_from_slice(secret).map_err(invalid)?),
+        _ => Material::Hs256(Hmac::new_from_slice(secret).map_err(invalid)?),
     })
 }
 
