@@ -396,10 +396,16 @@ impl AttestHttp {
             Err(_) => return Err("remote state busy".to_owned()),
         };
         let mut limiter = remote::SharedLimiter::default();
+        let host_verified = gate
+            .config()
+            .host_verification
+            .as_ref()
+            .and_then(host_record);
         let mut dynamic = Dynamic {
             remote_keys: keys.as_deref(),
             denylist: denylist.as_deref(),
             limiter: Some(&mut limiter),
+            host_verified,
         };
         // The cache is shared by this worker's requests, one at a time; should it ever be
         // borrowed already, decide without it rather than panic.
@@ -480,6 +486,33 @@ fn request_headers() -> Result<Vec<(String, String)>, String> {
         .into_iter()
         .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
         .collect())
+}
+
+/// Hybrid mode: what the gateway's verifier (Envoy's jwt_authn) recorded in the stream's
+/// dynamic metadata for this request, read as `metadata.filter_metadata.<filter>.<key>`.
+/// `None` when it recorded nothing. Envoy hands a number leaf over as 8 little-endian bytes of
+/// an f64 (a string leaf as its text).
+fn host_record(
+    config: &attestgate_policy::HostVerification,
+) -> Option<attestgate_policy::remote::HostVerified> {
+    let payload = [
+        "metadata",
+        "filter_metadata",
+        config.filter.as_str(),
+        config.payload_in_metadata.as_str(),
+    ];
+    let leaf = |path: Vec<&str>| hostcalls::get_property(path).ok().flatten();
+    let exp = leaf([payload.as_slice(), &["exp"]].concat()).and_then(|bytes| {
+        match <[u8; 8]>::try_from(bytes.as_slice()) {
+            Ok(raw) => Some(f64::from_le_bytes(raw)),
+            Err(_) => std::str::from_utf8(&bytes).ok()?.trim().parse().ok(),
+        }
+    });
+    if exp.is_some() {
+        return Some(attestgate_policy::remote::HostVerified { exp });
+    }
+    let present = leaf(payload.to_vec()).is_some_and(|bytes| !bytes.is_empty());
+    present.then_some(attestgate_policy::remote::HostVerified { exp: None })
 }
 
 /// The host's clock, unix seconds.

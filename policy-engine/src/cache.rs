@@ -224,13 +224,22 @@ impl DecisionCache {
                 _ => None,
             }
         };
-        let decision_key = decision_key(
+        let mut decision_key = decision_key(
             request,
             now,
             rule,
             &gate.headers_read,
             (token_header, token_digest),
         );
+        if let Some(record) = dynamic.host_verified {
+            // Hybrid mode: a decision made with the gateway's record is never served to a
+            // request without one (or with another's).
+            let mut hash = Sha256::new();
+            hash.update(decision_key);
+            hash.update(record.exp.map_or(u64::MAX, f64::to_bits).to_le_bytes());
+            hash.update([record.exp.is_some() as u8]);
+            decision_key = hash.finalize().into();
+        }
         if whole {
             if let Some(decision) = levels.decisions.get(&decision_key) {
                 self.stats.decision_hits += 1;

@@ -25,8 +25,14 @@ pub struct Config {
     /// Where the token is found in the request.
     #[serde(default)]
     pub token: TokenConfig,
-    /// The keys tokens may be signed with.
+    /// The keys tokens may be signed with. Leave empty with `host_verification`.
+    #[serde(default)]
     pub keys: KeysConfig,
+    /// Hybrid mode: the gateway verified the token's signature before the filter ran (Envoy's
+    /// `jwt_authn`, whose BoringSSL is several times faster at ES256/RS256 than verifying in
+    /// wasm). The gate then checks everything but the signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_verification: Option<HostVerification>,
     /// Required `iss` claim, when set.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -129,7 +135,7 @@ impl Default for TokenConfig {
 }
 
 /// Verification keys: a JWKS plus the Approov-style shared secret.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
     /// Public JWKs (or `oct` secrets), each pinned to one algorithm.
@@ -143,6 +149,27 @@ pub struct KeysConfig {
     /// `keys_unavailable` until the first fetch succeeds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub remote: Option<RemoteSource>,
+}
+
+/// Where the gateway's own JWT verifier records that it verified the request's token: the
+/// filter requires that record on every request it decides, and refuses the request without
+/// it (`signature_invalid`). Everything else (structure, `exp`/`nbf`, `iss`/`aud`, binding,
+/// denylist, policy) the gate still checks itself.
+///
+/// In Envoy: a `jwt_authn` provider that reads the same header (`from_headers`), keeps it
+/// (`forward: true`) and sets `payload_in_metadata` to the name given here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostVerification {
+    /// The dynamic-metadata namespace the verifier writes to.
+    #[serde(default = "default_verifier")]
+    pub filter: String,
+    /// The key the verified payload is stored under (jwt_authn's `payload_in_metadata`).
+    pub payload_in_metadata: String,
+}
+
+fn default_verifier() -> String {
+    "envoy.filters.http.jwt_authn".to_owned()
 }
 
 /// A document fetched over HTTP by the gateway (a JWKS or a device denylist).

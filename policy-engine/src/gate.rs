@@ -140,7 +140,19 @@ impl Gate {
     /// Validates a config, parses its keys and compiles its policy.
     pub fn from_config(config: Config) -> Result<Gate, ConfigError> {
         validate(&config)?;
-        let keys = KeySet::load(&config.keys)?;
+        let keys = match &config.host_verification {
+            // The gateway holds the keys; local ones would suggest a second check that never runs.
+            Some(_) if config.keys != crate::config::KeysConfig::default() => {
+                return Err(ConfigError::Invalid {
+                    field: "keys".into(),
+                    message: "leave `keys` empty with `host_verification`: the gateway verifies \
+                              signatures"
+                        .into(),
+                })
+            }
+            Some(_) => KeySet::default(),
+            None => KeySet::load(&config.keys)?,
+        };
         let policy = match &config.policy {
             Some(policy) => Some(Policy::compile(
                 policy,
@@ -158,6 +170,7 @@ impl Gate {
             audiences: config.audiences.clone(),
             leeway_seconds: i64::from(config.leeway_seconds),
             require_exp: config.require_exp,
+            signature_by_host: config.host_verification.is_some(),
         };
         let headers_read = HeaderScope::of(&config, policy.as_ref());
         Ok(Gate {
@@ -272,7 +285,23 @@ impl Gate {
             Ok(raw) => raw,
             Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
         };
-        if self.keys.keys().is_empty() && dynamic.remote_keys.is_none() {
+        let host_record = match &self.config.host_verification {
+            Some(host) => match dynamic.host_verified {
+                Some(record) => Some(record),
+                None => {
+                    return Decision::denied(
+                        mode,
+                        Reason::SignatureInvalid,
+                        vec![format!(
+                            "the gateway verified no token on this request (no `{}` in `{}` metadata)",
+                            host.payload_in_metadata, host.filter
+                        )],
+                    )
+                }
+            },
+            None => None,
+        };
+        if host_record.is_none() && self.keys.keys().is_empty() && dynamic.remote_keys.is_none() {
             // Only fetched keys are configured and none has arrived yet.
             return Decision::denied(
                 mode,
@@ -286,6 +315,23 @@ impl Gate {
             Ok(token) => token,
             Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
         };
+        if let Some(record) = host_record {
+            // The record must be this token's: a verifier that read another header value, or
+            // a route where it let a request through unverified, must not vouch for this one.
+            let exp = token.claims.get("exp").and_then(Value::as_f64);
+            let same = match (exp, record.exp) {
+                (Some(ours), Some(theirs)) => ours == theirs.floor(),
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                return Decision::denied(
+                    mode,
+                    Reason::SignatureInvalid,
+                    vec!["the token is not the one the gateway verified (`exp` differs)".to_owned()],
+                );
+            }
+        }
         let device = self.device_id(&token.claims);
         if let (Some(id), Some(denylist)) = (&device, &self.config.denylist) {
             let listed = denylist.devices.iter().any(|d| d == id)
@@ -540,6 +586,14 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         }
         if binding.claim.is_empty() {
             return invalid("binding.claim", "must not be empty");
+        }
+    }
+    if let Some(host) = &config.host_verification {
+        if host.filter.is_empty() || host.payload_in_metadata.is_empty() {
+            return invalid(
+                "host_verification",
+                "`filter` and `payload_in_metadata` must not be empty",
+            );
         }
     }
     config.signature.validate("signature")?;

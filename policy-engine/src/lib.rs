@@ -50,7 +50,8 @@ mod token;
 pub use binding::{binding_hash, BindingOutcome};
 pub use cache::{CacheOutcome, CacheStats, DecisionCache, UNKNOWN_EXPIRY_TTL};
 pub use config::{
-    BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig, KeysConfig, Mode,
+    BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig, HostVerification, KeysConfig,
+    Mode,
     PolicyConfig, RateLimit, RemoteSource, RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};

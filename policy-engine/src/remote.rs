@@ -23,6 +23,18 @@ pub struct Dynamic<'a> {
     pub denylist: Option<&'a Denylist>,
     /// Where rate-limit buckets live; without one, rate limits are not applied.
     pub limiter: Option<&'a mut dyn RateLimiter>,
+    /// With `host_verification`: what the gateway's verifier recorded for this request, `None`
+    /// when it recorded nothing (the request is then refused).
+    pub host_verified: Option<HostVerified>,
+}
+
+/// The gateway verifier's record that it verified this request's token: the verified
+/// payload's `exp` as it stored it, when it had one. The gate refuses a token whose own `exp`
+/// differs, so a record left by another token never vouches for this one.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HostVerified {
+    /// The verified payload's `exp`.
+    pub exp: Option<f64>,
 }
 
 impl std::fmt::Debug for Dynamic<'_> {
@@ -31,6 +43,7 @@ impl std::fmt::Debug for Dynamic<'_> {
             .field("remote_keys", &self.remote_keys.map(|k| k.keys().len()))
             .field("denylist", &self.denylist.map(Denylist::len))
             .field("limiter", &self.limiter.is_some())
+            .field("host_verified", &self.host_verified)
             .finish()
     }
 }

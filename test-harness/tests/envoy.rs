@@ -51,12 +51,13 @@ fn example(name: &str) -> PathBuf {
     root().join("envoy-examples").join(name)
 }
 
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     "quickstart",
     "token-binding",
     "per-route",
     "jwks-es256",
     "remote-jwks",
+    "hybrid-es256",
 ];
 
 fn free_port() -> u16 {
@@ -691,6 +692,79 @@ fn jwks_es256_end_to_end() {
     envoy
         .get("/v1/shapes", Some(confused.trim()))
         .assert_denied(401, "alg_not_allowed");
+}
+
+#[test]
+fn hybrid_es256_end_to_end() {
+    // jwt_authn verifies the signature natively; attestgate decides with its record.
+    let dir = scratch("hybrid");
+    let envoy = Envoy::start("hybrid-es256");
+    let mint_with = |key: &Path, claims: &Value, name: &str, exp_in: &str| {
+        let file = write_claims(&dir, name, claims);
+        cli(&[
+            "mint",
+            "--key",
+            key.to_str().unwrap(),
+            "--claims",
+            file.to_str().unwrap(),
+            "--exp-in",
+            exp_in,
+        ])
+        .trim()
+        .to_owned()
+    };
+    let key = example("hybrid-es256").join("demo-es256.json");
+    let good_claims = claims("hybrid-es256", "good.json");
+    let good = mint_with(&key, &good_claims, "good.json", "300");
+    let ok = envoy.get("/v1/shapes", Some(&good));
+    ok.assert_reached_upstream();
+    assert_eq!(ok.header("x-upstream-platform"), Some("android"), "{ok:?}");
+    assert_eq!(ok.header("x-upstream-token"), None, "the token went upstream: {ok:?}");
+
+    // Signature good, device not: the policy still runs.
+    let rooted = mint_with(&key, &claims("hybrid-es256", "rooted.json"), "rooted.json", "300");
+    envoy
+        .get("/v1/shapes", Some(&rooted))
+        .assert_denied(403, "policy_denied");
+
+    // What jwt_authn does not verify carries no record, and attestgate refuses it with its
+    // own JSON 401: a token signed by another key under the same kid, an expired one, an
+    // HS256 token naming the ES256 key (algorithm confusion).
+    let mut other = serde_json::from_str::<Value>(
+        &std::fs::read_to_string(root().join("policy-engine/tests/data/keys/es256_other.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    other["kid"] = "demo-es256".into();
+    let other_key = write_claims(&dir, "other-key.json", &other);
+    let forged = mint_with(&other_key, &good_claims, "forged.json", "300");
+    envoy
+        .get("/v1/shapes", Some(&forged))
+        .assert_denied(401, "signature_invalid");
+    let expired = mint_with(&key, &good_claims, "expired.json", "-600");
+    envoy
+        .get("/v1/shapes", Some(&expired))
+        .assert_denied(401, "signature_invalid");
+    let file = write_claims(&dir, "hs.json", &good_claims);
+    let confused = cli(&[
+        "mint",
+        "--secret",
+        &Base64::encode_string(&[7u8; 32]),
+        "--kid",
+        "demo-es256",
+        "--claims",
+        file.to_str().unwrap(),
+        "--exp-in",
+        "300",
+    ]);
+    envoy
+        .get("/v1/shapes", Some(confused.trim()))
+        .assert_denied(401, "signature_invalid");
+    envoy
+        .get("/v1/shapes", None)
+        .assert_denied(401, "token_missing");
+    // The good token again: still allowed (and now from the decision cache).
+    envoy.get("/v1/shapes", Some(&good)).assert_reached_upstream();
 }
 
 /// One request written byte for byte (path, header names and values exactly as the case
