@@ -19,7 +19,10 @@ pub enum ConfigError {
         message: String,
     },
     /// No key at all: every token would be refused.
-    #[error("no verification keys configured: set `keys.keys` or `keys.approov_secret`")]
+    #[error(
+        "no verification keys configured: set `keys.keys`, `keys.approov_secret`, `keys.remote` \
+         or `host_verification`"
+    )]
     NoKeys,
     /// The Rego policy failed to compile.
     #[error("invalid policy: {0}")]

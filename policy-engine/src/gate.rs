@@ -132,6 +132,13 @@ static NEXT_GATE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 impl Gate {
     /// Parses a JSON config and loads it.
     pub fn from_json(text: &str) -> Result<Gate, ConfigError> {
+        // serde also reads a struct from an array of its fields in order; with every field
+        // optional, `[]` would load as the default config.
+        if text.trim_start().starts_with('[') {
+            return Err(ConfigError::Parse(
+                "invalid type: sequence, expected struct Config (a JSON object)".to_owned(),
+            ));
+        }
         let config: Config =
             serde_json::from_str(text).map_err(|err| ConfigError::Parse(err.to_string()))?;
         Gate::from_config(config)

@@ -48,7 +48,9 @@ pub mod signature;
 mod token;
 
 pub use binding::{binding_hash, BindingOutcome};
-pub use cache::{CacheOutcome, CacheStats, DecisionCache, UNKNOWN_EXPIRY_TTL};
+pub use cache::{
+    CacheOutcome, CacheStats, DecisionCache, MAX_WHOLE_DECISIONS, UNKNOWN_EXPIRY_TTL,
+};
 pub use config::{
     BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig, HostVerification, KeysConfig,
     Mode,

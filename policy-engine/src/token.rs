@@ -109,6 +109,26 @@ pub(crate) fn verify(
     options: &VerifyOptions,
     now: i64,
 ) -> Result<VerifiedToken, TokenError> {
+    verify_signed_by(raw, Some(keys), options, now)
+}
+
+/// [`verify`] for a token whose signature this gate already verified (the decision cache keeps
+/// only that verdict, not the claims): every other check runs again.
+pub(crate) fn verify_known_signature(
+    raw: &str,
+    options: &VerifyOptions,
+    now: i64,
+) -> Result<VerifiedToken, TokenError> {
+    verify_signed_by(raw, None, options, now)
+}
+
+/// `keys: None` skips the signature, which was verified before (or by the gateway).
+fn verify_signed_by(
+    raw: &str,
+    keys: Option<&[&KeySet]>,
+    options: &VerifyOptions,
+    now: i64,
+) -> Result<VerifiedToken, TokenError> {
     if raw.len() > options.max_bytes {
         return Err(TokenError::TooLong(raw.len(), options.max_bytes));
     }
@@ -156,7 +176,7 @@ pub(crate) fn verify(
         .ok_or_else(|| TokenError::AlgNotAllowed(untrusted.algorithm().to_owned()))?;
     let kid = untrusted.header().key_id.as_deref();
     let signing_input = raw.rsplit_once('.').map_or("", |(input, _)| input);
-    if !options.signature_by_host {
+    if let (Some(keys), false) = (keys, options.signature_by_host) {
         verify_with_pinned_key(signing_input, untrusted.signature_bytes(), alg, kid, keys)?;
     }
 
