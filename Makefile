@@ -23,7 +23,7 @@ ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit clean
 .PHONY: js playground playground-files js-test
-.PHONY: fuzz fuzz-smoke load load-smoke
+.PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
 FUZZ_SECONDS ?= 60
@@ -56,13 +56,31 @@ cli:
 	$(CARGO) build --profile $(PROFILE) -p attestgate-harness
 	@echo "built $(CLI)"
 
+# wasm-opt (Debian's binaryen) makes the filter about 10 % smaller and faster; without it the
+# cargo build is used as it is. The features are those Rust's wasm32-wasip1 target enables.
+WASM_OPT_FEATURES := --enable-bulk-memory --enable-sign-ext --enable-mutable-globals --enable-nontrapping-float-to-int
+define wasm_opt
+	@mkdir -p $(BUILD_DIR)
+	@if command -v wasm-opt >/dev/null; then \
+	  wasm-opt $(1) --strip-debug --strip-producers $(WASM_OPT_FEATURES) $(2) -o $(3); \
+	else \
+	  echo "wasm-opt not found (apt-get install binaryen): using the cargo build as it is"; cp $(2) $(3); \
+	fi
+	@echo "built $(3) ($$(stat -c %s $(3)) bytes)"
+endef
+
 ## filter: the proxy-wasm filter at a stable path
 filter:
 	rustup target add $(WASM_TARGET) >/dev/null 2>&1 || true
 	$(CARGO) build --release --target $(WASM_TARGET) -p attestgate-filter
-	@mkdir -p $(BUILD_DIR)
-	cp $(TARGET_DIR)/$(WASM_TARGET)/release/attestgate_filter.wasm $(FILTER_WASM)
-	@echo "built $(FILTER_WASM) ($$(stat -c %s $(FILTER_WASM)) bytes)"
+	$(call wasm_opt,-O3,$(TARGET_DIR)/$(WASM_TARGET)/release/attestgate_filter.wasm,$(FILTER_WASM))
+
+## filter-small: the filter optimized for size (build/attestgate-small.wasm, about 1.6 MB);
+## 2 to 5 times slower per request than `make filter`'s (see docs/performance.md)
+filter-small:
+	rustup target add $(WASM_TARGET) >/dev/null 2>&1 || true
+	$(CARGO) build --profile wasm-small --target $(WASM_TARGET) -p attestgate-filter
+	$(call wasm_opt,-Oz,$(TARGET_DIR)/$(WASM_TARGET)/wasm-small/attestgate_filter.wasm,$(BUILD_DIR)/attestgate-small.wasm)
 
 ## kong: the Kong package (filter/kong/): its schema validates every example config and
 ## matches the config parser (also run by `make test`, through `unit`)
@@ -138,6 +156,30 @@ load: filter envoy
 ## load-smoke: the same for 10 s (CI)
 load-smoke: filter envoy
 	LOAD_SECONDS=10 WARMUP_SECONDS=5 ./scripts/load-test.sh
+
+## bench: every benchmark of issue #5, figures printed and kept in build/bench/: the core's
+## criterion micro-benchmarks and the cache's memory (native), the built filter per request
+## in wasm with its size and config load, and real Envoy under wrk in each setup
+## (scripts/bench-gateway.sh). About 10 minutes; run it on an otherwise idle machine.
+bench: bench-core bench-wasm bench-gateway
+
+bench-core:
+	@mkdir -p $(BUILD_DIR)/bench
+	$(CARGO) bench -p attestgate-policy --bench core -- --warm-up-time 1 --measurement-time 3 2>&1 \
+	  | tee $(BUILD_DIR)/bench/core.txt | grep -E '^[a-z_]+/[A-Za-z0-9_]+ +time:|^[a-z_]+/[A-Za-z0-9_]+$$|^ +time:'
+	$(CARGO) bench -p attestgate-policy --bench cache_memory | tee $(BUILD_DIR)/bench/cache_memory.txt
+
+bench-wasm: filter
+	@mkdir -p $(BUILD_DIR)/bench
+	$(CARGO) run -q --release -p attestgate-harness --example bench_filter -- $(FILTER_WASM) \
+	  | tee $(BUILD_DIR)/bench/wasm.txt
+
+bench-gateway: cli filter envoy
+	ATTESTGATE=$(CLI) ./scripts/bench-gateway.sh
+
+## bench-smoke: the gateway benchmark for a few seconds per setup, every answer checked (CI)
+bench-smoke: cli filter envoy
+	ATTESTGATE=$(CLI) BENCH_SMOKE=1 ./scripts/bench-gateway.sh
 
 clean:
 	$(CARGO) clean

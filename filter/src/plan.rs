@@ -3,6 +3,8 @@
 //! The proxy-wasm glue in `lib.rs` reads headers and properties, calls [`plan`], and carries
 //! out the [`Action`]. Keeping this pure lets it be tested natively, fast.
 
+use std::rc::Rc;
+
 use attestgate_policy::remote::Dynamic;
 use attestgate_policy::{
     CacheOutcome, Decision, DecisionCache, Gate, Mode, Reason, Request, Verdict,
@@ -58,7 +60,7 @@ pub fn plan_cached(
     source_address: Option<&[u8]>,
     now: i64,
     dynamic: &mut Dynamic<'_>,
-) -> (Decision, Action, CacheOutcome) {
+) -> (Rc<Decision>, Action, CacheOutcome) {
     plan_request(
         gate,
         cache,
@@ -76,11 +78,11 @@ pub fn plan_request(
     request: &Request,
     now: i64,
     dynamic: &mut Dynamic<'_>,
-) -> (Decision, Action, CacheOutcome) {
+) -> (Rc<Decision>, Action, CacheOutcome) {
     let (decision, outcome) = match cache {
-        Some(cache) => cache.check_with(gate, request, now, dynamic),
+        Some(cache) => cache.check_shared(gate, request, now, dynamic),
         None => (
-            gate.check_with(request, now, dynamic),
+            Rc::new(gate.check_with(request, now, dynamic)),
             CacheOutcome::Uncached,
         ),
     };
@@ -390,7 +392,7 @@ mod tests {
                 NOW,
                 &mut Dynamic::default()
             ),
-            (d1, a1)
+            (Decision::clone(&d1), a1)
         );
         assert_eq!((o1, o2), (CacheOutcome::Miss, CacheOutcome::Hit));
         let all = all_counter_names();

@@ -5,7 +5,13 @@
 
 // A global allocator is the one place a bench needs `unsafe`: it forwards to the system
 // allocator and only counts.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    unsafe_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    missing_docs
+)]
 
 mod fixture;
 

@@ -19,7 +19,10 @@ fn verify(c: &mut Criterion) {
         let gate = fixture::gate(alg, false);
         let token = fixture::token(&fixture::signer_for(alg), 1);
         let request = fixture::request(&token);
-        assert!(gate.check(&request, NOW).allow, "{alg} bench token must verify");
+        assert!(
+            gate.check(&request, NOW).allow,
+            "{alg} bench token must verify"
+        );
         group.bench_function(alg, |b| b.iter(|| gate.check(black_box(&request), NOW)));
     }
     group.finish();
@@ -36,7 +39,12 @@ fn policy(c: &mut Criterion) {
         .policy_input
         .clone()
         .expect("the explanation carries the Rego input");
-    assert!(policy.evaluate(&config.entrypoint, input.clone()).unwrap().allow);
+    assert!(
+        policy
+            .evaluate(&config.entrypoint, input.clone())
+            .unwrap()
+            .allow
+    );
     c.bench_function("policy/default_decision", |b| {
         b.iter_batched(
             || input.clone(),
@@ -67,7 +75,10 @@ fn check(c: &mut Criterion) {
     let signer = fixture::signer_for("HS256");
     let token = fixture::token(&signer, 1);
     let request = fixture::request(&token);
-    assert!(gate.check(&request, NOW).allow, "the bench request must be allowed");
+    assert!(
+        gate.check(&request, NOW).allow,
+        "the bench request must be allowed"
+    );
 
     let mut cache = DecisionCache::new(10_000);
     group.bench_function("cache_hit", |b| {

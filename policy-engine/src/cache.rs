@@ -30,8 +30,8 @@
 //!    attestation shares one Rego evaluation, whatever its `did`, `jti`, `exp` or request. A
 //!    policy whose reads cannot be followed (or that calls a nondeterministic builtin) is
 //!    evaluated every time. `data` is fixed per gate, and a new gate empties the cache.
-//! 3. **Whole decisions**, keyed by SHA-256 of everything [`Gate::check`] reads: the clock
-//!    second, the matched rule, method, path, host, source IP and the headers a decision can
+//! 3. **Whole decisions**, keyed by everything [`Gate::check`] reads, compared byte for byte:
+//!    the clock second, the matched rule, method, path, host, source IP and the headers a decision can
 //!    depend on: the token header, bound headers and the headers the policy reads by name; every
 //!    header when a request signature is checked or the policy's reads of
 //!    `input.request.headers` cannot be followed. So Envoy's per-request `x-request-id` does
@@ -40,13 +40,15 @@
 //!    the policy reads from `input`. This level is emptied whenever the second changes, so it
 //!    only ever holds the distinct requests of the current second.
 //!
-//! Keys are SHA-256 digests of length-prefixed fields with a domain tag, never a short hash a
-//! forger could collide; a cache remembers which [`Gate`] filled it and empties itself when used
-//! with another one (a reconfigure). Each level is LRU-bounded at `cache.entries`, the whole
-//! decisions also at [`MAX_WHOLE_DECISIONS`]. The token level keeps verdicts, not claims, so
-//! 100 000 entries fit in about 12 MB (`make bench` measures it).
+//! Token and policy keys are SHA-256 digests of length-prefixed fields with a domain tag, never
+//! a short hash a forger could collide; whole-decision keys are the length-prefixed fields
+//! themselves, compared in full. A cache remembers which [`Gate`] filled it and empties itself
+//! when used with another one (a reconfigure). Each level is LRU-bounded at `cache.entries`,
+//! the whole decisions also at [`MAX_WHOLE_DECISIONS`]. The token level keeps verdicts, not
+//! claims, so 100 000 entries fit in about 16 MB (`make bench` measures it).
 
 use std::num::NonZeroUsize;
+use std::rc::Rc;
 
 use lru::LruCache;
 use sha2::{Digest, Sha256};
@@ -133,7 +135,7 @@ struct Levels {
     gate_id: u64,
     tokens: LruCache<Key, TokenEntry>,
     outcomes: LruCache<Key, Result<PolicyOutcome, String>>,
-    decisions: LruCache<Key, Decision>,
+    decisions: LruCache<Vec<u8>, Rc<Decision>>,
     /// The clock second the `decisions` level belongs to.
     second: i64,
 }
@@ -147,9 +149,9 @@ impl DecisionCache {
                 gate_id: 0,
                 tokens: LruCache::new(cap),
                 outcomes: LruCache::new(cap),
-                decisions: LruCache::new(cap.min(
-                    NonZeroUsize::new(MAX_WHOLE_DECISIONS).unwrap_or(NonZeroUsize::MIN),
-                )),
+                decisions: LruCache::new(
+                    cap.min(NonZeroUsize::new(MAX_WHOLE_DECISIONS).unwrap_or(NonZeroUsize::MIN)),
+                ),
                 second: i64::MIN,
             }),
             stats: CacheStats::default(),
@@ -205,9 +207,23 @@ impl DecisionCache {
         now: i64,
         dynamic: &mut Dynamic<'_>,
     ) -> (Decision, CacheOutcome) {
+        let (decision, outcome) = self.check_shared(gate, request, now, dynamic);
+        (Rc::unwrap_or_clone(decision), outcome)
+    }
+
+    /// [`DecisionCache::check_with`] without copying the decision out: a whole-decision hit
+    /// hands back the cached one (a decision with its claims is about 5 KB; the filter reads
+    /// a few of its fields).
+    pub fn check_shared(
+        &mut self,
+        gate: &Gate,
+        request: &Request,
+        now: i64,
+        dynamic: &mut Dynamic<'_>,
+    ) -> (Rc<Decision>, CacheOutcome) {
         let Some(levels) = self.levels.as_mut() else {
             return (
-                gate.check_with(request, now, dynamic),
+                Rc::new(gate.check_with(request, now, dynamic)),
                 CacheOutcome::Uncached,
             );
         };
@@ -228,39 +244,20 @@ impl DecisionCache {
         });
         // A rate-limited request must reach its bucket: no whole cached decision for it.
         let whole = !(matched.is_some_and(|r| r.rate_limit.is_some()) && dynamic.limiter.is_some());
-        // One digest of the token header serves both levels: hashing a ~1 KB token is a good
-        // part of a fresh token's cost in wasm, where SHA-256 has no CPU instructions to use.
-        let token_header = gate.config().token.header.as_str();
-        let token_digest = {
-            let mut values = request.header_values(token_header);
-            match (values.next(), values.next()) {
-                (Some(value), None) => Some(token_key(value)),
-                _ => None,
-            }
-        };
-        let mut decision_key = decision_key(
-            request,
-            now,
-            rule,
-            &gate.headers_read,
-            (token_header, token_digest),
-        );
-        if let Some(record) = dynamic.host_verified {
-            // Hybrid mode: a decision made with the gateway's record is never served to a
-            // request without one (or with another's).
-            let mut hash = Sha256::new();
-            hash.update(decision_key);
-            hash.update(record.exp.map_or(u64::MAX, f64::to_bits).to_le_bytes());
-            hash.update([record.exp.is_some() as u8]);
-            decision_key = hash.finalize().into();
-        }
+        let decision_key = decision_key(request, now, rule, &gate.headers_read, dynamic);
         if whole {
             if let Some(decision) = levels.decisions.get(&decision_key) {
                 self.stats.decision_hits += 1;
-                return (decision.clone(), CacheOutcome::Hit);
+                return (Rc::clone(decision), CacheOutcome::Hit);
             }
         }
 
+        let token_header = gate.config().token.header.as_str();
+        let mut values = request.header_values(token_header);
+        let token_header_value = match (values.next(), values.next()) {
+            (Some(value), None) => Some(value),
+            _ => None,
+        };
         let mut hooks = Memo {
             gate,
             now,
@@ -268,12 +265,12 @@ impl DecisionCache {
             outcomes: &mut levels.outcomes,
             stats: &mut self.stats,
             outcome: CacheOutcome::Uncached,
-            token_digest,
+            token_header_value,
         };
-        let decision = gate.check_hooked(request, now, dynamic, &mut hooks);
+        let decision = Rc::new(gate.check_hooked(request, now, dynamic, &mut hooks));
         let outcome = hooks.outcome;
         if whole {
-            levels.decisions.put(decision_key, decision.clone());
+            levels.decisions.put(decision_key, Rc::clone(&decision));
         }
         (decision, outcome)
     }
@@ -295,9 +292,9 @@ struct Memo<'a> {
     outcomes: &'a mut LruCache<Key, Result<PolicyOutcome, String>>,
     stats: &'a mut CacheStats,
     outcome: CacheOutcome,
-    /// [`token_key`] of the token header's one value. The raw token is a function of it (the
-    /// configured prefix stripped, whitespace trimmed), so it keys the verification as well.
-    token_digest: Option<Key>,
+    /// The token header's one value. The raw token is a function of it (the configured prefix
+    /// stripped, whitespace trimmed), so its [`token_key`] keys the verification.
+    token_header_value: Option<&'a str>,
 }
 
 impl Hooks for Memo<'_> {
@@ -305,7 +302,9 @@ impl Hooks for Memo<'_> {
         let now = self.now;
         // The gate verifies only a token header present exactly once, so the digest is there;
         // the fallback keys the raw token under its own tag, never colliding with it.
-        let key = self.token_digest.unwrap_or_else(|| raw_token_key(raw));
+        let key = self
+            .token_header_value
+            .map_or_else(|| raw_token_key(raw), token_key);
         if let Some(entry) = self.tokens.get(&key) {
             if entry.from <= now && now <= entry.until {
                 self.stats.token_hits += 1;
@@ -389,66 +388,76 @@ fn raw_token_key(raw: &str) -> Key {
     hash.finalize().into()
 }
 
-/// `token` is the token header's name and, when it is there once, its value's [`token_key`]:
-/// the token is keyed by that digest rather than hashed again.
+/// Everything a whole decision depends on, written out (length-prefixed) rather than hashed:
+/// the level compares keys byte for byte, so a fast hash suffices and no collision can serve
+/// one request another's answer. Hashing a ~1 KB token with SHA-256 is the slowest part of a
+/// hit in wasm, which has no SHA instructions.
 fn decision_key(
     request: &Request,
     now: i64,
     rule: Option<usize>,
     headers: &HeaderScope,
-    token: (&str, Option<Key>),
-) -> Key {
-    let (token_header, token_digest) = token;
-    let value_field = |hash: &mut Sha256, name: &str, value: &str| match token_digest {
-        Some(digest) if name.eq_ignore_ascii_case(token_header) => field(hash, &digest),
-        _ => field(hash, value.as_bytes()),
+    dynamic: &Dynamic<'_>,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1536);
+    let mut put = |bytes: &[u8]| {
+        key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        key.extend_from_slice(bytes);
     };
-    let mut hash = Sha256::new();
-    field(&mut hash, b"attestgate decision v1");
-    hash.update(now.to_le_bytes());
-    hash.update(rule.map_or(u64::MAX, |i| i as u64).to_le_bytes());
-    field(&mut hash, request.method.as_bytes());
-    field(&mut hash, request.path.as_bytes());
-    field(&mut hash, request.host.as_bytes());
+    put(&now.to_le_bytes());
+    put(&rule.map_or(u64::MAX, |i| i as u64).to_le_bytes());
+    put(request.method.as_bytes());
+    put(request.path.as_bytes());
+    put(request.host.as_bytes());
     match &request.source_ip {
         Some(ip) => {
-            hash.update([1]);
-            field(&mut hash, ip.as_bytes());
+            put(&[1]);
+            put(ip.as_bytes());
         }
-        None => hash.update([0]),
+        None => put(&[0]),
     }
     match headers {
         HeaderScope::All => {
-            hash.update((request.headers.len() as u64).to_le_bytes());
+            put(&(request.headers.len() as u64).to_le_bytes());
             for (name, value) in &request.headers {
-                field(&mut hash, name.as_bytes());
-                value_field(&mut hash, name, value);
+                put(name.as_bytes());
+                put(value.as_bytes());
             }
         }
         HeaderScope::Only(names) => {
             // Every value of each header that matters, in order; how many, so that a repeated
             // header (refused for the token and bound headers) never keys like a single one.
             for name in names {
-                field(&mut hash, name.as_bytes());
-                let values = request.header_values(name);
+                put(name.as_bytes());
                 let mut count = 0_u64;
-                for value in values {
-                    value_field(&mut hash, name, value);
+                for value in request.header_values(name) {
+                    put(value.as_bytes());
                     count += 1;
                 }
-                hash.update(count.to_le_bytes());
+                put(&count.to_le_bytes());
             }
         }
     }
-    // The body, when the host buffered it: a signed `content-digest` is checked against it.
+    // The body, when the host buffered it (a signed `content-digest` is checked against it):
+    // by digest, as it may be large.
     match &request.body {
         Some(body) => {
-            hash.update([1]);
-            field(&mut hash, body);
+            put(&[1]);
+            put(&Sha256::digest(body));
         }
-        None => hash.update([0]),
+        None => put(&[0]),
     }
-    hash.finalize().into()
+    // Hybrid mode: a decision made with the gateway's record is never served to a request
+    // without one (or with another token's).
+    match dynamic.host_verified {
+        Some(record) => {
+            put(&[1]);
+            put(&record.exp.map_or(u64::MAX, f64::to_bits).to_le_bytes());
+            put(&[u8::from(record.exp.is_some())]);
+        }
+        None => put(&[0]),
+    }
+    key
 }
 
 /// Length-prefixed, so no two different field lists hash the same bytes.

@@ -11,8 +11,8 @@ use crate::error::{ConfigError, TokenError};
 use crate::keys::KeySet;
 use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
-use crate::signature::SignatureMode;
 use crate::request::Request;
+use crate::signature::SignatureMode;
 use crate::token::{self, VerifiedToken, VerifyOptions};
 
 /// The two expensive steps of a decision, which the decision cache memoizes: verifying a raw
@@ -93,10 +93,11 @@ pub(crate) enum HeaderScope {
 impl HeaderScope {
     fn of(config: &Config, policy: Option<&Policy>) -> HeaderScope {
         let signs = config.signature.mode != SignatureMode::Off
-            || config
-                .rules
-                .iter()
-                .any(|r| r.signature.as_ref().is_some_and(|s| s.mode != SignatureMode::Off));
+            || config.rules.iter().any(|r| {
+                r.signature
+                    .as_ref()
+                    .is_some_and(|s| s.mode != SignatureMode::Off)
+            });
         if signs {
             return HeaderScope::All;
         }
@@ -114,7 +115,9 @@ impl HeaderScope {
                     [request, headers] if request == "request" && headers == "headers" => {
                         return HeaderScope::All
                     }
-                    [request, headers, name, ..] if request == "request" && headers == "headers" => {
+                    [request, headers, name, ..]
+                        if request == "request" && headers == "headers" =>
+                    {
                         names.push(name.to_ascii_lowercase());
                     }
                     _ => {}
@@ -300,9 +303,9 @@ impl Gate {
                         mode,
                         Reason::SignatureInvalid,
                         vec![format!(
-                            "the gateway verified no token on this request (no `{}` in `{}` metadata)",
-                            host.payload_in_metadata, host.filter
-                        )],
+                        "the gateway verified no token on this request (no `{}` in `{}` metadata)",
+                        host.payload_in_metadata, host.filter
+                    )],
                     )
                 }
             },
@@ -335,7 +338,9 @@ impl Gate {
                 return Decision::denied(
                     mode,
                     Reason::SignatureInvalid,
-                    vec!["the token is not the one the gateway verified (`exp` differs)".to_owned()],
+                    vec![
+                        "the token is not the one the gateway verified (`exp` differs)".to_owned(),
+                    ],
                 );
             }
         }

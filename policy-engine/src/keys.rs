@@ -9,11 +9,11 @@ use std::fmt;
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
 use jwt_compact::alg::{Ed25519, Es256, Rsa};
-use sha2::{Sha256, Sha384, Sha512};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwtAlgorithm, AlgorithmSignature};
 use rsa::traits::PublicKeyParts;
 use serde_json::{Map, Value};
+use sha2::{Sha256, Sha384, Sha512};
 
 use crate::error::ConfigError;
 

@@ -48,13 +48,10 @@ pub mod signature;
 mod token;
 
 pub use binding::{binding_hash, BindingOutcome};
-pub use cache::{
-    CacheOutcome, CacheStats, DecisionCache, MAX_WHOLE_DECISIONS, UNKNOWN_EXPIRY_TTL,
-};
+pub use cache::{CacheOutcome, CacheStats, DecisionCache, MAX_WHOLE_DECISIONS, UNKNOWN_EXPIRY_TTL};
 pub use config::{
     BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig, HostVerification, KeysConfig,
-    Mode,
-    PolicyConfig, RateLimit, RemoteSource, RouteRule, TokenConfig,
+    Mode, PolicyConfig, RateLimit, RemoteSource, RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::{ConfigError, TokenError};

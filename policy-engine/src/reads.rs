@@ -166,7 +166,10 @@ fn lex(source: &str) -> Option<Vec<Token>> {
             }
             c if c.is_whitespace() => {}
             c if c.is_ascii_digit() => {
-                while chars.peek().is_some_and(|n| n.is_ascii_alphanumeric() || *n == '.') {
+                while chars
+                    .peek()
+                    .is_some_and(|n| n.is_ascii_alphanumeric() || *n == '.')
+                {
                     chars.next();
                 }
                 tokens.push(Token::Other);
@@ -371,13 +374,20 @@ mod tests {
     #[test]
     fn keys_differ_exactly_when_a_read_part_differs() {
         let reads = InputReads::scan(["package p\nx := input.token.claims.att"]).unwrap();
-        let input = |att: serde_json::Value, jti: &str, now: i64| {
-            json!({"token": {"claims": {"att": att, "jti": jti}}, "now": now})
-        };
+        let input = |att: serde_json::Value, jti: &str, now: i64| json!({"token": {"claims": {"att": att, "jti": jti}}, "now": now});
         let base = reads.key("data.p.x", &input(json!({"a": 1}), "1", 10));
-        assert_eq!(base, reads.key("data.p.x", &input(json!({"a": 1}), "2", 11)));
-        assert_ne!(base, reads.key("data.p.x", &input(json!({"a": 2}), "1", 10)));
-        assert_ne!(base, reads.key("data.p.y", &input(json!({"a": 1}), "1", 10)));
+        assert_eq!(
+            base,
+            reads.key("data.p.x", &input(json!({"a": 1}), "2", 11))
+        );
+        assert_ne!(
+            base,
+            reads.key("data.p.x", &input(json!({"a": 2}), "1", 10))
+        );
+        assert_ne!(
+            base,
+            reads.key("data.p.y", &input(json!({"a": 1}), "1", 10))
+        );
         // Absent, null and a non-object along the way are all told apart.
         let absent = reads.key("data.p.x", &json!({"token": {"claims": {}}}));
         let null = reads.key("data.p.x", &json!({"token": {"claims": {"att": null}}}));

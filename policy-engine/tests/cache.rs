@@ -334,12 +334,30 @@ fn tokens_with_the_same_attestation_share_one_policy_evaluation() {
     let device = |did: &str, rooted: bool| {
         token(json!({"exp": NOW + 300, "did": did, "att": {"rooted": rooted}}))
     };
-    let (a, _) = checked(&mut cache, &gate, &req("GET", "/api", &device("a", false)), NOW);
-    let (b, _) = checked(&mut cache, &gate, &req("GET", "/api", &device("b", false)), NOW);
+    let (a, _) = checked(
+        &mut cache,
+        &gate,
+        &req("GET", "/api", &device("a", false)),
+        NOW,
+    );
+    let (b, _) = checked(
+        &mut cache,
+        &gate,
+        &req("GET", "/api", &device("b", false)),
+        NOW,
+    );
     assert!(a.allow && b.allow);
     // Claim headers still come from each token, not from the memo.
-    assert_eq!((&a.headers["x-device-id"][..], &b.headers["x-device-id"][..]), ("a", "b"));
-    let (c, _) = checked(&mut cache, &gate, &req("GET", "/api", &device("c", true)), NOW);
+    assert_eq!(
+        (&a.headers["x-device-id"][..], &b.headers["x-device-id"][..]),
+        ("a", "b")
+    );
+    let (c, _) = checked(
+        &mut cache,
+        &gate,
+        &req("GET", "/api", &device("c", true)),
+        NOW,
+    );
     assert_eq!((c.allow, c.reason), (false, Reason::PolicyDenied));
     let stats = cache.stats();
     assert_eq!((stats.policy_hits, stats.policy_misses), (1, 2));
@@ -355,7 +373,11 @@ fn a_policy_reading_input_whole_is_evaluated_every_time() {
     let mut cache = DecisionCache::new(100);
     for did in ["a", "b", "c"] {
         let t = token(json!({"exp": NOW + 300, "did": did}));
-        assert!(checked(&mut cache, &gate, &req("GET", "/api", &t), NOW).0.allow);
+        assert!(
+            checked(&mut cache, &gate, &req("GET", "/api", &t), NOW)
+                .0
+                .allow
+        );
     }
     let stats = cache.stats();
     assert_eq!((stats.policy_hits, stats.policy_misses), (0, 0));

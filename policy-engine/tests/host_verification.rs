@@ -74,12 +74,12 @@ fn without_the_gateways_record_the_request_is_refused() {
 fn a_record_of_another_token_does_not_vouch_for_this_one() {
     let gate = gate("");
     let token = es256_token(NOW + 300);
-    for other in [
-        record(NOW + 301),
-        Some(HostVerified { exp: None }),
-    ] {
+    for other in [record(NOW + 301), Some(HostVerified { exp: None })] {
         let decision = check(&gate, &token, other);
-        assert_eq!((decision.allow, decision.reason), (false, Reason::SignatureInvalid));
+        assert_eq!(
+            (decision.allow, decision.reason),
+            (false, Reason::SignatureInvalid)
+        );
     }
 }
 
@@ -114,7 +114,10 @@ fn the_cache_never_serves_a_decision_made_with_a_record_to_a_request_without_one
     assert_eq!(cache.stats().decision_hits, 1);
     let mut without = Dynamic::default();
     let (refused, _) = cache.check_with(&gate, &request(&token), NOW, &mut without);
-    assert_eq!((refused.allow, refused.reason), (false, Reason::SignatureInvalid));
+    assert_eq!(
+        (refused.allow, refused.reason),
+        (false, Reason::SignatureInvalid)
+    );
 }
 
 #[test]
@@ -125,8 +128,7 @@ fn local_keys_beside_host_verification_are_refused() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("keys"), "{err}");
-    let err = Gate::from_json(r#"{"host_verification": {"payload_in_metadata": ""}}"#)
-        .unwrap_err();
+    let err = Gate::from_json(r#"{"host_verification": {"payload_in_metadata": ""}}"#).unwrap_err();
     assert!(err.to_string().contains("host_verification"), "{err}");
     // Without host verification, keys are still required.
     assert!(Gate::from_json("{}").is_err());

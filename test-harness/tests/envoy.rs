@@ -719,10 +719,19 @@ fn hybrid_es256_end_to_end() {
     let ok = envoy.get("/v1/shapes", Some(&good));
     ok.assert_reached_upstream();
     assert_eq!(ok.header("x-upstream-platform"), Some("android"), "{ok:?}");
-    assert_eq!(ok.header("x-upstream-token"), None, "the token went upstream: {ok:?}");
+    assert_eq!(
+        ok.header("x-upstream-token"),
+        None,
+        "the token went upstream: {ok:?}"
+    );
 
     // Signature good, device not: the policy still runs.
-    let rooted = mint_with(&key, &claims("hybrid-es256", "rooted.json"), "rooted.json", "300");
+    let rooted = mint_with(
+        &key,
+        &claims("hybrid-es256", "rooted.json"),
+        "rooted.json",
+        "300",
+    );
     envoy
         .get("/v1/shapes", Some(&rooted))
         .assert_denied(403, "policy_denied");
@@ -764,7 +773,9 @@ fn hybrid_es256_end_to_end() {
         .get("/v1/shapes", None)
         .assert_denied(401, "token_missing");
     // The good token again: still allowed (and now from the decision cache).
-    envoy.get("/v1/shapes", Some(&good)).assert_reached_upstream();
+    envoy
+        .get("/v1/shapes", Some(&good))
+        .assert_reached_upstream();
 }
 
 /// One request written byte for byte (path, header names and values exactly as the case
