@@ -72,6 +72,7 @@ const STRUCT_LEVELS: &[&str] = &[
     "denylist.remote",
     "cache",
     "signature",
+    "host_verification",
 ];
 const JWK_LEVEL: &str = "keys.keys[]";
 
@@ -346,8 +347,19 @@ fn without(mut config: Value, pointer: &str) -> Value {
     config
 }
 
+/// A minimal hybrid-mode config: the gateway verifies, so no keys (and none allowed).
+fn hybrid() -> Value {
+    json!({ "host_verification": { "payload_in_metadata": "attestation" } })
+}
+
 /// A minimal valid config with an object at `parent` (a schema path) to put `name` in.
 fn base_for(parent: &str, name: &str) -> Value {
+    if parent == "host_verification" {
+        return hybrid();
+    }
+    if parent.is_empty() && name == "host_verification" {
+        return json!({});
+    }
     let mut config = json!({ "keys": { "approov_secret": SECRET } });
     match parent {
         "" | "keys" => {}
@@ -415,6 +427,8 @@ fn sample_value(path: &str, property: &Value, base: &Value) -> Value {
         "token.prefix" => json!("Bearer "),
         "binding" => json!({ "headers": ["authorization"] }),
         "cache" => json!({ "entries": 100 }),
+        "host_verification" => hybrid()["host_verification"].clone(),
+        "host_verification.payload_in_metadata" => json!("jwt_payload"),
         "binding.headers" => json!(["authorization", "x-request-id"]),
         "policy" => policy(),
         "policy.modules" => policy()["modules"].clone(),
@@ -891,7 +905,36 @@ fn bad_configs_are_refused_by_schema_and_parser() {
         (what, at, with(base.clone(), at, value))
     };
     let remove_at = |what: &'static str, at: &'static str| (what, at, without(base.clone(), at));
+    judges.assert_accepted("the base of the bad hybrid configs", &hybrid());
+    let hybrid_at =
+        |what: &'static str, at: &'static str, value: Value| (what, at, with(hybrid(), at, value));
     let cases: Vec<(&str, &str, Value)> = vec![
+        // Hybrid mode (no keys).
+        hybrid_at(
+            "unknown host_verification field",
+            "/host_verification/payload",
+            json!("x"),
+        ),
+        hybrid_at(
+            "empty verifier filter",
+            "/host_verification/filter",
+            json!(""),
+        ),
+        hybrid_at(
+            "metadata key not a string",
+            "/host_verification/payload_in_metadata",
+            json!(5),
+        ),
+        (
+            "host_verification without payload_in_metadata",
+            "/host_verification/payload_in_metadata",
+            json!({ "host_verification": {} }),
+        ),
+        hybrid_at(
+            "host_verification not an object",
+            "/host_verification",
+            json!(true),
+        ),
         // Unknown fields, at every level.
         set_at("unknown top-level field", "/leway_seconds", json!(5)),
         set_at("unknown token field", "/token/heder", json!("x")),
@@ -1439,11 +1482,18 @@ fn a_maximal_config_covers_the_schema_and_survives_a_round_trip() {
         undeclared.is_empty(),
         "the maximal config sets undeclared fields: {undeclared:?}"
     );
+    // Hybrid mode excludes keys: its fields are covered by a maximal hybrid config.
+    let hybrid_config = json!({ "host_verification": {
+        "filter": "envoy.filters.http.jwt_authn",
+        "payload_in_metadata": "jwt_payload"
+    } });
+    instance_paths(&hybrid_config, &schema, "", &mut set_paths, &mut undeclared);
+    judges.assert_accepted("the maximal hybrid config", &hybrid_config);
     let unset: Vec<String> = declared_properties()
         .into_keys()
         .filter(|path| !set_paths.contains(path))
         .collect();
-    assert!(unset.is_empty(), "the maximal config leaves out: {unset:?}");
+    assert!(unset.is_empty(), "the maximal configs leave out: {unset:?}");
     let gate = judges.assert_accepted("the maximal config", &config);
 
     // What the parser writes back (as `attestgate render` does) is declared and valid too.

@@ -11,7 +11,10 @@
 //!    issuer/audience and time checks (success or error) is stored with the window of clock
 //!    values for which verifying again would give the same answer, and served only inside it:
 //!    Only the verdict is kept: a hit on a verified token parses its claims again and repeats
-//!    every check but the signature.
+//!    every check but the signature. This level is used only when a signature costs more to
+//!    verify than the token costs to hash (asymmetric or fetched keys): with HMAC keys only,
+//!    or in hybrid mode, every token is verified, forged ones included, at about the price of
+//!    a lookup.
 //!    - a verified token: from the second it was verified until `exp + leeway - 1` (one second
 //!      short of the boundary, which also covers fractional `exp`); without `exp` (only when
 //!      `require_exp` is off), for [`UNKNOWN_EXPIRY_TTL`] seconds;
@@ -300,6 +303,11 @@ struct Memo<'a> {
 impl Hooks for Memo<'_> {
     fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError> {
         let now = self.now;
+        if !self.gate.signatures_are_costly() {
+            self.stats.misses += 1;
+            self.outcome = CacheOutcome::Miss;
+            return token::verify(raw, keys, &self.gate.verify, now);
+        }
         // The gate verifies only a token header present exactly once, so the digest is there;
         // the fallback keys the raw token under its own tag, never colliding with it.
         let key = self

@@ -26,7 +26,7 @@ pub struct Config {
     #[serde(default)]
     pub token: TokenConfig,
     /// The keys tokens may be signed with. Leave empty with `host_verification`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "KeysConfig::is_empty")]
     pub keys: KeysConfig,
     /// Hybrid mode: the gateway verified the token's signature before the filter ran (Envoy's
     /// `jwt_authn`, whose BoringSSL is several times faster at ES256/RS256 than verifying in
@@ -170,6 +170,13 @@ pub struct HostVerification {
 
 fn default_verifier() -> String {
     "envoy.filters.http.jwt_authn".to_owned()
+}
+
+impl KeysConfig {
+    /// No key, secret or fetched JWKS: what a hybrid-mode config has.
+    pub fn is_empty(&self) -> bool {
+        self == &KeysConfig::default()
+    }
 }
 
 /// A document fetched over HTTP by the gateway (a JWKS or a device denylist).

@@ -193,6 +193,24 @@ impl Gate {
         })
     }
 
+    /// Whether a token's signature costs more to verify than to look up: only then does the
+    /// decision cache keep token verdicts. An HMAC over the token costs about what the
+    /// SHA-256 of it that keys the cache costs, so with HMAC keys only (or in hybrid mode,
+    /// where the gateway verified) the token level would double a fresh token's hashing and
+    /// save nothing, a flood of forged HMAC tokens included.
+    pub(crate) fn signatures_are_costly(&self) -> bool {
+        self.config.host_verification.is_none()
+            && (self.config.keys.remote.is_some()
+                || self.keys.keys().iter().any(|key| {
+                    !matches!(
+                        key.algorithm(),
+                        crate::keys::Algorithm::Hs256
+                            | crate::keys::Algorithm::Hs384
+                            | crate::keys::Algorithm::Hs512
+                    )
+                }))
+    }
+
     /// The config this gate was built from.
     pub fn config(&self) -> &Config {
         &self.config

@@ -13,6 +13,25 @@ use attestgate_policy::{
 use serde_json::json;
 
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+
+/// The gates here verify ES256: the token level is kept only for signatures that cost more
+/// than a lookup (`hmac_only_gates_verify_every_token` covers HMAC).
+fn keys() -> String {
+    let jwks = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys/es256.pub.json"),
+    )
+    .unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&jwks).unwrap();
+    json!({"keys": jwks["keys"]}).to_string()
+}
+
+fn signer() -> SigningKey {
+    let jwk = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys/es256.json"),
+    )
+    .unwrap();
+    SigningKey::from_jwk(&serde_json::from_str(&jwk).unwrap()).unwrap()
+}
 const NOW: i64 = 1_700_000_000;
 
 /// A policy that reads request facts and the clock, so a cache keyed by token alone would lie.
@@ -29,8 +48,9 @@ decision := {"allow": true, "headers": {"x-seen-path": input.request.path}} if {
 
 fn gate(extra: &str) -> Gate {
     let policy = serde_json::to_string(POLICY).unwrap();
+    let keys = keys();
     Gate::from_json(&format!(
-        r#"{{"keys":{{"approov_secret":"{SECRET}"}},
+        r#"{{"keys":{keys},
             "policy":{{"modules":{{"p.rego":{policy}}}}},
             "rules":[{{"name":"health","path":"/health","mode":"bypass"}},
                      {{"name":"beta","path_prefix":"/beta","mode":"monitor"}}],
@@ -40,9 +60,24 @@ fn gate(extra: &str) -> Gate {
 }
 
 fn token(claims: serde_json::Value) -> String {
-    SigningKey::hs256_from_base64_secret(SECRET)
+    signer().sign(claims.as_object().unwrap()).unwrap()
+}
+
+/// Good claims signed by a key the gate does not trust (same `kid`).
+fn forged_token() -> String {
+    let jwk = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys/es256_other.json"),
+    )
+    .unwrap();
+    let mut jwk: serde_json::Value = serde_json::from_str(&jwk).unwrap();
+    jwk["kid"] = signer().kid().map(String::from).into();
+    SigningKey::from_jwk(&jwk)
         .unwrap()
-        .sign(claims.as_object().unwrap())
+        .sign(
+            json!({"exp": NOW + 300, "did": "dev-1"})
+                .as_object()
+                .unwrap(),
+        )
         .unwrap()
 }
 
@@ -122,7 +157,7 @@ fn other_request_facts_are_not_served_a_cached_allow() {
 fn a_different_rule_is_a_miss_and_keeps_its_mode() {
     let gate = gate("");
     let mut cache = DecisionCache::new(100);
-    let forged = format!("{}x", good_token());
+    let forged = forged_token();
     let (d, _) = checked(&mut cache, &gate, &req("GET", "/api", &forged), NOW);
     assert_eq!((d.allow, d.reason), (false, Reason::SignatureInvalid));
     // Monitor rule: same token, lets it through with the verdict recorded.
@@ -271,8 +306,9 @@ fn default_cache_config_is_ten_thousand_and_not_rendered() {
 /// A gate whose only policy module is `rego` (package attestgate, entrypoint `decision`).
 fn gate_with_policy(rego: &str) -> Gate {
     let policy = serde_json::to_string(rego).unwrap();
+    let keys = keys();
     Gate::from_json(&format!(
-        r#"{{"keys":{{"approov_secret":"{SECRET}"}},"policy":{{"modules":{{"p.rego":{policy}}}}},
+        r#"{{"keys":{keys},"policy":{{"modules":{{"p.rego":{policy}}}}},
             "claim_to_headers":[{{"claim":"did","header":"x-device-id"}}]}}"#
     ))
     .unwrap()
@@ -382,4 +418,40 @@ fn a_policy_reading_input_whole_is_evaluated_every_time() {
     let stats = cache.stats();
     assert_eq!((stats.policy_hits, stats.policy_misses), (0, 0));
     assert_eq!(cache.outcome_entries(), 0);
+}
+
+#[test]
+fn hmac_only_gates_verify_every_token() {
+    // An HMAC costs about the SHA-256 that would key its verdict: no token level.
+    let gate = Gate::from_json(&format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}}}}"#)).unwrap();
+    let hs = |claims: serde_json::Value| {
+        SigningKey::hs256_from_base64_secret(SECRET)
+            .unwrap()
+            .sign(claims.as_object().unwrap())
+            .unwrap()
+    };
+    let good = hs(json!({"exp": NOW + 300, "did": "d"}));
+    let mut cache = DecisionCache::new(100);
+    for path in ["/a", "/b", "/c"] {
+        assert!(
+            checked(&mut cache, &gate, &req("GET", path, &good), NOW)
+                .0
+                .allow
+        );
+    }
+    let forged =
+        SigningKey::hs256_from_base64_secret("b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMh")
+            .unwrap()
+            .sign(json!({"exp": NOW + 300, "did": "d"}).as_object().unwrap())
+            .unwrap();
+    for path in ["/a", "/b"] {
+        let (d, _) = checked(&mut cache, &gate, &req("GET", path, &forged), NOW);
+        assert_eq!(d.reason, Reason::SignatureInvalid);
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.token_hits, stats.misses), (0, 5));
+    assert_eq!(cache.token_entries(), 0);
+    // The whole-decision level still answers a repeat.
+    checked(&mut cache, &gate, &req("GET", "/a", &good), NOW);
+    assert_eq!(cache.stats().decision_hits, 1);
 }

@@ -495,3 +495,62 @@ fn a_runaway_guest_runs_out_of_fuel_instead_of_hanging() {
     );
     assert!(err.contains("fuel"), "{err}");
 }
+
+// --- hybrid mode: the record Envoy's jwt_authn leaves in dynamic metadata ---------------------
+
+fn hybrid_request(token: &str, exp: Option<f64>) -> HttpRequest {
+    let mut request = HttpRequest::get("/v1/shapes").header("approov-token", token);
+    if let Some(exp) = exp {
+        // Envoy hands a number leaf of a Struct over as the 8 little-endian bytes of an f64.
+        let path = [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            "attestation",
+            "exp",
+        ];
+        request.properties.push((
+            path.iter().map(|p| (*p).to_owned()).collect(),
+            exp.to_le_bytes().to_vec(),
+        ));
+    }
+    request
+}
+
+#[test]
+fn hybrid_mode_decides_with_the_gateways_record_and_refuses_without_it() {
+    let config = json!({
+        "host_verification": {"payload_in_metadata": "attestation"},
+        "claim_to_headers": [{"claim": "did", "header": "x-device-id"}],
+    })
+    .to_string();
+    let mut vm = filter(Profile::Envoy)
+        .vm(config.as_bytes())
+        .now(NOW)
+        .start()
+        .unwrap();
+    // Signed with a key the filter does not hold: in hybrid mode the gateway verified it.
+    let token =
+        SigningKey::hs256_from_base64_secret("b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMh")
+            .unwrap()
+            .sign(
+                json!({"exp": NOW + 300, "did": "device-9"})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap();
+    let allowed = vm
+        .send(&hybrid_request(&token, Some((NOW + 300) as f64)))
+        .unwrap();
+    assert!(allowed.reached_upstream(), "{allowed:?}");
+    assert_eq!(allowed.upstream_header("x-device-id"), Some("device-9"));
+    for record in [None, Some((NOW + 301) as f64)] {
+        let refused = vm.send(&hybrid_request(&token, record)).unwrap();
+        let reply = refused.local_response.expect("refused locally");
+        assert_eq!(reply.status, 401, "{record:?}");
+        assert_eq!(
+            reply.header("x-attestgate-reason"),
+            Some("signature_invalid")
+        );
+    }
+}
