@@ -4,6 +4,8 @@
 # p50/p90/p99, non-2xx answers and the ratio to the no-filter baseline; then the issue's targets.
 #
 #   none                 no filter (the baseline)
+#   wasm_trivial         a Rust proxy-wasm filter that does nothing (scripts/bench/trivial-filter):
+#                        what any wasm filter costs in this Envoy, the ceiling for attestgate's
 #   jwt_authn            Envoy's jwt_authn, HS256, no JWT cache, a fresh token per request
 #   jwt_authn_cached     the same with jwt_cache_config, one repeated token
 #   attestgate_repeated  the attestgate filter (scripts/bench/attestgate.yaml), one repeated token
@@ -126,6 +128,14 @@ precheck() { # gate-config token
     >"$work/check.json" ||
     { echo "bench: attestgate check denies the bench token under $1:" >&2; cat "$work/check.json" >&2; exit 1; }
 }
+# The do-nothing filter, built once (its own small workspace; cached in build/bench/).
+if selected wasm_trivial; then
+  rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
+  (cd scripts/bench/trivial-filter &&
+    cargo build -q --release --target wasm32-wasip1 --target-dir ../../../build/bench/trivial-target) ||
+    { echo "bench: building scripts/bench/trivial-filter failed" >&2; exit 1; }
+fi
+
 mint_tokens hs_one
 precheck "$work/gate.json" "$(head -1 "$work/tokens/hs_one.txt")"
 if selected attestgate_es256; then

@@ -211,6 +211,45 @@ impl Gate {
                 }))
     }
 
+    /// Whether a decision can depend on the client's address: a rate limit (which counts by
+    /// address when a token names no device), or a policy that reads
+    /// `input.request.source_ip` (or reads in ways the scan cannot follow). Hosts for which
+    /// the address costs a call (Envoy's `source.address` property costs about as much as
+    /// reading every header) skip it otherwise.
+    ///
+    /// ```
+    /// use attestgate_policy::Gate;
+    /// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    /// let gate = |policy: &str| Gate::from_json(&format!(
+    ///     r#"{{"keys":{{"approov_secret":"{secret}"}},"policy":{{"modules":{{"p.rego":{}}}}}}}"#,
+    ///     serde_json::to_string(&format!("package attestgate\ndecision := {policy}")).unwrap(),
+    /// )).unwrap();
+    /// assert!(!gate("input.token.claims.ok").needs_source_ip());
+    /// assert!(gate("input.request.source_ip == \"10.0.0.1\"").needs_source_ip());
+    /// assert!(gate("count(input) > 1").needs_source_ip());
+    /// ```
+    pub fn needs_source_ip(&self) -> bool {
+        if self
+            .config
+            .rules
+            .iter()
+            .any(|rule| rule.rate_limit.is_some())
+        {
+            return true;
+        }
+        let Some(policy) = &self.policy else {
+            return false;
+        };
+        match policy.read_paths() {
+            None => true,
+            Some(paths) => paths.iter().any(|path| match path.as_slice() {
+                [request] => request == "request",
+                [request, field, ..] => request == "request" && field == "source_ip",
+                [] => true,
+            }),
+        }
+    }
+
     /// The config this gate was built from.
     pub fn config(&self) -> &Config {
         &self.config

@@ -59,25 +59,38 @@ def jwt_authn(alg, cached=False, metadata=False):
     }}
 
 
+# The do-nothing filter of scripts/bench/trivial-filter (bench-gateway.sh builds it).
+TRIVIAL_WASM = os.path.join(ROOT, "build/bench/trivial-target/wasm32-wasip1/release/trivial_filter.wasm")
+
+
 def attestgate(gate_file):
     """The filter as envoy-examples/envoy.yaml.in has it, with this gate config."""
     with open(os.path.join(WORK, gate_file)) as f:
         config = json.load(f)
+    return wasm_filter(WASM, "attestgate", json.dumps(config, separators=(",", ":")))
+
+
+def trivial():
+    """A wasm filter that only answers Continue: what any wasm filter costs here."""
+    return wasm_filter(TRIVIAL_WASM, "", "")
+
+
+def wasm_filter(filename, root_id, configuration):
     return {"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {
-            "name": "attestgate",
-            "root_id": "attestgate",
+            "name": root_id or "trivial",
+            "root_id": root_id,
             "allow_on_headers_stop_iteration": True,
             "failure_policy": "FAIL_CLOSED",
             "vm_config": {
-                "vm_id": "attestgate",
+                "vm_id": root_id or "trivial",
                 "runtime": "envoy.wasm.runtime.v8",
-                "code": {"local": {"filename": WASM}},
+                "code": {"local": {"filename": filename}},
             },
             "configuration": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
-                "value": json.dumps(config, separators=(",", ":")),
+                "value": configuration,
             },
         },
     }}
@@ -87,6 +100,7 @@ def attestgate(gate_file):
 # first, because its rate sizes the fresh token pools.
 SETUPS = {
     "none": (lambda: [], "hs_one"),
+    "wasm_trivial": (lambda: [trivial()], "hs_one"),
     "jwt_authn": (lambda: [jwt_authn("HS256")], "hs_pool"),
     "jwt_authn_cached": (lambda: [jwt_authn("HS256", cached=True)], "hs_one"),
     "attestgate_repeated": (lambda: [attestgate("gate.json")], "hs_one"),

@@ -156,6 +156,14 @@ def report(work, out_dir):
             missing = ", ".join(s for s in (num, den) if s not in results)
             ratios.append({"ratio": name, "value": None, "target": target, "verdict": "skipped"})
             lines.append(f"  {name:<34} skipped ({missing} not run)")
+    # Context, not targets: attestgate against the least any wasm filter costs in this Envoy.
+    context = [("wasm_trivial", "none"), ("attestgate_repeated", "wasm_trivial"),
+               ("attestgate_fresh", "wasm_trivial")]
+    shown = [(n, d) for n, d in context if n in results and d in results and results[d]["rps"]]
+    if shown:
+        lines += ["", "against a wasm filter that does nothing (context):"]
+        for num, den in shown:
+            lines.append(f"  {num + ' / ' + den:<34} {results[num]['rps'] / results[den]['rps']:>6.3f}")
     text = "\n".join(lines) + "\n"
     print(text, end="")
 
