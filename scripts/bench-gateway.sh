@@ -11,6 +11,7 @@
 #   attestgate_repeated  the attestgate filter (scripts/bench/attestgate.yaml), one repeated token
 #   attestgate_fresh     the filter with a fresh HS256 token per request (the same pool as jwt_authn)
 #   jwt_authn_es256      jwt_authn alone, ES256, fresh tokens
+#   jwt_authn_es256_metadata  the same with payload_in_metadata (what hybrid mode needs of it)
 #   hybrid_es256         jwt_authn ES256 (payload in metadata), then attestgate in hybrid mode
 #   attestgate_es256     the filter verifying ES256 itself, fresh tokens
 #

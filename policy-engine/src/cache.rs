@@ -348,17 +348,17 @@ impl Hooks for Memo<'_> {
         &mut self,
         policy: &Policy,
         entrypoint: &str,
-        input: Value,
+        input: &Value,
     ) -> Result<PolicyOutcome, String> {
-        let Some(key) = policy.input_key(entrypoint, &input) else {
-            return policy.evaluate(entrypoint, input);
+        let Some(key) = policy.input_key(entrypoint, input) else {
+            return policy.evaluate(entrypoint, input.clone());
         };
         if let Some(outcome) = self.outcomes.get(&key) {
             self.stats.policy_hits += 1;
             return outcome.clone();
         }
         self.stats.policy_misses += 1;
-        let outcome = policy.evaluate(entrypoint, input);
+        let outcome = policy.evaluate(entrypoint, input.clone());
         self.outcomes.put(key, outcome.clone());
         outcome
     }

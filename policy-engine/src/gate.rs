@@ -8,7 +8,7 @@ use crate::binding::{self, BindingOutcome};
 use crate::config::{Config, Mode, RouteRule};
 use crate::decision::{Decision, Reason};
 use crate::error::{ConfigError, TokenError};
-use crate::keys::KeySet;
+use crate::keys::{Algorithm, KeySet};
 use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
 use crate::request::Request;
@@ -23,7 +23,7 @@ pub(crate) trait Hooks {
         &mut self,
         policy: &Policy,
         entrypoint: &str,
-        input: Value,
+        input: &Value,
     ) -> Result<PolicyOutcome, String>;
 }
 
@@ -42,9 +42,9 @@ impl Hooks for Direct<'_> {
         &mut self,
         policy: &Policy,
         entrypoint: &str,
-        input: Value,
+        input: &Value,
     ) -> Result<PolicyOutcome, String> {
-        policy.evaluate(entrypoint, input)
+        policy.evaluate(entrypoint, input.clone())
     }
 }
 
@@ -471,18 +471,40 @@ impl Gate {
             return decision;
         };
         let rule_name = rule.and_then(|r| r.name.as_deref());
-        let mut input = self.policy_input(request, &token, binding, now, rule_name);
+        // The claims move into the input and back out: no copy of them per request (a policy
+        // memo hit never converts the input for Rego either).
+        let VerifiedToken {
+            alg,
+            kid,
+            typ,
+            claims,
+        } = token;
+        let device = self.device_id(&claims);
+        let mut input = policy_input_document(
+            request,
+            &self.config.token.header,
+            (alg, kid, typ, claims),
+            binding,
+            device,
+            now,
+            rule_name,
+        );
         if let Some(object) = input.as_object_mut() {
             object.insert("signature".to_owned(), signature.to_json());
         }
         let entrypoint = rule
             .and_then(|r| r.entrypoint.as_deref())
             .unwrap_or(self.policy_entrypoint());
-        let mut decision = match hooks.evaluate(policy, entrypoint, input) {
+        let outcome = hooks.evaluate(policy, entrypoint, &input);
+        let claims = match input.pointer_mut("/token/claims").map(Value::take) {
+            Some(Value::Object(claims)) => claims,
+            _ => Map::new(),
+        };
+        let mut decision = match outcome {
             Ok(outcome) if outcome.allow => {
                 let mut decision = Decision::allowed(mode, Reason::Allowed);
                 decision.reasons = outcome.reasons;
-                decision.headers = self.claim_headers(Some(&token.claims));
+                decision.headers = self.claim_headers(Some(&claims));
                 decision.headers.extend(outcome.headers);
                 decision
             }
@@ -504,7 +526,7 @@ impl Gate {
                 decision
             }
         };
-        decision.claims = Some(token.claims);
+        decision.claims = Some(claims);
         decision
     }
 
@@ -545,40 +567,20 @@ impl Gate {
         now: i64,
         rule: Option<&str>,
     ) -> Value {
-        let mut headers = Map::new();
-        for (name, value) in &request.headers {
-            if name.eq_ignore_ascii_case(&self.config.token.header) {
-                continue;
-            }
-            let name = name.to_ascii_lowercase();
-            match headers.get_mut(&name) {
-                Some(Value::String(joined)) => {
-                    joined.push(',');
-                    joined.push_str(value);
-                }
-                _ => {
-                    headers.insert(name, Value::String(value.clone()));
-                }
-            }
-        }
-        serde_json::json!({
-            "token": {
-                "header": { "alg": token.alg.name(), "kid": token.kid, "typ": token.typ },
-                "claims": token.claims,
-            },
-            "request": {
-                "method": request.method,
-                "path": request.path,
-                "host": request.host,
-                "headers": headers,
-                "source_ip": request.source_ip,
-            },
-            "binding": binding,
-            // Listed devices are refused before the policy runs; the id is there for rules.
-            "device": { "id": self.device_id(&token.claims), "listed": false },
-            "now": now,
-            "rule": rule,
-        })
+        policy_input_document(
+            request,
+            &self.config.token.header,
+            (
+                token.alg,
+                token.kid.clone(),
+                token.typ.clone(),
+                token.claims.clone(),
+            ),
+            binding,
+            self.device_id(&token.claims),
+            now,
+            rule,
+        )
     }
 
     /// `claim_to_headers`, for claims that exist and make a safe header value.
@@ -599,6 +601,58 @@ impl Gate {
             })
             .collect()
     }
+}
+
+/// [`Gate::policy_input`] from its parts, the token's (alg, kid, typ, claims) taken by value.
+fn policy_input_document(
+    request: &Request,
+    token_header: &str,
+    token: (
+        Algorithm,
+        Option<String>,
+        Option<String>,
+        Map<String, Value>,
+    ),
+    binding: BindingOutcome,
+    device: Option<String>,
+    now: i64,
+    rule: Option<&str>,
+) -> Value {
+    let (alg, kid, typ, claims) = token;
+    let mut headers = Map::new();
+    for (name, value) in &request.headers {
+        if name.eq_ignore_ascii_case(token_header) {
+            continue;
+        }
+        let name = name.to_ascii_lowercase();
+        match headers.get_mut(&name) {
+            Some(Value::String(joined)) => {
+                joined.push(',');
+                joined.push_str(value);
+            }
+            _ => {
+                headers.insert(name, Value::String(value.clone()));
+            }
+        }
+    }
+    serde_json::json!({
+        "token": {
+            "header": { "alg": alg.name(), "kid": kid, "typ": typ },
+            "claims": claims,
+        },
+        "request": {
+            "method": request.method,
+            "path": request.path,
+            "host": request.host,
+            "headers": headers,
+            "source_ip": request.source_ip,
+        },
+        "binding": binding,
+        // Listed devices are refused before the policy runs; the id is there for rules.
+        "device": { "id": device, "listed": false },
+        "now": now,
+        "rule": rule,
+    })
 }
 
 /// Follows a dotted path (`att.device.platform`) through nested objects.

@@ -106,6 +106,7 @@ SETUPS = {
     "attestgate_repeated": (lambda: [attestgate("gate.json")], "hs_one"),
     "attestgate_fresh": (lambda: [attestgate("gate.json")], "hs_pool"),
     "jwt_authn_es256": (lambda: [jwt_authn("ES256")], "es_pool"),
+    "jwt_authn_es256_metadata": (lambda: [jwt_authn("ES256", metadata=True)], "es_pool"),
     "hybrid_es256": (lambda: [jwt_authn("ES256", metadata=True), attestgate("gate-hybrid.json")], "es_pool"),
     "attestgate_es256": (lambda: [attestgate("gate-es256.json")], "es_pool"),
 }

@@ -25,10 +25,25 @@ struct Scenario {
     requests: Vec<attestgate_policy::Request>,
 }
 
-fn to_harness(request: &attestgate_policy::Request) -> HttpRequest {
+/// The request as the harness sends it; in hybrid mode with the record Envoy's jwt_authn
+/// leaves (the verified payload's `exp`, an f64's little-endian bytes).
+fn to_harness(request: &attestgate_policy::Request, hybrid: bool) -> HttpRequest {
     let mut out = HttpRequest::new(&request.method, &request.path).authority(&request.host);
     for (name, value) in &request.headers {
         out = out.header(name, value);
+    }
+    if hybrid {
+        let path = [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            "attestation",
+            "exp",
+        ];
+        out.properties.push((
+            path.iter().map(|p| (*p).to_owned()).collect(),
+            ((fixture::NOW + 3600) as f64).to_le_bytes().to_vec(),
+        ));
     }
     out
 }
@@ -94,6 +109,19 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             requests: fresh(&hs, n(1_000), 3_000_000),
         },
     ];
+    // Hybrid mode: the gateway verified the ES256 signature; the request carries its record.
+    let es = fixture::signer_for("ES256");
+    let mut hybrid = fixture::config(json!({}), true);
+    hybrid["host_verification"] = json!({ "payload_in_metadata": "attestation" });
+    if let Some(object) = hybrid.as_object_mut() {
+        object.remove("keys");
+    }
+    list.push(Scenario {
+        name: "hybrid_ES256",
+        what: "hybrid mode, a new ES256 token each request: all but the signature (policy memo)",
+        config: hybrid,
+        requests: fresh(&es, n(2_000), 5_000_000),
+    });
     for alg in ["HS256", "ES256", "RS256", "EdDSA"] {
         let signer = fixture::signer_for(alg);
         list.push(Scenario {
@@ -163,9 +191,17 @@ fn main() {
         // Native: the same per-worker path the filter takes (the gate and its cache).
         let gate = Gate::from_json(&config).unwrap();
         let mut cache = DecisionCache::new(gate.config().cache.entries);
+        let hybrid = gate.config().host_verification.is_some();
+        let record = attestgate_policy::remote::HostVerified {
+            exp: Some((fixture::NOW + 3600) as f64),
+        };
         let start = Instant::now();
         for request in &scenario.requests {
-            let (decision, _) = cache.check(&gate, request, fixture::NOW);
+            let mut dynamic = attestgate_policy::remote::Dynamic {
+                host_verified: hybrid.then_some(record),
+                ..Default::default()
+            };
+            let (decision, _) = cache.check_with(&gate, request, fixture::NOW, &mut dynamic);
             assert!(decision.allow, "{}: {decision:?}", scenario.name);
         }
         let native = per_request(start.elapsed(), scenario.requests.len());
@@ -175,7 +211,11 @@ fn main() {
             .now(fixture::NOW)
             .start()
             .unwrap();
-        let requests: Vec<HttpRequest> = scenario.requests.iter().map(to_harness).collect();
+        let requests: Vec<HttpRequest> = scenario
+            .requests
+            .iter()
+            .map(|request| to_harness(request, hybrid))
+            .collect();
         let start = Instant::now();
         for request in &requests {
             let outcome = vm.send(request).unwrap();
