@@ -92,7 +92,7 @@ fn check(c: &mut Criterion) {
         request.path = format!("/v1/shapes/{i}");
         request
     });
-    group.bench_function("same_token_other_path", |b| {
+    group.bench_function("same_token", |b| {
         b.iter_batched(
             || paths.next().unwrap(),
             |request| cache.check(&gate, &request, NOW),
