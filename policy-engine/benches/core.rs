@@ -2,7 +2,13 @@
 //! default policy's decision, config load, and a whole check through the decision cache on a
 //! hit and on a miss. The same work through the built filter in wasm: `attestgate bench`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 mod fixture;
 

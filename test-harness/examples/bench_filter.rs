@@ -6,7 +6,13 @@
 //! Every scenario first checks that its requests get the answer it is about (allowed), so a
 //! figure never measures a fast denial. Tokens are minted before timing starts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 #[path = "../../policy-engine/benches/fixture/mod.rs"]
 mod fixture;
@@ -33,17 +39,7 @@ fn to_harness(request: &attestgate_policy::Request, hybrid: bool) -> HttpRequest
         out = out.header(name, value);
     }
     if hybrid {
-        let path = [
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            "attestation",
-            "exp",
-        ];
-        out.properties.push((
-            path.iter().map(|p| (*p).to_owned()).collect(),
-            ((fixture::NOW + 3600) as f64).to_le_bytes().to_vec(),
-        ));
+        out = out.jwt_authn_record("attestation", (fixture::NOW + 3600) as f64);
     }
     out
 }

@@ -676,22 +676,29 @@ fn jwks_es256_end_to_end() {
         .assert_denied(403, "policy_denied");
 
     // Algorithm confusion: an HS256 token naming the ES256 key's kid.
-    let file = write_claims(&dir, "hs.json", &claims("jwks-es256", "good.json"));
-    let secret = Base64::encode_string(&[7u8; 32]);
-    let confused = cli(&[
+    let confused = hs256_naming_the_es256_key(&dir, &claims("jwks-es256", "good.json"));
+    envoy
+        .get("/v1/shapes", Some(&confused))
+        .assert_denied(401, "alg_not_allowed");
+}
+
+/// The algorithm-confusion token: HS256 with an arbitrary secret, naming the examples' ES256
+/// key (`kid: demo-es256`).
+fn hs256_naming_the_es256_key(dir: &Path, claims: &Value) -> String {
+    let file = write_claims(dir, "hs.json", claims);
+    cli(&[
         "mint",
         "--secret",
-        &secret,
+        &Base64::encode_string(&[7u8; 32]),
         "--kid",
         "demo-es256",
         "--claims",
         file.to_str().unwrap(),
         "--exp-in",
         "300",
-    ]);
-    envoy
-        .get("/v1/shapes", Some(confused.trim()))
-        .assert_denied(401, "alg_not_allowed");
+    ])
+    .trim()
+    .to_owned()
 }
 
 #[test]
@@ -754,20 +761,9 @@ fn hybrid_es256_end_to_end() {
     envoy
         .get("/v1/shapes", Some(&expired))
         .assert_denied(401, "signature_invalid");
-    let file = write_claims(&dir, "hs.json", &good_claims);
-    let confused = cli(&[
-        "mint",
-        "--secret",
-        &Base64::encode_string(&[7u8; 32]),
-        "--kid",
-        "demo-es256",
-        "--claims",
-        file.to_str().unwrap(),
-        "--exp-in",
-        "300",
-    ]);
+    let confused = hs256_naming_the_es256_key(&dir, &good_claims);
     envoy
-        .get("/v1/shapes", Some(confused.trim()))
+        .get("/v1/shapes", Some(&confused))
         .assert_denied(401, "signature_invalid");
     envoy
         .get("/v1/shapes", None)

@@ -499,22 +499,11 @@ fn a_runaway_guest_runs_out_of_fuel_instead_of_hanging() {
 // --- hybrid mode: the record Envoy's jwt_authn leaves in dynamic metadata ---------------------
 
 fn hybrid_request(token: &str, exp: Option<f64>) -> HttpRequest {
-    let mut request = HttpRequest::get("/v1/shapes").header("approov-token", token);
-    if let Some(exp) = exp {
-        // Envoy hands a number leaf of a Struct over as the 8 little-endian bytes of an f64.
-        let path = [
-            "metadata",
-            "filter_metadata",
-            "envoy.filters.http.jwt_authn",
-            "attestation",
-            "exp",
-        ];
-        request.properties.push((
-            path.iter().map(|p| (*p).to_owned()).collect(),
-            exp.to_le_bytes().to_vec(),
-        ));
+    let request = HttpRequest::get("/v1/shapes").header("approov-token", token);
+    match exp {
+        Some(exp) => request.jwt_authn_record("attestation", exp),
+        None => request,
     }
-    request
 }
 
 #[test]

@@ -267,6 +267,24 @@ impl HttpRequest {
         self
     }
 
+    /// Adds the record Envoy's `jwt_authn` leaves in the stream's dynamic metadata when it
+    /// verified a token with `payload_in_metadata: <payload_key>`: here the payload's `exp`,
+    /// as Envoy hands a number leaf over (the 8 little-endian bytes of an f64).
+    pub fn jwt_authn_record(mut self, payload_key: &str, exp: f64) -> HttpRequest {
+        let path = [
+            "metadata",
+            "filter_metadata",
+            "envoy.filters.http.jwt_authn",
+            payload_key,
+            "exp",
+        ];
+        self.properties.push((
+            path.iter().map(|p| (*p).to_owned()).collect(),
+            exp.to_le_bytes().to_vec(),
+        ));
+        self
+    }
+
     /// Sets the client address (`ip:port`).
     pub fn source(mut self, address: &str) -> HttpRequest {
         self.source_address = Some(address.to_owned());
