@@ -107,13 +107,17 @@ fn field(hash: &mut Sha256, bytes: &[u8]) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Token {
     Ident(String),
+    /// A string literal without escapes: its text is its value.
     Str(String),
+    /// A string literal with escapes (`"\u0074oken"` is `token`): never taken as a member
+    /// name, so a path through one stops before it (or, bare, makes the policy opaque).
+    Escaped,
     Punct(char),
     Other,
 }
 
 /// Identifiers, string literals and punctuation; comments dropped. `None` on an unterminated
-/// string (the policy would not compile anyway).
+/// string (the policy would not compile anyway) or a template string.
 fn lex(source: &str) -> Option<Vec<Token>> {
     let mut tokens = Vec::new();
     let mut chars = source.chars().peekable();
@@ -128,19 +132,22 @@ fn lex(source: &str) -> Option<Vec<Token>> {
             }
             '"' => {
                 let mut text = String::new();
+                let mut escaped = false;
                 loop {
                     match chars.next()? {
                         '\\' => {
-                            // Escapes are kept verbatim: a path with one is simply never
-                            // matched as the plain member name, which only costs a miss.
-                            text.push('\\');
-                            text.push(chars.next()?);
+                            escaped = true;
+                            chars.next()?;
                         }
                         '"' => break,
                         c => text.push(c),
                     }
                 }
-                tokens.push(Token::Str(text));
+                tokens.push(if escaped {
+                    Token::Escaped
+                } else {
+                    Token::Str(text)
+                });
             }
             '`' => {
                 let mut text = String::new();
@@ -174,6 +181,9 @@ fn lex(source: &str) -> Option<Vec<Token>> {
                 }
                 tokens.push(Token::Other);
             }
+            // A template string (`$"…{input.x}…"`, newer Rego) hides expressions inside a
+            // string: treat the whole source as unknowable.
+            '$' if chars.peek() == Some(&'"') => return None,
             c if c.is_ascii_punctuation() => tokens.push(Token::Punct(c)),
             _ => tokens.push(Token::Other),
         }
@@ -349,9 +359,26 @@ mod tests {
             "x := count(input)",
             "x := json.marshal(input)",
             "x := y with data.z as input",
+            "x := $\"{input.a}\"",
         ] {
             assert_eq!(paths(&format!("package p\n{body}")), None, "{body}");
         }
+    }
+
+    #[test]
+    fn an_escaped_member_name_is_never_taken_at_face_value() {
+        // `"\u0074oken"` is `token`: keying on a member named `\u0074oken` would leave the
+        // token out of the key. Bare, the use is opaque; below a static prefix, the prefix is
+        // keyed whole.
+        assert_eq!(paths("package p\nx := input[\"\\u0074oken\"]"), None);
+        assert_eq!(
+            paths("package p\nx := object.get(input, [\"\\u0074oken\"], 1)"),
+            None
+        );
+        assert_eq!(
+            paths("package p\nx := input.token[\"cl\\u0061ims\"]"),
+            Some(vec!["token".to_owned()])
+        );
     }
 
     #[test]
