@@ -175,3 +175,29 @@ fn retain_stable_drops_the_cases_a_moving_clock_would_change() {
     let dropped = materialized.retain_stable(400).unwrap();
     assert!(dropped.contains(&"hs256_valid".to_owned()), "{dropped:?}");
 }
+
+/// The decision cache over the whole corpus: each gate's cases go through one cache twice, in
+/// order and then reversed, so every level (token verdicts, policy outcomes, whole decisions)
+/// gets hits across different requests and tokens; every answer must equal `Gate::check`.
+#[test]
+fn the_decision_cache_answers_every_case_as_the_gate_does() {
+    let corpus = load(&cases_dir()).unwrap();
+    let materialized = corpus.materialize(NOW).unwrap();
+    let (mut checked, mut hits) = (0, 0);
+    for gate in &materialized.gates {
+        let checker = Gate::from_json(&gate.config.to_string()).unwrap();
+        let mut cache = attestgate_policy::DecisionCache::new(1_000);
+        let cases: Vec<_> = gate.cases.iter().chain(gate.cases.iter().rev()).collect();
+        for case in cases {
+            let request = case.request.to_request();
+            let (cached, _) = cache.check(&checker, &request, materialized.now);
+            let direct = checker.check(&request, materialized.now);
+            assert_eq!(cached, direct, "{} ({})", case.name, gate.name);
+            checked += 1;
+        }
+        let stats = cache.stats();
+        hits += stats.decision_hits + stats.token_hits + stats.policy_hits;
+    }
+    println!("corpus (cache): {checked} decisions equal, {hits} cache hits");
+    assert!(hits > 0, "the corpus never hit the cache");
+}
