@@ -218,7 +218,15 @@ pub fn request_headers(text: &str) -> Vec<(String, String)> {
     headers
 }
 
-/// The `check` target: the filter's whole plan for a request, on a corpus gate.
+thread_local! {
+    /// One decision cache per corpus gate, kept across inputs so that hits come from what
+    /// earlier inputs left: a cached answer must always be the uncached one.
+    static CACHES: std::cell::RefCell<Vec<attestgate_policy::DecisionCache>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The `check` target: the filter's whole plan for a request, on a corpus gate, uncached and
+/// through that gate's decision cache.
 pub fn check(data: &[u8]) {
     let fixture = fixture();
     let Some((&which, rest)) = data.split_first() else {
@@ -233,12 +241,32 @@ pub fn check(data: &[u8]) {
     let headers = request_headers(&String::from_utf8_lossy(rest));
     let (decision, action) = attestgate_filter::plan::plan(
         gate,
-        headers,
+        headers.clone(),
         Some(b"203.0.113.7:5100"),
         NOW,
         &mut attestgate_policy::remote::Dynamic::default(),
     );
     check_decision(&decision);
+    let index = usize::from(which) % fixture.gates.len().max(1);
+    CACHES.with(|caches| {
+        let mut caches = caches.borrow_mut();
+        while caches.len() < fixture.gates.len() {
+            caches.push(attestgate_policy::DecisionCache::new(64));
+        }
+        if let Some(cache) = caches.get_mut(index) {
+            let (cached, cached_action, _) = attestgate_filter::plan::plan_cached(
+                gate,
+                Some(cache),
+                headers,
+                Some(b"203.0.113.7:5100"),
+                NOW,
+                &mut attestgate_policy::remote::Dynamic::default(),
+            );
+            if *cached != decision || cached_action != action {
+                violated("the decision cache answers differently", &cached);
+            }
+        }
+    });
     let token_header = gate.config().token.header.to_ascii_lowercase();
     match action {
         attestgate_filter::plan::Action::Respond { status, .. } => {
