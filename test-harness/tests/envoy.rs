@@ -641,20 +641,7 @@ fn jwks_es256_end_to_end() {
     let dir = scratch("es256");
     let envoy = Envoy::start("jwks-es256");
     let key = example("jwks-es256").join("demo-es256.json");
-    let mint_es = |claims: &Value, name: &str| {
-        let file = write_claims(&dir, name, claims);
-        cli(&[
-            "mint",
-            "--key",
-            key.to_str().unwrap(),
-            "--claims",
-            file.to_str().unwrap(),
-            "--exp-in",
-            "300",
-        ])
-        .trim()
-        .to_owned()
-    };
+    let mint_es = |claims: &Value, name: &str| mint_with_key(&dir, &key, claims, name, "300");
     let good = mint_es(&claims("jwks-es256", "good.json"), "good.json");
     let ok = envoy.get("/v1/shapes", Some(&good));
     ok.assert_reached_upstream();
@@ -682,6 +669,22 @@ fn jwks_es256_end_to_end() {
         .assert_denied(401, "alg_not_allowed");
 }
 
+/// A token for `claims` (written to `dir/name`) signed with the private JWK at `key`.
+fn mint_with_key(dir: &Path, key: &Path, claims: &Value, name: &str, exp_in: &str) -> String {
+    let file = write_claims(dir, name, claims);
+    cli(&[
+        "mint",
+        "--key",
+        key.to_str().unwrap(),
+        "--claims",
+        file.to_str().unwrap(),
+        "--exp-in",
+        exp_in,
+    ])
+    .trim()
+    .to_owned()
+}
+
 /// The algorithm-confusion token: HS256 with an arbitrary secret, naming the examples' ES256
 /// key (`kid: demo-es256`).
 fn hs256_naming_the_es256_key(dir: &Path, claims: &Value) -> String {
@@ -707,18 +710,7 @@ fn hybrid_es256_end_to_end() {
     let dir = scratch("hybrid");
     let envoy = Envoy::start("hybrid-es256");
     let mint_with = |key: &Path, claims: &Value, name: &str, exp_in: &str| {
-        let file = write_claims(&dir, name, claims);
-        cli(&[
-            "mint",
-            "--key",
-            key.to_str().unwrap(),
-            "--claims",
-            file.to_str().unwrap(),
-            "--exp-in",
-            exp_in,
-        ])
-        .trim()
-        .to_owned()
+        mint_with_key(&dir, key, claims, name, exp_in)
     };
     let key = example("hybrid-es256").join("demo-es256.json");
     let good_claims = claims("hybrid-es256", "good.json");
