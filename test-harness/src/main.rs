@@ -389,14 +389,16 @@ fn mint(args: &MintArgs) -> Result<()> {
     if let Some(path) = &args.install_key {
         claims.insert("ipk".to_owned(), install_signer(path)?.ipk().into());
     }
-    if args.count == 1 {
-        println!("{}", key.sign(&claims)?);
-        return Ok(());
-    }
+    // Written, not printed: a reader that closes the pipe early (`| head`) ends the command
+    // with an error instead of a panic.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    for jti in 0..args.count {
-        claims.insert("jti".to_owned(), jti.to_string().into());
+    if args.count == 1 {
         writeln!(out, "{}", key.sign(&claims)?)?;
+    } else {
+        for jti in 0..args.count {
+            claims.insert("jti".to_owned(), jti.to_string().into());
+            writeln!(out, "{}", key.sign(&claims)?)?;
+        }
     }
     out.flush()?;
     Ok(())

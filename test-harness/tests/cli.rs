@@ -1067,3 +1067,51 @@ fn sign_mint_and_check_a_signed_post() {
         );
     }
 }
+
+#[test]
+fn mint_count_prints_distinct_tokens_that_each_verify() {
+    let scratch = Scratch::new("mint-count");
+    let claims = scratch.write("claims.json", &json!({"did": "d"}).to_string());
+    let now = NOW.to_string();
+    let out = attestgate(&[
+        "mint",
+        "--secret",
+        SECRET,
+        "--claims",
+        p(&claims),
+        "--exp-in",
+        "300",
+        "--now",
+        &now,
+        "--count",
+        "3",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let tokens: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    assert_eq!(tokens.len(), 3);
+    let distinct: std::collections::BTreeSet<_> = tokens.iter().collect();
+    assert_eq!(distinct.len(), 3, "tokens repeat: {tokens:?}");
+    let config = scratch.write(
+        "gate.json",
+        &json!({"keys": {"approov_secret": SECRET}}).to_string(),
+    );
+    for (jti, token) in tokens.iter().enumerate() {
+        let (code, decision) = check(&config, Some(token), &[]);
+        assert_eq!(code, 0, "{decision}");
+        let payload = token.split('.').nth(1).unwrap();
+        let payload: Value =
+            serde_json::from_slice(&base64ct::Base64UrlUnpadded::decode_vec(payload).unwrap())
+                .unwrap();
+        assert_eq!(payload["jti"], jti.to_string());
+    }
+    let out = attestgate(&[
+        "mint",
+        "--secret",
+        SECRET,
+        "--claims",
+        p(&claims),
+        "--count",
+        "0",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "--count 0 is refused");
+}
