@@ -383,16 +383,17 @@ fn cached_until(result: &Result<VerifiedToken, TokenError>, now: i64, leeway: i6
 
 /// The key of a token header value.
 fn token_key(header_value: &str) -> Key {
-    let mut hash = Sha256::new();
-    field(&mut hash, b"attestgate token header v1");
-    field(&mut hash, header_value.as_bytes());
-    hash.finalize().into()
+    tagged_digest(b"attestgate token header v1", header_value.as_bytes())
 }
 
 fn raw_token_key(raw: &str) -> Key {
+    tagged_digest(b"attestgate raw token v1", raw.as_bytes())
+}
+
+fn tagged_digest(tag: &[u8], bytes: &[u8]) -> Key {
     let mut hash = Sha256::new();
-    field(&mut hash, b"attestgate raw token v1");
-    field(&mut hash, raw.as_bytes());
+    field(&mut hash, tag);
+    field(&mut hash, bytes);
     hash.finalize().into()
 }
 
@@ -469,7 +470,7 @@ fn decision_key(
 }
 
 /// Length-prefixed, so no two different field lists hash the same bytes.
-fn field(hash: &mut Sha256, bytes: &[u8]) {
+pub(crate) fn field(hash: &mut Sha256, bytes: &[u8]) {
     hash.update((bytes.len() as u64).to_le_bytes());
     hash.update(bytes);
 }

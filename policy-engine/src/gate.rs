@@ -76,6 +76,10 @@ pub struct Gate {
     pub(crate) id: u64,
     /// The request headers a decision can depend on.
     pub(crate) headers_read: HeaderScope,
+    /// [`Gate::signatures_are_costly`] and [`Gate::needs_source_ip`], derived once at load:
+    /// both are asked on the request path.
+    costly_signatures: bool,
+    source_ip_read: bool,
 }
 
 /// Which request headers a decision can depend on. The whole-decision cache keys on these
@@ -183,14 +187,19 @@ impl Gate {
             signature_by_host: config.host_verification.is_some(),
         };
         let headers_read = HeaderScope::of(&config, policy.as_ref());
-        Ok(Gate {
+        let mut gate = Gate {
             headers_read,
+            costly_signatures: false,
+            source_ip_read: false,
             config,
             keys,
             verify,
             policy,
             id: NEXT_GATE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        })
+        };
+        gate.costly_signatures = gate.derive_costly_signatures();
+        gate.source_ip_read = gate.derive_source_ip_read();
+        Ok(gate)
     }
 
     /// Whether a token's signature costs more to verify than to look up: only then does the
@@ -199,6 +208,10 @@ impl Gate {
     /// where the gateway verified) the token level would double a fresh token's hashing and
     /// save nothing, a flood of forged HMAC tokens included.
     pub(crate) fn signatures_are_costly(&self) -> bool {
+        self.costly_signatures
+    }
+
+    fn derive_costly_signatures(&self) -> bool {
         self.config.host_verification.is_none()
             && (self.config.keys.remote.is_some()
                 || self.keys.keys().iter().any(|key| {
@@ -229,6 +242,10 @@ impl Gate {
     /// assert!(gate("count(input) > 1").needs_source_ip());
     /// ```
     pub fn needs_source_ip(&self) -> bool {
+        self.source_ip_read
+    }
+
+    fn derive_source_ip_read(&self) -> bool {
         if self
             .config
             .rules

@@ -17,6 +17,8 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::cache::field;
+
 /// Builtins whose result is not a function of their arguments: a policy calling one is never
 /// memoized.
 const NONDETERMINISTIC: &[&str] = &[
@@ -96,12 +98,6 @@ impl InputReads {
         }
         hash.finalize().into()
     }
-}
-
-/// Length-prefixed, so no two different field lists hash the same bytes.
-fn field(hash: &mut Sha256, bytes: &[u8]) {
-    hash.update((bytes.len() as u64).to_le_bytes());
-    hash.update(bytes);
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
