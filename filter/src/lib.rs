@@ -274,25 +274,26 @@ impl Context for AttestHttp {}
 
 impl HttpContext for AttestHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let action = match self.facts() {
-            Ok(Some(mut request)) => {
-                if !end_of_stream {
-                    // Decided once the whole body is here (on_http_request_body).
-                    self.pending = Some(request);
-                    return Action::Pause;
-                }
-                request.body = Some(Vec::new());
-                self.decide_request(&request)
-            }
-            Ok(None) => self.decide(),
+        let action = match self.headers_stage(end_of_stream) {
+            Ok(None) => return Action::Pause, // decided once the whole body is here
+            Ok(Some(plan)) => Ok(plan),
             Err(problem) => Err(problem),
         };
         self.conclude(action)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if self.pending.is_none() {
+        let Some(request) = &self.pending else {
             return Action::Continue;
+        };
+        let limit = self
+            .gate
+            .as_ref()
+            .map_or(0, |gate| gate.max_body_bytes(request));
+        if body_size > limit {
+            // Over the route's cap: decided on the first limit + 1 bytes (the gate refuses
+            // them with body_too_large), never buffered further.
+            return self.finish(limit.saturating_add(1));
         }
         if !end_of_stream {
             return Action::Pause; // the host buffers until the end of the stream
@@ -303,13 +304,13 @@ impl HttpContext for AttestHttp {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // Trailers end the stream without an end-of-stream body callback: decide on the body
         // buffered so far (untested in Envoy: trailer-bearing requests are rare on such routes).
-        self.finish(BODY_LIMIT)
+        let limit = match (&self.gate, &self.pending) {
+            (Some(gate), Some(request)) => gate.max_body_bytes(request).saturating_add(1),
+            _ => 0,
+        };
+        self.finish(limit)
     }
 }
-
-/// Most body bytes read for a `content-digest` check; the host's own buffer limit
-/// (Envoy: `per_connection_buffer_limit_bytes`, 1 MiB by default) refuses more first.
-const BODY_LIMIT: usize = 64 * 1024 * 1024;
 
 impl AttestHttp {
     /// Carries out a plan; a failure inside the filter fails closed with `internal_error`.
@@ -340,38 +341,27 @@ impl AttestHttp {
         self.conclude(action)
     }
 
-    /// The request facts when the matched route needs the body before deciding (its request
-    /// signature covers `content-digest`), else `None`.
-    fn facts(&self) -> Result<Option<attestgate_policy::Request>, String> {
-        let gate = self.gate.as_ref().ok_or("no gate configured")?;
-        if !gate.config().signature.needs_body()
-            && !gate
-                .config()
-                .rules
-                .iter()
-                .any(|r| r.signature.as_ref().is_some_and(|s| s.needs_body()))
-        {
-            return Ok(None);
-        }
+    /// Decides at the request headers, or holds the request (`None`) when it must be decided
+    /// on its body: a signature it carries covers `content-digest` on a route that checks
+    /// signatures.
+    fn headers_stage(&mut self, end_of_stream: bool) -> Result<Option<Plan>, String> {
+        let gate = Rc::clone(self.gate.as_ref().ok_or("no gate configured")?);
         let headers = request_headers()?;
-        let request = plan::request_facts(headers, source_address(gate).as_deref());
-        Ok(gate
-            .signature_config(&request)
-            .needs_body()
-            .then_some(request))
+        let mut request = plan::request_facts(headers, source_address(&gate).as_deref());
+        if gate.needs_body(&request) {
+            if !end_of_stream {
+                self.pending = Some(request);
+                return Ok(None);
+            }
+            request.body = Some(Vec::new());
+        }
+        self.decide_facts(&gate, &request, now()?).map(Some)
     }
 
     /// Decides request facts gathered with the body.
     fn decide_request(&self, request: &attestgate_policy::Request) -> Result<Plan, String> {
         let gate = self.gate.as_ref().ok_or("no gate configured")?;
         self.decide_facts(gate, request, now()?)
-    }
-
-    fn decide(&self) -> Result<Plan, String> {
-        let gate = self.gate.as_ref().ok_or("no gate configured")?;
-        let headers = request_headers()?;
-        let request = plan::request_facts(headers, source_address(gate).as_deref());
-        self.decide_facts(gate, &request, now()?)
     }
 
     /// Decides with what this worker holds: fetched keys and denylist, shared rate-limit

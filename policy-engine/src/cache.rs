@@ -238,7 +238,7 @@ impl DecisionCache {
             levels.second = now;
             levels.decisions.clear();
         }
-        let matched = gate.matching_rule(request);
+        let matched = gate.matching_rule(request).ok().flatten();
         let rule = matched.and_then(|rule| {
             gate.config()
                 .rules

@@ -308,9 +308,14 @@ pub struct RouteRule {
     /// Exact path (query string ignored).
     #[serde(default)]
     pub path: Option<String>,
-    /// Path prefix.
+    /// Path prefix, matched on segment boundaries unless `prefix_match` says `string`:
+    /// `/beta` matches `/beta` and `/beta/…`, not `/betamax`.
     #[serde(default)]
     pub path_prefix: Option<String>,
+    /// How `path_prefix` matches: `segment` (default, like Envoy's `path_separated_prefix`)
+    /// or `string` (any path that starts with the prefix's characters).
+    #[serde(default, skip_serializing_if = "PrefixMatch::is_default")]
+    pub prefix_match: PrefixMatch,
     /// Methods; empty matches any.
     #[serde(default)]
     pub methods: Vec<String>,
@@ -327,6 +332,42 @@ pub struct RouteRule {
     /// Request signatures for matching requests, replacing the top-level `signature`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureConfig>,
+}
+
+/// How a rule's `path_prefix` matches a path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixMatch {
+    /// The prefix is the path or ends where a segment ends: `/beta` matches `/beta`,
+    /// `/beta/` and `/beta/x`, not `/betamax`.
+    #[default]
+    Segment,
+    /// The path starts with the prefix's characters: `/beta` also matches `/betamax`.
+    String,
+}
+
+impl PrefixMatch {
+    fn is_default(&self) -> bool {
+        *self == PrefixMatch::default()
+    }
+
+    /// Whether `path` (a resolved reading) falls under `prefix`.
+    ///
+    /// ```
+    /// use attestgate_policy::PrefixMatch;
+    /// assert!(PrefixMatch::Segment.matches("/beta", "/beta/x"));
+    /// assert!(!PrefixMatch::Segment.matches("/beta", "/betamax"));
+    /// assert!(PrefixMatch::String.matches("/beta", "/betamax"));
+    /// ```
+    pub fn matches(self, prefix: &str, path: &str) -> bool {
+        let Some(rest) = path.strip_prefix(prefix) else {
+            return false;
+        };
+        match self {
+            PrefixMatch::String => true,
+            PrefixMatch::Segment => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+        }
+    }
 }
 
 /// Copies a verified claim into an upstream header.

@@ -56,11 +56,21 @@ pub enum Reason {
     DeviceDenied,
     /// The device (or client address) is over its rate limit.
     RateLimited,
+    /// The path reads differently under common upstream conventions (encoded slashes,
+    /// backslashes, `;` parameters, dot segments), and the readings fall under different
+    /// route rules: which rule applies cannot be told, so the request is refused (400).
+    PathAmbiguous,
+    /// The request body must be read for its signed `content-digest`, and it is longer than
+    /// the route's `max_body_bytes` (413).
+    BodyTooLarge,
+    /// The host could not load the config; every request on that route is refused (500).
+    /// Used by hosts that cannot refuse a config at load (ngx_wasm_module), never by the core.
+    ConfigInvalid,
 }
 
 impl Reason {
     /// All reasons, for metrics that pre-register one counter each.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 24] = [
         Reason::Allowed,
         Reason::Bypassed,
         Reason::TokenMissing,
@@ -82,6 +92,9 @@ impl Reason {
         Reason::KeysUnavailable,
         Reason::DeviceDenied,
         Reason::RateLimited,
+        Reason::PathAmbiguous,
+        Reason::BodyTooLarge,
+        Reason::ConfigInvalid,
     ];
 
     /// The wire form, e.g. `"token_expired"`.
@@ -112,6 +125,9 @@ impl Reason {
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::DeviceDenied => "device_denied",
             Reason::RateLimited => "rate_limited",
+            Reason::PathAmbiguous => "path_ambiguous",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::ConfigInvalid => "config_invalid",
         }
     }
 
@@ -122,7 +138,9 @@ impl Reason {
             Reason::Allowed | Reason::Bypassed => 200,
             Reason::PolicyDenied | Reason::PolicyError | Reason::DeviceDenied => 403,
             Reason::RateLimited => 429,
-            Reason::InternalError => 500,
+            Reason::PathAmbiguous => 400,
+            Reason::BodyTooLarge => 413,
+            Reason::InternalError | Reason::ConfigInvalid => 500,
             Reason::KeysUnavailable => 503,
             _ => 401,
         }

@@ -206,7 +206,8 @@ impl Gate {
     pub fn explain(&self, request: &Request, now: i64) -> Explanation {
         let decision = self.check(request, now);
         let config = self.config();
-        let matched = self.matching_rule(request).map(|rule| RuleMatch {
+        let route = self.matching_rule(request);
+        let matched = route.clone().ok().flatten().map(|rule| RuleMatch {
             index: config
                 .rules
                 .iter()
@@ -215,8 +216,10 @@ impl Gate {
             name: rule.name.clone(),
             entrypoint: rule.entrypoint.clone(),
         });
-        let mode = self
-            .matching_rule(request)
+        let mode = route
+            .clone()
+            .ok()
+            .flatten()
             .and_then(|r| r.mode)
             .unwrap_or(config.mode);
         let mut explanation = Explanation {
@@ -229,6 +232,10 @@ impl Gate {
             policy_input: None,
         };
         let mut steps = Steps(Vec::new());
+        if let Err(ambiguity) = route {
+            explanation.steps = steps.fail(StepId::Route, ambiguity.to_string());
+            return explanation;
+        }
         let rule_text = match &explanation.rule {
             Some(RuleMatch {
                 name: Some(name), ..

@@ -80,6 +80,16 @@ pub struct Gate {
     /// both are asked on the request path.
     costly_signatures: bool,
     source_ip_read: bool,
+    /// [`Gate::may_need_body`], derived once at load.
+    may_need_body: bool,
+}
+
+/// A path whose readings ([`Request::path_readings`]) fall under different route rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the path reads differently under common upstream conventions ({}) and those readings fall under different route rules", readings.join(", "))]
+pub struct PathAmbiguity {
+    /// The distinct readings.
+    pub readings: Vec<String>,
 }
 
 /// Which request headers a decision can depend on. The whole-decision cache keys on these
@@ -191,6 +201,7 @@ impl Gate {
             headers_read,
             costly_signatures: false,
             source_ip_read: false,
+            may_need_body: false,
             config,
             keys,
             verify,
@@ -199,6 +210,12 @@ impl Gate {
         };
         gate.costly_signatures = gate.derive_costly_signatures();
         gate.source_ip_read = gate.derive_source_ip_read();
+        gate.may_need_body = gate.config.signature.mode != SignatureMode::Off
+            || gate.config.rules.iter().any(|rule| {
+                rule.signature
+                    .as_ref()
+                    .is_some_and(|s| s.mode != SignatureMode::Off)
+            });
         Ok(gate)
     }
 
@@ -320,7 +337,17 @@ impl Gate {
         dynamic: &mut Dynamic<'_>,
         hooks: &mut dyn Hooks,
     ) -> Decision {
-        let rule = self.matching_rule(request);
+        let rule = match self.matching_rule(request) {
+            Ok(rule) => rule,
+            Err(ambiguity) => {
+                // Refused in every mode: no rule can be trusted to be the one that applies.
+                return Decision::denied(
+                    Mode::Enforce,
+                    Reason::PathAmbiguous,
+                    vec![ambiguity.to_string()],
+                );
+            }
+        };
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
         let rule_name = rule.and_then(|r| r.name.clone());
         let mut decision = match mode {
@@ -337,21 +364,54 @@ impl Gate {
         decision
     }
 
-    /// The first rule matching the request, if any, by its normalized path
-    /// ([`Request::normalized_path`]) and method.
-    pub fn matching_rule(&self, request: &Request) -> Option<&RouteRule> {
-        let path = request.normalized_path();
-        self.config.rules.iter().find(|rule| {
+    /// The first rule matching the request, if any: by method, and by path under every
+    /// reading an upstream may give it ([`Request::path_readings`]). When the readings fall
+    /// under different rules (or some under a rule and some under none), the request is
+    /// [`PathAmbiguity`]: a bypass or monitor rule must never apply to a path that some
+    /// upstream resolves outside it.
+    ///
+    /// ```
+    /// use attestgate_policy::{Gate, Request};
+    /// let gate = Gate::from_json(r#"{
+    ///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+    ///     "rules": [ { "path_prefix": "/beta", "mode": "monitor" } ]
+    /// }"#).unwrap();
+    /// let rule = |path: &str| gate.matching_rule(&Request::new("GET", path));
+    /// assert!(rule("/beta/x").unwrap().is_some());
+    /// assert!(rule("/betamax").unwrap().is_none());
+    /// assert!(rule("/beta/..;/admin").is_err());
+    /// ```
+    pub fn matching_rule(&self, request: &Request) -> Result<Option<&RouteRule>, PathAmbiguity> {
+        if self.config.rules.is_empty() {
+            return Ok(None);
+        }
+        let readings = request.path_readings();
+        let mut chosen: Option<Option<usize>> = None;
+        for reading in &readings {
+            let index = self.rule_index(reading, &request.method);
+            match chosen {
+                None => chosen = Some(index),
+                Some(first) if first == index => {}
+                Some(_) => {
+                    return Err(PathAmbiguity { readings });
+                }
+            }
+        }
+        Ok(chosen
+            .flatten()
+            .and_then(|index| self.config.rules.get(index)))
+    }
+
+    /// The index of the first rule matching one reading of the path.
+    fn rule_index(&self, path: &str, method: &str) -> Option<usize> {
+        self.config.rules.iter().position(|rule| {
             let path_ok = match (&rule.path, &rule.path_prefix) {
-                (Some(exact), _) => path == *exact,
-                (None, Some(prefix)) => path.starts_with(prefix.as_str()),
+                (Some(exact), _) => path == exact,
+                (None, Some(prefix)) => rule.prefix_match.matches(prefix, path),
                 (None, None) => true,
             };
-            let method_ok = rule.methods.is_empty()
-                || rule
-                    .methods
-                    .iter()
-                    .any(|m| m.eq_ignore_ascii_case(&request.method));
+            let method_ok =
+                rule.methods.is_empty() || rule.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
             path_ok && method_ok
         })
     }
@@ -444,6 +504,23 @@ impl Gate {
             None => BindingOutcome::default(),
         };
         let signature_config = self.signature_config(request);
+        if request
+            .body
+            .as_ref()
+            .is_some_and(|body| body.len() > signature_config.max_body_bytes)
+            && signature_config.body_needed(request)
+        {
+            let mut decision = Decision::denied(
+                mode,
+                Reason::BodyTooLarge,
+                vec![format!(
+                    "the signed body is longer than {} bytes",
+                    signature_config.max_body_bytes
+                )],
+            );
+            decision.claims = Some(token.claims);
+            return decision;
+        }
         let signature = signature_config.check(request, &token.claims, now);
         if let Some(reason) = signature.denial(signature_config.mode) {
             let message = signature.error.as_ref().map(ToString::to_string);
@@ -559,10 +636,45 @@ impl Gate {
             .map(str::to_owned)
     }
 
-    /// The request-signature config for a request: its rule's, else the top-level one. Hosts
-    /// ask [`crate::signature::SignatureConfig::needs_body`] of it to know whether to buffer the body.
+    /// Whether a request must be decided on its complete body: its route checks signatures and
+    /// a signature it carries covers `content-digest`. Hosts ask at the request headers, then
+    /// read at most [`Gate::max_body_bytes`] + 1 bytes of body before deciding.
+    ///
+    /// ```
+    /// use attestgate_policy::{Gate, Request};
+    /// let gate = Gate::from_json(r#"{
+    ///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+    ///     "signature": { "mode": "required" }
+    /// }"#).unwrap();
+    /// let get = Request::new("GET", "/v1/x")
+    ///     .with_header("Signature-Input", r#"install=("@method" "@target-uri");created=1"#);
+    /// let post = Request::new("POST", "/v1/x")
+    ///     .with_header("Signature-Input", r#"install=("@method" "content-digest");created=1"#);
+    /// assert!(!gate.needs_body(&get));
+    /// assert!(gate.needs_body(&post));
+    /// assert_eq!(gate.max_body_bytes(&post), 1024 * 1024);
+    /// ```
+    pub fn needs_body(&self, request: &Request) -> bool {
+        self.may_need_body && self.signature_config(request).body_needed(request)
+    }
+
+    /// Most body bytes a request's route reads (its signature's `max_body_bytes`): a longer
+    /// body is refused with `body_too_large`.
+    pub fn max_body_bytes(&self, request: &Request) -> usize {
+        self.signature_config(request).max_body_bytes
+    }
+
+    /// Whether any request can need its body ([`Gate::needs_body`]): signatures are checked
+    /// somewhere. Hosts skip reading headers early when not.
+    pub fn may_need_body(&self) -> bool {
+        self.may_need_body
+    }
+
+    /// The request-signature config for a request: its rule's, else the top-level one.
     pub fn signature_config(&self, request: &Request) -> &crate::signature::SignatureConfig {
         self.matching_rule(request)
+            .ok()
+            .flatten()
             .and_then(|rule| rule.signature.as_ref())
             .unwrap_or(&self.config.signature)
     }

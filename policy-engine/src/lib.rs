@@ -51,12 +51,12 @@ pub use binding::{binding_hash, BindingOutcome};
 pub use cache::{CacheOutcome, CacheStats, DecisionCache, MAX_WHOLE_DECISIONS, UNKNOWN_EXPIRY_TTL};
 pub use config::{
     BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig, HostVerification, KeysConfig,
-    Mode, PolicyConfig, RateLimit, RemoteSource, RouteRule, TokenConfig,
+    Mode, PolicyConfig, PrefixMatch, RateLimit, RemoteSource, RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::{ConfigError, TokenError};
 pub use explain::{DecodedToken, Explanation, RuleMatch, Step, StepId, StepStatus};
-pub use gate::Gate;
+pub use gate::{Gate, PathAmbiguity};
 pub use json::StrictJsonError;
 pub use keys::{Algorithm, Key, KeySet};
 pub use policy::{run_rego_tests, Policy, PolicyOutcome, RegoTest};

@@ -562,6 +562,123 @@ impl InstallSigner {
     }
 }
 
+/// Signs requests the way Approov's SDK does by default: an `install` member
+/// (`ecdsa-p256-sha256`, when the install key is given) and an `account` member
+/// (`hmac-sha256`, when the account key is given) in one `Signature-Input` / `Signature`
+/// pair, each covering [`approov_components`], with `created` and `expires = created + 15`.
+///
+/// ```
+/// use attestgate_policy::mint::{ApproovSigner, InstallSigner};
+/// use attestgate_policy::signature::AccountKey;
+/// use attestgate_policy::Request;
+///
+/// let signer = ApproovSigner {
+///     install: Some(InstallSigner::from_slice(&[7; 32]).unwrap()),
+///     account: Some(AccountKey::from_base64("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=").unwrap()),
+/// };
+/// let request = Request::new("POST", "/v1/pay").with_host("api.example.com")
+///     .with_header("Approov-Token", "t").with_header("Content-Type", "application/json")
+///     .with_body("{}");
+/// let signed = signer.sign_request(request, 1_700_000_000).unwrap();
+/// let input = signed.header_values("signature-input").next().unwrap();
+/// assert!(input.starts_with(r#"install=("@method" "@target-uri" "approov-token" "content-type" "content-digest");created=1700000000;expires=1700000015"#));
+/// assert!(input.contains(", account=("));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ApproovSigner {
+    /// The install key, when the device has one.
+    pub install: Option<InstallSigner>,
+    /// The account message-signing key.
+    pub account: Option<crate::signature::AccountKey>,
+}
+
+/// The components Approov's SDK covers by default: `@method`, `@target-uri`, the token
+/// header, `Approov-TraceID` and `Approov-Status` when present, `Authorization`,
+/// `Content-Length` and `Content-Type` when present, and `Content-Digest` whenever the
+/// request has a body.
+pub fn approov_components(request: &crate::Request) -> Vec<String> {
+    let mut components = vec!["@method".to_owned(), "@target-uri".to_owned()];
+    for (name, always) in [
+        ("approov-token", true),
+        ("approov-traceid", false),
+        ("approov-status", false),
+        ("authorization", false),
+        ("content-length", false),
+        ("content-type", false),
+    ] {
+        if always || request.header_values(name).next().is_some() {
+            components.push(name.to_owned());
+        }
+    }
+    if request.body.as_ref().is_some_and(|body| !body.is_empty()) {
+        components.push("content-digest".to_owned());
+    }
+    components
+}
+
+impl ApproovSigner {
+    /// Signs with the SDK's default components and lifetime.
+    pub fn sign_request(
+        &self,
+        request: crate::Request,
+        created: i64,
+    ) -> Result<crate::Request, MintError> {
+        let mut options =
+            crate::signature::SignOptions::new(approov_components(&request), created);
+        options.expires = Some(created + 15);
+        self.sign_request_with(request, &options)
+    }
+
+    /// Signs with these options (their label is replaced by `install` / `account`); a
+    /// `Content-Digest` (sha-256) is added first when `content-digest` is covered.
+    pub fn sign_request_with(
+        &self,
+        mut request: crate::Request,
+        options: &crate::signature::SignOptions,
+    ) -> Result<crate::Request, MintError> {
+        use crate::signature::{self, DigestAlgorithm, Message, Signer};
+        let covers_digest = options.components.iter().any(|c| c == "content-digest");
+        if covers_digest && request.header_values("content-digest").next().is_none() {
+            let digest = signature::content_digest(
+                request.body.as_deref().unwrap_or_default(),
+                DigestAlgorithm::Sha256,
+            );
+            request = request.with_header("Content-Digest", digest);
+        }
+        let mut inputs = Vec::new();
+        let mut signatures = Vec::new();
+        let members = [
+            (
+                signature::DEFAULT_LABEL,
+                self.install.as_ref().map(|k| Signer::Install(&k.key)),
+            ),
+            (
+                signature::DEFAULT_ACCOUNT_LABEL,
+                self.account.as_ref().map(Signer::Account),
+            ),
+        ];
+        for (label, key) in members {
+            let Some(key) = key else { continue };
+            let options = signature::SignOptions {
+                label: label.to_owned(),
+                ..options.clone()
+            };
+            let (input, sig) =
+                signature::sign_with(key, &Message::from_request(&request, "https"), &options)?;
+            inputs.push(input);
+            signatures.push(sig);
+        }
+        if inputs.is_empty() {
+            return Err(MintError::InvalidJwk(
+                "give an install key, an account key or both".to_owned(),
+            ));
+        }
+        Ok(request
+            .with_header("Signature-Input", inputs.join(", "))
+            .with_header("Signature", signatures.join(", ")))
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {

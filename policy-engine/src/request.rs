@@ -83,11 +83,12 @@ impl Request {
         self.path.get(..end).unwrap_or(&self.path)
     }
 
-    /// The path as an upstream would resolve it, for matching route rules: query dropped,
+    /// The path as an upstream following RFC 3986 would resolve it: query dropped,
     /// percent-encoded unreserved characters decoded (`%62` → `b`; `%2F` stays), repeated
     /// slashes merged and `.`/`..` segments removed (RFC 3986 §6.2.2, §5.2.4). Without this,
     /// `/health/../admin` would match a `/health` bypass rule while the upstream serves
-    /// `/admin`.
+    /// `/admin`. Route rules match every reading of [`Request::path_readings`], of which this
+    /// is one.
     ///
     /// ```
     /// use attestgate_policy::Request;
@@ -97,30 +98,148 @@ impl Request {
     /// assert_eq!(path("/a%2Fb"), "/a%2Fb");
     /// ```
     pub fn normalized_path(&self) -> String {
-        let decoded = decode_unreserved(self.path_without_query());
-        let mut segments: Vec<&str> = Vec::new();
-        let mut parts = decoded.split('/').peekable();
-        let mut trailing_slash = false;
-        while let Some(part) = parts.next() {
-            let last = parts.peek().is_none();
-            match part {
-                "" | "." => trailing_slash = last && !segments.is_empty(),
-                ".." => {
-                    segments.pop();
-                    trailing_slash = last && !segments.is_empty();
-                }
-                segment => {
-                    segments.push(segment);
-                    trailing_slash = false;
-                }
+        read_path(self.path_without_query(), Convention::RFC3986)
+    }
+
+    /// Every way a common upstream may read the path: with or without `%2F`/`%5C` decoded to
+    /// separators, `\` taken as `/` (IIS, some Java and Node servers), `;` segment parameters
+    /// dropped (Tomcat, Spring: `/a/..;/b` is `/b`) and repeated slashes merged, dot segments
+    /// (encoded or not) resolved in each. Distinct readings only, the RFC 3986 one first. A
+    /// path that holds none of `%`, `\`, `;`, `//` or a dot segment has one reading.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// let readings = |p: &str| Request::new("GET", p).path_readings();
+    /// assert_eq!(readings("/beta/x"), ["/beta/x"]);
+    /// assert!(readings("/beta%2F..%2Fadmin").contains(&"/admin".to_owned()));
+    /// assert!(readings("/beta/..;/admin").contains(&"/admin".to_owned()));
+    /// assert!(readings("/beta\\..\\admin").contains(&"/admin".to_owned()));
+    /// ```
+    pub fn path_readings(&self) -> Vec<String> {
+        let path = self.path_without_query();
+        let plain = !path.contains(['%', '\\', ';'])
+            && !path.contains("//")
+            && !path.split('/').any(|s| s == "." || s == "..");
+        if plain {
+            return vec![read_path(path, Convention::RFC3986)];
+        }
+        let mut readings: Vec<String> = Vec::with_capacity(4);
+        for convention in Convention::ALL {
+            let reading = read_path(path, convention);
+            if !readings.contains(&reading) {
+                readings.push(reading);
             }
         }
-        let mut path = format!("/{}", segments.join("/"));
-        if trailing_slash {
-            path.push('/');
-        }
-        path
+        readings
     }
+}
+
+/// One upstream convention for reading a path; each flag is a way some server differs from
+/// RFC 3986.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Convention {
+    /// `%2F` and `%5C` decoded before the path is split into segments.
+    decode_slashes: bool,
+    /// `\` is a separator.
+    backslash: bool,
+    /// `;` starts a segment parameter, dropped.
+    strip_params: bool,
+    /// Repeated slashes count as one.
+    merge_slashes: bool,
+}
+
+impl Convention {
+    const RFC3986: Convention = Convention {
+        decode_slashes: false,
+        backslash: false,
+        strip_params: false,
+        merge_slashes: true,
+    };
+
+    /// Every combination of the flags, RFC 3986 (with merged slashes, as Envoy's
+    /// `merge_slashes` does) first.
+    const ALL: [Convention; 16] = {
+        let mut all = [Convention::RFC3986; 16];
+        let mut i = 0;
+        while i < 16 {
+            all[i] = Convention {
+                decode_slashes: i & 1 != 0,
+                backslash: i & 2 != 0,
+                strip_params: i & 4 != 0,
+                merge_slashes: i & 8 == 0,
+            };
+            i += 1;
+        }
+        all
+    };
+}
+
+/// Reads a path (without its query) under one convention: separators found, parameters
+/// dropped, unreserved escapes decoded, then dot segments resolved (RFC 3986 §5.2.4).
+fn read_path(path: &str, convention: Convention) -> String {
+    let mut text = std::borrow::Cow::Borrowed(path);
+    if convention.decode_slashes && text.contains('%') {
+        text = decode_slashes(&text).into();
+    }
+    if convention.backslash && text.contains('\\') {
+        text = text.replace('\\', "/").into();
+    }
+    let mut segments: Vec<String> = Vec::new();
+    let body = text.strip_prefix('/').unwrap_or(&text);
+    let mut parts = body.split('/').peekable();
+    let mut trailing_slash = false;
+    while let Some(part) = parts.next() {
+        let last = parts.peek().is_none();
+        let part = if convention.strip_params {
+            part.split(';').next().unwrap_or_default()
+        } else {
+            part
+        };
+        let segment = decode_unreserved(part);
+        match segment.as_str() {
+            "." => trailing_slash = last,
+            ".." => {
+                segments.pop();
+                trailing_slash = last;
+            }
+            "" if convention.merge_slashes || last => trailing_slash = last,
+            _ => {
+                segments.push(segment);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut path = String::with_capacity(text.len() + 1);
+    for segment in &segments {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if trailing_slash || path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+/// `%2F` → `/` and `%5C` → `\` (either case of hex digit); everything else kept.
+fn decode_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(at) = rest.find('%') {
+        out.push_str(rest.get(..at).unwrap_or_default());
+        let escape = rest.get(at..at + 3).unwrap_or_default();
+        if escape.eq_ignore_ascii_case("%2f") {
+            out.push('/');
+            rest = rest.get(at + 3..).unwrap_or_default();
+        } else if escape.eq_ignore_ascii_case("%5c") {
+            out.push('\\');
+            rest = rest.get(at + 3..).unwrap_or_default();
+        } else {
+            out.push('%');
+            rest = rest.get(at + 1..).unwrap_or_default();
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Decodes `%XX` only where XX is an unreserved character; everything else is kept as is.

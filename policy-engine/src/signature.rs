@@ -1,12 +1,17 @@
-//! Install-key request signatures: HTTP Message Signatures (RFC 9421) with `ecdsa-p256-sha256`,
-//! and the body digest they cover (`Content-Digest`, RFC 9530).
+//! Request signatures: HTTP Message Signatures (RFC 9421) as Approov's SDK sends them, and the
+//! body digest they cover (`Content-Digest`, RFC 9530).
 //!
-//! The app install holds a P-256 key; the attestation token names its public half (claim
-//! `ipk`, base64 DER SubjectPublicKeyInfo). Each request carries `Signature-Input` and
-//! `Signature` headers under one label (`install` by default). Verifying rebuilds the
-//! signature base exactly as RFC 9421 §2.5 says from the request as received, checks the
-//! `created` / `expires` parameters against the caller's clock, checks that every required
-//! component is covered and verifies the 64-byte `r || s` signature (§3.3.4).
+//! Two kinds of signature, each under its own label of one `Signature-Input` / `Signature`
+//! pair:
+//! - **install** (`ecdsa-p256-sha256`): the app install holds a P-256 key; the attestation
+//!   token names its public half (claim `ipk`, base64 DER SubjectPublicKeyInfo);
+//! - **account** (`hmac-sha256`): the account's message-signing key, shared by every app of
+//!   the account, so that a device without secure hardware still signs.
+//!
+//! Verifying rebuilds the signature base exactly as RFC 9421 §2.5 says from the request as
+//! received (component parameters `sf`, `key`, `bs` and `@query-param;name` included),
+//! checks the `created` / `expires` parameters against the caller's clock, checks that every
+//! required component is covered and verifies the signature (§3.3.4, §3.3.3).
 //!
 //! Structured fields are parsed and serialized with the `sfv` crate (RFC 8941).
 //!
@@ -30,7 +35,8 @@
 //! ```
 
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
-use p256::ecdsa::signature::{Signer, Verifier};
+use hmac::{Hmac, Mac};
+use p256::ecdsa::signature::{Signer as _, Verifier as _};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use sfv::{BareItem, Dictionary, FieldType, InnerList, Item, List, ListEntry, Parameters, Parser};
@@ -39,8 +45,17 @@ use sha2::{Digest, Sha256, Sha512};
 /// The signature label verified unless configured otherwise.
 pub const DEFAULT_LABEL: &str = "install";
 
-/// The one algorithm accepted (RFC 9421 §3.3.4).
+/// The label of account signatures unless configured otherwise.
+pub const DEFAULT_ACCOUNT_LABEL: &str = "account";
+
+/// The install signature's algorithm (RFC 9421 §3.3.4).
 pub const ALGORITHM: &str = "ecdsa-p256-sha256";
+
+/// The account signature's algorithm (RFC 9421 §3.3.3).
+pub const ACCOUNT_ALGORITHM: &str = "hmac-sha256";
+
+/// Shortest account key accepted: the HMAC's output size, as for `approov_secret`.
+pub const MIN_ACCOUNT_KEY_BYTES: usize = 32;
 
 /// Why a request signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,9 +73,32 @@ pub enum SignatureError {
     /// The `alg` parameter names another algorithm.
     #[error("unsupported signature algorithm `{0}`")]
     UnsupportedAlgorithm(String),
-    /// A covered component this verifier does not derive (or a component parameter).
+    /// A covered component this verifier does not derive (e.g. trailers, `;tr`).
     #[error("unsupported covered component `{0}`")]
     UnsupportedComponent(String),
+    /// A component parameter RFC 9421 does not define, or one used where the RFC forbids it
+    /// (`bs` with `sf` or `key`, `req` in a request, `name` outside `@query-param`).
+    #[error("invalid parameters on component `{component}`: {message}")]
+    InvalidComponentParameter {
+        /// The component identifier.
+        component: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `sf` or `key` is given for a field whose value is not a structured field.
+    #[error("covered field `{0}` is not a structured field")]
+    NotStructured(String),
+    /// `key` names a member the dictionary field does not have.
+    #[error("covered field `{field}` has no dictionary member `{key}`")]
+    MemberAbsent {
+        /// The field.
+        field: String,
+        /// The member.
+        key: String,
+    },
+    /// `@query-param` names a parameter the query has more than once (RFC 9421 §2.2.8).
+    #[error("query parameter `{0}` appears more than once")]
+    QueryParamRepeated(String),
     /// A configured component the signature does not cover.
     #[error("required component `{0}` is not covered by the signature")]
     RequiredComponentNotCovered(String),
@@ -90,7 +128,10 @@ pub enum SignatureError {
     /// The token has no install key claim.
     #[error("token has no install key claim `{0}`")]
     NoKey(String),
-    /// The ECDSA signature does not verify over the signature base.
+    /// The account signature's key is not configured.
+    #[error("no account key is configured")]
+    NoAccountKey,
+    /// The signature does not verify over the signature base.
     #[error("request signature does not verify")]
     BadSignature,
     /// `content-digest` is covered but the body is not available to check it.
@@ -151,16 +192,19 @@ impl<'a> Message<'a> {
         )
     }
 
-    /// Field lines of a header, trimmed and joined with `, ` (RFC 9421 §2.1); `None` if absent.
-    fn field(&self, name: &str) -> Option<String> {
-        let mut values = self
-            .headers
+    /// Field lines of a header, each trimmed, in order.
+    fn field_lines(&self, name: &str) -> Vec<&'a str> {
+        self.headers
             .iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim_matches([' ', '\t']))
-            .peekable();
-        values.peek()?;
-        Some(values.collect::<Vec<_>>().join(", "))
+            .collect()
+    }
+
+    /// Field lines of a header, trimmed and joined with `, ` (RFC 9421 §2.1); `None` if absent.
+    fn field(&self, name: &str) -> Option<String> {
+        let lines = self.field_lines(name);
+        (!lines.is_empty()).then(|| lines.join(", "))
     }
 
     fn path_and_query(&self) -> (&'a str, Option<&'a str>) {
@@ -171,21 +215,42 @@ impl<'a> Message<'a> {
         }
     }
 
-    /// The value of one component (RFC 9421 §2.1 fields, §2.2 derived components).
-    fn component(&self, name: &str) -> Result<String, SignatureError> {
+    /// `@authority`: lower-cased, without the scheme's default port (RFC 9421 §2.2.3).
+    fn authority(&self) -> String {
+        let authority = self.authority.to_ascii_lowercase();
+        let default_port = match self.scheme.to_ascii_lowercase().as_str() {
+            "https" => ":443",
+            "http" => ":80",
+            _ => return authority,
+        };
+        match authority.strip_suffix(default_port) {
+            Some(host) if !host.is_empty() => host.to_owned(),
+            _ => authority,
+        }
+    }
+
+    /// The value of one component (RFC 9421 §2.1 fields with their parameters, §2.2 derived
+    /// components).
+    fn component(&self, component: &Component) -> Result<String, SignatureError> {
+        let name = component.name.as_str();
         let (path, query) = self.path_and_query();
         let path = if path.is_empty() { "/" } else { path };
         let value = match name {
             "@method" => self.method.to_owned(),
             "@scheme" => self.scheme.to_ascii_lowercase(),
-            "@authority" => self.authority.to_ascii_lowercase(),
+            "@authority" => self.authority(),
             "@path" => path.to_owned(),
             "@query" => format!("?{}", query.unwrap_or("")),
+            "@query-param" => {
+                let wanted = component.query_name.as_deref().unwrap_or_default();
+                query_param(query.unwrap_or(""), wanted)?
+                    .ok_or_else(|| SignatureError::ComponentAbsent(component.label()))?
+            }
             "@request-target" => self.target.to_owned(),
             "@target-uri" => format!(
                 "{}://{}{}",
                 self.scheme.to_ascii_lowercase(),
-                self.authority.to_ascii_lowercase(),
+                self.authority(),
                 self.target
             ),
             "@status" => match self.status {
@@ -195,9 +260,26 @@ impl<'a> Message<'a> {
             derived if derived.starts_with('@') => {
                 return Err(SignatureError::UnsupportedComponent(name.to_owned()))
             }
-            field => self
-                .field(field)
-                .ok_or_else(|| SignatureError::ComponentAbsent(field.to_owned()))?,
+            field => {
+                let lines = self.field_lines(field);
+                if lines.is_empty() {
+                    return Err(SignatureError::ComponentAbsent(field.to_owned()));
+                }
+                if component.bs {
+                    // §2.1.3: each field line wrapped as a byte sequence.
+                    lines
+                        .iter()
+                        .map(|line| format!(":{}:", Base64::encode_string(line.as_bytes())))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                } else if let Some(key) = &component.key {
+                    dictionary_member(field, &lines.join(", "), key)?
+                } else if component.sf {
+                    reserialize(field, &lines.join(", "))?
+                } else {
+                    lines.join(", ")
+                }
+            }
         };
         if value.contains(['\r', '\n']) {
             return Err(SignatureError::MalformedInput(format!(
@@ -208,13 +290,251 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Fields defined as dictionaries and lists (RFC 9421, 9530, 9209, 9211, 9218); others are
+/// read as whichever structured type parses, dictionary first.
+const DICTIONARY_FIELDS: &[&str] = &[
+    "content-digest",
+    "repr-digest",
+    "want-content-digest",
+    "want-repr-digest",
+    "signature",
+    "signature-input",
+    "accept-signature",
+    "priority",
+    "cdn-cache-control",
+];
+const LIST_FIELDS: &[&str] = &["cache-status", "proxy-status", "accept-ch"];
+
+/// `;sf`: the field re-serialized strictly as its structured type (§2.1.1).
+fn reserialize(field: &str, value: &str) -> Result<String, SignatureError> {
+    let not_structured = || SignatureError::NotStructured(field.to_owned());
+    let as_dictionary = || -> Option<String> {
+        Parser::new(value)
+            .parse::<Dictionary>()
+            .ok()
+            .and_then(|d| d.serialize())
+    };
+    let as_list = || -> Option<String> {
+        Parser::new(value)
+            .parse::<List>()
+            .ok()
+            .and_then(|l| l.serialize())
+    };
+    let as_item = || -> Option<String> {
+        Parser::new(value)
+            .parse::<Item>()
+            .ok()
+            .map(|i| i.serialize())
+    };
+    let serialized = if DICTIONARY_FIELDS.contains(&field) {
+        as_dictionary()
+    } else if LIST_FIELDS.contains(&field) {
+        as_list()
+    } else {
+        as_dictionary().or_else(as_list).or_else(as_item)
+    };
+    serialized.ok_or_else(not_structured)
+}
+
+/// `;key="k"`: the serialized value of one dictionary member (§2.1.2).
+fn dictionary_member(field: &str, value: &str, key: &str) -> Result<String, SignatureError> {
+    let dict = Parser::new(value)
+        .parse::<Dictionary>()
+        .map_err(|_| SignatureError::NotStructured(field.to_owned()))?;
+    let member = dict
+        .get(key)
+        .ok_or_else(|| SignatureError::MemberAbsent {
+            field: field.to_owned(),
+            key: key.to_owned(),
+        })?;
+    List::from([member.clone()])
+        .serialize()
+        .ok_or_else(|| SignatureError::NotStructured(field.to_owned()))
+}
+
+/// `@query-param;name="n"` (§2.2.8): the query parsed as `application/x-www-form-urlencoded`,
+/// names and values re-encoded with the URL standard's component percent-encode set. `None`
+/// when the query has no such parameter; an error when it has it more than once.
+fn query_param(query: &str, wanted: &str) -> Result<Option<String>, SignatureError> {
+    let mut found = None;
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_encode(&form_decode(name)) != wanted {
+            continue;
+        }
+        if found.is_some() {
+            return Err(SignatureError::QueryParamRepeated(wanted.to_owned()));
+        }
+        found = Some(percent_encode(&form_decode(value)));
+    }
+    Ok(found)
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
+fn form_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b, hex) {
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Percent-encodes every byte outside the URL standard's component set's complement:
+/// letters, digits and `!'()*-._~` stay.
+fn percent_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || b"!'()*-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One covered component: a name and the parameters RFC 9421 §2.1 and §2.2.8 define.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Component {
+    name: String,
+    sf: bool,
+    bs: bool,
+    key: Option<String>,
+    query_name: Option<String>,
+    /// The identifier as the signature base writes it: `"name";params`.
+    identifier: String,
+}
+
+impl Component {
+    /// A component without parameters.
+    fn plain(name: &str) -> Component {
+        Component {
+            name: name.to_owned(),
+            sf: false,
+            bs: false,
+            key: None,
+            query_name: None,
+            identifier: format!("\"{name}\""),
+        }
+    }
+
+    /// From one item of a `Signature-Input` inner list.
+    fn from_item(item: &Item) -> Result<Component, SignatureError> {
+        let Some(name) = item.bare_item.as_string().map(|s| s.as_str()) else {
+            return Err(SignatureError::MalformedInput(
+                "component identifiers must be strings".to_owned(),
+            ));
+        };
+        if name.is_empty() || name.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(SignatureError::MalformedInput(format!(
+                "component `{name}` must be a non-empty lower-case name"
+            )));
+        }
+        let mut component = Component::plain(name);
+        component.identifier = item.serialize();
+        let invalid = |message: &str| SignatureError::InvalidComponentParameter {
+            component: component.identifier.clone(),
+            message: message.to_owned(),
+        };
+        let mut errors = None;
+        for (key, value) in &item.params {
+            let flag = || value.as_boolean().ok_or_else(|| invalid("must be a boolean"));
+            let text = || {
+                value
+                    .as_string()
+                    .map(|s| s.as_str().to_owned())
+                    .ok_or_else(|| invalid("must be a string"))
+            };
+            let result = match key.as_str() {
+                "sf" => flag().map(|on| component.sf = on),
+                "bs" => flag().map(|on| component.bs = on),
+                "key" => text().map(|k| component.key = Some(k)),
+                "name" => text().map(|n| component.query_name = Some(n)),
+                "req" => Err(invalid(
+                    "`req` names the request of a signed response; a request has none",
+                )),
+                "tr" => Err(SignatureError::UnsupportedComponent(format!(
+                    "{} (trailers are not available to the gate)",
+                    component.identifier
+                ))),
+                other => Err(invalid(&format!("unknown parameter `{other}`"))),
+            };
+            if let Err(error) = result {
+                errors = Some(error);
+                break;
+            }
+        }
+        if let Some(error) = errors {
+            return Err(error);
+        }
+        let derived = name.starts_with('@');
+        if component.bs && (component.sf || component.key.is_some()) {
+            return Err(invalid("`bs` cannot be combined with `sf` or `key`"));
+        }
+        if derived && (component.sf || component.bs || component.key.is_some()) {
+            return Err(invalid("`sf`, `key` and `bs` apply to fields only"));
+        }
+        match (name == "@query-param", component.query_name.is_some()) {
+            (true, false) => return Err(invalid("`@query-param` needs a `name`")),
+            (false, true) => return Err(invalid("`name` applies to `@query-param` only")),
+            _ => {}
+        }
+        Ok(component)
+    }
+
+    /// From configuration or a caller: a bare name, or a serialized item with parameters
+    /// (`"@query-param";name="id"`).
+    fn parse(text: &str) -> Result<Component, SignatureError> {
+        if !text.starts_with('"') {
+            return Ok(Component::plain(text));
+        }
+        let item = Parser::new(text)
+            .parse::<Item>()
+            .map_err(|e| SignatureError::MalformedInput(e.to_string()))?;
+        Component::from_item(&item)
+    }
+
+    /// How outputs name it: the bare name without parameters, else the identifier.
+    fn label(&self) -> String {
+        if self.identifier.len() == self.name.len() + 2 {
+            self.name.clone()
+        } else {
+            self.identifier.clone()
+        }
+    }
+}
+
 /// One signature, as parsed from `Signature-Input` and `Signature`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedSignature {
     /// The label both headers use.
     pub label: String,
-    /// Covered component identifiers, in order.
+    /// Covered components, in order: the bare name, or the identifier with its parameters
+    /// (`"@query-param";name="id"`).
     pub components: Vec<String>,
+    /// The covered components, parsed.
+    items: Vec<Component>,
+    /// The `alg` parameter, if given.
+    pub alg: Option<String>,
     /// `created`, unix seconds.
     pub created: Option<i64>,
     /// `expires`, unix seconds.
@@ -262,10 +582,12 @@ pub fn parse(message: &Message<'_>, label: &str) -> Result<ParsedSignature, Sign
             "the member is not an inner list".to_owned(),
         ));
     };
-    let components = components(inner)?;
+    let items = components(inner)?;
     let mut parsed = ParsedSignature {
         label: label.to_owned(),
-        components,
+        components: items.iter().map(Component::label).collect(),
+        items,
+        alg: None,
         created: None,
         expires: None,
         keyid: None,
@@ -274,6 +596,12 @@ pub fn parse(message: &Message<'_>, label: &str) -> Result<ParsedSignature, Sign
     };
     for (key, value) in &inner.params {
         let bad = |what: &str| SignatureError::MalformedInput(format!("`{key}` must be {what}"));
+        let text = || {
+            value
+                .as_string()
+                .map(|s| s.as_str().to_owned())
+                .ok_or_else(|| bad("a string"))
+        };
         match key.as_str() {
             "created" => {
                 parsed.created = Some(value.as_integer().ok_or_else(|| bad("an integer"))?.into())
@@ -281,22 +609,11 @@ pub fn parse(message: &Message<'_>, label: &str) -> Result<ParsedSignature, Sign
             "expires" => {
                 parsed.expires = Some(value.as_integer().ok_or_else(|| bad("an integer"))?.into())
             }
-            "keyid" => {
-                parsed.keyid = Some(
-                    value
-                        .as_string()
-                        .ok_or_else(|| bad("a string"))?
-                        .as_str()
-                        .to_owned(),
-                );
+            "keyid" => parsed.keyid = Some(text()?),
+            "alg" => parsed.alg = Some(text()?),
+            "nonce" | "tag" => {
+                text()?;
             }
-            "alg" => {
-                let alg = value.as_string().ok_or_else(|| bad("a string"))?.as_str();
-                if alg != ALGORITHM {
-                    return Err(SignatureError::UnsupportedAlgorithm(alg.to_owned()));
-                }
-            }
-            "nonce" | "tag" => {}
             other => {
                 return Err(SignatureError::MalformedInput(format!(
                     "unknown parameter `{other}`"
@@ -312,61 +629,80 @@ pub fn parse(message: &Message<'_>, label: &str) -> Result<ParsedSignature, Sign
     Ok(parsed)
 }
 
-fn components(inner: &InnerList) -> Result<Vec<String>, SignatureError> {
-    let mut names: Vec<String> = Vec::with_capacity(inner.items.len());
+/// Whether the member `label` of a request's `Signature-Input` covers a component: what a
+/// host asks before deciding whether to wait for the body (`content-digest`). False when the
+/// header or the member is absent or unreadable.
+pub fn covers(message: &Message<'_>, label: &str, name: &str) -> bool {
+    let Ok(Some(inputs)) = dictionary(message, "signature-input") else {
+        return false;
+    };
+    match inputs.get(label) {
+        Some(ListEntry::InnerList(inner)) => inner
+            .items
+            .iter()
+            .any(|item| item.bare_item.as_string().is_some_and(|s| s.as_str() == name)),
+        _ => false,
+    }
+}
+
+fn components(inner: &InnerList) -> Result<Vec<Component>, SignatureError> {
+    let mut items: Vec<Component> = Vec::with_capacity(inner.items.len());
     for item in &inner.items {
-        let Some(name) = item.bare_item.as_string().map(|s| s.as_str()) else {
-            return Err(SignatureError::MalformedInput(
-                "component identifiers must be strings".to_owned(),
-            ));
-        };
-        if !item.params.is_empty() {
-            return Err(SignatureError::UnsupportedComponent(format!(
-                "{name} with parameters"
-            )));
-        }
-        if name.is_empty() || name.bytes().any(|b| b.is_ascii_uppercase()) {
+        let component = Component::from_item(item)?;
+        if items.iter().any(|c| c.identifier == component.identifier) {
             return Err(SignatureError::MalformedInput(format!(
-                "component `{name}` must be a non-empty lower-case name"
+                "component `{}` is listed twice",
+                component.identifier
             )));
         }
-        if names.iter().any(|n| n == name) {
-            return Err(SignatureError::MalformedInput(format!(
-                "component `{name}` is listed twice"
-            )));
-        }
-        names.push(name.to_owned());
+        items.push(component);
     }
-    Ok(names)
+    Ok(items)
 }
 
+/// A signature member: a byte sequence (RFC 9421 §4.2), or a string of base64 as some
+/// versions of Approov's service layers send it.
 fn signature_bytes(entry: &ListEntry) -> Result<Vec<u8>, SignatureError> {
+    let not_bytes =
+        || SignatureError::MalformedSignature("the member is not a byte sequence".to_owned());
     match entry {
-        ListEntry::Item(Item { bare_item, .. }) => bare_item
-            .as_byte_sequence()
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| {
-                SignatureError::MalformedSignature("the member is not a byte sequence".to_owned())
-            }),
-        ListEntry::InnerList(_) => Err(SignatureError::MalformedSignature(
-            "the member is not a byte sequence".to_owned(),
-        )),
+        ListEntry::Item(Item { bare_item, .. }) => {
+            if let Some(bytes) = bare_item.as_byte_sequence() {
+                return Ok(bytes.to_vec());
+            }
+            let text = bare_item.as_string().ok_or_else(not_bytes)?;
+            Base64::decode_vec(text.as_str()).map_err(|_| not_bytes())
+        }
+        ListEntry::InnerList(_) => Err(not_bytes()),
     }
 }
 
-/// The signature base of RFC 9421 §2.5: one `"name": value` line per covered component, then
-/// the `@signature-params` line, joined with `\n` and without a trailing newline.
+/// The signature base of RFC 9421 §2.5: one `"name";params: value` line per covered
+/// component, then the `@signature-params` line, joined with `\n` and without a trailing
+/// newline. A component is a bare name (`@method`, `content-type`) or an identifier with its
+/// parameters (`"@query-param";name="id"`, `"example-dict";key="a"`).
 pub fn signature_base(
     message: &Message<'_>,
     components: &[String],
     signature_params: &str,
 ) -> Result<String, SignatureError> {
+    let items = components
+        .iter()
+        .map(|text| Component::parse(text))
+        .collect::<Result<Vec<_>, _>>()?;
+    base_of(message, &items, signature_params)
+}
+
+fn base_of(
+    message: &Message<'_>,
+    components: &[Component],
+    signature_params: &str,
+) -> Result<String, SignatureError> {
     let mut base = String::new();
-    for name in components {
-        let value = message.component(name)?;
-        base.push('"');
-        base.push_str(name);
-        base.push_str("\": ");
+    for component in components {
+        let value = message.component(component)?;
+        base.push_str(&component.identifier);
+        base.push_str(": ");
         base.push_str(&value);
         base.push('\n');
     }
@@ -440,9 +776,70 @@ pub struct Verified {
     pub created: Option<i64>,
 }
 
-/// Verifies the signature under `options.label` at time `now` (unix seconds). `body` is the
-/// complete request body when the host has it; it is needed only when `content-digest` is
-/// covered, and then the digest is checked against it.
+/// An account's message-signing key for `hmac-sha256` signatures.
+///
+/// ```
+/// use attestgate_policy::signature::AccountKey;
+/// assert!(AccountKey::from_base64("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=").is_ok());
+/// assert!(AccountKey::from_base64("c2hvcnQ=").is_err()); // 5 bytes: too weak
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccountKey(Vec<u8>);
+
+impl std::fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AccountKey(..)")
+    }
+}
+
+impl AccountKey {
+    /// From base64 (any alphabet, padded or not), as `approov_secret`; at least
+    /// [`MIN_ACCOUNT_KEY_BYTES`] bytes.
+    pub fn from_base64(text: &str) -> Result<AccountKey, SignatureError> {
+        let bytes = crate::keys::decode_approov_secret(text)
+            .map_err(|message| SignatureError::InvalidKey(message.to_owned()))?;
+        AccountKey::from_bytes(bytes)
+    }
+
+    /// From the raw key bytes; at least [`MIN_ACCOUNT_KEY_BYTES`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<AccountKey, SignatureError> {
+        if bytes.len() < MIN_ACCOUNT_KEY_BYTES {
+            return Err(SignatureError::InvalidKey(format!(
+                "an account key of {} bytes is too weak for hmac-sha256 (at least {MIN_ACCOUNT_KEY_BYTES})",
+                bytes.len()
+            )));
+        }
+        Ok(AccountKey(bytes))
+    }
+
+    fn mac(&self) -> Result<Hmac<Sha256>, SignatureError> {
+        Hmac::<Sha256>::new_from_slice(&self.0)
+            .map_err(|_| SignatureError::InvalidKey("unusable hmac key".to_owned()))
+    }
+}
+
+/// The key a signature is checked with, each pinned to its algorithm.
+#[derive(Debug, Clone, Copy)]
+pub enum SignatureKey<'k> {
+    /// `ecdsa-p256-sha256` with the install key.
+    Install(&'k InstallKey),
+    /// `hmac-sha256` with the account key.
+    Account(&'k AccountKey),
+}
+
+impl SignatureKey<'_> {
+    /// The RFC 9421 algorithm name the key is pinned to.
+    pub fn algorithm(&self) -> &'static str {
+        match self {
+            SignatureKey::Install(_) => ALGORITHM,
+            SignatureKey::Account(_) => ACCOUNT_ALGORITHM,
+        }
+    }
+}
+
+/// Verifies the install signature under `options.label` at time `now` (unix seconds). `body`
+/// is the complete request body when the host has it; it is needed only when
+/// `content-digest` is covered, and then the digest is checked against it.
 pub fn verify(
     message: &Message<'_>,
     body: Option<&[u8]>,
@@ -450,11 +847,36 @@ pub fn verify(
     options: &VerifyOptions,
     now: i64,
 ) -> Result<Verified, SignatureError> {
+    verify_with(message, body, SignatureKey::Install(key), options, now)
+}
+
+/// [`verify`] with either kind of key.
+pub fn verify_with(
+    message: &Message<'_>,
+    body: Option<&[u8]>,
+    key: SignatureKey<'_>,
+    options: &VerifyOptions,
+    now: i64,
+) -> Result<Verified, SignatureError> {
     let parsed = parse(message, &options.label)?;
+    if let Some(alg) = &parsed.alg {
+        if alg != key.algorithm() {
+            return Err(SignatureError::UnsupportedAlgorithm(alg.clone()));
+        }
+    }
     check_parsed(&parsed, options, now)?;
-    let base = signature_base(message, &parsed.components, &parsed.signature_params)?;
-    verify_base(key, &base, &parsed.signature)?;
-    if parsed.components.iter().any(|c| c == "content-digest") {
+    let base = base_of(message, &parsed.items, &parsed.signature_params)?;
+    match key {
+        SignatureKey::Install(key) => verify_base(key, &base, &parsed.signature)?,
+        SignatureKey::Account(key) => {
+            let mut mac = key.mac()?;
+            mac.update(base.as_bytes());
+            // Constant-time comparison.
+            mac.verify_slice(&parsed.signature)
+                .map_err(|_| SignatureError::BadSignature)?;
+        }
+    }
+    if parsed.items.iter().any(|c| c.name == "content-digest") {
         let digest = message
             .field("content-digest")
             .ok_or_else(|| SignatureError::ComponentAbsent("content-digest".to_owned()))?;
@@ -474,7 +896,7 @@ pub fn check_parsed(
     now: i64,
 ) -> Result<(), SignatureError> {
     for required in &options.required_components {
-        if !parsed.components.iter().any(|c| c == required) {
+        if !parsed.items.iter().any(|c| &c.name == required) {
             return Err(SignatureError::RequiredComponentNotCovered(
                 required.clone(),
             ));
@@ -602,18 +1024,62 @@ impl SignOptions {
     }
 }
 
-/// Signs a message: returns the `Signature-Input` and `Signature` header values. Covered
-/// header fields (e.g. `content-digest`) must already be in `message.headers`.
+/// A key that signs requests, as an app does: the install's P-256 key or the account key.
+#[derive(Debug, Clone, Copy)]
+pub enum Signer<'k> {
+    /// `ecdsa-p256-sha256`.
+    Install(&'k SigningKey),
+    /// `hmac-sha256`.
+    Account(&'k AccountKey),
+}
+
+/// Signs a message with an install key: returns the `Signature-Input` and `Signature` header
+/// values. Covered header fields (e.g. `content-digest`) must already be in
+/// `message.headers`.
 pub fn sign(
     key: &SigningKey,
     message: &Message<'_>,
     options: &SignOptions,
 ) -> Result<(String, String), SignatureError> {
+    sign_with(Signer::Install(key), message, options)
+}
+
+/// [`sign`] with either kind of key. Components may carry parameters
+/// (`"@query-param";name="id"`).
+///
+/// ```
+/// use attestgate_policy::signature::{self, AccountKey, Message, SignOptions, Signer, SignatureKey, VerifyOptions};
+/// let key = AccountKey::from_base64("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=").unwrap();
+/// let mut options = SignOptions::new(["@method", "\"@query-param\";name=\"id\""], 1_700_000_000);
+/// options.label = "account".to_owned();
+/// let message = Message::request("GET", "https", "api.example.com", "/v1/x?id=7", &[]);
+/// let (input, sig) = signature::sign_with(Signer::Account(&key), &message, &options).unwrap();
+/// assert_eq!(input, r#"account=("@method" "@query-param";name="id");created=1700000000"#);
+///
+/// let headers = vec![("Signature-Input".to_owned(), input), ("Signature".to_owned(), sig)];
+/// let message = Message::request("GET", "https", "api.example.com", "/v1/x?id=7", &headers);
+/// let verify = VerifyOptions { label: "account".to_owned(), required_components: vec![], ..VerifyOptions::default() };
+/// assert!(signature::verify_with(&message, None, SignatureKey::Account(&key), &verify, 1_700_000_001).is_ok());
+/// ```
+pub fn sign_with(
+    key: Signer<'_>,
+    message: &Message<'_>,
+    options: &SignOptions,
+) -> Result<(String, String), SignatureError> {
     let invalid = |what: &str| SignatureError::MalformedInput(what.to_owned());
     let mut items = Vec::with_capacity(options.components.len());
-    for name in &options.components {
-        let string = sfv::String::try_from(name.clone()).map_err(|_| invalid("component name"))?;
-        items.push(Item::new(BareItem::String(string)));
+    for text in &options.components {
+        let item = if text.starts_with('"') {
+            Parser::new(text)
+                .parse::<Item>()
+                .map_err(|e| SignatureError::MalformedInput(e.to_string()))?
+        } else {
+            let string =
+                sfv::String::try_from(text.clone()).map_err(|_| invalid("component name"))?;
+            Item::new(BareItem::String(string))
+        };
+        Component::from_item(&item)?;
+        items.push(item);
     }
     let mut params = Parameters::new();
     let mut param = |name: &str, value: BareItem| -> Result<(), SignatureError> {
@@ -633,11 +1099,15 @@ pub fn sign(
         let value = sfv::String::try_from(keyid.clone()).map_err(|_| invalid("keyid"))?;
         param("keyid", BareItem::String(value))?;
     }
+    let algorithm = match key {
+        Signer::Install(_) => ALGORITHM,
+        Signer::Account(_) => ACCOUNT_ALGORITHM,
+    };
     if options.alg {
         param(
             "alg",
             BareItem::String(
-                sfv::String::try_from(ALGORITHM.to_owned()).map_err(|_| invalid("alg"))?,
+                sfv::String::try_from(algorithm.to_owned()).map_err(|_| invalid("alg"))?,
             ),
         )?;
     }
@@ -645,16 +1115,29 @@ pub fn sign(
     let signature_params = List::from([entry.clone()])
         .serialize()
         .ok_or_else(|| invalid("empty"))?;
-    let base = signature_base(message, &options.components, &signature_params)?;
-    let signature: Signature = key.sign(base.as_bytes());
+    let ListEntry::InnerList(inner) = &entry else {
+        return Err(invalid("not an inner list"));
+    };
+    let base = base_of(message, &components(inner)?, &signature_params)?;
+    let signature = match key {
+        Signer::Install(key) => {
+            let signature: Signature = key.sign(base.as_bytes());
+            signature.to_bytes().to_vec()
+        }
+        Signer::Account(key) => {
+            let mut mac = key.mac()?;
+            mac.update(base.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
     let label = &options.label;
     Ok((
         format!("{label}={signature_params}"),
-        format!("{label}=:{}:", Base64::encode_string(&signature.to_bytes())),
+        format!("{label}=:{}:", Base64::encode_string(&signature)),
     ))
 }
 
-/// Whether a route checks install-key request signatures.
+/// Whether a route checks request signatures.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureMode {
@@ -665,8 +1148,33 @@ pub enum SignatureMode {
     /// present but fails is refused; an unsigned request (or a token without the key claim,
     /// as fail-over tokens may be) goes on with `input.signature.valid` false.
     Optional,
-    /// Every request must carry a valid signature by the token's install key.
+    /// Every request must carry the accepted signature(s), valid.
     Required,
+}
+
+/// Which signatures satisfy a route: Approov's SDK signs with the install key where the
+/// device has secure hardware and with the account key always (either may be missing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accept {
+    /// The install signature (the default without an `account_secret`).
+    Install,
+    /// The account signature.
+    Account,
+    /// Either one (the default with an `account_secret`).
+    Either,
+    /// Both.
+    Both,
+}
+
+impl Accept {
+    fn install(self) -> bool {
+        matches!(self, Accept::Install | Accept::Either | Accept::Both)
+    }
+
+    fn account(self) -> bool {
+        matches!(self, Accept::Account | Accept::Either | Accept::Both)
+    }
 }
 
 /// The `signature` config block, top level or per rule (a rule's block replaces the top
@@ -677,10 +1185,10 @@ pub struct SignatureConfig {
     /// `off` (default), `optional` or `required`.
     #[serde(default)]
     pub mode: SignatureMode,
-    /// The `Signature-Input` / `Signature` label.
+    /// The install signature's label.
     #[serde(default = "default_label")]
     pub label: String,
-    /// Components the signature must cover.
+    /// Components every accepted signature must cover (it may cover more).
     #[serde(default = "default_components")]
     pub components: Vec<String>,
     /// Maximum seconds since `created`; 0 for no limit.
@@ -695,10 +1203,28 @@ pub struct SignatureConfig {
     /// The scheme `@scheme` and `@target-uri` use (the gate sits behind TLS termination).
     #[serde(default = "default_scheme")]
     pub scheme: String,
+    /// Which signatures count: `install`, `account`, `either` or `both`. Default: `either`
+    /// with an `account_secret`, else `install`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<Accept>,
+    /// The account message-signing key for `hmac-sha256` signatures: base64, like
+    /// `approov_secret`; at least 32 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_secret: Option<String>,
+    /// The account signature's label.
+    #[serde(default = "default_account_label")]
+    pub account_label: String,
+    /// Most body bytes read when a received signature covers `content-digest`; a longer body
+    /// is refused with 413 `body_too_large`.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
 }
 
 fn default_label() -> String {
     DEFAULT_LABEL.to_owned()
+}
+fn default_account_label() -> String {
+    DEFAULT_ACCOUNT_LABEL.to_owned()
 }
 fn default_components() -> Vec<String> {
     VerifyOptions::default().required_components
@@ -715,6 +1241,13 @@ fn default_key_claim() -> String {
 fn default_scheme() -> String {
     "https".to_owned()
 }
+/// The default `max_body_bytes`: 1 MiB, Envoy's default connection buffer.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The largest `max_body_bytes` accepted.
+pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
 
 impl Default for SignatureConfig {
     fn default() -> SignatureConfig {
@@ -726,6 +1259,10 @@ impl Default for SignatureConfig {
             clock_skew_seconds: default_skew(),
             key_claim: default_key_claim(),
             scheme: default_scheme(),
+            accept: None,
+            account_secret: None,
+            account_label: default_account_label(),
+            max_body_bytes: default_max_body_bytes(),
         }
     }
 }
@@ -736,7 +1273,16 @@ impl SignatureConfig {
         *self == SignatureConfig::default()
     }
 
-    /// What the verifier requires.
+    /// Which signatures count, with the default resolved.
+    pub fn acceptance(&self) -> Accept {
+        self.accept.unwrap_or(if self.account_secret.is_some() {
+            Accept::Either
+        } else {
+            Accept::Install
+        })
+    }
+
+    /// What the verifier requires of the install signature.
     pub fn verify_options(&self) -> VerifyOptions {
         VerifyOptions {
             label: self.label.clone(),
@@ -747,10 +1293,27 @@ impl SignatureConfig {
         }
     }
 
-    /// Whether a request needs its body buffered before it can be decided: the signature
-    /// must cover `content-digest`.
-    pub fn needs_body(&self) -> bool {
-        self.mode != SignatureMode::Off && self.components.iter().any(|c| c == "content-digest")
+    /// The labels whose signatures count.
+    fn accepted_labels(&self) -> impl Iterator<Item = &str> {
+        let accept = self.acceptance();
+        [
+            accept.install().then_some(self.label.as_str()),
+            accept.account().then_some(self.account_label.as_str()),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Whether this request must be decided on its complete body: signatures are checked and
+    /// an accepted signature it carries covers `content-digest`. Hosts ask it at the request
+    /// headers; a request that covers no digest is decided there.
+    pub fn body_needed(&self, request: &crate::Request) -> bool {
+        if self.mode == SignatureMode::Off {
+            return false;
+        }
+        let message = Message::from_request(request, &self.scheme);
+        self.accepted_labels()
+            .any(|label| covers(&message, label, "content-digest"))
     }
 
     /// Refuses configs that cannot work; `field` is the dotted path for the message.
@@ -761,11 +1324,13 @@ impl SignatureConfig {
                 message,
             })
         };
-        if sfv::KeyRef::from_str(&self.label).is_err() {
-            return invalid(format!(
-                "label `{}` is not a structured-field key",
-                self.label
-            ));
+        for label in [&self.label, &self.account_label] {
+            if sfv::KeyRef::from_str(label).is_err() {
+                return invalid(format!("label `{label}` is not a structured-field key"));
+            }
+        }
+        if self.label == self.account_label {
+            return invalid("`label` and `account_label` must differ".to_owned());
         }
         for component in &self.components {
             let derived = [
@@ -795,66 +1360,117 @@ impl SignatureConfig {
         if self.scheme != "https" && self.scheme != "http" {
             return invalid("scheme must be `https` or `http`".to_owned());
         }
+        if !(1..=MAX_MAX_BODY_BYTES).contains(&self.max_body_bytes) {
+            return invalid(format!(
+                "max_body_bytes must be between 1 and {MAX_MAX_BODY_BYTES}"
+            ));
+        }
+        match (&self.account_secret, self.acceptance().account()) {
+            (Some(secret), _) => {
+                if let Err(err) = AccountKey::from_base64(secret) {
+                    return invalid(format!("account_secret: {err}"));
+                }
+            }
+            (None, true) => {
+                return invalid(format!(
+                    "accept `{}` needs an `account_secret`",
+                    serde_json::to_value(self.acceptance())
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                ))
+            }
+            (None, false) => {}
+        }
         Ok(())
     }
 
-    /// Checks a request's signature against the verified token's claims: the gate's step.
+    /// Checks a request's signatures against the verified token's claims: the gate's step.
     pub fn check(
         &self,
         request: &crate::Request,
         claims: &serde_json::Map<String, serde_json::Value>,
         now: i64,
     ) -> SignatureOutcome {
+        let accept = self.acceptance();
         let message = Message::from_request(request, &self.scheme);
-        let present = matches!(
-            parse(&message, &self.label),
-            Ok(_)
-                | Err(SignatureError::MalformedInput(_)
-                    | SignatureError::MalformedSignature(_)
-                    | SignatureError::UnsupportedAlgorithm(_)
-                    | SignatureError::UnsupportedComponent(_))
-        );
-        let mut outcome = SignatureOutcome {
-            present,
-            valid: false,
-            components: Vec::new(),
-            error: None,
+        let body = request.body.as_deref();
+        let checked = self.mode != SignatureMode::Off;
+        let install = if accept.install() {
+            let options = self.verify_options();
+            MemberOutcome::of(&message, &options.label, checked, || {
+                let key = match claims.get(&self.key_claim) {
+                    None => return Err(SignatureError::NoKey(self.key_claim.clone())),
+                    Some(serde_json::Value::String(ipk)) => InstallKey::from_base64_spki(ipk)?,
+                    Some(_) => {
+                        return Err(SignatureError::InvalidKey(format!(
+                            "claim `{}` is not a string",
+                            self.key_claim
+                        )))
+                    }
+                };
+                verify_with(&message, body, SignatureKey::Install(&key), &options, now)
+            })
+        } else {
+            MemberOutcome::default()
         };
-        if self.mode == SignatureMode::Off {
-            return outcome;
+        let account = if accept.account() {
+            let options = VerifyOptions {
+                label: self.account_label.clone(),
+                ..self.verify_options()
+            };
+            MemberOutcome::of(&message, &options.label, checked, || {
+                let key = AccountKey::from_base64(
+                    self.account_secret
+                        .as_deref()
+                        .ok_or(SignatureError::NoAccountKey)?,
+                )?;
+                verify_with(&message, body, SignatureKey::Account(&key), &options, now)
+            })
+        } else {
+            MemberOutcome::default()
+        };
+        let valid = match accept {
+            Accept::Install => install.valid,
+            Accept::Account => account.valid,
+            Accept::Either => install.valid || account.valid,
+            Accept::Both => install.valid && account.valid,
+        };
+        let components = if install.valid {
+            install.components.clone()
+        } else if valid {
+            account.components.clone()
+        } else {
+            Vec::new()
+        };
+        let present_failure = [&install, &account]
+            .into_iter()
+            .filter(|m| m.present)
+            .find_map(|m| m.error.clone());
+        let error = match (checked && !valid, present_failure) {
+            (_, Some(error)) => Some(error),
+            (true, None) => [&install, &account]
+                .into_iter()
+                .find_map(|m| m.error.clone()),
+            (false, None) => None,
+        };
+        SignatureOutcome {
+            present: install.present || account.present,
+            valid: checked && valid,
+            components,
+            error,
+            install,
+            account,
         }
-        let result = match claims.get(&self.key_claim) {
-            None => Err(SignatureError::NoKey(self.key_claim.clone())),
-            Some(serde_json::Value::String(ipk)) => InstallKey::from_base64_spki(ipk),
-            Some(_) => Err(SignatureError::InvalidKey(format!(
-                "claim `{}` is not a string",
-                self.key_claim
-            ))),
-        }
-        .and_then(|key| {
-            verify(
-                &message,
-                request.body.as_deref(),
-                &key,
-                &self.verify_options(),
-                now,
-            )
-        });
-        match result {
-            Ok(verified) => {
-                outcome.valid = true;
-                outcome.components = verified.components;
-            }
-            Err(error) => outcome.error = Some(error),
-        }
-        outcome
     }
 }
 
-/// What the gate learned about a request's signature; `input.signature` for the policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureOutcome {
-    /// The request carries a signature under the label (well-formed or not).
+/// What the gate learned about one accepted signature (`install` or `account`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberOutcome {
+    /// Signatures under this label count on the route.
+    pub accepted: bool,
+    /// The request carries one under the label (well-formed or not).
     pub present: bool,
     /// It verified.
     pub valid: bool,
@@ -864,28 +1480,95 @@ pub struct SignatureOutcome {
     pub error: Option<SignatureError>,
 }
 
+impl MemberOutcome {
+    fn of(
+        message: &Message<'_>,
+        label: &str,
+        checked: bool,
+        verify: impl FnOnce() -> Result<Verified, SignatureError>,
+    ) -> MemberOutcome {
+        let present = !matches!(parse(message, label), Err(SignatureError::Missing(_)));
+        let mut outcome = MemberOutcome {
+            accepted: true,
+            present,
+            ..MemberOutcome::default()
+        };
+        if !checked {
+            return outcome;
+        }
+        match verify() {
+            Ok(verified) => {
+                outcome.valid = true;
+                outcome.components = verified.components;
+            }
+            Err(error) => outcome.error = Some(error),
+        }
+        outcome
+    }
+
+    /// Present and refused: this alone denies the request, whatever else verified (a token
+    /// without `ipk` is a fail-over token: not a failure in `optional` mode).
+    fn failed(&self, mode: SignatureMode) -> bool {
+        self.present
+            && match &self.error {
+                None => false,
+                Some(SignatureError::NoKey(_)) => mode == SignatureMode::Required,
+                Some(_) => true,
+            }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "present": self.present,
+            "valid": self.valid,
+            "components": self.components,
+            "error": self.error.as_ref().map(ToString::to_string),
+        })
+    }
+}
+
+/// What the gate learned about a request's signatures; `input.signature` for the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureOutcome {
+    /// The request carries an accepted signature (well-formed or not).
+    pub present: bool,
+    /// The accepted signatures verified as the route requires (`accept`).
+    pub valid: bool,
+    /// The components the verified signature covers (the install one's when both did).
+    pub components: Vec<String>,
+    /// Why a signature did not verify, when checked.
+    pub error: Option<SignatureError>,
+    /// The install signature.
+    pub install: MemberOutcome,
+    /// The account signature.
+    pub account: MemberOutcome,
+}
+
 impl SignatureOutcome {
     /// The decision reason when this outcome refuses the request under `mode`, if it does.
     pub fn denial(&self, mode: SignatureMode) -> Option<crate::Reason> {
-        match (mode, &self.error) {
-            (SignatureMode::Off, _) | (_, None) => None,
-            (SignatureMode::Required, Some(_)) if !self.present => {
-                Some(crate::Reason::RequestSignatureMissing)
-            }
-            (SignatureMode::Required, Some(_)) => Some(crate::Reason::RequestSignatureInvalid),
-            (SignatureMode::Optional, Some(_)) if !self.present => None,
-            (SignatureMode::Optional, Some(SignatureError::NoKey(_))) => None,
-            (SignatureMode::Optional, Some(_)) => Some(crate::Reason::RequestSignatureInvalid),
+        if mode == SignatureMode::Off {
+            return None;
+        }
+        if self.install.failed(mode) || self.account.failed(mode) {
+            return Some(crate::Reason::RequestSignatureInvalid);
+        }
+        match mode {
+            SignatureMode::Required if !self.valid => Some(crate::Reason::RequestSignatureMissing),
+            _ => None,
         }
     }
 
-    /// `input.signature`: `{present, valid, components, error}`.
+    /// `input.signature`: `{present, valid, components, error, install, account}`, the last
+    /// two each `{present, valid, components, error}`.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "present": self.present,
             "valid": self.valid,
             "components": self.components,
             "error": self.error.as_ref().map(ToString::to_string),
+            "install": self.install.to_json(),
+            "account": self.account.to_json(),
         })
     }
 }

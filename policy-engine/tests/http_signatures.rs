@@ -464,19 +464,39 @@ fn every_tampering_is_refused_with_its_own_error() {
             SignatureError::MalformedInput("".to_owned()),
         ),
         (
-            "component parameters",
+            "req on a request",
             |r| {
                 r.set(
                     "signature-input",
-                    r#"install=("@method" "authorization";sf);created=1700000000"#,
+                    r#"install=("@method" "authorization";req);created=1700000000"#,
                 )
             },
-            SignatureError::UnsupportedComponent("".to_owned()),
+            SignatureError::InvalidComponentParameter {
+                component: String::new(),
+                message: String::new(),
+            },
+        ),
+        (
+            "query-param without a name",
+            |r| {
+                r.set("signature-input", r#"install=("@method" "@target-uri" "content-digest" "@query-param");created=1700000000"#)
+            },
+            SignatureError::InvalidComponentParameter {
+                component: String::new(),
+                message: String::new(),
+            },
         ),
         (
             "unknown derived component",
             |r| {
-                r.set("signature-input", r#"install=("@method" "@target-uri" "content-digest" "@query-param");created=1700000000"#)
+                r.set("signature-input", r#"install=("@method" "@target-uri" "content-digest" "@frobnicate");created=1700000000"#)
+            },
+            SignatureError::UnsupportedComponent("".to_owned()),
+        ),
+        (
+            "trailer",
+            |r| {
+                r.set("signature-input", r#"install=("@method" "@target-uri" "content-digest" "x";tr);created=1700000000"#)
             },
             SignatureError::UnsupportedComponent("".to_owned()),
         ),
@@ -513,7 +533,8 @@ fn every_tampering_is_refused_with_its_own_error() {
             && match (a, b) {
                 (SignatureError::MalformedInput(_), _)
                 | (SignatureError::MalformedSignature(_), _)
-                | (SignatureError::UnsupportedComponent(_), _) => true,
+                | (SignatureError::UnsupportedComponent(_), _)
+                | (SignatureError::InvalidComponentParameter { .. }, _) => true,
                 _ => a == b,
             }
     };
@@ -997,7 +1018,8 @@ fn mint_install_signer_signs_requests_the_gate_accepts() {
     let options = SignOptions::new(["@method", "@target-uri", "content-digest"], NOW);
     let signed = install.sign_request(request.clone(), &options).unwrap();
     assert_eq!(gate.check(&signed, NOW).reason, Reason::Allowed);
-    assert!(gate.signature_config(&signed).needs_body());
+    assert!(gate.needs_body(&signed));
+    assert!(!gate.needs_body(&request));
     let mut tampered = signed.clone();
     tampered.body = Some(b"x".to_vec());
     assert_eq!(

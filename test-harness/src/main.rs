@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use attestgate_filter::DECISION_LOG_PREFIX;
 use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile};
-use attestgate_policy::mint::{claims_with_expiry, InstallSigner, SigningKey};
-use attestgate_policy::signature::SignOptions;
+use attestgate_policy::mint::{claims_with_expiry, ApproovSigner, InstallSigner, SigningKey};
+use attestgate_policy::signature::{AccountKey, SignOptions};
 use attestgate_policy::{Config, Decision, Gate, Request};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -164,9 +164,20 @@ struct MintArgs {
 
 #[derive(Debug, clap::Args)]
 struct SignArgs {
-    /// The install's private EC P-256 JWK (the one whose public half is the token's `ipk`).
+    /// The install's private EC P-256 JWK (the one whose public half is the token's `ipk`):
+    /// an `install` signature (`ecdsa-p256-sha256`).
+    #[arg(long, required_unless_present = "account_secret")]
+    install_key: Option<PathBuf>,
+    /// The account message-signing key (base64): an `account` signature (`hmac-sha256`).
+    /// With `--install-key` too, both members go in one `Signature-Input` / `Signature` pair,
+    /// as Approov's SDK sends them.
     #[arg(long)]
-    install_key: PathBuf,
+    account_secret: Option<String>,
+    /// Cover what Approov's SDK covers by default (@method, @target-uri, approov-token, the
+    /// Approov trace and status headers, authorization, content-length and content-type when
+    /// present, content-digest with a body) and set `expires` 15 s after `created`.
+    #[arg(long, conflicts_with_all = ["components", "expires_in"])]
+    approov: bool,
     /// Request method.
     #[arg(long, default_value = "GET")]
     method: String,
@@ -411,7 +422,15 @@ fn install_signer(path: &Path) -> Result<InstallSigner> {
 }
 
 fn sign(args: &SignArgs) -> Result<()> {
-    let install = install_signer(&args.install_key)?;
+    let signer = ApproovSigner {
+        install: args.install_key.as_deref().map(install_signer).transpose()?,
+        account: args
+            .account_secret
+            .as_deref()
+            .map(AccountKey::from_base64)
+            .transpose()
+            .context("--account-secret")?,
+    };
     let mut request = Request::new(&args.method, &args.path).with_host(&args.host);
     for header in &args.headers {
         let (name, value) = header
@@ -430,20 +449,24 @@ fn sign(args: &SignArgs) -> Result<()> {
         };
         request = request.with_body(body);
     }
-    let components = if args.components.is_empty() {
-        vec![
-            "@method".to_owned(),
-            "@target-uri".to_owned(),
-            "content-digest".to_owned(),
-        ]
-    } else {
-        args.components.clone()
-    };
     let created = args.now.unwrap_or_else(unix_now);
-    let mut options = SignOptions::new(components, created);
-    options.expires = args.expires_in.map(|seconds| created + seconds);
     let before = request.headers.len();
-    let signed = install.sign_request(request, &options)?;
+    let signed = if args.approov {
+        signer.sign_request(request, created)?
+    } else {
+        let components = if args.components.is_empty() {
+            vec![
+                "@method".to_owned(),
+                "@target-uri".to_owned(),
+                "content-digest".to_owned(),
+            ]
+        } else {
+            args.components.clone()
+        };
+        let mut options = SignOptions::new(components, created);
+        options.expires = args.expires_in.map(|seconds| created + seconds);
+        signer.sign_request_with(request, &options)?
+    };
     for (name, value) in signed.headers.iter().skip(before) {
         println!("{name}: {value}");
     }
