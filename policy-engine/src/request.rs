@@ -104,7 +104,8 @@ impl Request {
     /// Every way a common upstream may read the path: with or without `%2F`/`%5C` decoded to
     /// separators, `\` taken as `/` (IIS, some Java and Node servers), `;` segment parameters
     /// dropped (Tomcat, Spring: `/a/..;/b` is `/b`) and repeated slashes merged, dot segments
-    /// (encoded or not) resolved in each. Distinct readings only, the RFC 3986 one first. A
+    /// (encoded or not) resolved in each; repeated slashes kept only where a `..` segment
+    /// follows them. Distinct readings only, the RFC 3986 one first. A
     /// path that holds none of `%`, `\`, `;`, `//` or a dot segment has one reading.
     ///
     /// ```
@@ -188,6 +189,7 @@ fn read_path(path: &str, convention: Convention) -> String {
     let body = text.strip_prefix('/').unwrap_or(&text);
     let mut parts = body.split('/').peekable();
     let mut trailing_slash = false;
+    let mut saw_parent = false;
     while let Some(part) = parts.next() {
         let last = parts.peek().is_none();
         let part = if convention.strip_params {
@@ -199,6 +201,7 @@ fn read_path(path: &str, convention: Convention) -> String {
         match segment.as_str() {
             "." => trailing_slash = last,
             ".." => {
+                saw_parent = true;
                 segments.pop();
                 trailing_slash = last;
             }
@@ -208,6 +211,12 @@ fn read_path(path: &str, convention: Convention) -> String {
                 trailing_slash = false;
             }
         }
+    }
+    if !saw_parent {
+        // Without `..`, an empty segment changes no resource an upstream resolves
+        // (`//beta/x` is `/beta/x` or nothing); with them it does (`/x//../health` is
+        // `/x/health` to an upstream that does not merge slashes).
+        segments.retain(|segment| !segment.is_empty());
     }
     let mut path = String::with_capacity(text.len() + 1);
     for segment in &segments {
@@ -291,6 +300,28 @@ mod tests {
         assert_eq!(norm("//login"), "/login");
         assert_eq!(norm("/login/."), "/login/");
         assert_eq!(norm("/a/./b//c/"), "/a/b/c/");
+    }
+
+    fn readings(path: &str) -> Vec<String> {
+        Request::new("GET", path).path_readings()
+    }
+
+    #[test]
+    fn readings_cover_each_upstream_convention() {
+        assert_eq!(readings("/beta/x?y=../z"), ["/beta/x"]);
+        assert_eq!(readings("//beta//x"), ["/beta/x"]);
+        assert_eq!(readings("/beta%2F..%2Fadmin"), ["/beta%2F..%2Fadmin", "/admin"]);
+        assert_eq!(readings("/beta/..%2fadmin"), ["/beta/..%2fadmin", "/admin"]);
+        assert_eq!(
+            readings("/beta%5C..%5Cadmin"),
+            ["/beta%5C..%5Cadmin", "/beta\\..\\admin", "/admin"]
+        );
+        assert_eq!(readings("/beta\\..\\admin"), ["/beta\\..\\admin", "/admin"]);
+        assert_eq!(readings("/beta/..;/admin"), ["/beta/..;/admin", "/admin"]);
+        assert_eq!(readings("/health;jsessionid=1"), ["/health;jsessionid=1", "/health"]);
+        assert_eq!(readings("/x//../health"), ["/health", "/x/health"]);
+        assert_eq!(readings("/%2e%2e/%2E/admin"), ["/admin"]);
+        assert_eq!(readings(""), ["/"]);
     }
 
     #[test]

@@ -70,6 +70,9 @@ struct RequestSpec {
     path: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// The body, as the host buffered it.
+    #[serde(default)]
+    body: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +204,9 @@ fn request_for(case: &Case, token: Option<&str>) -> Request {
         placed |= value.contains("{token}");
         request = request.with_header(name, value.replace("{token}", token.unwrap_or("")));
     }
+    if let Some(body) = &case.request.body {
+        request = request.with_body(body.as_bytes());
+    }
     match token {
         Some(token) if !placed => request.with_header("Approov-Token", token),
         _ => request,
@@ -249,7 +255,8 @@ fn verification_cases() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
     // Every reason the core can produce has at least one case.
     for reason in Reason::ALL {
-        if reason != Reason::InternalError {
+        // Only hosts produce these.
+        if !matches!(reason, Reason::InternalError | Reason::ConfigInvalid) {
             assert!(reasons_seen.contains(&reason), "no case produces {reason}");
         }
     }
