@@ -66,12 +66,15 @@ fn every_case_decides_as_expected_natively() {
     // Every reason code the core can produce shows up in the corpus, except: what only a host
     // produces (its own failures); rate limits, which need the host's shared buckets (tested in
     // policy-engine's verification cases, the harness and Envoy); and the request-signature
-    // reasons (issue #9), covered by policy-engine's verification cases and
-    // tests/http_signatures.rs until the corpus gains signed cases.
+    // reasons (issue #9) and the body cap, covered by policy-engine's verification cases and
+    // tests/http_signatures.rs and tests/approov_signatures.rs until the corpus gains signed
+    // cases with bodies.
     for reason in Reason::ALL {
         if !matches!(
             reason,
             Reason::InternalError
+                | Reason::ConfigInvalid
+                | Reason::BodyTooLarge
                 | Reason::RateLimited
                 | Reason::RequestSignatureMissing
                 | Reason::RequestSignatureInvalid
@@ -99,11 +102,12 @@ fn outcomes_do_not_depend_on_the_clock() {
 fn the_files_are_substantial_and_small_in_gates() {
     let corpus = load(&cases_dir()).unwrap();
     let names: Vec<&str> = corpus.files.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["adversarial", "parity", "remote"]);
+    assert_eq!(names, ["adversarial", "parity", "paths", "remote"]);
     for file in &corpus.files {
         let minimum = match file.name.as_str() {
             "adversarial" => 100,
             "parity" => 50,
+            "paths" => 15,
             _ => 4,
         };
         assert!(
@@ -127,7 +131,8 @@ fn the_files_are_substantial_and_small_in_gates() {
         .iter()
         .filter(|c| c.runners.len() != Runner::ALL.len() || !c.overrides.is_empty())
         .collect();
-    assert!(exceptional.len() <= 5, "{} exceptions", exceptional.len());
+    // paths.yaml has five: Envoy resolves those paths before the filter sees them.
+    assert!(exceptional.len() <= 10, "{} exceptions", exceptional.len());
     assert!(exceptional.iter().all(|c| c.why.is_some()));
     // Denials outnumber allowances in the adversarial file, and every case expects something
     // coherent: allowed means 200, a denial means an error status.
