@@ -440,6 +440,11 @@ fn sample_value(path: &str, property: &Value, base: &Value) -> Value {
         "rules[].entrypoint" => json!("data.attestgate.decision"),
         "signature" => json!({ "mode": "required" }),
         "rules[].signature" => json!({ "mode": "required" }),
+        "signature.accept" | "rules[].signature.accept" => json!("install"),
+        "signature.account_secret" | "rules[].signature.account_secret" => json!(SECRET),
+        "signature.account_label" | "rules[].signature.account_label" => json!("acct"),
+        "signature.max_body_bytes" | "rules[].signature.max_body_bytes" => json!(65536),
+        "rules[].prefix_match" => json!("string"),
         "signature.components" | "rules[].signature.components" => {
             json!(["@method", "@target-uri", "content-digest"])
         }
@@ -549,6 +554,7 @@ fn maximal_config() -> Value {
         "mode": "monitor",
         "rules": [
             { "name": "health", "path": "/health", "methods": ["GET", "HEAD"], "mode": "bypass" },
+            { "name": "legacy", "path_prefix": "/legacy", "prefix_match": "string", "mode": "monitor" },
             {
                 "name": "login",
                 "path_prefix": "/login",
@@ -563,7 +569,11 @@ fn maximal_config() -> Value {
                     "max_age_seconds": 60,
                     "clock_skew_seconds": 5,
                     "key_claim": "install_key",
-                    "scheme": "http"
+                    "scheme": "http",
+                    "accept": "both",
+                    "account_secret": SECRET,
+                    "account_label": "acct",
+                    "max_body_bytes": 4096
                 }
             }
         ],
@@ -578,7 +588,11 @@ fn maximal_config() -> Value {
             "max_age_seconds": 0,
             "clock_skew_seconds": 0,
             "key_claim": "ipk",
-            "scheme": "https"
+            "scheme": "https",
+            "accept": "account",
+            "account_secret": SECRET,
+            "account_label": "account",
+            "max_body_bytes": 1
         }
     })
 }
@@ -1282,6 +1296,47 @@ fn bad_configs_are_refused_by_schema_and_parser() {
             json!(""),
         ),
         set_at("signature scheme ftp", "/signature/scheme", json!("ftp")),
+        set_at("signature accept unknown", "/signature/accept", json!("any")),
+        set_at(
+            "signature account_secret not a string",
+            "/signature/account_secret",
+            json!(5),
+        ),
+        set_at(
+            "signature account_label not a key",
+            "/signature/account_label",
+            json!("Account"),
+        ),
+        set_at(
+            "signature max_body_bytes zero",
+            "/signature/max_body_bytes",
+            json!(0),
+        ),
+        set_at(
+            "rule prefix_match unknown",
+            "/rules/0/prefix_match",
+            json!("regex"),
+        ),
+        set_at(
+            "rule signature accept unknown",
+            "/rules/0/signature/accept",
+            json!("any"),
+        ),
+        set_at(
+            "rule signature account_secret not a string",
+            "/rules/0/signature/account_secret",
+            json!(5),
+        ),
+        set_at(
+            "rule signature account_label not a key",
+            "/rules/0/signature/account_label",
+            json!("Account"),
+        ),
+        set_at(
+            "rule signature max_body_bytes over the cap",
+            "/rules/0/signature/max_body_bytes",
+            json!(67_108_865),
+        ),
         set_at(
             "unknown rule signature field",
             "/rules/0/signature/lable",
