@@ -51,7 +51,7 @@ import warnings
 from dataclasses import dataclass
 
 try:
-    import http_message_signatures as hms
+    import cryptography.exceptions
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
@@ -382,11 +382,11 @@ def cmd_verify(args) -> int:
     except HTTPMessageSignaturesException as error:
         print_base(verifier)
         cause = error.__cause__
-        detail = str(error) or (
-            f"the signature does not verify over this base ({type(cause).__module__}.{type(cause).__name__})"
-            if cause is not None
-            else "no detail"
-        )
+        if isinstance(cause, cryptography.exceptions.InvalidSignature):
+            # ECDSA's carries no message, HMAC's says "Signature did not match digest."
+            detail = f"the signature does not verify over this base (cryptography: {cause or 'InvalidSignature'})"
+        else:
+            detail = str(error) or repr(error)
         print(f"refused: {type(error).__name__}: {detail}")
         return 1
     print_base(verifier)

@@ -357,15 +357,21 @@ fn our_sign(key_args: &[&str], req: &Req, components: &[&str], extra: &[&str]) -
     text(&out.stdout).lines().map(str::to_owned).collect()
 }
 
-/// `attestgate check` at `now`: (exit code, decision).
+/// `attestgate check` at `now`: (exit code, decision). The token goes in `Approov-Token`
+/// unless the request already carries one (a signature may cover it).
 fn our_check(config: &Path, token: &str, req: &Req, now: i64) -> (i32, Value) {
     let mut args = vec![
         "check".to_owned(),
         "--config".to_owned(),
         p(config).to_owned(),
-        "--token".to_owned(),
-        token.to_owned(),
     ];
+    let has_token = req
+        .headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with("approov-token:"));
+    if !has_token {
+        args.extend(["--token".to_owned(), token.to_owned()]);
+    }
     args.extend(request_args(req, false));
     args.extend(["--now".to_owned(), now.to_string()]);
     let out = attestgate(&strs(&args));
@@ -420,12 +426,41 @@ fn assert_allowed(config: &Path, token: &str, req: &Req, what: &str) {
     );
 }
 
+/// Why a copy must be refused, from how the test names it: a changed body fails the digest,
+/// `…expired` the lifetime, anything else the signature itself. Returns what attestgate's
+/// decision reason and the library's error say then.
+fn expected_refusal(what: &str) -> (&'static str, &'static str) {
+    if what.ends_with("body") {
+        (
+            "content-digest sha-256 does not match the body",
+            "Content-Digest does not match the message body",
+        )
+    } else if what.ends_with("expired") {
+        (
+            "signature expired",
+            r#""expires" parameter is set to a time in the past"#,
+        )
+    } else {
+        (
+            "request signature does not verify",
+            "the signature does not verify over this base",
+        )
+    }
+}
+
 fn assert_invalid(config: &Path, token: &str, req: &Req, now: i64, what: &str) {
     let (code, decision) = our_check(config, token, req, now);
     assert_eq!(
         (code, &decision["reason"]),
         (1, &json!("request_signature_invalid")),
         "{what}: attestgate check should refuse {req:?}: {decision}"
+    );
+    let (reason, _) = expected_refusal(what);
+    assert!(
+        decision["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.starts_with(reason)),
+        "{what}: expected `{reason}`: {decision}"
     );
 }
 
@@ -443,7 +478,11 @@ fn assert_py_refuses(key: &Key, label: &str, req: &Req, now: i64, what: &str) {
         code, 1,
         "{what}: the library should refuse `{label}` of {req:?}:\n{output}"
     );
-    assert!(output.contains("refused: "), "{what}: {output}");
+    let (_, error) = expected_refusal(what);
+    assert!(
+        output.contains("refused: ") && output.contains(error),
+        "{what}: expected the library to say `{error}`:\n{output}"
+    );
 }
 
 /// A GET covering the query and a header, and a POST with a JSON body whose digest is
@@ -607,7 +646,7 @@ fn our_signatures_pass_the_library() {
             );
         }
         assert_py_refuses(wrong, label, &good, LATER, "--approov wrong key");
-        assert_py_refuses(key, label, &good, NOW + 60, "--approov past expires");
+        assert_py_refuses(key, label, &good, NOW + 60, "--approov expired");
     }
     // Our gate agrees, with both required.
     let config = gate(

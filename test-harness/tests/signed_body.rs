@@ -13,8 +13,8 @@
 use std::path::PathBuf;
 
 use attestgate_harness::host::{Action, Host, HostOptions, HttpRequest, Profile};
-use attestgate_policy::mint::{InstallSigner, SigningKey};
-use attestgate_policy::signature::SignOptions;
+use attestgate_policy::mint::{ApproovSigner, InstallSigner, SigningKey};
+use attestgate_policy::signature::{AccountKey, SignOptions};
 use attestgate_policy::Request;
 use serde_json::{json, Value};
 
@@ -23,6 +23,10 @@ const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 const BODY: &[u8] = br#"{"amount": 100}"#;
 
 fn host() -> Host {
+    host_with(Profile::Envoy)
+}
+
+fn host_with(profile: Profile) -> Host {
     let path = std::env::var_os("ATTESTGATE_WASM").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm"),
         PathBuf::from,
@@ -32,7 +36,7 @@ fn host() -> Host {
         "no filter at {}: run `make filter`",
         path.display()
     );
-    Host::from_file(path, HostOptions::new(Profile::Envoy)).unwrap()
+    Host::from_file(path, HostOptions::new(profile)).unwrap()
 }
 
 fn config() -> Vec<u8> {
@@ -130,12 +134,102 @@ fn a_tampered_body_or_missing_signature_is_refused_after_the_body() {
     assert_eq!(at_body, Action::Pause);
     assert_eq!(reply, Some((401, "request_signature_invalid".to_owned())));
 
+    // Unsigned: nothing covers the body, so the request is refused at its headers.
     let unsigned: Vec<(String, String)> = headers
         .into_iter()
         .filter(|(n, _)| !n.to_ascii_lowercase().starts_with("signature"))
         .collect();
-    let (_, _, reply, _) = run(&http("/v1/pay", &unsigned, BODY));
-    assert_eq!(reply, Some((401, "request_signature_missing".to_owned())));
+    let mut vm = host().vm(&config()).now(NOW).start().unwrap();
+    let stream = vm.open(&http("/v1/pay", &unsigned, BODY)).unwrap();
+    assert_eq!(vm.request_headers(stream, false).unwrap(), Action::Pause);
+    let reply = vm.local_response(stream).expect("refused at the headers");
+    assert_eq!(reply.status, 401);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"], "request_signature_missing");
+}
+
+/// The issue #15 config: the install signature required over `@method`, `@target-uri` and the
+/// token; the app covers more, and `content-digest` only on requests with a body.
+fn sdk_config(max_body_bytes: usize) -> Vec<u8> {
+    json!({
+        "keys": { "approov_secret": SECRET },
+        "signature": {
+            "mode": "required",
+            "components": ["@method", "@target-uri", "approov-token"],
+            "account_secret": ACCOUNT,
+            "max_body_bytes": max_body_bytes
+        }
+    })
+    .to_string()
+    .into_bytes()
+}
+
+const ACCOUNT: &str = "YWNjb3VudC1tZXNzYWdlLXNpZ25pbmcta2V5LTMyYnl0ZXMhIQ==";
+
+/// A request signed as Approov's SDK signs it: install and account members.
+fn sdk_signed(method: &str, path: &str, body: Option<&[u8]>) -> HttpRequest {
+    let mut request = Request::new(method, path)
+        .with_host("api.example.com")
+        .with_header("approov-token", token())
+        .with_header("authorization", "Bearer user-1");
+    if let Some(body) = body {
+        request = request
+            .with_header("content-type", "application/json")
+            .with_body(body.to_vec());
+    }
+    let signer = ApproovSigner {
+        install: Some(install()),
+        account: Some(AccountKey::from_base64(ACCOUNT).unwrap()),
+    };
+    let signed = signer.sign_request(request, NOW).unwrap();
+    let mut http = HttpRequest::new(method, path);
+    for (name, value) in &signed.headers {
+        http = http.header(&name.to_ascii_lowercase(), value);
+    }
+    match &signed.body {
+        Some(body) => http.body(body.clone()),
+        None => http,
+    }
+}
+
+#[test]
+fn one_config_passes_the_sdks_signed_get_and_post() {
+    for profile in [Profile::Envoy] {
+        let mut vm = host_with(profile).vm(&sdk_config(1024)).now(NOW).start().unwrap();
+        // GET: no body, no digest: decided at the headers.
+        let get = sdk_signed("GET", "/v1/shapes", None);
+        let outcome = vm.send(&get).unwrap();
+        assert!(outcome.reached_upstream(), "{:?}", outcome.local_response);
+        // POST: the signature covers content-digest, so the filter waits for the body.
+        let post = sdk_signed("POST", "/v1/pay", Some(BODY));
+        let stream = vm.open(&post).unwrap();
+        assert_eq!(vm.request_headers(stream, false).unwrap(), Action::Pause);
+        assert!(vm.local_response(stream).is_none());
+        assert_eq!(vm.request_body(stream, true).unwrap(), Action::Continue);
+        assert!(vm.local_response(stream).is_none());
+        vm.close(stream).unwrap();
+        // The same POST with another body: refused once the body is in.
+        let tampered = sdk_signed("POST", "/v1/pay", Some(BODY)).body(br#"{"amount": 900}"#.to_vec());
+        let outcome = vm.send(&tampered).unwrap();
+        let reply = outcome.local_response.expect("refused");
+        assert_eq!(reply.status, 401);
+        assert!(vm.failure().is_none(), "{:?}", vm.failure());
+    }
+}
+
+#[test]
+fn a_body_over_max_body_bytes_is_refused_with_413_without_buffering_more() {
+    let mut vm = host().vm(&sdk_config(8)).now(NOW).start().unwrap();
+    let post = sdk_signed("POST", "/v1/pay", Some(BODY));
+    let stream = vm.open(&post).unwrap();
+    assert_eq!(vm.request_headers(stream, false).unwrap(), Action::Pause);
+    // The first chunk already passes the cap: decided there, before the end of the stream.
+    vm.request_body(stream, false).unwrap();
+    let reply = vm.local_response(stream).expect("refused at the cap");
+    assert_eq!(reply.status, 413);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"], "body_too_large");
+    assert!(vm.failure().is_none(), "{:?}", vm.failure());
 }
 
 #[test]
