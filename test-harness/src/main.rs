@@ -202,6 +202,12 @@ struct SignArgs {
     /// `created`, unix seconds (default: now).
     #[arg(long, allow_hyphen_values = true)]
     now: Option<i64>,
+    /// A `keyid` parameter (informational: the gate takes the key from the token or config).
+    #[arg(long)]
+    keyid: Option<String>,
+    /// Add the `alg` parameter (`ecdsa-p256-sha256` / `hmac-sha256`).
+    #[arg(long)]
+    alg: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -451,8 +457,15 @@ fn sign(args: &SignArgs) -> Result<()> {
     }
     let created = args.now.unwrap_or_else(unix_now);
     let before = request.headers.len();
-    let signed = if args.approov {
+    let signed = if args.approov && args.keyid.is_none() && !args.alg {
         signer.sign_request(request, created)?
+    } else if args.approov {
+        let mut options =
+            SignOptions::new(attestgate_policy::mint::approov_components(&request), created);
+        options.expires = Some(created + 15);
+        options.keyid = args.keyid.clone();
+        options.alg = args.alg;
+        signer.sign_request_with(request, &options)?
     } else {
         let components = if args.components.is_empty() {
             vec![
@@ -465,6 +478,8 @@ fn sign(args: &SignArgs) -> Result<()> {
         };
         let mut options = SignOptions::new(components, created);
         options.expires = args.expires_in.map(|seconds| created + seconds);
+        options.keyid = args.keyid.clone();
+        options.alg = args.alg;
         signer.sign_request_with(request, &options)?
     };
     for (name, value) in signed.headers.iter().skip(before) {
