@@ -1296,7 +1296,11 @@ fn bad_configs_are_refused_by_schema_and_parser() {
             json!(""),
         ),
         set_at("signature scheme ftp", "/signature/scheme", json!("ftp")),
-        set_at("signature accept unknown", "/signature/accept", json!("any")),
+        set_at(
+            "signature accept unknown",
+            "/signature/accept",
+            json!("any"),
+        ),
         set_at(
             "signature account_secret not a string",
             "/signature/account_secret",

@@ -365,7 +365,9 @@ impl PrefixMatch {
         };
         match self {
             PrefixMatch::String => true,
-            PrefixMatch::Segment => rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/'),
+            PrefixMatch::Segment => {
+                rest.is_empty() || rest.starts_with('/') || prefix.ends_with('/')
+            }
         }
     }
 }

@@ -410,8 +410,8 @@ impl Gate {
                 (None, Some(prefix)) => rule.prefix_match.matches(prefix, path),
                 (None, None) => true,
             };
-            let method_ok =
-                rule.methods.is_empty() || rule.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
+            let method_ok = rule.methods.is_empty()
+                || rule.methods.iter().any(|m| m.eq_ignore_ascii_case(method));
             path_ok && method_ok
         })
     }

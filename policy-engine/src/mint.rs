@@ -623,8 +623,7 @@ impl ApproovSigner {
         request: crate::Request,
         created: i64,
     ) -> Result<crate::Request, MintError> {
-        let mut options =
-            crate::signature::SignOptions::new(approov_components(&request), created);
+        let mut options = crate::signature::SignOptions::new(approov_components(&request), created);
         options.expires = Some(created + 15);
         self.sign_request_with(request, &options)
     }

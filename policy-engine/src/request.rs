@@ -304,7 +304,10 @@ mod tests {
     fn readings_cover_each_upstream_convention() {
         assert_eq!(readings("/beta/x?y=../z"), ["/beta/x"]);
         assert_eq!(readings("//beta//x"), ["/beta/x"]);
-        assert_eq!(readings("/beta%2F..%2Fadmin"), ["/beta%2F..%2Fadmin", "/admin"]);
+        assert_eq!(
+            readings("/beta%2F..%2Fadmin"),
+            ["/beta%2F..%2Fadmin", "/admin"]
+        );
         assert_eq!(readings("/beta/..%2fadmin"), ["/beta/..%2fadmin", "/admin"]);
         assert_eq!(
             readings("/beta%5C..%5Cadmin"),
@@ -312,7 +315,10 @@ mod tests {
         );
         assert_eq!(readings("/beta\\..\\admin"), ["/beta\\..\\admin", "/admin"]);
         assert_eq!(readings("/beta/..;/admin"), ["/beta/..;/admin", "/admin"]);
-        assert_eq!(readings("/health;jsessionid=1"), ["/health;jsessionid=1", "/health"]);
+        assert_eq!(
+            readings("/health;jsessionid=1"),
+            ["/health;jsessionid=1", "/health"]
+        );
         assert_eq!(readings("/x//../health"), ["/health", "/x/health"]);
         assert_eq!(readings("/%2e%2e/%2E/admin"), ["/admin"]);
         assert_eq!(readings(""), ["/"]);

@@ -342,12 +342,10 @@ fn dictionary_member(field: &str, value: &str, key: &str) -> Result<String, Sign
     let dict = Parser::new(value)
         .parse::<Dictionary>()
         .map_err(|_| SignatureError::NotStructured(field.to_owned()))?;
-    let member = dict
-        .get(key)
-        .ok_or_else(|| SignatureError::MemberAbsent {
-            field: field.to_owned(),
-            key: key.to_owned(),
-        })?;
+    let member = dict.get(key).ok_or_else(|| SignatureError::MemberAbsent {
+        field: field.to_owned(),
+        key: key.to_owned(),
+    })?;
     List::from([member.clone()])
         .serialize()
         .ok_or_else(|| SignatureError::NotStructured(field.to_owned()))
@@ -458,7 +456,11 @@ impl Component {
         };
         let mut errors = None;
         for (key, value) in &item.params {
-            let flag = || value.as_boolean().ok_or_else(|| invalid("must be a boolean"));
+            let flag = || {
+                value
+                    .as_boolean()
+                    .ok_or_else(|| invalid("must be a boolean"))
+            };
             let text = || {
                 value
                     .as_string()
@@ -638,10 +640,11 @@ pub fn covers(message: &Message<'_>, label: &str, name: &str) -> bool {
         return false;
     };
     match inputs.get(label) {
-        Some(ListEntry::InnerList(inner)) => inner
-            .items
-            .iter()
-            .any(|item| item.bare_item.as_string().is_some_and(|s| s.as_str() == name)),
+        Some(ListEntry::InnerList(inner)) => inner.items.iter().any(|item| {
+            item.bare_item
+                .as_string()
+                .is_some_and(|s| s.as_str() == name)
+        }),
         _ => false,
     }
 }

@@ -97,7 +97,10 @@ fn the_sdk_shape_verifies_with_one_config_for_get_and_post() {
     for request in [get(&tok), post(&tok)] {
         let signed = signer(true, true).sign_request(request, NOW).unwrap();
         let input = signed.header_values("signature-input").next().unwrap();
-        assert!(input.contains("install=(") && input.contains(", account=("), "{input}");
+        assert!(
+            input.contains("install=(") && input.contains(", account=("),
+            "{input}"
+        );
         assert!(input.contains(";expires=1700000015"), "{input}");
         let covers_digest = input.contains("\"content-digest\"");
         assert_eq!(covers_digest, signed.body.is_some(), "{input}");
@@ -114,9 +117,19 @@ fn acceptance_follows_the_config() {
     let tok = token(true);
     let cases = [
         // (accept, install signs, account signs, expected)
-        ("install", true, false, Ok(["install=true", "account=false"])),
+        (
+            "install",
+            true,
+            false,
+            Ok(["install=true", "account=false"]),
+        ),
         ("install", false, true, Err(Reason::RequestSignatureMissing)),
-        ("account", false, true, Ok(["install=false", "account=true"])),
+        (
+            "account",
+            false,
+            true,
+            Ok(["install=false", "account=true"]),
+        ),
         ("account", true, false, Err(Reason::RequestSignatureMissing)),
         ("either", true, false, Ok(["install=true", "account=false"])),
         ("either", false, true, Ok(["install=false", "account=true"])),
@@ -204,7 +217,9 @@ fn account_signatures_need_a_strong_configured_key() {
     ] {
         let mut config = base.clone();
         config["signature"] = signature.clone();
-        let err = Gate::from_json(&config.to_string()).unwrap_err().to_string();
+        let err = Gate::from_json(&config.to_string())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(message), "{signature}: {err}");
     }
 }
@@ -216,7 +231,10 @@ fn a_body_over_the_cap_is_refused_with_413() {
     let signed = signer(true, false).sign_request(post(&tok), NOW).unwrap();
     assert_eq!(gate.max_body_bytes(&signed), 8);
     let d = gate.check(&signed, NOW);
-    assert_eq!((d.allow, d.status, d.reason), (false, 413, Reason::BodyTooLarge));
+    assert_eq!(
+        (d.allow, d.status, d.reason),
+        (false, 413, Reason::BodyTooLarge)
+    );
     // A GET signs no digest: its (absent) body is never read, so no cap applies.
     let signed = signer(true, false).sign_request(get(&tok), NOW).unwrap();
     assert!(!gate.needs_body(&signed));
@@ -228,10 +246,14 @@ fn optional_mode_lets_unsigned_and_fail_over_requests_through() {
     let gate = gate(json!({ "mode": "optional", "accept": "either" }));
     assert_eq!(decide(&gate, &get(&token(true))).1, Reason::Allowed);
     // A fail-over token (no ipk) with only an install member present: not a failure.
-    let signed = signer(true, false).sign_request(get(&token(false)), NOW).unwrap();
+    let signed = signer(true, false)
+        .sign_request(get(&token(false)), NOW)
+        .unwrap();
     assert_eq!(decide(&gate, &signed).1, Reason::Allowed);
     // But an account member that does not verify is.
-    let mut signed = signer(false, true).sign_request(get(&token(false)), NOW).unwrap();
+    let mut signed = signer(false, true)
+        .sign_request(get(&token(false)), NOW)
+        .unwrap();
     signed.method = "DELETE".to_owned();
     assert_eq!(decide(&gate, &signed).1, Reason::RequestSignatureInvalid);
 }
@@ -261,19 +283,34 @@ fn component_parameters_follow_the_rfc_examples() {
     let target = "/path?param=value&foo=bar&baz=batman&qux=&var=this%20is%20a%20big%0Amultiline%20value&bar=with+plus+whitespace&fa%C3%A7ade%22%3A%20=something";
     let m = Message::request("POST", "https", "Example.COM:443", target, &fields);
     let cases = [
-        ("example-dict", "\"example-dict\": a=1,    b=2;x=1;y=2,   c=(a   b   c)"),
-        ("\"example-dict\";sf", "\"example-dict\";sf: a=1, b=2;x=1;y=2, c=(a b c)"),
+        (
+            "example-dict",
+            "\"example-dict\": a=1,    b=2;x=1;y=2,   c=(a   b   c)",
+        ),
+        (
+            "\"example-dict\";sf",
+            "\"example-dict\";sf: a=1, b=2;x=1;y=2, c=(a b c)",
+        ),
         ("\"x-dict\";key=\"a\"", "\"x-dict\";key=\"a\": 1"),
         ("\"x-dict\";key=\"d\"", "\"x-dict\";key=\"d\": ?1"),
         ("\"x-dict\";key=\"b\"", "\"x-dict\";key=\"b\": 2;x=1;y=2"),
         ("\"x-dict\";key=\"c\"", "\"x-dict\";key=\"c\": (a b c)"),
-        ("example-header", "\"example-header\": value, with, lots, of, commas"),
+        (
+            "example-header",
+            "\"example-header\": value, with, lots, of, commas",
+        ),
         (
             "\"example-header\";bs",
             "\"example-header\";bs: :dmFsdWUsIHdpdGgsIGxvdHM=:, :b2YsIGNvbW1hcw==:",
         ),
-        ("\"@query-param\";name=\"baz\"", "\"@query-param\";name=\"baz\": batman"),
-        ("\"@query-param\";name=\"qux\"", "\"@query-param\";name=\"qux\": "),
+        (
+            "\"@query-param\";name=\"baz\"",
+            "\"@query-param\";name=\"baz\": batman",
+        ),
+        (
+            "\"@query-param\";name=\"qux\"",
+            "\"@query-param\";name=\"qux\": ",
+        ),
         (
             "\"@query-param\";name=\"var\"",
             "\"@query-param\";name=\"var\": this%20is%20a%20big%0Amultiline%20value",
@@ -303,7 +340,10 @@ fn component_parameters_follow_the_rfc_examples() {
         "\"@authority\": example.com:8443"
     );
     let http = Message::request("GET", "http", "example.com:80", "/", &fields);
-    assert_eq!(base(&http, "@authority").unwrap(), "\"@authority\": example.com");
+    assert_eq!(
+        base(&http, "@authority").unwrap(),
+        "\"@authority\": example.com"
+    );
 }
 
 #[test]
@@ -390,7 +430,9 @@ fn parameterized_components_sign_and_verify_round_trip() {
     let install_key = install().public();
     assert_eq!(
         signature::verify_with(&m, None, SignatureKey::Install(&install_key), &verify, NOW),
-        Err(SignatureError::UnsupportedAlgorithm("hmac-sha256".to_owned()))
+        Err(SignatureError::UnsupportedAlgorithm(
+            "hmac-sha256".to_owned()
+        ))
     );
 }
 
@@ -403,7 +445,11 @@ fn string_signatures_as_older_sdks_send_them_verify_too() {
     for (name, value) in &mut as_string.headers {
         if name == "Signature" {
             // install=:b64: → install="b64"
-            *value = value.replacen("=:", "=\"", 1).trim_end_matches(':').to_owned() + "\"";
+            *value = value
+                .replacen("=:", "=\"", 1)
+                .trim_end_matches(':')
+                .to_owned()
+                + "\"";
         }
     }
     assert_ne!(as_string, signed);

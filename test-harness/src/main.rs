@@ -429,7 +429,11 @@ fn install_signer(path: &Path) -> Result<InstallSigner> {
 
 fn sign(args: &SignArgs) -> Result<()> {
     let signer = ApproovSigner {
-        install: args.install_key.as_deref().map(install_signer).transpose()?,
+        install: args
+            .install_key
+            .as_deref()
+            .map(install_signer)
+            .transpose()?,
         account: args
             .account_secret
             .as_deref()
@@ -460,8 +464,10 @@ fn sign(args: &SignArgs) -> Result<()> {
     let signed = if args.approov && args.keyid.is_none() && !args.alg {
         signer.sign_request(request, created)?
     } else if args.approov {
-        let mut options =
-            SignOptions::new(attestgate_policy::mint::approov_components(&request), created);
+        let mut options = SignOptions::new(
+            attestgate_policy::mint::approov_components(&request),
+            created,
+        );
         options.expires = Some(created + 15);
         options.keyid = args.keyid.clone();
         options.alg = args.alg;

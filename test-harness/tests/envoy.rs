@@ -918,7 +918,11 @@ fn the_corpus_decides_the_same_in_envoy_as_natively() {
             let native = Observed::of(&decision);
             // An Envoy override says Envoy decides another request than the one sent (it
             // resolved the path first): then only the override is the truth.
-            if observed != native && !case.overrides.contains_key(&attestgate_corpus::Runner::Envoy) {
+            if observed != native
+                && !case
+                    .overrides
+                    .contains_key(&attestgate_corpus::Runner::Envoy)
+            {
                 failures.push(format!("{label}: native {native}, envoy {observed}"));
             }
             let meets = observed.meets(
@@ -1262,9 +1266,12 @@ fn a_signed_post_body_end_to_end() {
 /// An upstream that records what it received: each request's target exactly as sent and its
 /// headers. It answers every request as the echo upstream does, so `assert_reached_upstream`
 /// holds for it too.
+/// Each request's target and headers, in arrival order.
+type Seen = Vec<(String, Vec<(String, String)>)>;
+
 struct Recorder {
     port: u16,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>>,
+    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
 }
 
 impl Recorder {
@@ -1283,11 +1290,7 @@ impl Recorder {
     }
 
     /// Requests on one connection until it closes: head, then a content-length body.
-    #[allow(clippy::type_complexity)]
-    fn serve(
-        mut stream: std::net::TcpStream,
-        record: &std::sync::Mutex<Vec<(String, Vec<(String, String)>)>>,
-    ) {
+    fn serve(mut stream: std::net::TcpStream, record: &std::sync::Mutex<Seen>) {
         use std::io::Write;
         let mut buffer = Vec::new();
         let mut chunk = [0u8; 16384];
@@ -1334,7 +1337,7 @@ impl Recorder {
         }
     }
 
-    fn seen(&self) -> Vec<(String, Vec<(String, String)>)> {
+    fn seen(&self) -> Seen {
         self.seen.lock().unwrap().clone()
     }
 
@@ -1421,17 +1424,16 @@ fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
         );
     }
     assert_eq!(
-        seen.iter().filter(|(t, _)| t == "/health" || t == "/beta/x").count(),
+        seen.iter()
+            .filter(|(t, _)| t == "/health" || t == "/beta/x")
+            .count(),
         2,
         "{seen:?}"
     );
     // Every trick was refused (by the gate, or by Envoy itself) unless it reached a path
     // inside the rules.
     for (path, status) in &statuses {
-        assert!(
-            matches!(status, 200 | 400 | 401 | 404),
-            "{path}: {status}"
-        );
+        assert!(matches!(status, 200 | 400 | 401 | 404), "{path}: {status}");
     }
     println!(
         "path tricks in Envoy: {statuses:?}; the upstream saw {:?}",
@@ -1442,7 +1444,8 @@ fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
     // trick, with a gate that lets everything through: the corpus' Envoy overrides say the
     // gate sees these paths.
     let recorder = Recorder::start();
-    let open = serde_json::json!({ "keys": {"approov_secret": secret("per-route")}, "mode": "monitor" });
+    let open =
+        serde_json::json!({ "keys": {"approov_secret": secret("per-route")}, "mode": "monitor" });
     let envoy = Envoy::start_with("path-forwarded", &recorder.template(&open));
     let forwarded = [
         ("/beta/..%2fadmin", "/admin"),
@@ -1531,8 +1534,14 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
     raw_exchange(envoy.port, &post, body).assert_reached_upstream();
     // Each member alone (the SDK may not produce both): accepted under `either`.
     for signer in [
-        ApproovSigner { install: Some(install.clone()), account: None },
-        ApproovSigner { install: None, account: Some(AccountKey::from_base64(account).unwrap()) },
+        ApproovSigner {
+            install: Some(install.clone()),
+            account: None,
+        },
+        ApproovSigner {
+            install: None,
+            account: Some(AccountKey::from_base64(account).unwrap()),
+        },
     ] {
         raw_exchange(envoy.port, &sign(&signer, "POST", "/v1/pay", body), body)
             .assert_reached_upstream();
@@ -1541,7 +1550,9 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
     raw_exchange(envoy.port, &post, br#"{"to":"mallory","amount":100}"#)
         .assert_denied(401, "request_signature_invalid");
     let mut unsigned = post.clone();
-    unsigned.headers.retain(|(n, _)| !n.starts_with("signature"));
+    unsigned
+        .headers
+        .retain(|(n, _)| !n.starts_with("signature"));
     raw_exchange(envoy.port, &unsigned, body).assert_denied(401, "request_signature_missing");
     // What the upstream received: the verified device id once, no token, no client copy of
     // the gate's headers; the body and its digest intact.
@@ -1557,6 +1568,9 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
         };
         assert!(values("approov-token").is_empty(), "{target}: {headers:?}");
         assert_eq!(values("x-device-id"), ["device-1"], "{target}: {headers:?}");
-        assert!(values("x-attestgate-decision").is_empty(), "{target}: {headers:?}");
+        assert!(
+            values("x-attestgate-decision").is_empty(),
+            "{target}: {headers:?}"
+        );
     }
 }
