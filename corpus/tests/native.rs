@@ -206,3 +206,58 @@ fn the_decision_cache_answers_every_case_as_the_gate_does() {
     println!("corpus (cache): {checked} decisions equal, {hits} cache hits");
     assert!(hits > 0, "the corpus never hit the cache");
 }
+
+/// Issue #16: `explain` observes the one pipeline `check` runs: on every case its decision is
+/// `check`'s, and the step it marks failed is the one the decision's reason comes from.
+#[test]
+fn explain_agrees_with_check_on_every_case() {
+    use attestgate_policy::{StepId, StepStatus};
+    let corpus = load(&cases_dir()).unwrap();
+    let materialized = corpus.materialize(NOW).unwrap();
+    let mut checked = 0;
+    for gate in &materialized.gates {
+        let native = Gate::from_json(&gate.config.to_string()).unwrap();
+        for case in &gate.cases {
+            let request = case.request.to_request();
+            let explained = native.explain(&request, materialized.now);
+            let decision = native.check(&request, materialized.now);
+            assert_eq!(explained.decision, decision, "{}", case.name);
+            let failed: Vec<StepId> = explained
+                .steps
+                .iter()
+                .filter(|s| s.status == StepStatus::Failed)
+                .map(|s| s.id)
+                .collect();
+            let ids: std::collections::BTreeSet<String> = explained
+                .steps
+                .iter()
+                .map(|s| format!("{:?}", s.id))
+                .collect();
+            assert_eq!(ids.len(), StepId::ALL.len(), "{}", case.name);
+            if decision.verdict == attestgate_policy::Verdict::Allow {
+                assert!(failed.is_empty(), "{}: {failed:?}", case.name);
+            } else {
+                assert_eq!(failed.len(), 1, "{}: {:?}", case.name, explained.steps);
+                let expected = match StepId::of_reason(decision.reason) {
+                    Some(step) => vec![step],
+                    // Malformed: the token's own error says where.
+                    None => vec![
+                        StepId::Extract,
+                        StepId::Structure,
+                        StepId::Claims,
+                        StepId::Time,
+                    ],
+                };
+                assert!(
+                    expected.contains(&failed[0]),
+                    "{}: {} failed at {:?}",
+                    case.name,
+                    decision.reason,
+                    failed[0]
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}

@@ -100,6 +100,26 @@ pub enum TokenError {
 }
 
 impl TokenError {
+    /// The pipeline step that refuses a token with this error.
+    pub(crate) fn step(&self) -> crate::steps::StepId {
+        use crate::steps::StepId;
+        match self {
+            TokenError::Missing(_) | TokenError::Duplicated(_) | TokenError::MissingPrefix(_) => {
+                StepId::Extract
+            }
+            TokenError::TooLong(..)
+            | TokenError::Structure(_)
+            | TokenError::Header(_)
+            | TokenError::Unsupported(_) => StepId::Structure,
+            TokenError::Json { part, .. } if *part == "header" => StepId::Structure,
+            TokenError::Json { .. } | TokenError::Claims(_) => StepId::Claims,
+            TokenError::AlgNotAllowed(_) | TokenError::KeyNotFound(_) => StepId::Key,
+            TokenError::SignatureInvalid => StepId::Signature,
+            TokenError::Expired | TokenError::NotYetValid | TokenError::NoExpiry => StepId::Time,
+            TokenError::IssuerMismatch | TokenError::AudienceMismatch => StepId::IssuerAudience,
+        }
+    }
+
     /// The stable reason code for this error.
     pub fn reason(&self) -> Reason {
         match self {

@@ -1,22 +1,25 @@
 //! Why the gate decided what it did, step by step: for the playground and for debugging.
 //!
-//! [`Gate::explain`] decides the request exactly as [`Gate::check`] does (its `decision` *is*
-//! `check`'s result) and, next to it, shows the work: the token's header and claims decoded
-//! **without** verification, every verification step with its outcome, and the Rego input the
-//! policy saw. The steps come from running the same functions `check` runs (`extract`,
-//! `verify`, the binding check), so they cannot tell a different story. Hosts on the request
-//! path call `check`; this does more work and returns untrusted data.
+//! [`Gate::explain`] decides the request exactly as [`Gate::check`] does and, next to it, shows
+//! the work: the token's header and claims decoded **without** verification, every step of
+//! the pipeline with its outcome, and the Rego input the policy saw. It is an observer of the
+//! one pipeline `check` runs (each step reports to it as it ends), so it cannot tell a
+//! different story. Hosts on the request path call `check`; this does more work and returns
+//! untrusted data.
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::binding::{self, BindingOutcome};
 use crate::config::Mode;
 use crate::decision::{Decision, Reason};
 use crate::error::TokenError;
-use crate::gate::Gate;
+use crate::gate::{Gate, Hooks};
+use crate::keys::KeySet;
+use crate::policy::{Policy, PolicyOutcome};
+use crate::remote::Dynamic;
 use crate::request::Request;
+use crate::steps::{StepId, StepStatus};
 use crate::token::{self, VerifiedToken};
 
 /// The decision with its working: see the [module docs](self).
@@ -49,8 +52,8 @@ pub struct Explanation {
     /// The token as found in the request, decoded without verifying anything. `None` when
     /// no token was found (or a bypass rule skipped the gate).
     pub token: Option<DecodedToken>,
-    /// Every step in order: route, extract, structure, key, signature, claims, time,
-    /// issuer and audience, binding, policy.
+    /// Every step of the pipeline ([`StepId::ALL`]): those that ran in the order they ran (all
+    /// passed but the last, when it failed), then those never reached, skipped.
     pub steps: Vec<Step>,
     /// The Rego rule evaluated, when the policy ran.
     pub policy_entrypoint: Option<String>,
@@ -97,106 +100,40 @@ pub struct Step {
     pub detail: String,
 }
 
-/// The steps of [`Gate::check`], in order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum StepId {
-    /// The first matching route rule and its mode.
-    Route,
-    /// The token header: present once, with its prefix.
-    Extract,
-    /// Size, base64url alphabet, three segments, strict header JSON, no `crit`/`b64`.
-    Structure,
-    /// The `alg` and `kid` select a key pinned to that algorithm.
-    Key,
-    /// The signature verifies.
-    Signature,
-    /// The claims are strict JSON with well-typed registered claims.
-    Claims,
-    /// `exp` and `nbf` against `now`, with the leeway.
-    Time,
-    /// `iss` and `aud` against the config.
-    IssuerAudience,
-    /// The token binding claim against the bound headers.
-    Binding,
-    /// The Rego policy's decision.
-    Policy,
+/// The pipeline's hooks for explain: verification and evaluation as the plain check does
+/// them, every step recorded.
+struct Recorder<'g> {
+    gate: &'g Gate,
+    now: i64,
+    steps: Vec<Step>,
+    policy: Option<(String, Value)>,
 }
 
-impl StepId {
-    /// All steps, in pipeline order.
-    pub const ALL: [StepId; 10] = [
-        StepId::Route,
-        StepId::Extract,
-        StepId::Structure,
-        StepId::Key,
-        StepId::Signature,
-        StepId::Claims,
-        StepId::Time,
-        StepId::IssuerAudience,
-        StepId::Binding,
-        StepId::Policy,
-    ];
-
-    /// A short title for people.
-    pub fn title(self) -> &'static str {
-        match self {
-            StepId::Route => "Route rule",
-            StepId::Extract => "Find the token",
-            StepId::Structure => "Token structure",
-            StepId::Key => "Algorithm and key",
-            StepId::Signature => "Signature",
-            StepId::Claims => "Claims",
-            StepId::Time => "Expiry and not-before",
-            StepId::IssuerAudience => "Issuer and audience",
-            StepId::Binding => "Token binding",
-            StepId::Policy => "Rego policy",
-        }
+impl Hooks for Recorder<'_> {
+    fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError> {
+        token::verify(raw, keys, &self.gate.verify, self.now)
     }
-}
 
-/// How a step went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    /// The check passed.
-    Passed,
-    /// The check failed; this step decided the denial.
-    Failed,
-    /// Not reached: an earlier step failed, or a bypass rule matched.
-    Skipped,
-}
+    fn evaluate(
+        &mut self,
+        policy: &Policy,
+        entrypoint: &str,
+        input: &Value,
+    ) -> Result<PolicyOutcome, String> {
+        policy.evaluate(entrypoint, input.clone())
+    }
 
-/// Builds the step list: everything before the deciding step passed, the rest is skipped.
-struct Steps(Vec<Step>);
-
-impl Steps {
-    fn push(&mut self, id: StepId, status: StepStatus, detail: impl Into<String>) {
-        self.0.push(Step {
+    fn step(&mut self, id: StepId, status: StepStatus, detail: &dyn Fn() -> String) {
+        self.steps.push(Step {
             id,
             title: id.title(),
             status,
-            detail: detail.into(),
+            detail: detail(),
         });
     }
 
-    fn pass(&mut self, id: StepId, detail: impl Into<String>) {
-        self.push(id, StepStatus::Passed, detail);
-    }
-
-    /// Fails `id` and skips every later step.
-    fn fail(mut self, id: StepId, detail: impl Into<String>) -> Vec<Step> {
-        self.push(id, StepStatus::Failed, detail);
-        self.skip_rest("an earlier step failed")
-    }
-
-    fn skip_rest(mut self, why: &str) -> Vec<Step> {
-        let done = self.0.len();
-        for id in StepId::ALL.into_iter().skip(done) {
-            self.push(id, StepStatus::Skipped, why);
-        }
-        self.0
+    fn policy_input(&mut self, entrypoint: &str, input: &Value) {
+        self.policy = Some((entrypoint.to_owned(), input.clone()));
     }
 }
 
@@ -204,10 +141,16 @@ impl Gate {
     /// Decides the request as [`Gate::check`] does and explains the decision: see
     /// [`Explanation`].
     pub fn explain(&self, request: &Request, now: i64) -> Explanation {
-        let decision = self.check(request, now);
+        let mut recorder = Recorder {
+            gate: self,
+            now,
+            steps: Vec::new(),
+            policy: None,
+        };
+        let decision = self.check_hooked(request, now, &mut Dynamic::default(), &mut recorder);
         let config = self.config();
-        let route = self.matching_rule(request);
-        let matched = route.clone().ok().flatten().map(|rule| RuleMatch {
+        let route = self.matching_rule(request).ok().flatten();
+        let rule = route.map(|rule| RuleMatch {
             index: config
                 .rules
                 .iter()
@@ -216,246 +159,38 @@ impl Gate {
             name: rule.name.clone(),
             entrypoint: rule.entrypoint.clone(),
         });
-        let mode = route
-            .clone()
-            .ok()
-            .flatten()
-            .and_then(|r| r.mode)
-            .unwrap_or(config.mode);
-        let mut explanation = Explanation {
-            decision,
-            rule: matched,
-            mode,
-            token: None,
-            steps: Vec::new(),
-            policy_entrypoint: None,
-            policy_input: None,
-        };
-        let mut steps = Steps(Vec::new());
-        if let Err(ambiguity) = route {
-            explanation.steps = steps.fail(StepId::Route, ambiguity.to_string());
-            return explanation;
-        }
-        let rule_text = match &explanation.rule {
-            Some(RuleMatch {
-                name: Some(name), ..
-            }) => format!("rule `{name}` matched"),
-            Some(rule) => format!("rules[{}] matched", rule.index),
-            None => "no rule matched; the default mode applies".to_owned(),
-        };
-        steps.pass(
-            StepId::Route,
-            format!("{rule_text} (mode {})", mode.as_str()),
-        );
-        if mode == Mode::Bypass {
-            explanation.steps = steps.skip_rest("bypassed: nothing is checked");
-            return explanation;
-        }
-
-        let token_config = &config.token;
-        let raw = match token::extract(request, token_config) {
-            Ok(raw) => raw,
-            Err(err) => {
-                explanation.steps = steps.fail(StepId::Extract, err.to_string());
-                return explanation;
-            }
-        };
-        let prefix = token_config
-            .prefix
-            .as_deref()
-            .map(|p| format!(" after the prefix `{}`", p.trim_end()))
-            .unwrap_or_default();
-        steps.pass(
-            StepId::Extract,
-            format!("found once in `{}`{prefix}", token_config.header),
-        );
-        explanation.token = Some(decode_untrusted(raw));
-
-        let verified = match token::verify(raw, &[self.keys()], &self.verify, now) {
-            Ok(token) => token,
-            Err(err) => {
-                explanation.steps = self.failed_verification(steps, raw, &err);
-                return explanation;
-            }
-        };
-        self.passed_verification(&mut steps, raw, &verified, now);
-
-        let binding = match &config.binding {
-            None => {
-                steps.pass(StepId::Binding, "not configured");
-                BindingOutcome::default()
-            }
-            Some(binding_config) => {
-                match binding::check(binding_config, request, &verified.claims) {
-                    Ok(outcome) => {
-                        let detail = if outcome.checked {
-                            format!(
-                                "`{}` matches SHA-256 of {}",
-                                binding_config.claim,
-                                binding_config.headers.join(" + ")
-                            )
-                        } else {
-                            format!("no `{}` claim; binding is optional", binding_config.claim)
-                        };
-                        steps.pass(StepId::Binding, detail);
-                        outcome
-                    }
-                    Err((_, message)) => {
-                        explanation.steps = steps.fail(StepId::Binding, message);
-                        return explanation;
-                    }
-                }
-            }
-        };
-
-        if config.policy.is_none() {
-            steps.pass(
-                StepId::Policy,
-                "no policy configured: a verified token is enough",
-            );
-            explanation.steps = steps.0;
-            return explanation;
-        }
-        let entrypoint = explanation
-            .rule
-            .as_ref()
-            .and_then(|r| r.entrypoint.clone())
-            .unwrap_or_else(|| self.policy_entrypoint().to_owned());
-        let rule_name = explanation.rule.as_ref().and_then(|r| r.name.as_deref());
-        explanation.policy_input =
-            Some(self.policy_input(request, &verified, binding, now, rule_name));
-        let outcome = &explanation.decision;
-        let verdict_reasons = if outcome.reasons.is_empty() {
-            String::new()
+        let mode = route.and_then(|r| r.mode).unwrap_or(config.mode);
+        // Steps never reached: skipped, after the ones that ran.
+        let mut steps = recorder.steps;
+        let why = if mode == Mode::Bypass && decision.reason == Reason::Bypassed {
+            "bypassed: nothing is checked"
         } else {
-            format!(": {}", outcome.reasons.join(", "))
+            "an earlier step failed"
         };
-        match outcome.reason {
-            Reason::PolicyDenied => {
-                let how = if outcome.allow {
-                    "denied (monitor mode: reported, the request goes on)".to_owned()
-                } else {
-                    format!("denied with status {}", outcome.status)
-                };
-                explanation.steps = steps.fail(
-                    StepId::Policy,
-                    format!("`{entrypoint}` {how}{verdict_reasons}"),
-                );
-            }
-            Reason::PolicyError => {
-                let detail = outcome.detail.as_deref().unwrap_or("evaluation failed");
-                explanation.steps =
-                    steps.fail(StepId::Policy, format!("`{entrypoint}` failed: {detail}"));
-            }
-            _ => {
-                steps.pass(
-                    StepId::Policy,
-                    format!("`{entrypoint}` allowed{verdict_reasons}"),
-                );
-                explanation.steps = steps.0;
+        for id in StepId::ALL {
+            if !steps.iter().any(|step| step.id == id) {
+                steps.push(Step {
+                    id,
+                    title: id.title(),
+                    status: StepStatus::Skipped,
+                    detail: why.to_owned(),
+                });
             }
         }
-        explanation.policy_entrypoint = Some(entrypoint);
-        explanation
-    }
-
-    /// The steps of a token that failed `verify`: which one failed follows from the error.
-    fn failed_verification(&self, mut steps: Steps, raw: &str, err: &TokenError) -> Vec<Step> {
-        let failed = match err {
-            TokenError::TooLong(..)
-            | TokenError::Structure(_)
-            | TokenError::Header(_)
-            | TokenError::Unsupported(_) => StepId::Structure,
-            TokenError::Json { part, .. } if *part == "header" => StepId::Structure,
-            TokenError::Json { .. } | TokenError::Claims(_) => StepId::Claims,
-            TokenError::AlgNotAllowed(_) | TokenError::KeyNotFound(_) => StepId::Key,
-            TokenError::SignatureInvalid => StepId::Signature,
-            TokenError::Expired | TokenError::NotYetValid | TokenError::NoExpiry => StepId::Time,
-            TokenError::IssuerMismatch | TokenError::AudienceMismatch => StepId::IssuerAudience,
-            // `extract` reports these, never `verify`.
-            TokenError::Missing(_) | TokenError::Duplicated(_) | TokenError::MissingPrefix(_) => {
-                StepId::Structure
-            }
-        };
-        let header = decode_segment(raw, 0).ok();
-        for id in [
-            StepId::Structure,
-            StepId::Key,
-            StepId::Signature,
-            StepId::Claims,
-            StepId::Time,
-        ] {
-            if id == failed {
-                break;
-            }
-            let detail = match id {
-                StepId::Time => "within the validity window".to_owned(),
-                _ => self.passed_detail(id, raw, header.as_ref()),
-            };
-            steps.pass(id, detail);
+        let token = (mode != Mode::Bypass)
+            .then(|| token::extract(request, &config.token).ok())
+            .flatten()
+            .map(decode_untrusted);
+        let (policy_entrypoint, policy_input) = recorder.policy.unzip();
+        Explanation {
+            decision,
+            rule,
+            mode,
+            token,
+            steps,
+            policy_entrypoint,
+            policy_input,
         }
-        steps.fail(failed, err.to_string())
-    }
-
-    fn passed_verification(&self, steps: &mut Steps, raw: &str, token: &VerifiedToken, now: i64) {
-        let header = decode_segment(raw, 0).ok();
-        for id in [
-            StepId::Structure,
-            StepId::Key,
-            StepId::Signature,
-            StepId::Claims,
-        ] {
-            steps.pass(id, self.passed_detail(id, raw, header.as_ref()));
-        }
-        steps.pass(StepId::Time, self.time_detail(&token.claims, now));
-        let issuer = match &self.verify.issuer {
-            Some(issuer) => format!("iss is `{issuer}`"),
-            None => "no issuer required".to_owned(),
-        };
-        let audience = match &self.verify.audiences {
-            Some(audiences) => format!("aud holds one of {}", audiences.join(", ")),
-            None => "no audience required".to_owned(),
-        };
-        steps.pass(StepId::IssuerAudience, format!("{issuer}; {audience}"));
-    }
-
-    /// What a passed step checked, for the steps up to the claims.
-    fn passed_detail(&self, id: StepId, raw: &str, header: Option<&Value>) -> String {
-        let field = |name: &str| {
-            header
-                .and_then(|h| h.get(name))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        match id {
-            StepId::Structure => format!(
-                "three base64url segments, {} bytes (at most {}), strict header JSON",
-                raw.len(),
-                self.verify.max_bytes
-            ),
-            StepId::Key => {
-                let alg = field("alg").unwrap_or_else(|| "?".to_owned());
-                match field("kid") {
-                    Some(kid) => format!("alg {alg}; kid `{kid}` names a key pinned to {alg}"),
-                    None => format!("alg {alg}; no kid, so every key pinned to {alg} is tried"),
-                }
-            }
-            StepId::Signature => "verified".to_owned(),
-            _ => "strict JSON; registered claims well-typed".to_owned(),
-        }
-    }
-
-    fn time_detail(&self, claims: &Map<String, Value>, now: i64) -> String {
-        let leeway = self.verify.leeway_seconds;
-        let exp = match claims.get("exp").and_then(Value::as_i64) {
-            Some(exp) => format!("exp is {} s from now", exp.saturating_sub(now)),
-            None => "no exp (not required)".to_owned(),
-        };
-        let nbf = match claims.get("nbf").and_then(Value::as_i64) {
-            Some(nbf) => format!("; nbf was {} s ago", now.saturating_sub(nbf)),
-            None => String::new(),
-        };
-        format!("{exp}{nbf} (leeway {leeway} s)")
     }
 }
 
@@ -552,7 +287,7 @@ deny contains "device_rooted" if input.token.claims.rooted
     }
 
     /// The step that failed, and that every step before it passed and every one after it
-    /// was skipped.
+    /// was skipped (but the mode, which monitor mode passes after a failure).
     fn failed_step(e: &Explanation) -> Option<StepId> {
         assert_eq!(e.steps.len(), StepId::ALL.len());
         let ids: Vec<StepId> = e.steps.iter().map(|s| s.id).collect();
@@ -562,9 +297,14 @@ deny contains "device_rooted" if input.token.claims.rooted
             assert!(e.steps[..at].iter().all(|s| s.status == StepStatus::Passed));
             assert!(e.steps[at + 1..]
                 .iter()
-                .all(|s| s.status == StepStatus::Skipped));
+                .all(|s| s.status == StepStatus::Skipped
+                    || (s.id == StepId::Mode && e.mode == Mode::Monitor)));
         }
         failed.map(|at| e.steps[at].id)
+    }
+
+    fn detail(e: &Explanation, id: StepId) -> &str {
+        &e.steps.iter().find(|s| s.id == id).unwrap().detail
     }
 
     #[test]
@@ -643,13 +383,13 @@ deny contains "device_rooted" if input.token.claims.rooted
         let mut rooted = good_claims();
         rooted["rooted"] = json!(true);
         let e = g.explain(&request("/api", Some(&token(rooted))), NOW);
-        let policy = &e.steps[9].detail;
+        let policy = detail(&e, StepId::Policy);
         assert!(
             policy.contains("denied with status 403: device_rooted"),
             "{policy}"
         );
         let e = g.explain(&request("/api", Some(&token(good_claims()))), NOW + 3_600);
-        assert_eq!(e.steps[6].detail, "token expired");
+        assert_eq!(detail(&e, StepId::Time), "token expired");
     }
 
     #[test]
@@ -684,9 +424,33 @@ deny contains "device_rooted" if input.token.claims.rooted
         assert!(e.decision.allow);
         assert_eq!(e.mode, Mode::Monitor);
         assert_eq!(failed_step(&e), Some(StepId::Policy));
-        let policy = e.steps.last().unwrap();
-        assert!(policy.detail.contains("monitor mode"), "{}", policy.detail);
-        assert!(policy.detail.contains("device_rooted"), "{}", policy.detail);
+        let policy = detail(&e, StepId::Policy);
+        assert!(policy.contains("monitor mode"), "{policy}");
+        assert!(policy.contains("device_rooted"), "{policy}");
+        assert!(detail(&e, StepId::Mode).starts_with("monitor"));
+    }
+
+    /// Issue #16: explain reported "every step passed" for these while check denied.
+    #[test]
+    fn the_denylist_and_request_signatures_fail_their_own_steps() {
+        let g = gate(json!({
+            "denylist": { "devices": ["stolen"] },
+            "rules": [{ "path_prefix": "/pay", "signature": { "mode": "required" } }],
+        }));
+        let mut stolen = good_claims();
+        stolen["did"] = json!("stolen");
+        let r = request("/api", Some(&token(stolen)));
+        let e = g.explain(&r, NOW);
+        assert_eq!(e.decision, g.check(&r, NOW));
+        assert_eq!(e.decision.reason, Reason::DeviceDenied);
+        assert_eq!(failed_step(&e), Some(StepId::Denylist));
+
+        let r = request("/pay", Some(&token(good_claims())));
+        let e = g.explain(&r, NOW);
+        assert_eq!(e.decision, g.check(&r, NOW));
+        assert_eq!(e.decision.reason, Reason::RequestSignatureMissing);
+        assert_eq!(failed_step(&e), Some(StepId::RequestSignature));
+        assert_eq!(e.policy_input, None);
     }
 
     #[test]
@@ -705,7 +469,7 @@ deny contains "device_rooted" if input.token.claims.rooted
         assert!(e.decision.allow);
         assert_eq!(failed_step(&e), None);
         assert_eq!(e.policy_input, None);
-        assert!(e.steps[8].detail.contains("not configured"));
-        assert!(e.steps[9].detail.contains("no policy"));
+        assert!(detail(&e, StepId::Binding).contains("not configured"));
+        assert!(detail(&e, StepId::Policy).contains("no policy"));
     }
 }

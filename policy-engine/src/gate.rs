@@ -13,10 +13,12 @@ use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
 use crate::request::Request;
 use crate::signature::SignatureMode;
+use crate::steps::{StepId, StepStatus};
 use crate::token::{self, VerifiedToken, VerifyOptions};
 
-/// The two expensive steps of a decision, which the decision cache memoizes: verifying a raw
-/// token with the given keys, and evaluating the policy on an input.
+/// What a view of the one decision pipeline supplies and sees: the two expensive steps, which
+/// the decision cache memoizes (verifying a raw token with the given keys, evaluating the
+/// policy on an input), and each step as it ends, which [`Gate::explain`] records.
 pub(crate) trait Hooks {
     fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError>;
     fn evaluate(
@@ -25,6 +27,10 @@ pub(crate) trait Hooks {
         entrypoint: &str,
         input: &Value,
     ) -> Result<PolicyOutcome, String>;
+    /// A step ended; `detail` is only called by views that keep it.
+    fn step(&mut self, _id: StepId, _status: StepStatus, _detail: &dyn Fn() -> String) {}
+    /// The policy is about to evaluate this input at this entrypoint.
+    fn policy_input(&mut self, _entrypoint: &str, _input: &Value) {}
 }
 
 /// No memo: every step done for every request.
@@ -329,7 +335,7 @@ impl Gate {
     }
 
     /// [`Gate::check_with`] with token verification and policy evaluation done by `hooks`
-    /// (the decision cache's memos).
+    /// (the decision cache's memos), and every step reported to it (explain's record).
     pub(crate) fn check_hooked(
         &self,
         request: &Request,
@@ -341,15 +347,28 @@ impl Gate {
             Ok(rule) => rule,
             Err(ambiguity) => {
                 // Refused in every mode: no rule can be trusted to be the one that applies.
-                return Decision::denied(
-                    Mode::Enforce,
-                    Reason::PathAmbiguous,
-                    vec![ambiguity.to_string()],
-                );
+                let message = ambiguity.to_string();
+                hooks.step(StepId::Route, StepStatus::Failed, &|| message.clone());
+                return Decision::denied(Mode::Enforce, Reason::PathAmbiguous, vec![message]);
             }
         };
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
         let rule_name = rule.and_then(|r| r.name.clone());
+        hooks.step(StepId::Route, StepStatus::Passed, &|| {
+            let which = match (rule, &rule_name) {
+                (Some(_), Some(name)) => format!("rule `{name}` matched"),
+                (Some(rule), None) => format!(
+                    "rules[{}] matched",
+                    self.config
+                        .rules
+                        .iter()
+                        .position(|r| std::ptr::eq(r, rule))
+                        .unwrap_or_default()
+                ),
+                (None, _) => "no rule matched; the default mode applies".to_owned(),
+            };
+            format!("{which} (mode {})", mode.as_str())
+        });
         let mut decision = match mode {
             Mode::Bypass => Decision::allowed(mode, Reason::Bypassed),
             Mode::Enforce | Mode::Monitor => self.decide(request, now, mode, rule, dynamic, hooks),
@@ -359,6 +378,13 @@ impl Gate {
             decision.allow = true;
             decision.status = 200;
             decision.headers = self.claim_headers(decision.claims.as_ref());
+            hooks.step(StepId::Mode, StepStatus::Passed, &|| {
+                "monitor: the denial is reported and the request goes on".to_owned()
+            });
+        } else if mode != Mode::Bypass && decision.allow {
+            hooks.step(StepId::Mode, StepStatus::Passed, &|| {
+                mode.as_str().to_owned()
+            });
         }
         decision.rule = rule_name;
         decision
@@ -425,83 +451,166 @@ impl Gate {
         dynamic: &mut Dynamic<'_>,
         hooks: &mut dyn Hooks,
     ) -> Decision {
+        // Every denial below goes through here: the step it failed at is reported once.
+        let deny = |hooks: &mut dyn Hooks, step: StepId, reason: Reason, message: String| {
+            hooks.step(step, StepStatus::Failed, &|| message.clone());
+            Decision::denied(mode, reason, vec![message])
+        };
         let raw = match token::extract(request, &self.config.token) {
             Ok(raw) => raw,
-            Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
+            Err(err) => return deny(hooks, StepId::Extract, err.reason(), err.to_string()),
         };
+        hooks.step(StepId::Extract, StepStatus::Passed, &|| {
+            let prefix = self
+                .config
+                .token
+                .prefix
+                .as_deref()
+                .map(|p| format!(" after the prefix `{}`", p.trim_end()))
+                .unwrap_or_default();
+            format!("found once in `{}`{prefix}", self.config.token.header)
+        });
         let host_record = match &self.config.host_verification {
             Some(host) => match dynamic.host_verified {
                 Some(record) => Some(record),
-                None => {
-                    return Decision::denied(
-                        mode,
-                        Reason::SignatureInvalid,
-                        vec![format!(
+                None => return deny(
+                    hooks,
+                    StepId::HostRecord,
+                    Reason::SignatureInvalid,
+                    format!(
                         "the gateway verified no token on this request (no `{}` in `{}` metadata)",
                         host.payload_in_metadata, host.filter
-                    )],
-                    )
-                }
+                    ),
+                ),
             },
             None => None,
         };
         if host_record.is_none() && self.keys.keys().is_empty() && dynamic.remote_keys.is_none() {
             // Only fetched keys are configured and none has arrived yet.
-            return Decision::denied(
-                mode,
+            return deny(
+                hooks,
+                StepId::Key,
                 Reason::KeysUnavailable,
-                vec!["no keys fetched yet".to_owned()],
+                "no keys fetched yet".to_owned(),
             );
         }
         let mut keys = vec![&self.keys];
         keys.extend(dynamic.remote_keys);
         let token = match hooks.verify(raw, &keys) {
             Ok(token) => token,
-            Err(err) => return Decision::denied(mode, err.reason(), vec![err.to_string()]),
-        };
-        if let Some(record) = host_record {
-            // The record must be this token's: a verifier that read another header value, or
-            // a route where it let a request through unverified, must not vouch for this one.
-            let exp = token.claims.get("exp").and_then(Value::as_f64);
-            let same = match (exp, record.exp) {
-                (Some(ours), Some(theirs)) => ours == theirs.floor(),
-                (None, None) => true,
-                _ => false,
-            };
-            if !same {
-                return Decision::denied(
-                    mode,
-                    Reason::SignatureInvalid,
-                    vec![
-                        "the token is not the one the gateway verified (`exp` differs)".to_owned(),
-                    ],
-                );
+            Err(err) => {
+                let failed = err.step();
+                for id in [
+                    StepId::Structure,
+                    StepId::Key,
+                    StepId::Signature,
+                    StepId::Claims,
+                    StepId::Time,
+                ] {
+                    if id == failed {
+                        break;
+                    }
+                    hooks.step(id, StepStatus::Passed, &|| {
+                        self.token_step_detail(id, raw, None)
+                    });
+                }
+                return deny(hooks, failed, err.reason(), err.to_string());
             }
+        };
+        for id in [
+            StepId::Structure,
+            StepId::Key,
+            StepId::Signature,
+            StepId::Claims,
+            StepId::Time,
+            StepId::IssuerAudience,
+        ] {
+            hooks.step(id, StepStatus::Passed, &|| {
+                self.token_step_detail(id, raw, Some((&token.claims, now)))
+            });
+        }
+        let with_claims = |mut decision: Decision, claims| {
+            decision.claims = Some(claims);
+            decision
+        };
+        match host_record {
+            Some(record) => {
+                // The record must be this token's: a verifier that read another header value, or
+                // a route where it let a request through unverified, must not vouch for this one.
+                let exp = token.claims.get("exp").and_then(Value::as_f64);
+                let same = match (exp, record.exp) {
+                    (Some(ours), Some(theirs)) => ours == theirs.floor(),
+                    (None, None) => true,
+                    _ => false,
+                };
+                if !same {
+                    return deny(
+                        hooks,
+                        StepId::HostRecord,
+                        Reason::SignatureInvalid,
+                        "the token is not the one the gateway verified (`exp` differs)".to_owned(),
+                    );
+                }
+                hooks.step(StepId::HostRecord, StepStatus::Passed, &|| {
+                    "the gateway verified this token (its `exp` matches)".to_owned()
+                });
+            }
+            None => hooks.step(StepId::HostRecord, StepStatus::Passed, &|| {
+                "not configured: the gate verifies signatures itself".to_owned()
+            }),
         }
         let device = self.device_id(&token.claims);
-        if let (Some(id), Some(denylist)) = (&device, &self.config.denylist) {
-            let listed = denylist.devices.iter().any(|d| d == id)
-                || dynamic.denylist.is_some_and(|list| list.contains(id));
-            if listed {
-                let mut decision = Decision::denied(
-                    mode,
-                    Reason::DeviceDenied,
-                    vec!["the device is on the denylist".to_owned()],
-                );
-                decision.claims = Some(token.claims);
-                return decision;
+        match (&device, &self.config.denylist) {
+            (Some(id), Some(denylist)) => {
+                let listed = denylist.devices.iter().any(|d| d == id)
+                    || dynamic.denylist.is_some_and(|list| list.contains(id));
+                if listed {
+                    let decision = deny(
+                        hooks,
+                        StepId::Denylist,
+                        Reason::DeviceDenied,
+                        "the device is on the denylist".to_owned(),
+                    );
+                    return with_claims(decision, token.claims);
+                }
+                hooks.step(StepId::Denylist, StepStatus::Passed, &|| {
+                    format!("device `{id}` is not listed")
+                });
             }
+            (None, Some(denylist)) => hooks.step(StepId::Denylist, StepStatus::Passed, &|| {
+                format!("the token has no device id `{}`", denylist.claim)
+            }),
+            (_, None) => hooks.step(StepId::Denylist, StepStatus::Passed, &|| {
+                "not configured".to_owned()
+            }),
         }
         let binding = match &self.config.binding {
             Some(config) => match binding::check(config, request, &token.claims) {
-                Ok(outcome) => outcome,
+                Ok(outcome) => {
+                    hooks.step(StepId::Binding, StepStatus::Passed, &|| {
+                        if outcome.checked {
+                            format!(
+                                "`{}` matches SHA-256 of {}",
+                                config.claim,
+                                config.headers.join(" + ")
+                            )
+                        } else {
+                            format!("no `{}` claim; binding is optional", config.claim)
+                        }
+                    });
+                    outcome
+                }
                 Err((reason, message)) => {
-                    let mut decision = Decision::denied(mode, reason, vec![message]);
-                    decision.claims = Some(token.claims);
-                    return decision;
+                    let decision = deny(hooks, StepId::Binding, reason, message);
+                    return with_claims(decision, token.claims);
                 }
             },
-            None => BindingOutcome::default(),
+            None => {
+                hooks.step(StepId::Binding, StepStatus::Passed, &|| {
+                    "not configured".to_owned()
+                });
+                BindingOutcome::default()
+            }
         };
         let signature_config = self.signature_config(request);
         if request
@@ -510,59 +619,96 @@ impl Gate {
             .is_some_and(|body| body.len() > signature_config.max_body_bytes)
             && signature_config.body_needed(request)
         {
-            let mut decision = Decision::denied(
-                mode,
+            let decision = deny(
+                hooks,
+                StepId::RequestSignature,
                 Reason::BodyTooLarge,
-                vec![format!(
+                format!(
                     "the signed body is longer than {} bytes",
                     signature_config.max_body_bytes
-                )],
+                ),
             );
-            decision.claims = Some(token.claims);
-            return decision;
+            return with_claims(decision, token.claims);
         }
         let signature = signature_config.check(request, &token.claims, now);
         if let Some(reason) = signature.denial(signature_config.mode) {
-            let message = signature.error.as_ref().map(ToString::to_string);
-            let mut decision = Decision::denied(mode, reason, message.into_iter().collect());
-            decision.claims = Some(token.claims);
-            return decision;
+            let message = signature
+                .error
+                .as_ref()
+                .map_or_else(|| "no accepted signature".to_owned(), ToString::to_string);
+            let decision = deny(hooks, StepId::RequestSignature, reason, message);
+            return with_claims(decision, token.claims);
         }
-        if let (Some(limit), Some(limiter)) = (
+        hooks.step(StepId::RequestSignature, StepStatus::Passed, &|| match (
+            signature_config.mode,
+            signature.valid,
+        ) {
+            (SignatureMode::Off, _) => "not checked on this route".to_owned(),
+            (_, true) => format!(
+                "verified ({}), covering {}",
+                [
+                    signature.install.valid.then_some("install"),
+                    signature.account.valid.then_some("account"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" and "),
+                signature.components.join(", ")
+            ),
+            (_, false) => "none present (optional on this route)".to_owned(),
+        });
+        match (
             rule.and_then(|r| r.rate_limit.as_ref()),
             dynamic.limiter.as_deref_mut(),
         ) {
-            // One bucket per rule and device; a token without a device id is limited by the
-            // client address it came from.
-            let who = match (&device, &request.source_ip) {
-                (Some(id), _) => format!("device:{id}"),
-                (None, Some(ip)) => format!("ip:{ip}"),
-                (None, None) => "unknown".to_owned(),
-            };
-            let index = self
-                .config
-                .rules
-                .iter()
-                .position(|r| Some(r) == rule)
-                .unwrap_or(usize::MAX);
-            if let Err(wait) = limiter.take(&format!("rule{index}:{who}"), limit, now) {
-                let mut decision = Decision::denied(
-                    mode,
-                    Reason::RateLimited,
-                    vec!["too many requests from this device".to_owned()],
-                );
-                decision
-                    .headers
-                    .insert("retry-after".to_owned(), wait.to_string());
-                decision.claims = Some(token.claims);
-                return decision;
+            (Some(limit), Some(limiter)) => {
+                // One bucket per rule and device; a token without a device id is limited by the
+                // client address it came from.
+                let who = match (&device, &request.source_ip) {
+                    (Some(id), _) => format!("device:{id}"),
+                    (None, Some(ip)) => format!("ip:{ip}"),
+                    (None, None) => "unknown".to_owned(),
+                };
+                let index = self
+                    .config
+                    .rules
+                    .iter()
+                    .position(|r| Some(r) == rule)
+                    .unwrap_or(usize::MAX);
+                if let Err(wait) = limiter.take(&format!("rule{index}:{who}"), limit, now) {
+                    let mut decision = deny(
+                        hooks,
+                        StepId::RateLimit,
+                        Reason::RateLimited,
+                        "too many requests from this device".to_owned(),
+                    );
+                    decision
+                        .headers
+                        .insert("retry-after".to_owned(), wait.to_string());
+                    return with_claims(decision, token.claims);
+                }
+                hooks.step(StepId::RateLimit, StepStatus::Passed, &|| {
+                    format!(
+                        "within {} requests per {} s ({who})",
+                        limit.requests, limit.per_seconds
+                    )
+                });
             }
+            (Some(_), None) => hooks.step(StepId::RateLimit, StepStatus::Passed, &|| {
+                "this host keeps no rate-limit buckets".to_owned()
+            }),
+            (None, _) => hooks.step(StepId::RateLimit, StepStatus::Passed, &|| {
+                "not configured".to_owned()
+            }),
         }
         let Some(policy) = &self.policy else {
+            hooks.step(StepId::Policy, StepStatus::Passed, &|| {
+                "no policy configured: a verified token is enough".to_owned()
+            });
             let mut decision = Decision::allowed(mode, Reason::Allowed);
             decision.headers = self.claim_headers(Some(&token.claims));
-            decision.claims = Some(token.claims);
-            return decision;
+            return with_claims(decision, token.claims);
         };
         let rule_name = rule.and_then(|r| r.name.as_deref());
         // The claims move into the input and back out: no copy of them per request (a policy
@@ -589,13 +735,24 @@ impl Gate {
         let entrypoint = rule
             .and_then(|r| r.entrypoint.as_deref())
             .unwrap_or(self.policy_entrypoint());
+        hooks.policy_input(entrypoint, &input);
         let outcome = hooks.evaluate(policy, entrypoint, &input);
         let claims = match input.pointer_mut("/token/claims").map(Value::take) {
             Some(Value::Object(claims)) => claims,
             _ => Map::new(),
         };
-        let mut decision = match outcome {
+        let listed = |reasons: &[String]| {
+            if reasons.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", reasons.join(", "))
+            }
+        };
+        let decision = match outcome {
             Ok(outcome) if outcome.allow => {
+                hooks.step(StepId::Policy, StepStatus::Passed, &|| {
+                    format!("`{entrypoint}` allowed{}", listed(&outcome.reasons))
+                });
                 let mut decision = Decision::allowed(mode, Reason::Allowed);
                 decision.reasons = outcome.reasons;
                 decision.headers = self.claim_headers(Some(&claims));
@@ -603,14 +760,27 @@ impl Gate {
                 decision
             }
             Ok(outcome) => {
+                let status = outcome
+                    .status
+                    .unwrap_or_else(|| Reason::PolicyDenied.default_status());
+                hooks.step(StepId::Policy, StepStatus::Failed, &|| {
+                    let how = match mode {
+                        Mode::Monitor => {
+                            "denied (monitor mode: reported, the request goes on)".to_owned()
+                        }
+                        _ => format!("denied with status {status}"),
+                    };
+                    format!("`{entrypoint}` {how}{}", listed(&outcome.reasons))
+                });
                 let mut decision = Decision::denied(mode, Reason::PolicyDenied, outcome.reasons);
-                if let Some(status) = outcome.status {
-                    decision.status = status;
-                }
+                decision.status = status;
                 decision.headers = outcome.headers;
                 decision
             }
             Err(error) => {
+                hooks.step(StepId::Policy, StepStatus::Failed, &|| {
+                    format!("`{entrypoint}` failed: {error}")
+                });
                 let mut decision = Decision::denied(
                     mode,
                     Reason::PolicyError,
@@ -620,8 +790,69 @@ impl Gate {
                 decision
             }
         };
-        decision.claims = Some(claims);
-        decision
+        with_claims(decision, claims)
+    }
+
+    /// What a passed token step checked, for explain. `claims` (with `now`) once verified.
+    fn token_step_detail(
+        &self,
+        id: StepId,
+        raw: &str,
+        claims: Option<(&Map<String, Value>, i64)>,
+    ) -> String {
+        let header = crate::token::untrusted_header(raw);
+        let field = |name: &str| {
+            header
+                .as_ref()
+                .and_then(|h| h.get(name))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        match id {
+            StepId::Structure => format!(
+                "three base64url segments, {} bytes (at most {}), strict header JSON",
+                raw.len(),
+                self.verify.max_bytes
+            ),
+            StepId::Key => {
+                let alg = field("alg").unwrap_or_else(|| "?".to_owned());
+                match field("kid") {
+                    Some(kid) => format!("alg {alg}; kid `{kid}` names a key pinned to {alg}"),
+                    None => format!("alg {alg}; no kid, so every key pinned to {alg} is tried"),
+                }
+            }
+            StepId::Signature if self.verify.signature_by_host => {
+                "verified by the gateway (hybrid mode)".to_owned()
+            }
+            StepId::Signature => "verified".to_owned(),
+            StepId::Time => {
+                let Some((claims, now)) = claims else {
+                    return "within the validity window".to_owned();
+                };
+                let leeway = self.verify.leeway_seconds;
+                let exp = match claims.get("exp").and_then(Value::as_i64) {
+                    Some(exp) => format!("exp is {} s from now", exp.saturating_sub(now)),
+                    None => "no exp (not required)".to_owned(),
+                };
+                let nbf = match claims.get("nbf").and_then(Value::as_i64) {
+                    Some(nbf) => format!("; nbf was {} s ago", now.saturating_sub(nbf)),
+                    None => String::new(),
+                };
+                format!("{exp}{nbf} (leeway {leeway} s)")
+            }
+            StepId::IssuerAudience => {
+                let issuer = match &self.verify.issuer {
+                    Some(issuer) => format!("iss is `{issuer}`"),
+                    None => "no issuer required".to_owned(),
+                };
+                let audience = match &self.verify.audiences {
+                    Some(audiences) => format!("aud holds one of {}", audiences.join(", ")),
+                    None => "no audience required".to_owned(),
+                };
+                format!("{issuer}; {audience}")
+            }
+            _ => "strict JSON; registered claims well-typed".to_owned(),
+        }
     }
 
     /// The device id claim (the denylist's `claim`, `did` by default), if it is a string.
@@ -684,32 +915,6 @@ impl Gate {
             .policy
             .as_ref()
             .map_or("data.attestgate.decision", |p| p.entrypoint.as_str())
-    }
-
-    /// The Rego input document. Header names are lower-cased, repeated headers joined with
-    /// commas, and the token header left out (its verified content is `input.token`).
-    pub(crate) fn policy_input(
-        &self,
-        request: &Request,
-        token: &VerifiedToken,
-        binding: BindingOutcome,
-        now: i64,
-        rule: Option<&str>,
-    ) -> Value {
-        policy_input_document(
-            request,
-            &self.config.token.header,
-            (
-                token.alg,
-                token.kid.clone(),
-                token.typ.clone(),
-                token.claims.clone(),
-            ),
-            binding,
-            self.device_id(&token.claims),
-            now,
-            rule,
-        )
     }
 
     /// `claim_to_headers`, for claims that exist and make a safe header value.

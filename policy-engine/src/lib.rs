@@ -45,6 +45,7 @@ mod reads;
 pub mod remote;
 mod request;
 pub mod signature;
+mod steps;
 mod token;
 
 pub use binding::{binding_hash, BindingOutcome};
@@ -55,10 +56,11 @@ pub use config::{
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::{ConfigError, TokenError};
-pub use explain::{DecodedToken, Explanation, RuleMatch, Step, StepId, StepStatus};
+pub use explain::{DecodedToken, Explanation, RuleMatch, Step};
 pub use gate::{Gate, PathAmbiguity};
 pub use json::StrictJsonError;
 pub use keys::{Algorithm, Key, KeySet};
 pub use policy::{run_rego_tests, Policy, PolicyOutcome, RegoTest};
 pub use request::Request;
+pub use steps::{StepId, StepStatus};
 pub use token::VerifiedToken;

@@ -1574,3 +1574,173 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
         );
     }
 }
+
+/// The interpreter for `scripts/interop/rfc9421.py`, found as tests/interop_rfc9421.rs finds
+/// it: `$ATTESTGATE_PYTHON`, else `.venv/bin/python` at the repository root, else `python3`.
+fn interop_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("ATTESTGATE_PYTHON") {
+        return python.into();
+    }
+    let venv = root().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+/// Runs `scripts/interop/rfc9421.py` (PyPI `http-message-signatures` 3.x) and returns its
+/// stdout; the package missing, or the script failing, is a failure.
+fn interop_script(args: &[&str]) -> String {
+    let python = interop_python();
+    let run = |args: &[&str]| {
+        Command::new(&python)
+            .arg(root().join("scripts/interop/rfc9421.py"))
+            .args(args)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| {
+                panic!(
+                    "cannot run {} ({err}): this test needs Python 3 with `pip install \
+                     http-message-signatures==3.0.0` (scripts/install-envoy.sh installs it); \
+                     set ATTESTGATE_PYTHON",
+                    python.display()
+                )
+            })
+    };
+    let version = run(&["version"]);
+    let said = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+    assert!(
+        version.status.success() && said.starts_with("http-message-signatures 3."),
+        "this test needs the Python package http-message-signatures 3.x for {}: `{} -m pip \
+         install http-message-signatures==3.0.0` (or set ATTESTGATE_PYTHON). It said: {said} {}",
+        python.display(),
+        python.display(),
+        String::from_utf8_lossy(&version.stderr)
+    );
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "rfc9421.py {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// RFC 9421 interop in real Envoy: requests signed by an independent implementation (PyPI
+/// `http-message-signatures`, through scripts/interop/rfc9421.py), a GET without a body and a
+/// POST whose `Content-Digest` (sha-256) is covered, each as `install` (ecdsa-p256-sha256,
+/// the token's `ipk`) and as `account` (hmac-sha256), pass one gate config that accepts
+/// either; the upstream sees no token; a changed body is refused.
+#[test]
+fn library_signed_requests_pass_real_envoy() {
+    use attestgate_policy::mint::{InstallSigner, SigningKey};
+
+    let dir = scratch("library-signed");
+    let recorder = Recorder::start();
+    let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    let account = "aW50ZXJvcCBhY2NvdW50IGtleTogaG1hYy1zaGEyNTYsIDMyKw==";
+    let config = serde_json::json!({
+        "keys": {"approov_secret": secret},
+        "signature": {"mode": "required",
+                      "components": ["@method", "@target-uri", "approov-token"],
+                      "account_secret": account,
+                      "accept": "either"},
+    });
+    let envoy = Envoy::start_with("library-signed", &recorder.template(&config));
+    let key_file = root().join("policy-engine/tests/data/keys/es256.json");
+    let jwk: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
+    let install = InstallSigner::from_jwk(&jwk).unwrap();
+    let now = unix_now();
+    let claims = serde_json::json!({"exp": now + 300, "did": "device-1", "ipk": install.ipk()});
+    let token = SigningKey::hs256_from_base64_secret(secret)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+    let body = br#"{"to":"alice","amount":100}"#;
+    let body_file = dir.join("body.json");
+    std::fs::write(&body_file, body).unwrap();
+
+    // The library signs `method https://api.example.com{path}` (the gate's @target-uri:
+    // https, the Host, the path) with the key `key` (its --alg and key flags) as `label`.
+    let sign = |key: &[&str], label: &str, method: &str, path: &str, with_body: bool| {
+        let url = format!("https://api.example.com{path}");
+        let token_header = format!("Approov-Token: {token}");
+        let (created, expires) = (now.to_string(), (now + 15).to_string());
+        let mut args = vec!["sign"];
+        args.extend_from_slice(key);
+        args.extend(["--label", label, "--method", method, "--url", &url]);
+        args.extend(["-H", &token_header]);
+        args.extend(["--component", "@method", "--component", "@target-uri"]);
+        args.extend(["--component", "approov-token"]);
+        if with_body {
+            args.extend(["-H", "Content-Type: application/json"]);
+            args.extend(["--body-file", body_file.to_str().unwrap()]);
+            args.extend(["--component", "content-digest"]);
+        }
+        args.extend(["--created", &created, "--expires", &expires]);
+        let signed = interop_script(&args);
+        let mut headers = vec![("approov-token".to_owned(), token.clone())];
+        if with_body {
+            headers.push(("content-type".to_owned(), "application/json".to_owned()));
+        }
+        for line in signed.lines() {
+            let (name, value) = line.split_once(':').unwrap();
+            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+        }
+        assert_eq!(
+            headers.iter().any(|(n, _)| n == "content-digest"),
+            with_body,
+            "{headers:?}"
+        );
+        attestgate_corpus::CaseRequest {
+            method: method.to_owned(),
+            path: path.to_owned(),
+            authority: "api.example.com".to_owned(),
+            headers,
+        }
+    };
+    let install_key = [
+        "--alg",
+        "ecdsa-p256-sha256",
+        "--key-file",
+        key_file.to_str().unwrap(),
+    ];
+    let account_key = ["--alg", "hmac-sha256", "--secret", account];
+    let mut reached = 0;
+    for (label, key) in [("install", &install_key[..]), ("account", &account_key[..])] {
+        let get = sign(key, label, "GET", "/v1/shapes?colour=red", false);
+        raw_request(envoy.port, &get).assert_reached_upstream();
+        let post = sign(key, label, "POST", "/v1/pay?ref=42", true);
+        raw_exchange(envoy.port, &post, body).assert_reached_upstream();
+        reached += 2;
+        // The body changed on the way: its digest no longer matches.
+        raw_exchange(envoy.port, &post, br#"{"to":"mallory","amount":100}"#)
+            .assert_denied(401, "request_signature_invalid");
+    }
+    // What the upstream received: the two requests per member, without the token; the POSTs
+    // with their digest and signature intact.
+    let seen = recorder.seen();
+    assert_eq!(seen.len(), reached, "{seen:?}");
+    for (target, headers) in &seen {
+        assert!(
+            !headers.iter().any(|(n, _)| n == "approov-token"),
+            "{target}: {headers:?}"
+        );
+        let signed = headers.iter().any(|(n, _)| n == "signature-input");
+        let digest = headers.iter().any(|(n, _)| n == "content-digest");
+        assert!(signed, "{target}: {headers:?}");
+        assert_eq!(
+            digest,
+            target.starts_with("/v1/pay"),
+            "{target}: {headers:?}"
+        );
+    }
+    let counters = envoy.counters();
+    assert_eq!(
+        counters["attestgate.denied.request_signature_invalid"], 2,
+        "{counters:?}"
+    );
+}
