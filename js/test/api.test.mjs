@@ -115,9 +115,10 @@ describe("explain", () => {
     assert.equal(out.decision.reason, "policy_denied");
     assert.deepEqual(out.decision.reasons, ["device_rooted", "hooking_detected", "integrity_not_met"]);
     assert.deepEqual(out.steps.map((s) => s.id), [
-      "route", "extract", "structure", "key", "signature", "claims", "time", "issuer_audience", "binding", "policy",
+      "route", "extract", "structure", "key", "signature", "claims", "time", "issuer_audience",
+      "host_record", "denylist", "binding", "request_signature", "rate_limit", "policy", "mode",
     ]);
-    assert.deepEqual(out.steps.map((s) => s.status), [...Array(9).fill("passed"), "failed"]);
+    assert.deepEqual(out.steps.map((s) => s.status), [...Array(13).fill("passed"), "failed", "skipped"]);
     assert.equal(out.token.header.alg, "HS256");
     assert.equal(out.token.claims.did, "demo-device-0666");
     assert.equal(out.policy_entrypoint, "data.attestgate.decision");

@@ -473,15 +473,17 @@ impl Gate {
         let host_record = match &self.config.host_verification {
             Some(host) => match dynamic.host_verified {
                 Some(record) => Some(record),
-                None => return deny(
-                    hooks,
-                    StepId::HostRecord,
-                    Reason::SignatureInvalid,
-                    format!(
+                None => {
+                    return deny(
+                        hooks,
+                        StepId::HostRecord,
+                        Reason::SignatureInvalid,
+                        format!(
                         "the gateway verified no token on this request (no `{}` in `{}` metadata)",
                         host.payload_in_metadata, host.filter
                     ),
-                ),
+                    )
+                }
             },
             None => None,
         };
