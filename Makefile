@@ -21,7 +21,7 @@ PLAYGROUND_DIR  := $(BUILD_DIR)/playground
 PLAYGROUND_PORT ?= 8000
 ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
-.PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit clean
+.PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
 .PHONY: js playground playground-files js-test
 .PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke
 
@@ -133,12 +133,21 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features attestgate-harness/e2e -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p attestgate-filter -- -D warnings
 	$(CARGO) clippy --target wasm32-unknown-unknown -p attestgate-js -- -D warnings
 
+## unit: every cargo test, the slow tier too (it needs `make filter envoy` first)
 unit:
+	$(CARGO) test --workspace --features attestgate-harness/e2e
+
+## check: formatting, lints and the fast tests (nothing built or installed first): minutes
+check: lint
 	$(CARGO) test --workspace
+
+## help: these targets
+help:
+	@awk '/^## [a-z-]+: / { sub(/^## /, ""); i = index($$0, ": "); printf "  %-16s%s\n", substr($$0, 1, i - 1), substr($$0, i + 2); next } /^## / { sub(/^## /, ""); printf "  %-16s%s\n", "", $$0 }' $(MAKEFILE_LIST)
 
 ## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each (default 60); nightly + cargo-fuzz
 fuzz:

@@ -303,6 +303,13 @@ fn check_issuer_and_audience(
     Ok(())
 }
 
+/// The token's JOSE header decoded for display, verifying nothing.
+pub(crate) fn untrusted_header(raw: &str) -> Option<serde_json::Value> {
+    let segment = raw.split('.').next()?;
+    let bytes = base64ct::Base64UrlUnpadded::decode_vec(segment).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -357,11 +364,4 @@ mod tests {
             Err(TokenError::Missing(_))
         ));
     }
-}
-
-/// The token's JOSE header decoded for display, verifying nothing.
-pub(crate) fn untrusted_header(raw: &str) -> Option<serde_json::Value> {
-    let segment = raw.split('.').next()?;
-    let bytes = base64ct::Base64UrlUnpadded::decode_vec(segment).ok()?;
-    serde_json::from_slice(&bytes).ok()
 }

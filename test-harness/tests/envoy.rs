@@ -11,6 +11,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::TcpListener;
@@ -38,13 +40,7 @@ fn envoy_binary() -> PathBuf {
 }
 
 fn wasm() -> PathBuf {
-    let path = root().join("build/attestgate.wasm");
-    assert!(
-        path.exists(),
-        "no filter at {}: run `make filter`",
-        path.display()
-    );
-    path.canonicalize().unwrap()
+    common::filter_path()
 }
 
 fn example(name: &str) -> PathBuf {

@@ -36,6 +36,8 @@
     clippy::indexing_slicing
 )]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -415,13 +417,7 @@ fn our_check(config: &Path, token: &str, req: &Req, now: i64) -> (i32, Value) {
 
 /// The built filter; missing it is a failure (`make filter`), never a skip.
 fn filter_wasm() -> PathBuf {
-    let path = repo_root().join("build/attestgate.wasm");
-    assert!(
-        path.exists(),
-        "no filter at {}: run `make filter`",
-        path.display()
-    );
-    path
+    common::filter_path()
 }
 
 /// An Approov token minted at NOW whose `ipk` is the public half of `install`.

@@ -2,7 +2,7 @@
 //! covers `content-digest` holds the request at its headers, buffers the body and decides at
 //! the end of the stream.
 //!
-//! The filter is `build/attestgate.wasm`, or the file `ATTESTGATE_WASM` names.
+//! The filter is `build/attestgate.wasm`, or the file `ATTESTGATE_WASM` names (tests/common).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -10,7 +10,7 @@
     clippy::indexing_slicing
 )]
 
-use std::path::PathBuf;
+mod common;
 
 use attestgate_harness::host::{Action, Host, HostOptions, HttpRequest, Profile};
 use attestgate_policy::mint::{ApproovSigner, InstallSigner, SigningKey};
@@ -27,16 +27,7 @@ fn host() -> Host {
 }
 
 fn host_with(profile: Profile) -> Host {
-    let path = std::env::var_os("ATTESTGATE_WASM").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm"),
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "no filter at {}: run `make filter`",
-        path.display()
-    );
-    Host::from_file(path, HostOptions::new(profile)).unwrap()
+    Host::from_file(common::filter_path(), HostOptions::new(profile)).unwrap()
 }
 
 fn config() -> Vec<u8> {

@@ -9,15 +9,20 @@ use std::sync::OnceLock;
 
 use attestgate_harness::host::{Host, HostOptions, Profile};
 
-/// The built filter (`make filter`); missing it is a failure, never a skip.
+/// The built filter: the file `ATTESTGATE_WASM` names, else `build/attestgate.wasm` (`make
+/// filter`). Missing it is a failure, never a skip. Every test that runs the built filter
+/// finds it here.
 pub fn filter_path() -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm");
+    let path = std::env::var_os("ATTESTGATE_WASM").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm"),
+        PathBuf::from,
+    );
     assert!(
         path.exists(),
         "no filter at {}: run `make filter`",
         path.display()
     );
-    path
+    path.canonicalize().unwrap()
 }
 
 /// The filter compiled once per profile for this test binary; every test gets its own VM.
