@@ -57,6 +57,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use crate::decision::Decision;
+use crate::digest::field;
 use crate::error::TokenError;
 use crate::gate::{Gate, HeaderScope, Hooks};
 use crate::keys::KeySet;
@@ -467,10 +468,4 @@ fn decision_key(
         None => put(&[0]),
     }
     key
-}
-
-/// Length-prefixed, so no two different field lists hash the same bytes.
-pub(crate) fn field(hash: &mut Sha256, bytes: &[u8]) {
-    hash.update((bytes.len() as u64).to_le_bytes());
-    hash.update(bytes);
 }

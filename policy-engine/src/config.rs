@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::signature::SignatureConfig;
-
 /// The whole gate configuration. [`crate::Gate::from_config`] turns it into a ready gate.
 ///
 /// ```
@@ -405,6 +403,160 @@ fn default_entrypoint() -> String {
 }
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// Whether a route checks request signatures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureMode {
+    /// Not checked; `input.signature.valid` is always false.
+    #[default]
+    Off,
+    /// Checked when the request is signed and the token names a key: a signature that is
+    /// present but fails is refused; an unsigned request (or a token without the key claim,
+    /// as fail-over tokens may be) goes on with `input.signature.valid` false.
+    Optional,
+    /// Every request must carry the accepted signature(s), valid.
+    Required,
+}
+
+/// Which signatures satisfy a route: Approov's SDK signs with the install key where the
+/// device has secure hardware and with the account key always (either may be missing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accept {
+    /// The install signature (the default without an `account_secret`).
+    Install,
+    /// The account signature.
+    Account,
+    /// Either one (the default with an `account_secret`).
+    Either,
+    /// Both.
+    Both,
+}
+
+impl Accept {
+    /// Whether install signatures count.
+    pub fn covers_install(self) -> bool {
+        matches!(self, Accept::Install | Accept::Either | Accept::Both)
+    }
+
+    /// Whether account signatures count.
+    pub fn covers_account(self) -> bool {
+        matches!(self, Accept::Account | Accept::Either | Accept::Both)
+    }
+}
+
+/// The `signature` config block, top level or per rule (a rule's block replaces the top
+/// level one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignatureConfig {
+    /// `off` (default), `optional` or `required`.
+    #[serde(default)]
+    pub mode: SignatureMode,
+    /// The install signature's label.
+    #[serde(default = "default_label")]
+    pub label: String,
+    /// Components every accepted signature must cover (it may cover more).
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    /// Maximum seconds since `created`; 0 for no limit.
+    #[serde(default = "default_max_age")]
+    pub max_age_seconds: u32,
+    /// Allowed clock difference on `created` and `expires`.
+    #[serde(default = "default_skew")]
+    pub clock_skew_seconds: u32,
+    /// The token claim holding the install key (base64 DER SubjectPublicKeyInfo, P-256).
+    #[serde(default = "default_key_claim")]
+    pub key_claim: String,
+    /// The scheme `@scheme` and `@target-uri` use (the gate sits behind TLS termination).
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    /// Which signatures count: `install`, `account`, `either` or `both`. Default: `either`
+    /// with an `account_secret`, else `install`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept: Option<Accept>,
+    /// The account message-signing key for `hmac-sha256` signatures: base64, like
+    /// `approov_secret`; at least 32 bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_secret: Option<String>,
+    /// The account signature's label.
+    #[serde(default = "default_account_label")]
+    pub account_label: String,
+    /// Most body bytes read when a received signature covers `content-digest`; a longer body
+    /// is refused with 413 `body_too_large`.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+/// The install signature's label unless configured otherwise.
+pub const DEFAULT_LABEL: &str = "install";
+
+/// The account signature's label unless configured otherwise.
+pub const DEFAULT_ACCOUNT_LABEL: &str = "account";
+
+fn default_label() -> String {
+    DEFAULT_LABEL.to_owned()
+}
+fn default_account_label() -> String {
+    DEFAULT_ACCOUNT_LABEL.to_owned()
+}
+fn default_components() -> Vec<String> {
+    vec!["@method".to_owned(), "@target-uri".to_owned()]
+}
+fn default_max_age() -> u32 {
+    300
+}
+fn default_skew() -> u32 {
+    30
+}
+fn default_key_claim() -> String {
+    "ipk".to_owned()
+}
+fn default_scheme() -> String {
+    "https".to_owned()
+}
+/// The default `max_body_bytes`: 1 MiB, Envoy's default connection buffer.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The largest `max_body_bytes` accepted.
+pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+fn default_max_body_bytes() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+impl Default for SignatureConfig {
+    fn default() -> SignatureConfig {
+        SignatureConfig {
+            mode: SignatureMode::Off,
+            label: default_label(),
+            components: default_components(),
+            max_age_seconds: default_max_age(),
+            clock_skew_seconds: default_skew(),
+            key_claim: default_key_claim(),
+            scheme: default_scheme(),
+            accept: None,
+            account_secret: None,
+            account_label: default_account_label(),
+            max_body_bytes: default_max_body_bytes(),
+        }
+    }
+}
+
+impl SignatureConfig {
+    /// Whether this is the default (for `skip_serializing_if`).
+    pub fn is_default(&self) -> bool {
+        *self == SignatureConfig::default()
+    }
+
+    /// Which signatures count, with the default resolved.
+    pub fn acceptance(&self) -> Accept {
+        self.accept.unwrap_or(if self.account_secret.is_some() {
+            Accept::Either
+        } else {
+            Accept::Install
+        })
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::error::{ConfigError, TokenError};
 use crate::keys::{Algorithm, KeySet};
 use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
-use crate::request::Request;
+use crate::request::{is_header_name, is_header_value, Request};
 use crate::signature::SignatureMode;
 use crate::steps::{StepId, StepStatus};
 use crate::token::{self, VerifiedToken, VerifyOptions};
@@ -999,19 +999,6 @@ fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
         value = value.as_object()?.get(part)?;
     }
     Some(value)
-}
-
-/// RFC 9110 token characters; what a header name may contain.
-pub(crate) fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-/// No control characters: a claim must never split or smuggle a header.
-pub(crate) fn is_header_value(value: &str) -> bool {
-    value.len() <= 8 * 1024 && !value.chars().any(|c| c.is_control())
 }
 
 fn validate(config: &Config) -> Result<(), ConfigError> {

@@ -34,6 +34,7 @@ mod binding;
 mod cache;
 mod config;
 mod decision;
+mod digest;
 mod error;
 mod explain;
 mod gate;

@@ -187,7 +187,7 @@ fn interpret(entrypoint: &str, value: &Value) -> Result<PolicyOutcome, String> {
         }
     }
     for (name, value) in &decision.headers {
-        if !crate::gate::is_header_name(name) || !crate::gate::is_header_value(value) {
+        if !crate::request::is_header_name(name) || !crate::request::is_header_value(value) {
             return Err(format!("header `{name}` has an invalid name or value"));
         }
     }

@@ -17,7 +17,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::cache::field;
+use crate::digest::field;
 
 /// Builtins whose result is not a function of their arguments: a policy calling one is never
 /// memoized.

@@ -135,6 +135,19 @@ impl Request {
     }
 }
 
+/// RFC 9110 token characters; what a header name may contain.
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// No control characters: a claim must never split or smuggle a header.
+pub(crate) fn is_header_value(value: &str) -> bool {
+    value.len() <= 8 * 1024 && !value.chars().any(|c| c.is_control())
+}
+
 /// One upstream convention for reading a path; each flag is a way some server differs from
 /// RFC 3986.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,11 +42,10 @@ use p256::pkcs8::DecodePublicKey;
 use sfv::{BareItem, Dictionary, FieldType, InnerList, Item, List, ListEntry, Parameters, Parser};
 use sha2::{Digest, Sha256, Sha512};
 
-/// The signature label verified unless configured otherwise.
-pub const DEFAULT_LABEL: &str = "install";
-
-/// The label of account signatures unless configured otherwise.
-pub const DEFAULT_ACCOUNT_LABEL: &str = "account";
+pub use crate::config::{
+    Accept, SignatureConfig, SignatureMode, DEFAULT_ACCOUNT_LABEL, DEFAULT_LABEL,
+    DEFAULT_MAX_BODY_BYTES, MAX_MAX_BODY_BYTES,
+};
 
 /// The install signature's algorithm (RFC 9421 §3.3.4).
 pub const ALGORITHM: &str = "ecdsa-p256-sha256";
@@ -758,14 +757,9 @@ pub struct VerifyOptions {
 }
 
 impl Default for VerifyOptions {
+    /// What the default [`SignatureConfig`] requires.
     fn default() -> VerifyOptions {
-        VerifyOptions {
-            label: DEFAULT_LABEL.to_owned(),
-            required_components: vec!["@method".to_owned(), "@target-uri".to_owned()],
-            max_age_seconds: 300,
-            clock_skew_seconds: 30,
-            require_created: true,
-        }
+        SignatureConfig::default().verify_options()
     }
 }
 
@@ -1141,151 +1135,7 @@ pub fn sign_with(
     ))
 }
 
-/// Whether a route checks request signatures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SignatureMode {
-    /// Not checked; `input.signature.valid` is always false.
-    #[default]
-    Off,
-    /// Checked when the request is signed and the token names a key: a signature that is
-    /// present but fails is refused; an unsigned request (or a token without the key claim,
-    /// as fail-over tokens may be) goes on with `input.signature.valid` false.
-    Optional,
-    /// Every request must carry the accepted signature(s), valid.
-    Required,
-}
-
-/// Which signatures satisfy a route: Approov's SDK signs with the install key where the
-/// device has secure hardware and with the account key always (either may be missing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Accept {
-    /// The install signature (the default without an `account_secret`).
-    Install,
-    /// The account signature.
-    Account,
-    /// Either one (the default with an `account_secret`).
-    Either,
-    /// Both.
-    Both,
-}
-
-impl Accept {
-    fn install(self) -> bool {
-        matches!(self, Accept::Install | Accept::Either | Accept::Both)
-    }
-
-    fn account(self) -> bool {
-        matches!(self, Accept::Account | Accept::Either | Accept::Both)
-    }
-}
-
-/// The `signature` config block, top level or per rule (a rule's block replaces the top
-/// level one).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignatureConfig {
-    /// `off` (default), `optional` or `required`.
-    #[serde(default)]
-    pub mode: SignatureMode,
-    /// The install signature's label.
-    #[serde(default = "default_label")]
-    pub label: String,
-    /// Components every accepted signature must cover (it may cover more).
-    #[serde(default = "default_components")]
-    pub components: Vec<String>,
-    /// Maximum seconds since `created`; 0 for no limit.
-    #[serde(default = "default_max_age")]
-    pub max_age_seconds: u32,
-    /// Allowed clock difference on `created` and `expires`.
-    #[serde(default = "default_skew")]
-    pub clock_skew_seconds: u32,
-    /// The token claim holding the install key (base64 DER SubjectPublicKeyInfo, P-256).
-    #[serde(default = "default_key_claim")]
-    pub key_claim: String,
-    /// The scheme `@scheme` and `@target-uri` use (the gate sits behind TLS termination).
-    #[serde(default = "default_scheme")]
-    pub scheme: String,
-    /// Which signatures count: `install`, `account`, `either` or `both`. Default: `either`
-    /// with an `account_secret`, else `install`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accept: Option<Accept>,
-    /// The account message-signing key for `hmac-sha256` signatures: base64, like
-    /// `approov_secret`; at least 32 bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account_secret: Option<String>,
-    /// The account signature's label.
-    #[serde(default = "default_account_label")]
-    pub account_label: String,
-    /// Most body bytes read when a received signature covers `content-digest`; a longer body
-    /// is refused with 413 `body_too_large`.
-    #[serde(default = "default_max_body_bytes")]
-    pub max_body_bytes: usize,
-}
-
-fn default_label() -> String {
-    DEFAULT_LABEL.to_owned()
-}
-fn default_account_label() -> String {
-    DEFAULT_ACCOUNT_LABEL.to_owned()
-}
-fn default_components() -> Vec<String> {
-    VerifyOptions::default().required_components
-}
-fn default_max_age() -> u32 {
-    VerifyOptions::default().max_age_seconds
-}
-fn default_skew() -> u32 {
-    VerifyOptions::default().clock_skew_seconds
-}
-fn default_key_claim() -> String {
-    "ipk".to_owned()
-}
-fn default_scheme() -> String {
-    "https".to_owned()
-}
-/// The default `max_body_bytes`: 1 MiB, Envoy's default connection buffer.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// The largest `max_body_bytes` accepted.
-pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-fn default_max_body_bytes() -> usize {
-    DEFAULT_MAX_BODY_BYTES
-}
-
-impl Default for SignatureConfig {
-    fn default() -> SignatureConfig {
-        SignatureConfig {
-            mode: SignatureMode::Off,
-            label: default_label(),
-            components: default_components(),
-            max_age_seconds: default_max_age(),
-            clock_skew_seconds: default_skew(),
-            key_claim: default_key_claim(),
-            scheme: default_scheme(),
-            accept: None,
-            account_secret: None,
-            account_label: default_account_label(),
-            max_body_bytes: default_max_body_bytes(),
-        }
-    }
-}
-
 impl SignatureConfig {
-    /// Whether this is the default (for `skip_serializing_if`).
-    pub fn is_default(&self) -> bool {
-        *self == SignatureConfig::default()
-    }
-
-    /// Which signatures count, with the default resolved.
-    pub fn acceptance(&self) -> Accept {
-        self.accept.unwrap_or(if self.account_secret.is_some() {
-            Accept::Either
-        } else {
-            Accept::Install
-        })
-    }
-
     /// What the verifier requires of the install signature.
     pub fn verify_options(&self) -> VerifyOptions {
         VerifyOptions {
@@ -1301,8 +1151,10 @@ impl SignatureConfig {
     fn accepted_labels(&self) -> impl Iterator<Item = &str> {
         let accept = self.acceptance();
         [
-            accept.install().then_some(self.label.as_str()),
-            accept.account().then_some(self.account_label.as_str()),
+            accept.covers_install().then_some(self.label.as_str()),
+            accept
+                .covers_account()
+                .then_some(self.account_label.as_str()),
         ]
         .into_iter()
         .flatten()
@@ -1349,7 +1201,7 @@ impl SignatureConfig {
             let ok = if component.starts_with('@') {
                 derived.contains(&component.as_str())
             } else {
-                crate::gate::is_header_name(component)
+                crate::request::is_header_name(component)
                     && !component.bytes().any(|b| b.is_ascii_uppercase())
             };
             if !ok {
@@ -1369,7 +1221,7 @@ impl SignatureConfig {
                 "max_body_bytes must be between 1 and {MAX_MAX_BODY_BYTES}"
             ));
         }
-        match (&self.account_secret, self.acceptance().account()) {
+        match (&self.account_secret, self.acceptance().covers_account()) {
             (Some(secret), _) => {
                 if let Err(err) = AccountKey::from_base64(secret) {
                     return invalid(format!("account_secret: {err}"));
@@ -1400,7 +1252,7 @@ impl SignatureConfig {
         let message = Message::from_request(request, &self.scheme);
         let body = request.body.as_deref();
         let checked = self.mode != SignatureMode::Off;
-        let install = if accept.install() {
+        let install = if accept.covers_install() {
             let options = self.verify_options();
             MemberOutcome::of(&message, &options.label, checked, || {
                 let key = match claims.get(&self.key_claim) {
@@ -1418,7 +1270,7 @@ impl SignatureConfig {
         } else {
             MemberOutcome::default()
         };
-        let account = if accept.account() {
+        let account = if accept.covers_account() {
             let options = VerifyOptions {
                 label: self.account_label.clone(),
                 ..self.verify_options()

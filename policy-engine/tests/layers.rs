@@ -1,0 +1,74 @@
+//! The core's modules form layers: a module uses only modules of lower layers, so there is no
+//! import cycle and a newcomer can read the core bottom up (ARCHITECTURE.md, "Inside the core").
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+/// Each module's layer. Leaves first: request facts and header predicates, strict JSON,
+/// digests, the config model; then the decision and its errors; then the mechanisms; the
+/// pipeline; its views; and the signing kit for tests and demos on top.
+const LAYERS: &[(&str, u32)] = &[
+    ("request", 0),
+    ("json", 0),
+    ("digest", 0),
+    ("config", 1),
+    ("decision", 2),
+    ("steps", 3),
+    ("error", 4),
+    ("keys", 5),
+    ("token", 6),
+    ("binding", 6),
+    ("signature", 6),
+    ("remote", 6),
+    ("reads", 6),
+    ("policy", 7),
+    ("gate", 8),
+    ("cache", 9),
+    ("explain", 9),
+    ("mint", 10),
+];
+
+#[test]
+fn no_module_uses_a_layer_above_or_beside_it() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let layers: BTreeMap<&str, u32> = LAYERS.iter().copied().collect();
+    let mut problems = Vec::new();
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_owned();
+        if name == "lib" || path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let Some(&own) = layers.get(name.as_str()) else {
+            problems.push(format!("{name}.rs has no layer in LAYERS"));
+            continue;
+        };
+        seen.push(name.clone());
+        let text = std::fs::read_to_string(&path).unwrap();
+        // Unit tests may use anything.
+        let code = text.split("#[cfg(test)]").next().unwrap();
+        for (at, _) in code.match_indices("crate::") {
+            let used: String = code[at + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            if used == name || used.is_empty() {
+                continue;
+            }
+            match layers.get(used.as_str()) {
+                Some(&layer) if layer < own => {}
+                Some(&layer) => {
+                    problems.push(format!("{name} (layer {own}) uses {used} (layer {layer})"))
+                }
+                None => problems.push(format!("{name} uses {used}, which has no layer")),
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert_eq!(
+        seen.len(),
+        LAYERS.len(),
+        "a module in LAYERS is gone: {seen:?}"
+    );
+}
