@@ -53,7 +53,7 @@ examples: cli
 
 ## cli: the `attestgate` command-line tool
 cli:
-	$(CARGO) build --profile $(PROFILE) -p attestgate-harness
+	$(CARGO) build --profile $(PROFILE) -p attestgate-cli --features wasm
 	@echo "built $(CLI)"
 
 # wasm-opt (Debian's binaryen) makes the filter about 10 % smaller and faster; without it the
@@ -133,13 +133,13 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets --features attestgate-harness/e2e -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features attestgate-harness/e2e,attestgate-cli/e2e -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p attestgate-filter -- -D warnings
 	$(CARGO) clippy --target wasm32-unknown-unknown -p attestgate-js -- -D warnings
 
 ## unit: every cargo test, the slow tier too (it needs `make filter envoy` first)
 unit:
-	$(CARGO) test --workspace --features attestgate-harness/e2e
+	$(CARGO) test --workspace --features attestgate-harness/e2e,attestgate-cli/e2e
 
 ## check: formatting, lints and the fast tests (nothing built or installed first): minutes
 check: lint

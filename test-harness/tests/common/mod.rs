@@ -4,7 +4,7 @@
 // Tests fail by panicking; the no-panic lints guard the shipped code.
 #![allow(clippy::unwrap_used, clippy::panic, dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use attestgate_harness::host::{Host, HostOptions, Profile};
@@ -13,16 +13,8 @@ use attestgate_harness::host::{Host, HostOptions, Profile};
 /// filter`). Missing it is a failure, never a skip. Every test that runs the built filter
 /// finds it here.
 pub fn filter_path() -> PathBuf {
-    let path = std::env::var_os("ATTESTGATE_WASM").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/attestgate.wasm"),
-        PathBuf::from,
-    );
-    assert!(
-        path.exists(),
-        "no filter at {}: run `make filter`",
-        path.display()
-    );
-    path.canonicalize().unwrap()
+    attestgate_harness::built_filter()
+        .unwrap_or_else(|| panic!("no built filter (build/attestgate.wasm): run `make filter`"))
 }
 
 /// The filter compiled once per profile for this test binary; every test gets its own VM.

@@ -6,8 +6,6 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use attestgate_filter::DECISION_LOG_PREFIX;
-use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile};
 use attestgate_policy::mint::{claims_with_expiry, ApproovSigner, InstallSigner, SigningKey};
 use attestgate_policy::signature::{AccountKey, SignOptions};
 use attestgate_policy::{Config, Decision, Gate, Request};
@@ -308,9 +306,27 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     })
 }
 
+/// Without the `wasm` feature there is no harness to run the filter in.
+#[cfg(not(feature = "wasm"))]
+fn check_in_filter(
+    _args: &CheckArgs,
+    wasm: &Path,
+    _config: Config,
+    _headers: Vec<(String, String)>,
+    _body: Option<Vec<u8>>,
+    _now: i64,
+) -> Result<Decision> {
+    bail!(
+        "this attestgate was built without `check --wasm` (cannot run {}): build it with \
+         `cargo install --path cli --features wasm`",
+        wasm.display()
+    )
+}
+
 /// Runs one request through the built filter in the harness. The filter is asked to log its
 /// decision (`log_decisions`), so the JSON printed is the one it made, not a reconstruction;
 /// what the filter did with the request must agree with it.
+#[cfg(feature = "wasm")]
 fn check_in_filter(
     args: &CheckArgs,
     wasm: &Path,
@@ -319,6 +335,8 @@ fn check_in_filter(
     body: Option<Vec<u8>>,
     now: i64,
 ) -> Result<Decision> {
+    use attestgate_filter::DECISION_LOG_PREFIX;
+    use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile};
     let profile = match args.profile {
         ProfileArg::Envoy => Profile::Envoy,
         ProfileArg::Kong => Profile::Kong,
