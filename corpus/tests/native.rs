@@ -74,6 +74,8 @@ fn every_case_decides_as_expected_natively() {
             reason,
             Reason::InternalError
                 | Reason::ConfigInvalid
+                | Reason::DuplicateHeader
+                | Reason::LengthRequired
                 | Reason::BodyTooLarge
                 | Reason::RateLimited
                 | Reason::RequestSignatureMissing

@@ -5,13 +5,13 @@
 //! [`plan::plan`], and carries out the answer. It never panics into the host: every host call
 //! is checked, and a failure denies with `internal_error` instead of trapping the VM.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use attestgate_policy::remote::{Denylist, Dynamic};
-use attestgate_policy::{DecisionCache, Gate, KeySet};
+use attestgate_policy::{DecisionCache, Gate, KeySet, Reason};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
@@ -105,6 +105,42 @@ struct AttestRoot {
     cache: Option<Rc<RefCell<WorkerCache>>>,
     metrics: Rc<Metrics>,
     remote: Rc<RefCell<RemoteState>>,
+    /// Why the config did not load, on a host that cannot refuse it (ngx_wasm_module): every
+    /// request is then answered 500 `config_invalid`.
+    config_error: Option<Rc<str>>,
+    /// Which host this is, once known (asked at the first request).
+    host: Rc<Cell<Option<HostKind>>>,
+}
+
+/// The proxy-wasm hosts differ in what the filter must do for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostKind {
+    /// Envoy: header removal is honoured; a pause at the request headers is resumed once the
+    /// body is in (with `allow_on_headers_stop_iteration`); a refused config is refused at load.
+    Envoy,
+    /// ngx_wasm_module (Kong 3.4 to 3.10): removal does not reach `proxy_pass`; a pause at the
+    /// request headers is never resumed; a refused config kills the worker.
+    Ngx,
+}
+
+impl HostKind {
+    /// In a request: ngx_wasm_module answers `ngx.*` properties (nginx variables), Envoy has
+    /// none.
+    fn in_request() -> HostKind {
+        match hostcalls::get_property(vec!["ngx", "hostname"]) {
+            Ok(Some(_)) => HostKind::Ngx,
+            _ => HostKind::Envoy,
+        }
+    }
+
+    /// On the root context: Envoy answers an unknown property with "not found";
+    /// ngx_wasm_module refuses any scoped property outside a request.
+    fn at_root() -> HostKind {
+        match hostcalls::get_property(vec!["ngx", "hostname"]) {
+            Ok(None) => HostKind::Envoy,
+            _ => HostKind::Ngx,
+        }
+    }
 }
 
 fn unix_now() -> Option<i64> {
@@ -162,32 +198,17 @@ impl Context for AttestRoot {
 
 impl RootContext for AttestRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let config = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
-            Ok(Some(bytes)) => bytes,
-            Ok(None) => {
-                log(
-                    LogLevel::Critical,
-                    "invalid config: no plugin configuration given",
-                );
-                return false;
-            }
-            Err(status) => {
-                log(
-                    LogLevel::Critical,
-                    &format!("cannot read plugin configuration: {status:?}"),
-                );
-                return false;
-            }
+        let loaded = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => match String::from_utf8(bytes) {
+                Ok(text) => Gate::from_json(&text).map_err(|err| err.to_string()),
+                Err(_) => Err("invalid config: not UTF-8".to_owned()),
+            },
+            Ok(None) => Err("invalid config: no plugin configuration given".to_owned()),
+            Err(status) => Err(format!("cannot read plugin configuration: {status:?}")),
         };
-        let text = match std::str::from_utf8(&config) {
-            Ok(text) => text,
-            Err(_) => {
-                log(LogLevel::Critical, "invalid config: not UTF-8");
-                return false;
-            }
-        };
-        match Gate::from_json(text) {
+        match loaded {
             Ok(gate) => {
+                self.config_error = None;
                 let keys = gate.keys().keys().len();
                 // A new config starts an empty cache: nothing decided under the old one survives.
                 let entries = gate.config().cache.entries;
@@ -235,9 +256,25 @@ impl RootContext for AttestRoot {
                 true
             }
             Err(err) => {
-                // Fail closed: the host refuses the config and keeps no half-loaded filter.
-                log(LogLevel::Critical, &format!("{err}"));
-                false
+                log(LogLevel::Critical, &err);
+                if HostKind::at_root() == HostKind::Envoy {
+                    // Fail closed: Envoy refuses the config and keeps serving the last good one.
+                    return false;
+                }
+                self.gate = None;
+                self.cache = None;
+                // ngx_wasm_module kills the worker on a refused config, taking every location
+                // down: keep the worker and answer every request of this filter 500 instead.
+                self.host.set(Some(HostKind::Ngx));
+                if self.metrics.ids.is_empty() {
+                    self.metrics = Rc::new(Metrics::define());
+                }
+                self.config_error = Some(Rc::from(err));
+                log(
+                    LogLevel::Critical,
+                    "every request of this filter is answered 500 config_invalid until the config is fixed",
+                );
+                true
             }
         }
     }
@@ -252,6 +289,8 @@ impl RootContext for AttestRoot {
             cache: self.cache.clone(),
             metrics: Rc::clone(&self.metrics),
             remote: Rc::clone(&self.remote),
+            config_error: self.config_error.clone(),
+            host: Rc::clone(&self.host),
             pending: None,
         }))
     }
@@ -266,7 +305,10 @@ struct AttestHttp {
     cache: Option<Rc<RefCell<WorkerCache>>>,
     metrics: Rc<Metrics>,
     remote: Rc<RefCell<RemoteState>>,
-    /// Request facts waiting for the body: the route's signature covers `content-digest`.
+    config_error: Option<Rc<str>>,
+    host: Rc<Cell<Option<HostKind>>>,
+    /// Request facts waiting for the body: a signature the request carries covers
+    /// `content-digest`.
     pending: Option<attestgate_policy::Request>,
 }
 
@@ -274,9 +316,19 @@ impl Context for AttestHttp {}
 
 impl HttpContext for AttestHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        if let Some(problem) = &self.config_error {
+            log(
+                LogLevel::Error,
+                &format!("config_invalid: the filter's config did not load: {problem}"),
+            );
+            self.metrics.increment("attestgate.denied");
+            self.metrics.increment("attestgate.denied.config_invalid");
+            return carry_out(plan::host_refusal(Reason::ConfigInvalid, &[]), self.host());
+        }
         let action = match self.headers_stage(end_of_stream) {
-            Ok(None) => return Action::Pause, // decided once the whole body is here
-            Ok(Some(plan)) => Ok(plan),
+            Ok(Hold::Pause) => return Action::Pause, // Envoy: decided once the body is in
+            Ok(Hold::Continue) => return Action::Continue, // ngx: decided at the body
+            Ok(Hold::Decided(plan)) => Ok(plan),
             Err(problem) => Err(problem),
         };
         self.conclude(action)
@@ -323,7 +375,29 @@ impl AttestHttp {
                 plan::internal_error()
             }
         };
-        carry_out(action)
+        let host = self.host();
+        if let (HostKind::Ngx, Plan::Continue { remove, set }) = (host, &action) {
+            // Refused before anything is changed: the extra copies would reach the upstream.
+            let current = match request_headers() {
+                Ok(headers) => headers,
+                Err(problem) => return fail_closed(&problem, host),
+            };
+            if let Err(name) = plan::replace_in_place(&current, remove, set) {
+                self.report_host_refusal(Reason::DuplicateHeader);
+                log(
+                    LogLevel::Info,
+                    &format!("header `{name}` came more than once: refused (duplicate_header)"),
+                );
+                return carry_out(
+                    plan::host_refusal(
+                        Reason::DuplicateHeader,
+                        &["a header the gateway sets came more than once"],
+                    ),
+                    host,
+                );
+            }
+        }
+        carry_out(action, host)
     }
 
     /// Decides a held request once its body is complete.
@@ -332,6 +406,10 @@ impl AttestHttp {
             return Action::Continue;
         };
         let action = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(None) if body_size > 0 => Err(format!(
+                "the host holds a {body_size}-byte body the filter cannot read (nginx: raise \
+                 client_body_buffer_size to at least max_body_bytes, so it is not buffered to a file)"
+            )),
             Ok(body) => {
                 request.body = Some(body.unwrap_or_default());
                 self.decide_request(&request)
@@ -341,21 +419,63 @@ impl AttestHttp {
         self.conclude(action)
     }
 
-    /// Decides at the request headers, or holds the request (`None`) when it must be decided
-    /// on its body: a signature it carries covers `content-digest` on a route that checks
-    /// signatures.
-    fn headers_stage(&mut self, end_of_stream: bool) -> Result<Option<Plan>, String> {
+    /// Which host this is: asked once per worker, at its first request.
+    fn host(&self) -> HostKind {
+        match self.host.get() {
+            Some(kind) => kind,
+            None => {
+                let kind = HostKind::in_request();
+                self.host.set(Some(kind));
+                kind
+            }
+        }
+    }
+
+    /// Decides at the request headers, or holds the request when it must be decided on its
+    /// body: a signature it carries covers `content-digest` on a route that checks signatures.
+    /// Envoy holds it paused there; ngx_wasm_module never resumes a pause at the headers, so
+    /// there the request goes on to its body callback (which nginx runs before it connects to
+    /// the upstream), and only a request with a `Content-Length` can be held: the callback
+    /// never comes for an empty chunked body.
+    fn headers_stage(&mut self, end_of_stream: bool) -> Result<Hold, String> {
         let gate = Rc::clone(self.gate.as_ref().ok_or("no gate configured")?);
         let headers = request_headers()?;
         let mut request = plan::request_facts(headers, source_address(&gate).as_deref());
         if gate.needs_body(&request) {
-            if !end_of_stream {
-                self.pending = Some(request);
-                return Ok(None);
+            match self.host() {
+                HostKind::Envoy if !end_of_stream => {
+                    self.pending = Some(request);
+                    return Ok(Hold::Pause);
+                }
+                HostKind::Envoy => request.body = Some(Vec::new()),
+                HostKind::Ngx => match body_length(&request) {
+                    BodyLength::Known(0) | BodyLength::None => request.body = Some(Vec::new()),
+                    BodyLength::Known(_) => {
+                        self.pending = Some(request);
+                        return Ok(Hold::Continue);
+                    }
+                    BodyLength::Unknown => {
+                        self.report_host_refusal(Reason::LengthRequired);
+                        return Ok(Hold::Decided(plan::host_refusal(
+                            Reason::LengthRequired,
+                            &["a signed body needs a content-length on this gateway"],
+                        )));
+                    }
+                },
             }
-            request.body = Some(Vec::new());
         }
-        self.decide_facts(&gate, &request, now()?).map(Some)
+        self.decide_facts(&gate, &request, now()?)
+            .map(Hold::Decided)
+    }
+
+    fn report_host_refusal(&self, reason: Reason) {
+        self.metrics.increment("attestgate.denied");
+        self.metrics
+            .increment(&format!("attestgate.denied.{}", reason.as_str()));
+        log(
+            LogLevel::Info,
+            &format!("deny {} reason={reason}", reason.default_status()),
+        );
     }
 
     /// Decides request facts gathered with the body.
@@ -520,20 +640,74 @@ fn now() -> Result<i64, String> {
     i64::try_from(now).map_err(|_| "clock out of range".to_owned())
 }
 
-fn carry_out(action: Plan) -> Action {
+/// What the headers callback does with a request.
+enum Hold {
+    /// Decided: carry this out.
+    Decided(Plan),
+    /// Envoy: paused at the headers until the body is in.
+    Pause,
+    /// ngx_wasm_module: let the request on to its body callback, which decides.
+    Continue,
+}
+
+/// What the request says of its body.
+enum BodyLength {
+    /// `Content-Length: N`.
+    Known(u64),
+    /// Neither `Content-Length` nor `Transfer-Encoding`: no body.
+    None,
+    /// `Transfer-Encoding` without `Content-Length` (or an unreadable length).
+    Unknown,
+}
+
+fn body_length(request: &attestgate_policy::Request) -> BodyLength {
+    let mut lengths = request.header_values("content-length");
+    match (lengths.next(), lengths.next()) {
+        (Some(length), None) => match length.trim().parse() {
+            Ok(length) => BodyLength::Known(length),
+            Err(_) => BodyLength::Unknown,
+        },
+        (Some(_), Some(_)) => BodyLength::Unknown,
+        (None, _) if request.header_values("transfer-encoding").next().is_some() => {
+            BodyLength::Unknown
+        }
+        (None, _) => BodyLength::None,
+    }
+}
+
+fn carry_out(action: Plan, host: HostKind) -> Action {
     match action {
+        Plan::Continue { remove, set } if host == HostKind::Ngx => {
+            // Checked for duplicates by `conclude` (a failure here fails closed all the same).
+            let current = match request_headers() {
+                Ok(headers) => headers,
+                Err(problem) => return fail_closed(&problem, host),
+            };
+            let edits = match plan::replace_in_place(&current, &remove, &set) {
+                Ok(edits) => edits,
+                Err(name) => return fail_closed(&format!("header {name} came twice"), host),
+            };
+            for (name, value) in &edits {
+                if let Err(status) =
+                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+                {
+                    return fail_closed(&format!("replacing header {name}: {status:?}"), host);
+                }
+            }
+            Action::Continue
+        }
         Plan::Continue { remove, set } => {
             for name in &remove {
                 if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
                 {
-                    return fail_closed(&format!("removing header {name}: {status:?}"));
+                    return fail_closed(&format!("removing header {name}: {status:?}"), host);
                 }
             }
             for (name, value) in &set {
                 if let Err(status) =
                     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
                 {
-                    return fail_closed(&format!("setting header {name}: {status:?}"));
+                    return fail_closed(&format!("setting header {name}: {status:?}"), host);
                 }
             }
             Action::Continue
@@ -557,7 +731,7 @@ fn carry_out(action: Plan) -> Action {
 }
 
 /// A header we must strip or set could not be: the request must not go on half-processed.
-fn fail_closed(problem: &str) -> Action {
+fn fail_closed(problem: &str, host: HostKind) -> Action {
     log(LogLevel::Error, &format!("internal error: {problem}"));
-    carry_out(plan::internal_error())
+    carry_out(plan::internal_error(), host)
 }

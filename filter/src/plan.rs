@@ -107,14 +107,25 @@ pub const CACHE_MISSES: &str = "attestgate.cache.misses";
 /// Builds the core's view of the request from proxy-wasm headers.
 pub fn request_facts(headers: Vec<(String, String)>, source_address: Option<&[u8]>) -> Request {
     let mut request = Request::default();
+    let mut host_header = None;
     for (name, value) in headers {
         match name.as_str() {
             ":method" => request.method = value,
             ":path" => request.path = value,
             ":authority" => request.host = value,
             pseudo if pseudo.starts_with(':') => {}
-            _ => request.headers.push((name, value)),
+            _ => {
+                if host_header.is_none() && name.eq_ignore_ascii_case("host") {
+                    host_header = Some(value.clone());
+                }
+                request.headers.push((name, value));
+            }
         }
+    }
+    // ngx_wasm_module's `:authority` is its own server name and port; the client's `Host` is
+    // a header there (Envoy has only `:authority`, the client's Host).
+    if let Some(host) = host_header {
+        request.host = host;
     }
     request.source_ip = source_address
         .and_then(|raw| std::str::from_utf8(raw).ok())
@@ -173,6 +184,53 @@ fn action_for(gate: &Gate, decision: &Decision) -> Action {
     Action::Continue { remove, set }
 }
 
+/// How an allowed request's headers are rewritten on a host whose header removal does not
+/// reach the upstream (ngx_wasm_module: a removed header is hidden from the filter but
+/// `proxy_pass` still forwards it). Only in-place replacement is exact there, and only for a
+/// header that came at most once: each header to set is replaced (or added), each header to
+/// strip that came is replaced by an empty value. `Err(name)` when a header the gate strips or
+/// sets came more than once: its extra copies could not be kept from the upstream.
+///
+/// ```
+/// use attestgate_filter::plan::replace_in_place;
+/// let client = vec![("X-Device-Id".to_owned(), "attacker".to_owned()),
+///                   ("approov-token".to_owned(), "eyJ...".to_owned())];
+/// let edits = replace_in_place(&client, &["x-device-id".into(), "approov-token".into()],
+///                              &[("x-device-id".into(), "device-1".into())]).unwrap();
+/// assert_eq!(edits, [("x-device-id".to_owned(), "device-1".to_owned()),
+///                    ("approov-token".to_owned(), String::new())]);
+/// ```
+pub fn replace_in_place(
+    current: &[(String, String)],
+    remove: &[String],
+    set: &[(String, String)],
+) -> Result<Vec<(String, String)>, String> {
+    let copies = |name: &str| {
+        current
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    };
+    let mut edits: Vec<(String, String)> = Vec::with_capacity(remove.len() + set.len());
+    for (name, value) in set {
+        if copies(name) > 1 {
+            return Err(name.clone());
+        }
+        edits.push((name.clone(), value.clone()));
+    }
+    for name in remove {
+        if set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            continue;
+        }
+        match copies(name) {
+            0 => {}
+            1 => edits.push((name.clone(), String::new())),
+            _ => return Err(name.clone()),
+        }
+    }
+    Ok(edits)
+}
+
 /// The counters a decision increments, by name.
 pub fn counters(decision: &Decision) -> Vec<String> {
     match (decision.allow, decision.verdict, decision.reason) {
@@ -215,16 +273,29 @@ pub fn all_counter_names() -> Vec<String> {
 
 /// The reply for a failure inside the filter itself: fail closed, say little.
 pub fn internal_error() -> Action {
+    host_refusal(Reason::InternalError, &[])
+}
+
+/// A refusal the host makes itself (its own failure, a config it could not load, a request
+/// it cannot handle exactly): the same JSON and reason header as the gate's denials, with the
+/// reason's default status.
+///
+/// ```
+/// use attestgate_filter::plan::{host_refusal, Action};
+/// use attestgate_policy::Reason;
+/// let Action::Respond { status, body, .. } = host_refusal(Reason::ConfigInvalid, &[]) else {
+///     panic!()
+/// };
+/// assert_eq!((status, body.as_str()), (500, r#"{"error":"config_invalid","reasons":[]}"#));
+/// ```
+pub fn host_refusal(reason: Reason, reasons: &[&str]) -> Action {
     Action::Respond {
-        status: 500,
+        status: u32::from(reason.default_status()),
         headers: vec![
             ("content-type".to_owned(), "application/json".to_owned()),
-            (
-                REASON_HEADER.to_owned(),
-                Reason::InternalError.as_str().to_owned(),
-            ),
+            (REASON_HEADER.to_owned(), reason.as_str().to_owned()),
         ],
-        body: r#"{"error":"internal_error","reasons":[]}"#.to_owned(),
+        body: serde_json::json!({ "error": reason.as_str(), "reasons": reasons }).to_string(),
     }
 }
 

@@ -66,11 +66,18 @@ pub enum Reason {
     /// The host could not load the config; every request on that route is refused (500).
     /// Used by hosts that cannot refuse a config at load (ngx_wasm_module), never by the core.
     ConfigInvalid,
+    /// A header the gate strips or sets came more than once, and the host cannot remove the
+    /// extra copies (ngx_wasm_module), so the request is refused (400). Never by the core.
+    DuplicateHeader,
+    /// The request must be decided on its body, and it has no `Content-Length`; the host
+    /// cannot see the end of a chunked body it never gets (ngx_wasm_module) (411). Never by
+    /// the core.
+    LengthRequired,
 }
 
 impl Reason {
     /// All reasons, for metrics that pre-register one counter each.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 26] = [
         Reason::Allowed,
         Reason::Bypassed,
         Reason::TokenMissing,
@@ -95,6 +102,8 @@ impl Reason {
         Reason::PathAmbiguous,
         Reason::BodyTooLarge,
         Reason::ConfigInvalid,
+        Reason::DuplicateHeader,
+        Reason::LengthRequired,
     ];
 
     /// The wire form, e.g. `"token_expired"`.
@@ -128,6 +137,8 @@ impl Reason {
             Reason::PathAmbiguous => "path_ambiguous",
             Reason::BodyTooLarge => "body_too_large",
             Reason::ConfigInvalid => "config_invalid",
+            Reason::DuplicateHeader => "duplicate_header",
+            Reason::LengthRequired => "length_required",
         }
     }
 
@@ -138,7 +149,8 @@ impl Reason {
             Reason::Allowed | Reason::Bypassed => 200,
             Reason::PolicyDenied | Reason::PolicyError | Reason::DeviceDenied => 403,
             Reason::RateLimited => 429,
-            Reason::PathAmbiguous => 400,
+            Reason::PathAmbiguous | Reason::DuplicateHeader => 400,
+            Reason::LengthRequired => 411,
             Reason::BodyTooLarge => 413,
             Reason::InternalError | Reason::ConfigInvalid => 500,
             Reason::KeysUnavailable => 503,

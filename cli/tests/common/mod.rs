@@ -8,6 +8,10 @@ use std::path::PathBuf;
 
 /// The built filter; missing it is a failure, never a skip.
 pub fn filter_path() -> PathBuf {
-    attestgate_harness::built_filter()
-        .unwrap_or_else(|| panic!("no built filter (build/attestgate.wasm): run `make filter`"))
+    attestgate_harness::built_filter().unwrap_or_else(|| {
+        panic!(
+            "no built filter at {}: run `make filter`",
+            std::env::var("ATTESTGATE_WASM").unwrap_or_else(|_| "build/attestgate.wasm".into())
+        )
+    })
 }

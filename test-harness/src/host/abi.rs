@@ -25,6 +25,7 @@ pub(crate) enum Status {
     InvalidMemoryAccess = 6,
     Empty = 7,
     CasMismatch = 8,
+    InternalFailure = 10,
     Unimplemented = 12,
 }
 
@@ -285,6 +286,16 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
             for (name, _) in &mut new_pairs {
                 *name = stored_name(profile, name);
             }
+            if let Some(upstream) = ngx_upstream(c.data_mut(), map) {
+                // nginx: the old entries stay in its list and are forwarded; the new pairs
+                // are added after them (read-only pseudo-headers are refused).
+                upstream.extend(
+                    new_pairs
+                        .iter()
+                        .filter(|(n, _)| !n.starts_with(':'))
+                        .cloned(),
+                );
+            }
             let Some(pairs) = map_of(c.data_mut(), map) else {
                 return status(Status::NotFound);
             };
@@ -333,6 +344,9 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "proxy_remove_header_map_value",
         |mut c: Cx<'_>, map: i32, key: i32, key_len: i32| -> Ret {
             let key = try_mem!(read_str(&mut c, key, key_len));
+            // nginx: the entry is hidden from the filter, but its proxy module still sends
+            // it (`ngx_http_proxy_create_request` does not skip removed entries): the
+            // upstream view keeps it.
             let Some(pairs) = map_of(c.data_mut(), map) else {
                 return status(Status::NotFound);
             };
@@ -347,6 +361,10 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         |mut c: Cx<'_>, path: i32, path_len: i32, ptr_out: i32, size_out: i32| -> Ret {
             let path = decode_path(&try_mem!(read(&mut c, path, path_len)));
             let state = c.data();
+            if state.profile == Profile::Kong && state.stream().is_none() && path.len() > 1 {
+                // ngx_wasm_module: "cannot get scoped properties outside of a request".
+                return status(Status::InternalFailure);
+            }
             let value = state
                 .stream()
                 .and_then(|s| s.properties.get(&path))
@@ -440,6 +458,7 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         M,
         "proxy_resolve_shared_queue",
         |mut c: Cx<'_>, vm: i32, vm_len: i32, name: i32, name_len: i32, id_out: i32| -> Ret {
+            kong_lacks(&c, "proxy_resolve_shared_queue")?;
             let _vm_id = try_mem!(read_str(&mut c, vm, vm_len));
             let name = try_mem!(read_str(&mut c, name, name_len));
             // One VM id per host here: queues are found by name.
@@ -494,7 +513,11 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         },
     )?;
 
-    linker.func_wrap(M, "proxy_continue_stream", |c: Cx<'_>, _kind: i32| -> Ret {
+    linker.func_wrap(M, "proxy_continue_stream", |c: Cx<'_>, kind: i32| -> Ret {
+        if c.data().profile == Profile::Kong && kind >= 2 {
+            // "NYI - continue stream type: 2": an error status, not a trap.
+            return status(Status::InternalFailure);
+        }
         continue_current(c)
     })?;
 
@@ -784,14 +807,59 @@ fn put_header(
     let key = try_mem!(read_str(&mut c, key, key_len));
     let value = try_mem!(read_str(&mut c, value, value_len));
     let name = stored_name(c.data().profile, &key);
+    if let Some(upstream) = ngx_upstream(c.data_mut(), map) {
+        ngx_put_upstream(upstream, &name, &value, replace);
+    }
     let Some(pairs) = map_of(c.data_mut(), map) else {
         return status(Status::NotFound);
     };
-    if replace {
-        pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(&key));
+    let copies = pairs
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(&key))
+        .count();
+    let kong = c.data().profile == Profile::Kong;
+    let Some(pairs) = map_of(c.data_mut(), map) else {
+        return status(Status::NotFound);
+    };
+    match (replace, copies) {
+        // nginx replaces the one entry where it is.
+        (true, 1) if kong => {
+            if let Some(entry) = pairs.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(&key)) {
+                entry.1 = value;
+            }
+        }
+        // ngx_wasm_module's replace on a repeated header: the filter's map then shows none
+        // of them (what reaches the upstream: `ngx_put_upstream`).
+        (true, 2..) if kong => pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(&key)),
+        (true, _) => {
+            pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(&key));
+            pairs.push((name, value));
+        }
+        (false, _) => pairs.push((name, value)),
     }
-    pairs.push((name, value));
     status(Status::Ok)
+}
+
+/// Kong: the list nginx's proxy module forwards, when `map` is the request headers.
+fn ngx_upstream(state: &mut HostState, map: i32) -> Option<&mut Vec<(String, String)>> {
+    if state.profile != Profile::Kong || map != 0 {
+        return None;
+    }
+    state.stream_mut()?.upstream_headers.as_mut()
+}
+
+/// What ngx_wasm_module's add and replace do to what the upstream receives, as seen in a real
+/// host (ngx_wasm_module at Kong 3.10's pin, nginx 1.27.4): add appends; replace changes the
+/// first entry of that name in place (and leaves any later ones), or appends when there is
+/// none.
+fn ngx_put_upstream(upstream: &mut Vec<(String, String)>, name: &str, value: &str, replace: bool) {
+    let first = upstream
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name));
+    match (replace, first) {
+        (true, Some(entry)) => entry.1 = value.to_owned(),
+        _ => upstream.push((name.to_owned(), value.to_owned())),
+    }
 }
 
 /// Resumes the current stream (`proxy_continue_stream` and its ABI 0.1.0 name).

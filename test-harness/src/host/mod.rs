@@ -303,12 +303,15 @@ pub struct HttpOutcome {
     pub upstream_headers: Vec<(String, String)>,
     /// Lines logged while the request ran.
     pub logs: Vec<LogLine>,
+    /// Kong: the filter paused the request and the host never resumes it (the client times
+    /// out).
+    pub hung: bool,
 }
 
 impl HttpOutcome {
     /// True if the request would reach the upstream.
     pub fn reached_upstream(&self) -> bool {
-        self.action == Action::Continue && self.local_response.is_none()
+        !self.hung && self.action == Action::Continue && self.local_response.is_none()
     }
 
     /// The first upstream header value by case-insensitive name.
@@ -535,13 +538,16 @@ fn path(parts: &[&str]) -> Vec<String> {
     parts.iter().map(|p| (*p).to_owned()).collect()
 }
 
+/// What ngx_wasm_module answers `:authority` with: the server's name and port.
+const KONG_SERVER_AUTHORITY: &str = "localhost:8000";
+
 fn root_properties(profile: Profile) -> BTreeMap<Vec<String>, Vec<u8>> {
     let mut props = BTreeMap::new();
     props.insert(path(&["plugin_name"]), b"attestgate".to_vec());
     props.insert(path(&["plugin_root_id"]), b"attestgate".to_vec());
-    props.insert(path(&["plugin_vm_id"]), Vec::new());
-    if profile == Profile::Kong {
-        props.insert(path(&["ngx", "hostname"]), b"localhost".to_vec());
+    if profile == Profile::Envoy {
+        // ngx_wasm_module: "NYI - plugin_vm_id property" (not found).
+        props.insert(path(&["plugin_vm_id"]), Vec::new());
     }
     props
 }
@@ -550,12 +556,21 @@ fn root_properties(profile: Profile) -> BTreeMap<Vec<String>, Vec<u8>> {
 /// integers as 8 little-endian bytes, Kong passes every property as a string.
 fn stream_properties(profile: Profile, request: &HttpRequest) -> BTreeMap<Vec<String>, Vec<u8>> {
     let mut props = BTreeMap::new();
+    if profile == Profile::Kong {
+        // nginx variables, readable in a request only.
+        props.insert(path(&["ngx", "hostname"]), b"localhost".to_vec());
+    }
     if let Some(address) = &request.source_address {
-        let port = address
-            .rsplit_once(':')
-            .and_then(|(_, port)| port.parse::<u64>().ok())
-            .unwrap_or(0);
-        props.insert(path(&["source", "address"]), address.as_bytes().to_vec());
+        let (host, port) = match address.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse::<u64>().unwrap_or(0)),
+            None => (address.as_str(), 0),
+        };
+        // Envoy: `ip:port`; ngx_wasm_module: the address alone.
+        let shown = match profile {
+            Profile::Envoy => address.as_str(),
+            Profile::Kong => host,
+        };
+        props.insert(path(&["source", "address"]), shown.as_bytes().to_vec());
         let port = match profile {
             Profile::Envoy => port.to_le_bytes().to_vec(),
             Profile::Kong => port.to_string().into_bytes(),
@@ -678,6 +693,16 @@ impl Vm {
                 .on_configure
                 .call(&mut vm.store, (root as i32, size))
         })?;
+        if configured == 0 && self.store.data().profile == Profile::Kong {
+            // ngx_wasm_module: "failed initializing filter (on_configure failure)", then the
+            // worker "exited with fatal code 2 and cannot be respawned": every location of
+            // that worker hangs from then on.
+            self.failed = Some(
+                "worker process exited with fatal code 2 and cannot be respawned \
+                 (on_configure failure)"
+                    .to_owned(),
+            );
+        }
         Ok(configured != 0)
     }
 
@@ -699,12 +724,23 @@ impl Vm {
         let id = self.next_context;
         self.next_context += 1;
         let profile = self.store.data().profile;
-        let mut headers = vec![
-            (":method".to_owned(), request.method.clone()),
-            (":path".to_owned(), request.path.clone()),
-            (":authority".to_owned(), request.authority.clone()),
-            (":scheme".to_owned(), request.scheme.clone()),
-        ];
+        let mut headers = match profile {
+            Profile::Envoy => vec![
+                (":method".to_owned(), request.method.clone()),
+                (":path".to_owned(), request.path.clone()),
+                (":authority".to_owned(), request.authority.clone()),
+                (":scheme".to_owned(), request.scheme.clone()),
+            ],
+            // ngx_wasm_module: `:authority` is the server's own name and port, `:scheme` the
+            // listener's; the client's Host is a header, as sent.
+            Profile::Kong => vec![
+                (":path".to_owned(), request.path.clone()),
+                (":method".to_owned(), request.method.clone()),
+                (":scheme".to_owned(), "http".to_owned()),
+                (":authority".to_owned(), KONG_SERVER_AUTHORITY.to_owned()),
+                ("Host".to_owned(), request.authority.clone()),
+            ],
+        };
         for (name, value) in &request.headers {
             let name = match profile {
                 Profile::Envoy => name.to_ascii_lowercase(),
@@ -712,8 +748,16 @@ impl Vm {
             };
             headers.push((name, value.clone()));
         }
+        let upstream_headers = (profile == Profile::Kong).then(|| {
+            headers
+                .iter()
+                .filter(|(name, _)| !name.starts_with(':'))
+                .cloned()
+                .collect()
+        });
         let stream = Stream {
             request_headers: headers,
+            upstream_headers,
             request_body: request.body.clone(),
             properties: stream_properties(profile, request),
             ..Stream::default()
@@ -796,9 +840,16 @@ impl Vm {
     }
 
     /// The stream's request headers as they stand now.
+    ///
+    /// On Kong this is what nginx's proxy module would forward, which is not the map the filter
+    /// sees: a header the filter removed is still forwarded there.
     pub fn request_headers_of(&self, stream: StreamId) -> Vec<(String, String)> {
         self.stream(stream)
-            .map(|s| s.request_headers.clone())
+            .map(|s| {
+                s.upstream_headers
+                    .clone()
+                    .unwrap_or_else(|| s.request_headers.clone())
+            })
             .unwrap_or_default()
     }
 
@@ -808,10 +859,22 @@ impl Vm {
     pub fn send(&mut self, request: &HttpRequest) -> Result<HttpOutcome> {
         let logs_before = self.store.data().logs.len();
         let stream = self.open(request)?;
-        let mut action = self.request_headers(stream, request.body.is_empty())?;
-        // The body follows unless the filter already answered: a filter that paused at the
-        // headers (to see the body first) gets it too, as Envoy buffers it for the filter.
-        if !request.body.is_empty() && self.local_response(stream).is_none() {
+        let kong = self.store.data().profile == Profile::Kong;
+        // ngx_wasm_module calls the headers callback with end_of_stream false even for a GET.
+        let mut action = self.request_headers(stream, !kong && request.body.is_empty())?;
+        let mut hung = false;
+        if kong {
+            // ngx_wasm_module never resumes a pause at the request headers: the request hangs
+            // until the client gives up. The body callback comes once, with the whole body,
+            // only for a non-empty body, and only after the headers callback let it on.
+            if action == Action::Pause && self.local_response(stream).is_none() {
+                hung = true;
+            } else if action == Action::Continue && !request.body.is_empty() {
+                action = self.request_body(stream, true)?;
+            }
+        } else if !request.body.is_empty() && self.local_response(stream).is_none() {
+            // The body follows unless the filter already answered: a filter that paused at the
+            // headers (to see the body first) gets it too, as Envoy buffers it for the filter.
             action = self.request_body(stream, true)?;
         }
         let local_response = self.local_response(stream);
@@ -829,6 +892,7 @@ impl Vm {
             local_response,
             upstream_headers,
             logs,
+            hung,
         })
     }
 

@@ -58,6 +58,10 @@ impl SharedData {
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Stream {
     pub(crate) request_headers: Vec<(String, String)>,
+    /// Kong: what nginx's proxy module forwards, which the filter's header calls change
+    /// differently from the map the filter sees (see `abi::ngx_request_header`). `None` on
+    /// Envoy, where the map the filter sees is what goes upstream.
+    pub(crate) upstream_headers: Option<Vec<(String, String)>>,
     pub(crate) request_body: Vec<u8>,
     pub(crate) request_trailers: Vec<(String, String)>,
     pub(crate) response_headers: Vec<(String, String)>,

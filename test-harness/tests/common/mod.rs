@@ -13,8 +13,12 @@ use attestgate_harness::host::{Host, HostOptions, Profile};
 /// filter`). Missing it is a failure, never a skip. Every test that runs the built filter
 /// finds it here.
 pub fn filter_path() -> PathBuf {
-    attestgate_harness::built_filter()
-        .unwrap_or_else(|| panic!("no built filter (build/attestgate.wasm): run `make filter`"))
+    attestgate_harness::built_filter().unwrap_or_else(|| {
+        panic!(
+            "no built filter at {}: run `make filter`",
+            std::env::var("ATTESTGATE_WASM").unwrap_or_else(|_| "build/attestgate.wasm".into())
+        )
+    })
 }
 
 /// The filter compiled once per profile for this test binary; every test gets its own VM.
