@@ -7,9 +7,20 @@
 //! VMs can share one [`SharedData`] like Envoy workers do.
 //!
 //! Two profiles: [`Profile::Envoy`] answers as Envoy does; [`Profile::Kong`] as Kong's
-//! ngx_wasm_module documents it (some calls trap with "function not yet implemented", http
-//! calls name `host:port` instead of a cluster, properties are strings, header names keep
-//! their case).
+//! ngx_wasm_module (at the commit Kong 3.10 pins) was seen to do in a real host:
+//! - calls it stubs trap with "function not yet implemented" (`proxy_get_log_level`,
+//!   `proxy_done`, `proxy_close_stream`, `proxy_continue_response`, `proxy_get_status`,
+//!   `proxy_resolve_shared_queue`, gRPC); `proxy_continue_stream` of a response is an error;
+//! - a removed request header is hidden from the filter but still forwarded by nginx's proxy
+//!   module ([`Vm::request_headers_of`] is what it forwards); replace changes a header that came
+//!   once in place, and on a repeated one leaves the later copies on the way upstream;
+//! - the headers callback always has end_of_stream false; a pause there is never resumed (the
+//!   request hangs: [`HttpOutcome::hung`]); the body callback comes once, with the whole body,
+//!   only for a non-empty body the headers callback let on;
+//! - `on_configure` refusing the config kills the worker (the VM fails for good);
+//! - `:authority` is the server's own name and port, the client's Host a header; properties
+//!   are strings, `source.address` has no port, and scoped properties fail outside a request;
+//! - http calls name `host:port` instead of a cluster; header names keep their case.
 //!
 //! ```no_run
 //! use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile};
