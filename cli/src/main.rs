@@ -6,12 +6,12 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use attestgate_policy::mint::{claims_with_expiry, ApproovSigner, InstallSigner, SigningKey};
 use attestgate_policy::signature::{AccountKey, SignOptions};
 use attestgate_policy::{Config, Decision, Gate, Request};
+use attestgate_testkit::{claims_with_expiry, ApproovSigner, InstallSigner, SigningKey};
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod keygen;
+use attestgate_testkit::keygen;
 
 /// Mobile-app attestation gate: check tokens against a gate config, mint tokens, make keys.
 #[derive(Debug, Parser)]
@@ -482,10 +482,8 @@ fn sign(args: &SignArgs) -> Result<()> {
     let signed = if args.approov && args.keyid.is_none() && !args.alg {
         signer.sign_request(request, created)?
     } else if args.approov {
-        let mut options = SignOptions::new(
-            attestgate_policy::mint::approov_components(&request),
-            created,
-        );
+        let mut options =
+            SignOptions::new(attestgate_testkit::approov_components(&request), created);
         options.expires = Some(created + 15);
         options.keyid = args.keyid.clone();
         options.alg = args.alg;

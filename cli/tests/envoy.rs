@@ -971,7 +971,7 @@ fn the_corpus_decides_the_same_in_envoy_as_natively() {
 fn mint_test_key(key: &str, claims: &Value) -> String {
     let path = root().join(format!("policy-engine/tests/data/keys/{key}.json"));
     let jwk: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    attestgate_policy::mint::SigningKey::from_jwk(&jwk)
+    attestgate_testkit::SigningKey::from_jwk(&jwk)
         .unwrap()
         .sign(claims.as_object().unwrap())
         .unwrap()
@@ -1076,7 +1076,7 @@ fn remote_jwks_example_end_to_end() {
     let mint = |file: &str| {
         let mut claims = claims("remote-jwks", file);
         claims["exp"] = serde_json::json!(unix_now() + 300);
-        attestgate_policy::mint::SigningKey::from_jwk(&jwk)
+        attestgate_testkit::SigningKey::from_jwk(&jwk)
             .unwrap()
             .sign(claims.as_object().unwrap())
             .unwrap()
@@ -1183,8 +1183,8 @@ fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() 
 /// the filter decides at the end of the stream.
 #[test]
 fn a_signed_post_body_end_to_end() {
-    use attestgate_policy::mint::{InstallSigner, SigningKey};
     use attestgate_policy::signature::SignOptions;
+    use attestgate_testkit::{InstallSigner, SigningKey};
 
     let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
     let components = ["@method", "@target-uri", "authorization", "content-digest"];
@@ -1470,8 +1470,8 @@ fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
 /// and what reached the upstream has no token and no client copy of the gate's headers.
 #[test]
 fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
-    use attestgate_policy::mint::{ApproovSigner, InstallSigner, SigningKey};
     use attestgate_policy::signature::AccountKey;
+    use attestgate_testkit::{ApproovSigner, InstallSigner, SigningKey};
 
     let recorder = Recorder::start();
     let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
@@ -1632,7 +1632,7 @@ fn interop_script(args: &[&str]) -> String {
 /// either; the upstream sees no token; a changed body is refused.
 #[test]
 fn library_signed_requests_pass_real_envoy() {
-    use attestgate_policy::mint::{InstallSigner, SigningKey};
+    use attestgate_testkit::{InstallSigner, SigningKey};
 
     let dir = scratch("library-signed");
     let recorder = Recorder::start();

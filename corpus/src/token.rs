@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use attestgate_policy::mint::SigningKey;
+use attestgate_testkit::SigningKey;
 use base64ct::{Base64Url, Base64UrlUnpadded, Encoding};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};

@@ -302,7 +302,7 @@ pub fn host_refusal(reason: Reason, reasons: &[&str]) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use attestgate_policy::mint::SigningKey;
+    use attestgate_testkit::SigningKey;
 
     const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
     const NOW: i64 = 1_700_000_000;

@@ -15,7 +15,7 @@
 
 use std::sync::OnceLock;
 
-use attestgate_policy::mint::SigningKey;
+use attestgate_testkit::SigningKey;
 use attestgate_policy::{Decision, Gate, Reason, Request, Verdict};
 use serde_json::Value;
 

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use attestgate_policy::mint::{claims_with_expiry, SigningKey};
 use attestgate_policy::{binding_hash, Config, Decision, Explanation, Gate, Request};
+use attestgate_testkit::{claims_with_expiry, SigningKey};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 

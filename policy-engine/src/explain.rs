@@ -25,7 +25,8 @@ use crate::token::{self, VerifiedToken};
 /// The decision with its working: see the [module docs](self).
 ///
 /// ```
-/// use attestgate_policy::{mint::SigningKey, Gate, Request, StepId, StepStatus};
+/// use attestgate_policy::{Gate, Request, StepId, StepStatus};
+/// use attestgate_testkit::SigningKey;
 ///
 /// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 /// let gate = Gate::from_json(&format!(r#"{{ "keys": {{ "approov_secret": "{secret}" }} }}"#)).unwrap();
@@ -236,7 +237,7 @@ fn decode_segment(raw: &str, index: usize) -> Result<Value, String> {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::mint::SigningKey;
+    use attestgate_testkit::SigningKey;
     use serde_json::json;
 
     const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";

@@ -311,7 +311,8 @@ impl Gate {
     ///
     /// ```
     /// use attestgate_policy::remote::{Dynamic, MemoryLimiter};
-    /// use attestgate_policy::{mint::SigningKey, Gate, Reason, Request};
+    /// use attestgate_policy::{Gate, Reason, Request};
+    /// use attestgate_testkit::SigningKey;
     ///
     /// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
     /// let gate = Gate::from_json(&format!(r#"{{

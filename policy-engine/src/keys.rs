@@ -89,7 +89,11 @@ impl Algorithm {
     }
 
     /// The JWK `kty` this algorithm's keys have.
-    pub(crate) fn kty(self) -> &'static str {
+    ///
+    /// ```
+    /// assert_eq!(attestgate_policy::Algorithm::Ps256.kty(), "RSA");
+    /// ```
+    pub fn kty(self) -> &'static str {
         match self {
             Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512 => "oct",
             Algorithm::Es256 => "EC",
@@ -98,8 +102,13 @@ impl Algorithm {
         }
     }
 
-    /// RFC 7518 §3.2: an HMAC key must be at least as long as the hash output.
-    pub(crate) fn min_hmac_key_len(self) -> usize {
+    /// The shortest HMAC secret this algorithm accepts: its hash's output size (RFC 7518
+    /// §3.2); 32 for anything but HS384 and HS512.
+    ///
+    /// ```
+    /// assert_eq!(attestgate_policy::Algorithm::Hs512.min_hmac_key_len(), 64);
+    /// ```
+    pub fn min_hmac_key_len(self) -> usize {
         match self {
             Algorithm::Hs384 => 48,
             Algorithm::Hs512 => 64,
@@ -108,7 +117,7 @@ impl Algorithm {
     }
 
     /// The jwt-compact RSA algorithm, for `RS*` and `PS*`.
-    pub(crate) fn rsa(self) -> Option<Rsa> {
+    pub fn rsa(self) -> Option<Rsa> {
         Some(match self {
             Algorithm::Rs256 => Rsa::rs256(),
             Algorithm::Rs384 => Rsa::rs384(),
@@ -358,12 +367,13 @@ fn hmac_material(alg: Algorithm, secret: &[u8]) -> Result<Material, String> {
 }
 
 /// RFC 7518 §3.3: the shortest RSA modulus accepted, for verifying and for signing.
-pub(crate) const MIN_RSA_BITS: usize = 2048;
+/// The smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
 
 /// Decodes an Approov-style secret. Approov hands secrets out as standard base64; people paste
 /// them url-safe or unpadded too, with stray surrounding whitespace. The gate's loader and
 /// `mint` share this so a secret one accepts the other accepts too.
-pub(crate) fn decode_approov_secret(text: &str) -> Result<Vec<u8>, &'static str> {
+pub fn decode_approov_secret(text: &str) -> Result<Vec<u8>, &'static str> {
     let text = text.trim();
     if text.is_empty() {
         return Err("the secret is empty");

@@ -10,7 +10,8 @@
 //! supplies the request.
 //!
 //! ```
-//! use attestgate_policy::{mint::SigningKey, Gate, Reason, Request};
+//! use attestgate_policy::{Gate, Reason, Request};
+//! use attestgate_testkit::SigningKey; // the test kit mints a token, as the attestation service would
 //!
 //! let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 //! let gate = Gate::from_json(&format!(r#"{{ "keys": {{ "approov_secret": "{secret}" }} }}"#)).unwrap();
@@ -40,7 +41,6 @@ mod explain;
 mod gate;
 mod json;
 mod keys;
-pub mod mint;
 mod policy;
 mod reads;
 pub mod remote;
@@ -60,7 +60,7 @@ pub use error::{ConfigError, TokenError};
 pub use explain::{DecodedToken, Explanation, RuleMatch, Step};
 pub use gate::{Gate, PathAmbiguity};
 pub use json::StrictJsonError;
-pub use keys::{Algorithm, Key, KeySet};
+pub use keys::{decode_approov_secret, Algorithm, Key, KeySet, MIN_RSA_BITS};
 pub use policy::{run_rego_tests, Policy, PolicyOutcome, RegoTest};
 pub use request::Request;
 pub use steps::{StepId, StepStatus};

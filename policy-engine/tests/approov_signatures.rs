@@ -8,11 +8,11 @@
     clippy::indexing_slicing
 )]
 
-use attestgate_policy::mint::{ApproovSigner, InstallSigner, SigningKey as TokenKey};
 use attestgate_policy::signature::{
     self, AccountKey, Message, SignOptions, SignatureError, SignatureKey, Signer, VerifyOptions,
 };
 use attestgate_policy::{Gate, Reason, Request};
+use attestgate_testkit::{ApproovSigner, InstallSigner, SigningKey as TokenKey};
 use serde_json::json;
 
 const NOW: i64 = 1_700_000_000;

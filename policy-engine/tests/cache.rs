@@ -7,9 +7,8 @@
     clippy::indexing_slicing
 )]
 
-use attestgate_policy::{
-    binding_hash, mint::SigningKey, CacheOutcome, DecisionCache, Gate, Reason, Request,
-};
+use attestgate_policy::{binding_hash, CacheOutcome, DecisionCache, Gate, Reason, Request};
+use attestgate_testkit::SigningKey;
 use serde_json::json;
 
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";

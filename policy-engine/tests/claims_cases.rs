@@ -11,8 +11,8 @@
 
 use std::path::Path;
 
-use attestgate_policy::mint::SigningKey;
 use attestgate_policy::{Gate, Reason, Request};
+use attestgate_testkit::SigningKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

@@ -132,7 +132,7 @@ fn an_undefined_function_is_not_caught_at_load_but_fails_closed() {
         serde_json::from_str(&std::fs::read_to_string(data_dir().join("keys/hs256.json")).unwrap())
             .unwrap();
     let now = 1_700_000_000;
-    let token = attestgate_policy::mint::SigningKey::from_jwk(&key)
+    let token = attestgate_testkit::SigningKey::from_jwk(&key)
         .unwrap()
         .sign(json!({ "exp": now + 60 }).as_object().unwrap())
         .unwrap();

@@ -2,9 +2,9 @@
 //! the gate checks everything else, and only with the gateway's record of this very token.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use attestgate_policy::mint::SigningKey;
 use attestgate_policy::remote::{Dynamic, HostVerified};
 use attestgate_policy::{DecisionCache, Gate, Reason, Request};
+use attestgate_testkit::SigningKey;
 use serde_json::json;
 
 const NOW: i64 = 1_700_000_000;

@@ -741,8 +741,8 @@ fn signature_fields_on_several_lines_are_one_dictionary() {
 
 mod gate {
     use super::*;
-    use attestgate_policy::mint::SigningKey as TokenKey;
     use attestgate_policy::{Gate, Reason, Request};
+    use attestgate_testkit::SigningKey as TokenKey;
     use base64ct::{Base64, Encoding};
     use serde_json::json;
 
@@ -975,8 +975,8 @@ decision := {"allow": true, "reasons": ["fail-over"]} if {
 
 #[test]
 fn mint_install_signer_signs_requests_the_gate_accepts() {
-    use attestgate_policy::mint::{InstallSigner, SigningKey as TokenKey};
     use attestgate_policy::{Gate, Reason, Request};
+    use attestgate_testkit::{InstallSigner, SigningKey as TokenKey};
     use serde_json::json;
     let jwk: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
@@ -1034,8 +1034,8 @@ fn mint_install_signer_signs_requests_the_gate_accepts() {
 
 #[test]
 fn the_decision_cache_never_serves_a_signed_body_to_another_body() {
-    use attestgate_policy::mint::{InstallSigner, SigningKey as TokenKey};
     use attestgate_policy::{DecisionCache, Gate, Reason, Request};
+    use attestgate_testkit::{InstallSigner, SigningKey as TokenKey};
     use serde_json::json;
     let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
     let install = InstallSigner::from_slice(&[9; 32]).unwrap();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 /// Each module's layer. Leaves first: request facts and header predicates, strict JSON,
 /// digests, the config model; then the decision and its errors; then the mechanisms; the
-/// pipeline; its views; and the signing kit for tests and demos on top.
+/// pipeline; and its views. (Signing lives in the test kit crate, attestgate-testkit.)
 const LAYERS: &[(&str, u32)] = &[
     ("request", 0),
     ("json", 0),
@@ -25,7 +25,6 @@ const LAYERS: &[(&str, u32)] = &[
     ("gate", 8),
     ("cache", 9),
     ("explain", 9),
-    ("mint", 10),
 ];
 
 #[test]

@@ -13,9 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use attestgate_policy::mint::SigningKey;
 use attestgate_policy::remote::{Dynamic, MemoryLimiter};
 use attestgate_policy::{Gate, Reason, Request, Verdict};
+use attestgate_testkit::SigningKey;
 use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Map, Value};

@@ -54,7 +54,7 @@ fn with_cache(mut config: Value, entries: usize) -> Value {
 }
 
 fn fresh(
-    signer: &attestgate_policy::mint::SigningKey,
+    signer: &attestgate_testkit::SigningKey,
     count: u64,
     from: u64,
 ) -> Vec<attestgate_policy::Request> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use attestgate_harness::host::{
     Action, Host, HostOptions, HttpCallResponse, HttpRequest, LogLevel, Profile, SharedData,
 };
-use attestgate_policy::mint::SigningKey;
+use attestgate_testkit::SigningKey;
 use serde_json::{json, Value};
 
 mod common;

@@ -19,9 +19,9 @@
 mod common;
 
 use attestgate_harness::host::{HttpOutcome, HttpRequest, Profile, Vm};
-use attestgate_policy::mint::{ApproovSigner, InstallSigner, SigningKey};
 use attestgate_policy::signature::AccountKey;
 use attestgate_policy::Request;
+use attestgate_testkit::{ApproovSigner, InstallSigner, SigningKey};
 use serde_json::{json, Value};
 
 const NOW: i64 = 1_700_000_000;

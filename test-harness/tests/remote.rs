@@ -17,7 +17,7 @@ use std::time::Duration;
 use attestgate_harness::host::{
     HttpCallResponse, HttpRequest, PendingHttpCall, Profile, SharedData, Vm,
 };
-use attestgate_policy::mint::SigningKey;
+use attestgate_testkit::SigningKey;
 use serde_json::{json, Value};
 
 mod common;

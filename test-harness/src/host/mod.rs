@@ -759,6 +759,17 @@ impl Vm {
             };
             headers.push((name, value.clone()));
         }
+        // An HTTP/1 request with a body says how long it is: the host's map has the length.
+        let says_length = request.headers.iter().any(|(n, _)| {
+            n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
+        });
+        if !request.body.is_empty() && !says_length {
+            let name = match profile {
+                Profile::Envoy => "content-length",
+                Profile::Kong => "Content-Length",
+            };
+            headers.push((name.to_owned(), request.body.len().to_string()));
+        }
         let upstream_headers = (profile == Profile::Kong).then(|| {
             headers
                 .iter()

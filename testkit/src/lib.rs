@@ -1,6 +1,8 @@
-//! Minting (signing) attestation tokens.
+//! attestgate's test kit: the issuing side of attestation, kept out of the verification core.
 //!
-//! This is the issuing side of attestgate, used by `attestgate mint`, by tests and by demos:
+//! Minting (signing) attestation tokens, signing requests as an app does (RFC 9421, install
+//! and account keys) and generating keys ([`keygen`]), used by `attestgate mint` / `sign` /
+//! `keygen`, by tests, by the JavaScript build and by demos; a gateway never links it:
 //! a [`SigningKey`] is parsed from a private JWK (or, Approov-style, from a base64 HMAC
 //! secret) and signs a JSON object of claims into a compact JWS (`header.payload.signature`).
 //!
@@ -26,7 +28,9 @@ use rsa::BigUint;
 use serde::{Deserialize as _, Serialize};
 use serde_json::{Map, Value};
 
-use crate::keys::{Algorithm as Alg, MIN_RSA_BITS};
+use attestgate_policy::{Algorithm as Alg, MIN_RSA_BITS};
+
+pub mod keygen;
 
 /// Errors from loading a signing key or signing a token.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +74,7 @@ pub enum MintError {
     NotForSigning(String),
     /// An RFC 9421 request signature could not be made.
     #[error("cannot sign the request: {0}")]
-    RequestSignature(#[from] crate::signature::SignatureError),
+    RequestSignature(#[from] attestgate_policy::signature::SignatureError),
     /// The key is shorter than the algorithm's minimum (RFC 7518).
     #[error("key too weak for {alg}: {reason}")]
     WeakKey {
@@ -157,7 +161,7 @@ impl SigningKey {
     /// # Examples
     ///
     /// ```
-    /// use attestgate_policy::mint::SigningKey;
+    /// use attestgate_testkit::SigningKey;
     ///
     /// let jwk = serde_json::json!({
     ///     "kty": "oct",
@@ -175,7 +179,7 @@ impl SigningKey {
     /// // {"alg":"HS256","typ":"JWT","kid":"demo"}
     /// assert!(token.starts_with("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6ImRlbW8ifQ."));
     /// assert_eq!(token.split('.').count(), 3);
-    /// # Ok::<(), attestgate_policy::mint::MintError>(())
+    /// # Ok::<(), attestgate_testkit::MintError>(())
     /// ```
     pub fn from_jwk(jwk: &Value) -> Result<SigningKey, MintError> {
         let obj = jwk
@@ -264,7 +268,7 @@ impl SigningKey {
     /// [`MintError::InvalidSecret`] if the text is empty or not base64 in one alphabet, and
     /// [`MintError::WeakKey`] if the secret is shorter than 32 bytes.
     pub fn hs256_from_base64_secret(secret: &str) -> Result<SigningKey, MintError> {
-        let bytes = crate::keys::decode_approov_secret(secret)
+        let bytes = attestgate_policy::decode_approov_secret(secret)
             .map_err(|message| MintError::InvalidSecret(message.to_owned()))?;
         let key = SigningKey {
             alg: Alg::Hs256,
@@ -316,7 +320,7 @@ impl SigningKey {
     /// well-behaved issuer would make (duplicate keys, odd headers). No checks are applied.
     ///
     /// ```
-    /// use attestgate_policy::mint::SigningKey;
+    /// use attestgate_testkit::SigningKey;
     /// let key = SigningKey::hs256_from_base64_secret("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=").unwrap();
     /// let token = key.sign_parts(br#"{"alg":"HS256","alg":"none"}"#, br#"{"exp":1}"#);
     /// assert_eq!(token.split('.').count(), 3);
@@ -470,11 +474,11 @@ fn biguint_member(obj: &Map<String, Value>, name: &str) -> Result<BigUint, MintE
     Ok(BigUint::from_bytes_be(&bytes))
 }
 
-/// An app install's P-256 key for RFC 9421 request signatures ([`crate::signature`]): it
+/// An app install's P-256 key for RFC 9421 request signatures ([`attestgate_policy::signature`]): it
 /// signs requests, and its public half goes into the token as the `ipk` claim.
 ///
 /// ```
-/// use attestgate_policy::mint::InstallSigner;
+/// use attestgate_testkit::InstallSigner;
 /// use attestgate_policy::signature::SignOptions;
 /// use attestgate_policy::Request;
 ///
@@ -530,8 +534,8 @@ impl InstallSigner {
     }
 
     /// The public key, as a verifier loads it.
-    pub fn public(&self) -> crate::signature::InstallKey {
-        crate::signature::InstallKey::from_verifying_key(*self.key.verifying_key())
+    pub fn public(&self) -> attestgate_policy::signature::InstallKey {
+        attestgate_policy::signature::InstallKey::from_verifying_key(*self.key.verifying_key())
     }
 
     /// Signs a request as the app would: when `content-digest` is covered and the request
@@ -539,10 +543,10 @@ impl InstallSigner {
     /// `Signature-Input` and `Signature` are added. `@scheme` / `@target-uri` use `https`.
     pub fn sign_request(
         &self,
-        mut request: crate::Request,
-        options: &crate::signature::SignOptions,
-    ) -> Result<crate::Request, MintError> {
-        use crate::signature::{self, DigestAlgorithm, Message};
+        mut request: attestgate_policy::Request,
+        options: &attestgate_policy::signature::SignOptions,
+    ) -> Result<attestgate_policy::Request, MintError> {
+        use attestgate_policy::signature::{self, DigestAlgorithm, Message};
         let covers_digest = options.components.iter().any(|c| c == "content-digest");
         if covers_digest && request.header_values("content-digest").next().is_none() {
             let digest = signature::content_digest(
@@ -568,7 +572,7 @@ impl InstallSigner {
 /// pair, each covering [`approov_components`], with `created` and `expires = created + 15`.
 ///
 /// ```
-/// use attestgate_policy::mint::{ApproovSigner, InstallSigner};
+/// use attestgate_testkit::{ApproovSigner, InstallSigner};
 /// use attestgate_policy::signature::AccountKey;
 /// use attestgate_policy::Request;
 ///
@@ -589,14 +593,14 @@ pub struct ApproovSigner {
     /// The install key, when the device has one.
     pub install: Option<InstallSigner>,
     /// The account message-signing key.
-    pub account: Option<crate::signature::AccountKey>,
+    pub account: Option<attestgate_policy::signature::AccountKey>,
 }
 
 /// The components Approov's SDK covers by default: `@method`, `@target-uri`, the token
 /// header, `Approov-TraceID` and `Approov-Status` when present, `Authorization`,
 /// `Content-Length` and `Content-Type` when present, and `Content-Digest` whenever the
 /// request has a body.
-pub fn approov_components(request: &crate::Request) -> Vec<String> {
+pub fn approov_components(request: &attestgate_policy::Request) -> Vec<String> {
     let mut components = vec!["@method".to_owned(), "@target-uri".to_owned()];
     for (name, always) in [
         ("approov-token", true),
@@ -620,10 +624,11 @@ impl ApproovSigner {
     /// Signs with the SDK's default components and lifetime.
     pub fn sign_request(
         &self,
-        request: crate::Request,
+        request: attestgate_policy::Request,
         created: i64,
-    ) -> Result<crate::Request, MintError> {
-        let mut options = crate::signature::SignOptions::new(approov_components(&request), created);
+    ) -> Result<attestgate_policy::Request, MintError> {
+        let mut options =
+            attestgate_policy::signature::SignOptions::new(approov_components(&request), created);
         options.expires = Some(created + 15);
         self.sign_request_with(request, &options)
     }
@@ -632,10 +637,10 @@ impl ApproovSigner {
     /// `Content-Digest` (sha-256) is added first when `content-digest` is covered.
     pub fn sign_request_with(
         &self,
-        mut request: crate::Request,
-        options: &crate::signature::SignOptions,
-    ) -> Result<crate::Request, MintError> {
-        use crate::signature::{self, DigestAlgorithm, Message, Signer};
+        mut request: attestgate_policy::Request,
+        options: &attestgate_policy::signature::SignOptions,
+    ) -> Result<attestgate_policy::Request, MintError> {
+        use attestgate_policy::signature::{self, DigestAlgorithm, Message, Signer};
         let covers_digest = options.components.iter().any(|c| c == "content-digest");
         if covers_digest && request.header_values("content-digest").next().is_none() {
             let digest = signature::content_digest(

@@ -13,7 +13,7 @@ use rand::RngCore;
 use rsa::traits::PrivateKeyParts;
 use serde_json::Value;
 
-use attestgate_policy::mint::jwk_thumbprint;
+use crate::jwk_thumbprint;
 
 /// RSA modulus size for generated `RS*` / `PS*` keys, in bits.
 const RSA_BITS: usize = 2048;
@@ -166,7 +166,7 @@ fn with_metadata(jwk: Value, alg: &str, kid: &str) -> Result<Value, KeygenError>
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use attestgate_policy::mint::SigningKey;
+    use crate::SigningKey;
     use base64ct::{Base64UrlUnpadded, Encoding};
     use jwt_compact::alg::{Ed25519, Es256, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key};
     use jwt_compact::alg::{Rsa, RsaPublicKey};
