@@ -59,7 +59,7 @@ use sha2::{Digest, Sha256};
 use crate::decision::Decision;
 use crate::digest::field;
 use crate::error::TokenError;
-use crate::gate::{Gate, HeaderScope, Hooks};
+use crate::gate::{Direct, Gate, HeaderScope, Hooks};
 use crate::keys::KeySet;
 use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
@@ -301,13 +301,23 @@ struct Memo<'a> {
     token_header_value: Option<&'a str>,
 }
 
+impl Memo<'_> {
+    /// What a miss does: the plain check's own steps.
+    fn direct(&self) -> Direct<'_> {
+        Direct {
+            gate: self.gate,
+            now: self.now,
+        }
+    }
+}
+
 impl Hooks for Memo<'_> {
     fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError> {
         let now = self.now;
         if !self.gate.signatures_are_costly() {
             self.stats.misses += 1;
             self.outcome = CacheOutcome::Miss;
-            return token::verify(raw, keys, &self.gate.verify, now);
+            return self.direct().verify(raw, keys);
         }
         // The gate verifies only a token header present exactly once, so the digest is there;
         // the fallback keys the raw token under its own tag, never colliding with it.
@@ -327,7 +337,7 @@ impl Hooks for Memo<'_> {
         }
         self.stats.misses += 1;
         self.outcome = CacheOutcome::Miss;
-        let result = token::verify(raw, keys, &self.gate.verify, now);
+        let result = self.direct().verify(raw, keys);
         let until = cached_until(&result, now, self.gate.verify.leeway_seconds);
         if until >= now {
             self.tokens.put(
@@ -352,14 +362,14 @@ impl Hooks for Memo<'_> {
         input: &Value,
     ) -> Result<PolicyOutcome, String> {
         let Some(key) = policy.input_key(entrypoint, input) else {
-            return policy.evaluate(entrypoint, input.clone());
+            return self.direct().evaluate(policy, entrypoint, input);
         };
         if let Some(outcome) = self.outcomes.get(&key) {
             self.stats.policy_hits += 1;
             return outcome.clone();
         }
         self.stats.policy_misses += 1;
-        let outcome = policy.evaluate(entrypoint, input.clone());
+        let outcome = self.direct().evaluate(policy, entrypoint, input);
         self.outcomes.put(key, outcome.clone());
         outcome
     }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::config::Mode;
 use crate::decision::{Decision, Reason};
 use crate::error::TokenError;
-use crate::gate::{Gate, Hooks};
+use crate::gate::{Direct, Gate, Hooks};
 use crate::keys::KeySet;
 use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
@@ -102,17 +102,16 @@ pub struct Step {
 }
 
 /// The pipeline's hooks for explain: verification and evaluation as the plain check does
-/// them, every step recorded.
+/// them (its [`Direct`] hooks), every step recorded.
 struct Recorder<'g> {
-    gate: &'g Gate,
-    now: i64,
+    direct: Direct<'g>,
     steps: Vec<Step>,
     policy: Option<(String, Value)>,
 }
 
 impl Hooks for Recorder<'_> {
     fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError> {
-        token::verify(raw, keys, &self.gate.verify, self.now)
+        self.direct.verify(raw, keys)
     }
 
     fn evaluate(
@@ -121,7 +120,7 @@ impl Hooks for Recorder<'_> {
         entrypoint: &str,
         input: &Value,
     ) -> Result<PolicyOutcome, String> {
-        policy.evaluate(entrypoint, input.clone())
+        self.direct.evaluate(policy, entrypoint, input)
     }
 
     fn step(&mut self, id: StepId, status: StepStatus, detail: &dyn Fn() -> String) {
@@ -143,8 +142,7 @@ impl Gate {
     /// [`Explanation`].
     pub fn explain(&self, request: &Request, now: i64) -> Explanation {
         let mut recorder = Recorder {
-            gate: self,
-            now,
+            direct: Direct { gate: self, now },
             steps: Vec::new(),
             policy: None,
         };

@@ -33,10 +33,10 @@ pub(crate) trait Hooks {
     fn policy_input(&mut self, _entrypoint: &str, _input: &Value) {}
 }
 
-/// No memo: every step done for every request.
-struct Direct<'g> {
-    gate: &'g Gate,
-    now: i64,
+/// No memo: every step done for every request. The other views build on it.
+pub(crate) struct Direct<'g> {
+    pub(crate) gate: &'g Gate,
+    pub(crate) now: i64,
 }
 
 impl Hooks for Direct<'_> {
@@ -503,13 +503,7 @@ impl Gate {
             Ok(token) => token,
             Err(err) => {
                 let failed = err.step();
-                for id in [
-                    StepId::Structure,
-                    StepId::Key,
-                    StepId::Signature,
-                    StepId::Claims,
-                    StepId::Time,
-                ] {
+                for id in StepId::TOKEN {
                     if id == failed {
                         break;
                     }
@@ -520,14 +514,7 @@ impl Gate {
                 return deny(hooks, failed, err.reason(), err.to_string());
             }
         };
-        for id in [
-            StepId::Structure,
-            StepId::Key,
-            StepId::Signature,
-            StepId::Claims,
-            StepId::Time,
-            StepId::IssuerAudience,
-        ] {
+        for id in StepId::TOKEN {
             hooks.step(id, StepStatus::Passed, &|| {
                 self.token_step_detail(id, raw, Some((&token.claims, now)))
             });

@@ -63,6 +63,17 @@ impl StepId {
         StepId::Mode,
     ];
 
+    /// The steps of verifying the token itself, in order (`TokenError::step` names the one
+    /// that refused it).
+    pub const TOKEN: [StepId; 6] = [
+        StepId::Structure,
+        StepId::Key,
+        StepId::Signature,
+        StepId::Claims,
+        StepId::Time,
+        StepId::IssuerAudience,
+    ];
+
     /// A short title for people.
     ///
     /// ```
