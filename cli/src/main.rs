@@ -26,10 +26,10 @@ enum Command {
     /// Decide one request as the gateway filter would; prints the decision as JSON.
     /// Exit code: 0 allowed, 1 denied, 2 usage or config error.
     Check(CheckArgs),
-    /// Sign claims into a token with a private JWK.
+    /// Sign claims into a token with a private JWK or an Approov-style base64 secret.
     Mint(MintArgs),
-    /// Sign a request with an app install's key (RFC 9421), as the app would; prints the
-    /// headers to add (`Content-Digest`, `Signature-Input`, `Signature`), one per line.
+    /// Sign a request with an app install's key and/or the account key (RFC 9421), as the
+    /// app would; prints the headers to add (`Content-Digest`, `Signature-Input`, `Signature`), one per line.
     Sign(SignArgs),
     /// Generate a private JWK and print it with its public JWKS.
     Keygen(KeygenArgs),
@@ -298,7 +298,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     } else {
         serde_json::to_string(&decision)?
     };
-    println!("{text}");
+    emit(format_args!("{text}"))?;
     Ok(if decision.allow {
         ExitCode::SUCCESS
     } else {
@@ -505,7 +505,7 @@ fn sign(args: &SignArgs) -> Result<()> {
         signer.sign_request_with(request, &options)?
     };
     for (name, value) in signed.headers.iter().skip(before) {
-        println!("{name}: {value}");
+        emit(format_args!("{name}: {value}"))?;
     }
     Ok(())
 }
@@ -534,10 +534,10 @@ fn keygen_cmd(args: &KeygenArgs) -> Result<()> {
             };
             written.with_context(|| format!("writing {}", public_path.display()))?;
         }
-        None => println!(
+        None => emit(format_args!(
             "{}",
             serde_json::json!({ "private_jwk": key.private_jwk, "public_jwks": key.public_jwks })
-        ),
+        ))?,
     }
     Ok(())
 }
@@ -560,12 +560,15 @@ fn rego_test(args: &TestArgs) -> Result<ExitCode> {
     for test in &results {
         match (&test.error, test.passed) {
             (_, true) if args.quiet => {}
-            (_, true) => println!("PASS {}", test.name),
-            (Some(error), false) => println!("ERROR {}: {error}", test.name),
-            (None, false) => println!("FAIL {}", test.name),
+            (_, true) => emit(format_args!("PASS {}", test.name))?,
+            (Some(error), false) => emit(format_args!("ERROR {}: {error}", test.name))?,
+            (None, false) => emit(format_args!("FAIL {}", test.name))?,
         }
     }
-    println!("{} passed, {failed} failed", results.len() - failed);
+    emit(format_args!(
+        "{} passed, {failed} failed",
+        results.len() - failed
+    ))?;
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
@@ -602,7 +605,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
         engine.set_input(json_argument(input)?.into());
     }
     let results = engine.eval_query(args.query.clone(), false)?;
-    println!("{}", serde_json::to_string_pretty(&results)?);
+    emit(format_args!("{}", serde_json::to_string_pretty(&results)?))?;
     Ok(())
 }
 
@@ -621,7 +624,7 @@ fn render(args: &RenderArgs) -> Result<()> {
     Gate::from_config(config.clone()).context("loading the gate config")?;
     let json = serde_json::to_string(&config)?;
     match &args.envoy_template {
-        None => println!("{json}"),
+        None => emit(format_args!("{json}"))?,
         Some(template) => {
             let template = read_text(template)?;
             if !template.contains(CONFIG_PLACEHOLDER) {
@@ -668,4 +671,11 @@ fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Writes a line to stdout; a closed pipe (`attestgate eval | head`) ends the command with an
+/// error instead of a panic.
+fn emit(line: std::fmt::Arguments<'_>) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}").context("writing to stdout")
 }

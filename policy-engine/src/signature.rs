@@ -1303,8 +1303,13 @@ impl SignatureConfig {
             .into_iter()
             .filter(|m| m.present)
             .find_map(|m| m.error.clone());
+        let neither = !install.present && !account.present;
         let error = match (checked && !valid, present_failure) {
             (_, Some(error)) => Some(error),
+            // Name every label that would have done.
+            (true, None) if neither && accept == Accept::Either => Some(SignatureError::Missing(
+                format!("{}` or `{}", self.label, self.account_label),
+            )),
             (true, None) => [&install, &account]
                 .into_iter()
                 .find_map(|m| m.error.clone()),
