@@ -50,6 +50,10 @@ examples: cli
 	  $(CLI) render --config $$dir/attestgate.yaml --envoy-template $$tpl > $$dir/envoy.yaml.tmp && \
 	  mv $$dir/envoy.yaml.tmp $$dir/envoy.yaml && echo "rendered $$dir/envoy.yaml" || exit 1; \
 	done
+	$(CLI) render --config envoy-examples/ecds/attestgate.yaml \
+	  --envoy-template envoy-examples/ecds/attestgate-ecds.yaml.in > envoy-examples/ecds/attestgate-ecds.yaml.tmp
+	mv envoy-examples/ecds/attestgate-ecds.yaml.tmp envoy-examples/ecds/attestgate-ecds.yaml
+	@echo "rendered envoy-examples/ecds/attestgate-ecds.yaml"
 
 ## cli: the `attestgate` command-line tool
 cli:

@@ -1740,3 +1740,183 @@ fn library_signed_requests_pass_real_envoy() {
         "{counters:?}"
     );
 }
+
+/// An admin stat by its full name, e.g. `extension_config_discovery.http_filter.attestgate.
+/// update_rejected`.
+fn admin_stat(envoy: &Envoy, name: &str) -> Option<u64> {
+    let text = ureq::get(&format!(
+        "http://127.0.0.1:{}/stats?filter={name}",
+        envoy.admin
+    ))
+    .call()
+    .ok()?
+    .into_string()
+    .ok()?;
+    text.lines().find_map(|line| {
+        let (stat, value) = line.split_once(": ")?;
+        (stat == name).then(|| value.trim().parse().ok())?
+    })
+}
+
+/// Issue #19: the filter's config comes by Envoy's extension config discovery (the example in
+/// envoy-examples/ecds/, a file as its config source). While requests flow, the config moves
+/// to a new key, then a bad config arrives (refused; the last good one keeps serving), then a
+/// new `.wasm` file: every request is answered by the old or the new config, none is dropped
+/// or fails, and the counters and logs say which config answered.
+#[test]
+fn ecds_reconfigures_a_running_envoy_without_dropping_a_request() {
+    use attestgate_testkit::SigningKey;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let example_dir = example("ecds");
+    let template = std::fs::read_to_string(example_dir.join("attestgate-ecds.yaml.in")).unwrap();
+    let rendered = cli(&[
+        "render",
+        "--config",
+        example_dir.join("attestgate.yaml").to_str().unwrap(),
+        "--envoy-template",
+        example_dir
+            .join("attestgate-ecds.yaml.in")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(
+        rendered,
+        std::fs::read_to_string(example_dir.join("attestgate-ecds.yaml")).unwrap(),
+        "ecds/attestgate-ecds.yaml is stale: run `make examples`"
+    );
+
+    let dir = scratch("ecds");
+    let resource = dir.join("attestgate-ecds.yaml");
+    // Written beside it, then moved over it: Envoy reloads on the move.
+    let publish = |config: &str, wasm: &Path| {
+        let literal = serde_json::to_string(config).unwrap();
+        let text = template.replace("{{ATTESTGATE_CONFIG}}", &literal).replace(
+            "filename: build/attestgate.wasm",
+            &format!("filename: {}", wasm.display()),
+        );
+        let staged = dir.join("staged.yaml");
+        std::fs::write(&staged, text).unwrap();
+        std::fs::rename(&staged, &resource).unwrap();
+    };
+    let (secret_a, secret_b) = (
+        "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+        "b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItb3Q=",
+    );
+    let config_of = |secret: &str| {
+        serde_json::json!({"keys": {"approov_secret": secret},
+            "claim_to_headers": [{"claim": "did", "header": "x-device-id"}]})
+        .to_string()
+    };
+    let (config_a, config_b) = (config_of(secret_a), config_of(secret_b));
+    publish(&config_a, &wasm());
+    let envoy_yaml = std::fs::read_to_string(example_dir.join("envoy.yaml"))
+        .unwrap()
+        .replace(
+            "path: envoy-examples/ecds/attestgate-ecds.yaml",
+            &format!("path: {}", resource.display()),
+        );
+    let envoy = Envoy::start_with("ecds", &envoy_yaml);
+    let rejected = "extension_config_discovery.http_filter.attestgate.update_rejected";
+    let succeeded = "extension_config_discovery.http_filter.attestgate.update_success";
+    assert_eq!(admin_stat(&envoy, succeeded), Some(1));
+
+    let token = |secret: &str| {
+        let claims = serde_json::json!({"exp": unix_now() + 600, "did": "device-1"});
+        SigningKey::hs256_from_base64_secret(secret)
+            .unwrap()
+            .sign(claims.as_object().unwrap())
+            .unwrap()
+    };
+    let (token_a, token_b) = (token(secret_a), token(secret_b));
+    let request = |token: &str| attestgate_corpus::CaseRequest {
+        method: "GET".to_owned(),
+        path: "/v1/shapes".to_owned(),
+        authority: "api.example.com".to_owned(),
+        headers: vec![("approov-token".to_owned(), token.to_owned())],
+    };
+    // Requests flow the whole time: (which token, status) in order.
+    let answers: Arc<Mutex<Vec<(char, u16)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let (answers, stop, port) = (Arc::clone(&answers), Arc::clone(&stop), envoy.port);
+        let (a, b) = (request(&token_a), request(&token_b));
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for (which, request) in [('a', &a), ('b', &b)] {
+                    let status = raw_request(port, request).status;
+                    answers.lock().unwrap().push((which, status));
+                }
+            }
+        })
+    };
+    let status_of = |token: &str| raw_request(envoy.port, &request(token)).status;
+    eventually(10, "traffic flows", || answers.lock().unwrap().len() > 20);
+    assert_eq!((status_of(&token_a), status_of(&token_b)), (200, 401));
+
+    // A new key.
+    publish(&config_b, &wasm());
+    eventually(20, "config b serves", || status_of(&token_b) == 200);
+    assert_eq!(status_of(&token_a), 401);
+    // A bad config: refused, and config b keeps serving.
+    publish(r#"{"keys":{"approov_secret":"c2hvcnQ="}}"#, &wasm());
+    eventually(20, "the bad config is rejected", || {
+        admin_stat(&envoy, rejected) == Some(1)
+    });
+    assert_eq!((status_of(&token_a), status_of(&token_b)), (401, 200));
+    // A new .wasm file (vm_config with another code file), config b again.
+    let second_wasm = dir.join("attestgate-2.wasm");
+    std::fs::copy(wasm(), &second_wasm).unwrap();
+    publish(&config_b, &second_wasm);
+    eventually(30, "the new wasm serves", || {
+        admin_stat(&envoy, succeeded) == Some(3)
+    });
+    assert_eq!((status_of(&token_a), status_of(&token_b)), (401, 200));
+    eventually(10, "traffic goes on", || {
+        answers.lock().unwrap().len() > 200
+    });
+    stop.store(true, Ordering::Relaxed);
+    traffic.join().unwrap();
+
+    // Every request answered, by config a or b; once b answered, a never did again.
+    let answers = answers.lock().unwrap().clone();
+    assert!(
+        answers
+            .iter()
+            .all(|(_, status)| matches!(status, 200 | 401)),
+        "a request failed or was dropped: {:?}",
+        answers
+            .iter()
+            .filter(|(_, s)| !matches!(s, 200 | 401))
+            .collect::<Vec<_>>()
+    );
+    let switched = answers
+        .iter()
+        .position(|&(which, status)| which == 'b' && status == 200)
+        .expect("config b answered the traffic");
+    assert!(
+        answers[..switched].contains(&('a', 200)),
+        "config a answered first"
+    );
+    assert!(
+        !answers[switched..].contains(&('a', 200)),
+        "config a answered after config b"
+    );
+    // Which config answered: a counter per config, and the id in the log.
+    let counters = envoy.counters();
+    for config in [&config_a, &config_b] {
+        let id = attestgate_filter::plan::config_id(config);
+        assert!(
+            counters
+                .get(&format!("attestgate.config.{id}"))
+                .is_some_and(|n| *n > 0),
+            "no decisions counted for config {id}: {counters:?}"
+        );
+        assert!(
+            envoy.log().contains(&format!("(config {id})")),
+            "{}",
+            envoy.log()
+        );
+    }
+}

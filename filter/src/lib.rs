@@ -110,6 +110,8 @@ struct AttestRoot {
     config_error: Option<Rc<str>>,
     /// Which host this is, once known (asked at the first request).
     host: Rc<Cell<Option<HostKind>>>,
+    /// The counter of decisions made under the current config (`attestgate.config.<id>`).
+    config_counter: Option<u32>,
 }
 
 /// The proxy-wasm hosts differ in what the filter must do for them.
@@ -198,9 +200,13 @@ impl Context for AttestRoot {
 
 impl RootContext for AttestRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let mut config_id = String::new();
         let loaded = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(bytes)) => match String::from_utf8(bytes) {
-                Ok(text) => Gate::from_json(&text).map_err(|err| err.to_string()),
+                Ok(text) => {
+                    config_id = plan::config_id(&text);
+                    Gate::from_json(&text).map_err(|err| err.to_string())
+                }
                 Err(_) => Err("invalid config: not UTF-8".to_owned()),
             },
             Ok(None) => Err("invalid config: no plugin configuration given".to_owned()),
@@ -252,7 +258,13 @@ impl RootContext for AttestRoot {
                     }
                     self.refresh_sources();
                 }
-                log(LogLevel::Info, &format!("configured with {keys} key(s)"));
+                // Which config answers: a counter per config, and the id in the log.
+                let name = format!("attestgate.config.{config_id}");
+                self.config_counter = hostcalls::define_metric(MetricType::Counter, &name).ok();
+                log(
+                    LogLevel::Info,
+                    &format!("configured with {keys} key(s) (config {config_id})"),
+                );
                 true
             }
             Err(err) => {
@@ -291,6 +303,7 @@ impl RootContext for AttestRoot {
             remote: Rc::clone(&self.remote),
             config_error: self.config_error.clone(),
             host: Rc::clone(&self.host),
+            config_counter: self.config_counter,
             pending: None,
         }))
     }
@@ -307,6 +320,7 @@ struct AttestHttp {
     remote: Rc<RefCell<RemoteState>>,
     config_error: Option<Rc<str>>,
     host: Rc<Cell<Option<HostKind>>>,
+    config_counter: Option<u32>,
     /// Request facts waiting for the body: a signature the request carries covers
     /// `content-digest`.
     pending: Option<attestgate_policy::Request>,
@@ -538,6 +552,9 @@ impl AttestHttp {
             }
         }
         self.report(gate, &decision, outcome);
+        if let Some(id) = self.config_counter {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
         Ok(action)
     }
 

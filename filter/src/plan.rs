@@ -184,6 +184,21 @@ fn action_for(gate: &Gate, decision: &Decision) -> Action {
     Action::Continue { remove, set }
 }
 
+/// A short id for a config text (FNV-1a, 64 bits, as 16 hex digits), so counters and logs can
+/// say which config answered while a new one rolls out.
+///
+/// ```
+/// use attestgate_filter::plan::config_id;
+/// assert_eq!(config_id("{}").len(), 16);
+/// assert_ne!(config_id(r#"{"mode":"monitor"}"#), config_id("{}"));
+/// ```
+pub fn config_id(text: &str) -> String {
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
 /// How an allowed request's headers are rewritten on a host whose header removal does not
 /// reach the upstream (ngx_wasm_module: a removed header is hidden from the filter but
 /// `proxy_pass` still forwards it). Only in-place replacement is exact there, and only for a

@@ -721,12 +721,17 @@ fn example_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-/// The one attestgate filter config in a rendered `envoy.yaml`, as JSON.
+/// The one attestgate filter config in a rendered `envoy.yaml` (or, for a filter whose config
+/// comes by ECDS, in its rendered `attestgate-ecds.yaml`), as JSON.
 fn envoy_example_config(dir: &Path) -> Value {
     let path = dir.join("envoy.yaml");
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&read(&path)).unwrap();
     let mut configs = Vec::new();
-    envoy_filter_configs(&yaml, &mut configs);
+    for file in [path.clone(), dir.join("attestgate-ecds.yaml")] {
+        if file.exists() {
+            let yaml: serde_yaml::Value = serde_yaml::from_str(&read(&file)).unwrap();
+            envoy_filter_configs(&yaml, &mut configs);
+        }
+    }
     assert_eq!(
         configs.len(),
         1,
