@@ -546,15 +546,8 @@ impl InstallSigner {
         mut request: attestgate_policy::Request,
         options: &attestgate_policy::signature::SignOptions,
     ) -> Result<attestgate_policy::Request, MintError> {
-        use attestgate_policy::signature::{self, DigestAlgorithm, Message};
-        let covers_digest = options.components.iter().any(|c| c == "content-digest");
-        if covers_digest && request.header_values("content-digest").next().is_none() {
-            let digest = signature::content_digest(
-                request.body.as_deref().unwrap_or_default(),
-                DigestAlgorithm::Sha256,
-            );
-            request = request.with_header("Content-Digest", digest);
-        }
+        use attestgate_policy::signature::{self, Message};
+        request = with_content_digest(request, options);
         let (input, sig) = signature::sign(
             &self.key,
             &Message::from_request(&request, "https"),
@@ -564,6 +557,24 @@ impl InstallSigner {
             .with_header("Signature-Input", input)
             .with_header("Signature", sig))
     }
+}
+
+/// The request with a `Content-Digest` (sha-256) of its body (empty without one) when the
+/// options cover `content-digest` and it has none yet, as an app adds it before signing.
+fn with_content_digest(
+    request: attestgate_policy::Request,
+    options: &attestgate_policy::signature::SignOptions,
+) -> attestgate_policy::Request {
+    use attestgate_policy::signature::{content_digest, DigestAlgorithm};
+    let covers_digest = options.components.iter().any(|c| c == "content-digest");
+    if !covers_digest || request.header_values("content-digest").next().is_some() {
+        return request;
+    }
+    let digest = content_digest(
+        request.body.as_deref().unwrap_or_default(),
+        DigestAlgorithm::Sha256,
+    );
+    request.with_header("Content-Digest", digest)
 }
 
 /// Signs requests the way Approov's SDK does by default: an `install` member
@@ -640,15 +651,8 @@ impl ApproovSigner {
         mut request: attestgate_policy::Request,
         options: &attestgate_policy::signature::SignOptions,
     ) -> Result<attestgate_policy::Request, MintError> {
-        use attestgate_policy::signature::{self, DigestAlgorithm, Message, Signer};
-        let covers_digest = options.components.iter().any(|c| c == "content-digest");
-        if covers_digest && request.header_values("content-digest").next().is_none() {
-            let digest = signature::content_digest(
-                request.body.as_deref().unwrap_or_default(),
-                DigestAlgorithm::Sha256,
-            );
-            request = request.with_header("Content-Digest", digest);
-        }
+        use attestgate_policy::signature::{self, Message, Signer};
+        request = with_content_digest(request, options);
         let mut inputs = Vec::new();
         let mut signatures = Vec::new();
         let members = [
