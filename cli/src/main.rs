@@ -91,18 +91,8 @@ struct CheckArgs {
     /// File holding the token.
     #[arg(long)]
     token_file: Option<PathBuf>,
-    /// Extra request header, `Name: value`; repeatable.
-    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
-    headers: Vec<String>,
-    /// Request method.
-    #[arg(long, default_value = "GET")]
-    method: String,
-    /// Request path, with query if any.
-    #[arg(long, default_value = "/")]
-    path: String,
-    /// Request host.
-    #[arg(long, default_value = "localhost")]
-    host: String,
+    #[command(flatten)]
+    request: RequestArgs,
     /// Client address.
     #[arg(long)]
     source_ip: Option<String>,
@@ -122,6 +112,23 @@ struct CheckArgs {
     /// The gateway the harness behaves like, with --wasm.
     #[arg(long, value_enum, default_value = "envoy", requires = "wasm")]
     profile: ProfileArg,
+}
+
+/// The request `check` decides and `sign` signs.
+#[derive(Debug, clap::Args)]
+struct RequestArgs {
+    /// Request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// Request path, with query if any.
+    #[arg(long, default_value = "/")]
+    path: String,
+    /// Request host (`:authority`, what `@authority` and `@target-uri` sign).
+    #[arg(long, default_value = "localhost")]
+    host: String,
+    /// A request header, `Name: value`; repeatable.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -176,18 +183,8 @@ struct SignArgs {
     /// present, content-digest with a body) and set `expires` 15 s after `created`.
     #[arg(long, conflicts_with_all = ["components", "expires_in"])]
     approov: bool,
-    /// Request method.
-    #[arg(long, default_value = "GET")]
-    method: String,
-    /// Request path, with query if any.
-    #[arg(long, default_value = "/")]
-    path: String,
-    /// Request host (`@authority`).
-    #[arg(long, default_value = "localhost")]
-    host: String,
-    /// A request header the signature may cover, `Name: value`; repeatable.
-    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
-    headers: Vec<String>,
+    #[command(flatten)]
+    request: RequestArgs,
     /// The body, from a file (`-` for stdin).
     #[arg(long)]
     body_file: Option<PathBuf>,
@@ -255,7 +252,7 @@ fn main() -> ExitCode {
 fn check(args: &CheckArgs) -> Result<ExitCode> {
     let config = load_config(&args.config)?;
     let mut headers = Vec::new();
-    for header in &args.headers {
+    for header in &args.request.headers {
         let (name, value) = header
             .split_once(':')
             .with_context(|| format!("header `{header}` is not `Name: value`"))?;
@@ -278,7 +275,8 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     let decision = match &args.wasm {
         None => {
             let gate = Gate::from_config(config).context("loading the gate config")?;
-            let mut request = Request::new(&args.method, &args.path).with_host(&args.host);
+            let mut request = Request::new(&args.request.method, &args.request.path)
+                .with_host(&args.request.host);
             if let Some(ip) = &args.source_ip {
                 request = request.with_source_ip(ip);
             }
@@ -347,7 +345,8 @@ fn check_in_filter(
         .vm(serde_json::to_string(&config)?.as_bytes())
         .now(now)
         .start()?;
-    let mut request = HttpRequest::new(&args.method, &args.path).authority(&args.host);
+    let mut request =
+        HttpRequest::new(&args.request.method, &args.request.path).authority(&args.request.host);
     request.source_address = args.source_ip.as_ref().map(|ip| format!("{ip}:0"));
     request.headers = headers;
     request.body = body.unwrap_or_default();
@@ -459,8 +458,9 @@ fn sign(args: &SignArgs) -> Result<()> {
             .transpose()
             .context("--account-secret")?,
     };
-    let mut request = Request::new(&args.method, &args.path).with_host(&args.host);
-    for header in &args.headers {
+    let mut request =
+        Request::new(&args.request.method, &args.request.path).with_host(&args.request.host);
+    for header in &args.request.headers {
         let (name, value) = header
             .split_once(':')
             .with_context(|| format!("header `{header}` is not `Name: value`"))?;
