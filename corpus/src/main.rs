@@ -84,8 +84,15 @@ fn main() -> ExitCode {
     };
     match json {
         Ok(json) => {
-            println!("{json}");
-            ExitCode::SUCCESS
+            // A closed pipe (`| head`) is an error exit, not a panic.
+            use std::io::Write as _;
+            match writeln!(std::io::stdout().lock(), "{json}") {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("attestgate-corpus: writing to stdout: {err}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Err(err) => {
             eprintln!("attestgate-corpus: {err}");
