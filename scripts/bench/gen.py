@@ -155,7 +155,7 @@ def listener(name, port, http_filters, routes):
                 # As envoy.yaml.in: route on the path the upstream will see.
                 "normalize_path": True,
                 "merge_slashes": True,
-                "path_with_escaped_slashes_action": "KEEP_UNCHANGED",
+                "path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD",
                 "route_config": {"virtual_hosts": [{"name": name, "domains": ["*"], "routes": routes}]},
                 "http_filters": http_filters + [ROUTER],
             },
