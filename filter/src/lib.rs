@@ -335,9 +335,8 @@ impl HttpContext for AttestHttp {
                 LogLevel::Error,
                 &format!("config_invalid: the filter's config did not load: {problem}"),
             );
-            self.metrics.increment("attestgate.denied");
-            self.metrics.increment("attestgate.denied.config_invalid");
-            return carry_out(plan::host_refusal(Reason::ConfigInvalid, &[]), self.host());
+            self.count_denial(Reason::ConfigInvalid);
+            return carry_out(plan::host_refusal(Reason::ConfigInvalid, &[]));
         }
         let action = match self.headers_stage(end_of_stream) {
             Ok(Hold::Pause) => return Action::Pause, // Envoy: decided once the body is in
@@ -349,13 +348,10 @@ impl HttpContext for AttestHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        let Some(request) = &self.pending else {
+        if self.pending.is_none() {
             return Action::Continue;
-        };
-        let limit = self
-            .gate
-            .as_ref()
-            .map_or(0, |gate| gate.max_body_bytes(request));
+        }
+        let limit = self.body_cap();
         if body_size > limit {
             // Over the route's cap: decided on the first limit + 1 bytes (the gate refuses
             // them with body_too_large), never buffered further.
@@ -370,11 +366,7 @@ impl HttpContext for AttestHttp {
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         // Trailers end the stream without an end-of-stream body callback: decide on the body
         // buffered so far (untested in Envoy: trailer-bearing requests are rare on such routes).
-        let limit = match (&self.gate, &self.pending) {
-            (Some(gate), Some(request)) => gate.max_body_bytes(request).saturating_add(1),
-            _ => 0,
-        };
-        self.finish(limit)
+        self.finish(self.body_cap().saturating_add(1))
     }
 }
 
@@ -389,29 +381,42 @@ impl AttestHttp {
                 plan::internal_error()
             }
         };
-        let host = self.host();
-        if let (HostKind::Ngx, Plan::Continue { remove, set }) = (host, &action) {
-            // Refused before anything is changed: the extra copies would reach the upstream.
-            let current = match request_headers() {
-                Ok(headers) => headers,
-                Err(problem) => return fail_closed(&problem, host),
-            };
-            if let Err(name) = plan::replace_in_place(&current, remove, set) {
+        match (self.host(), action) {
+            (HostKind::Ngx, Plan::Continue { remove, set }) => self.replace_headers(&remove, &set),
+            (_, action) => carry_out(action),
+        }
+    }
+
+    /// ngx_wasm_module: an allowed request's headers replaced in place (removal does not reach
+    /// nginx's proxy module); refused before anything is changed when a gate header came more
+    /// than once, since its extra copies would reach the upstream.
+    fn replace_headers(&self, remove: &[String], set: &[(String, String)]) -> Action {
+        let current = match request_headers() {
+            Ok(headers) => headers,
+            Err(problem) => return fail_closed(&problem),
+        };
+        let edits = match plan::replace_in_place(&current, remove, set) {
+            Ok(edits) => edits,
+            Err(name) => {
                 self.report_host_refusal(Reason::DuplicateHeader);
                 log(
                     LogLevel::Info,
                     &format!("header `{name}` came more than once: refused (duplicate_header)"),
                 );
-                return carry_out(
-                    plan::host_refusal(
-                        Reason::DuplicateHeader,
-                        &["a header the gateway sets came more than once"],
-                    ),
-                    host,
-                );
+                return carry_out(plan::host_refusal(
+                    Reason::DuplicateHeader,
+                    &["a header the gateway sets came more than once"],
+                ));
+            }
+        };
+        for (name, value) in &edits {
+            if let Err(status) =
+                hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
+            {
+                return fail_closed(&format!("replacing header {name}: {status:?}"));
             }
         }
-        carry_out(action, host)
+        Action::Continue
     }
 
     /// Decides a held request once its body is complete.
@@ -431,6 +436,14 @@ impl AttestHttp {
             Err(status) => Err(format!("reading the request body: {status:?}")),
         };
         self.conclude(action)
+    }
+
+    /// Most body bytes the held request's route reads (0 with nothing held).
+    fn body_cap(&self) -> usize {
+        match (&self.gate, &self.pending) {
+            (Some(gate), Some(request)) => gate.max_body_bytes(request),
+            _ => 0,
+        }
     }
 
     /// Which host this is: asked once per worker, at its first request.
@@ -482,10 +495,15 @@ impl AttestHttp {
             .map(Hold::Decided)
     }
 
-    fn report_host_refusal(&self, reason: Reason) {
+    /// The denial counters of a refusal the filter makes itself.
+    fn count_denial(&self, reason: Reason) {
         self.metrics.increment("attestgate.denied");
         self.metrics
             .increment(&format!("attestgate.denied.{}", reason.as_str()));
+    }
+
+    fn report_host_refusal(&self, reason: Reason) {
+        self.count_denial(reason);
         log(
             LogLevel::Info,
             &format!("deny {} reason={reason}", reason.default_status()),
@@ -692,39 +710,20 @@ fn body_length(request: &attestgate_policy::Request) -> BodyLength {
     }
 }
 
-fn carry_out(action: Plan, host: HostKind) -> Action {
+fn carry_out(action: Plan) -> Action {
     match action {
-        Plan::Continue { remove, set } if host == HostKind::Ngx => {
-            // Checked for duplicates by `conclude` (a failure here fails closed all the same).
-            let current = match request_headers() {
-                Ok(headers) => headers,
-                Err(problem) => return fail_closed(&problem, host),
-            };
-            let edits = match plan::replace_in_place(&current, &remove, &set) {
-                Ok(edits) => edits,
-                Err(name) => return fail_closed(&format!("header {name} came twice"), host),
-            };
-            for (name, value) in &edits {
-                if let Err(status) =
-                    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
-                {
-                    return fail_closed(&format!("replacing header {name}: {status:?}"), host);
-                }
-            }
-            Action::Continue
-        }
         Plan::Continue { remove, set } => {
             for name in &remove {
                 if let Err(status) = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
                 {
-                    return fail_closed(&format!("removing header {name}: {status:?}"), host);
+                    return fail_closed(&format!("removing header {name}: {status:?}"));
                 }
             }
             for (name, value) in &set {
                 if let Err(status) =
                     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))
                 {
-                    return fail_closed(&format!("setting header {name}: {status:?}"), host);
+                    return fail_closed(&format!("setting header {name}: {status:?}"));
                 }
             }
             Action::Continue
@@ -748,7 +747,7 @@ fn carry_out(action: Plan, host: HostKind) -> Action {
 }
 
 /// A header we must strip or set could not be: the request must not go on half-processed.
-fn fail_closed(problem: &str, host: HostKind) -> Action {
+fn fail_closed(problem: &str) -> Action {
     log(LogLevel::Error, &format!("internal error: {problem}"));
-    carry_out(plan::internal_error(), host)
+    carry_out(plan::internal_error())
 }
