@@ -239,7 +239,8 @@ impl DecisionCache {
             levels.second = now;
             levels.decisions.clear();
         }
-        let matched = gate.matching_rule(request).ok().flatten();
+        let route = gate.matching_rule(request);
+        let matched = route.clone().ok().flatten();
         let rule = matched.and_then(|rule| {
             gate.config()
                 .rules
@@ -271,7 +272,7 @@ impl DecisionCache {
             outcome: CacheOutcome::Uncached,
             token_header_value,
         };
-        let decision = Rc::new(gate.check_hooked(request, now, dynamic, &mut hooks));
+        let decision = Rc::new(gate.check_hooked(request, route, now, dynamic, &mut hooks));
         let outcome = hooks.outcome;
         if whole {
             levels.decisions.put(decision_key, Rc::clone(&decision));

@@ -146,10 +146,12 @@ impl Gate {
             steps: Vec::new(),
             policy: None,
         };
-        let decision = self.check_hooked(request, now, &mut Dynamic::default(), &mut recorder);
+        let route = self.matching_rule(request);
+        let matched = route.clone().ok().flatten();
+        let decision =
+            self.check_hooked(request, route, now, &mut Dynamic::default(), &mut recorder);
         let config = self.config();
-        let route = self.matching_rule(request).ok().flatten();
-        let rule = route.map(|rule| RuleMatch {
+        let rule = matched.map(|rule| RuleMatch {
             index: config
                 .rules
                 .iter()
@@ -158,7 +160,7 @@ impl Gate {
             name: rule.name.clone(),
             entrypoint: rule.entrypoint.clone(),
         });
-        let mode = route.and_then(|r| r.mode).unwrap_or(config.mode);
+        let mode = matched.and_then(|r| r.mode).unwrap_or(config.mode);
         // Steps never reached: skipped, after the ones that ran.
         let mut steps = recorder.steps;
         let why = if mode == Mode::Bypass && decision.reason == Reason::Bypassed {

@@ -112,13 +112,7 @@ pub(crate) enum HeaderScope {
 
 impl HeaderScope {
     fn of(config: &Config, policy: Option<&Policy>) -> HeaderScope {
-        let signs = config.signature.mode != SignatureMode::Off
-            || config.rules.iter().any(|r| {
-                r.signature
-                    .as_ref()
-                    .is_some_and(|s| s.mode != SignatureMode::Off)
-            });
-        if signs {
+        if checks_signatures(config) {
             return HeaderScope::All;
         }
         let mut names = vec![config.token.header.to_ascii_lowercase()];
@@ -148,6 +142,16 @@ impl HeaderScope {
         names.dedup();
         HeaderScope::Only(names)
     }
+}
+
+/// Whether request signatures are checked anywhere: at the top level or on some rule.
+fn checks_signatures(config: &Config) -> bool {
+    config.signature.mode != SignatureMode::Off
+        || config.rules.iter().any(|rule| {
+            rule.signature
+                .as_ref()
+                .is_some_and(|s| s.mode != SignatureMode::Off)
+        })
 }
 
 static NEXT_GATE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -216,12 +220,7 @@ impl Gate {
         };
         gate.costly_signatures = gate.derive_costly_signatures();
         gate.source_ip_read = gate.derive_source_ip_read();
-        gate.may_need_body = gate.config.signature.mode != SignatureMode::Off
-            || gate.config.rules.iter().any(|rule| {
-                rule.signature
-                    .as_ref()
-                    .is_some_and(|s| s.mode != SignatureMode::Off)
-            });
+        gate.may_need_body = checks_signatures(&gate.config);
         Ok(gate)
     }
 
@@ -332,19 +331,28 @@ impl Gate {
     /// assert_eq!(again.headers.get("retry-after").map(String::as_str), Some("60"));
     /// ```
     pub fn check_with(&self, request: &Request, now: i64, dynamic: &mut Dynamic<'_>) -> Decision {
-        self.check_hooked(request, now, dynamic, &mut Direct { gate: self, now })
+        let route = self.matching_rule(request);
+        self.check_hooked(
+            request,
+            route,
+            now,
+            dynamic,
+            &mut Direct { gate: self, now },
+        )
     }
 
     /// [`Gate::check_with`] with token verification and policy evaluation done by `hooks`
-    /// (the decision cache's memos), and every step reported to it (explain's record).
+    /// (the decision cache's memos), and every step reported to it (explain's record). `route`
+    /// is [`Gate::matching_rule`] of the request, which callers have already worked out.
     pub(crate) fn check_hooked(
         &self,
         request: &Request,
+        route: Result<Option<&RouteRule>, PathAmbiguity>,
         now: i64,
         dynamic: &mut Dynamic<'_>,
         hooks: &mut dyn Hooks,
     ) -> Decision {
-        let rule = match self.matching_rule(request) {
+        let rule = match route {
             Ok(rule) => rule,
             Err(ambiguity) => {
                 // Refused in every mode: no rule can be trusted to be the one that applies.
@@ -602,7 +610,7 @@ impl Gate {
                 BindingOutcome::default()
             }
         };
-        let signature_config = self.signature_config(request);
+        let signature_config = self.signature_config_of(rule);
         if request
             .body
             .as_ref()
@@ -893,10 +901,15 @@ impl Gate {
 
     /// The request-signature config for a request: its rule's, else the top-level one.
     pub fn signature_config(&self, request: &Request) -> &crate::signature::SignatureConfig {
-        self.matching_rule(request)
-            .ok()
-            .flatten()
-            .and_then(|rule| rule.signature.as_ref())
+        self.signature_config_of(self.matching_rule(request).ok().flatten())
+    }
+
+    /// The signature config of a matched rule (the top-level one without a rule or a block).
+    fn signature_config_of<'g>(
+        &'g self,
+        rule: Option<&'g RouteRule>,
+    ) -> &'g crate::signature::SignatureConfig {
+        rule.and_then(|rule| rule.signature.as_ref())
             .unwrap_or(&self.config.signature)
     }
 
