@@ -631,21 +631,35 @@ pub fn parse(message: &Message<'_>, label: &str) -> Result<ParsedSignature, Sign
     Ok(parsed)
 }
 
-/// Whether the member `label` of a request's `Signature-Input` covers a component: what a
-/// host asks before deciding whether to wait for the body (`content-digest`). False when the
-/// header or the member is absent or unreadable.
-pub fn covers(message: &Message<'_>, label: &str, name: &str) -> bool {
+/// Whether a member of a request's `Signature-Input` under one of `labels` covers a
+/// component: what a host asks before deciding whether to wait for the body
+/// (`content-digest`). The header is parsed once. False when it or the members are absent or
+/// unreadable.
+///
+/// ```
+/// use attestgate_policy::signature::{covers, Message};
+/// let headers = vec![("Signature-Input".to_owned(),
+///     r#"install=("@method");created=1, account=("@method" "content-digest");created=1"#.to_owned())];
+/// let message = Message::request("POST", "https", "h", "/", &headers);
+/// assert!(!covers(&message, ["install"], "content-digest"));
+/// assert!(covers(&message, ["install", "account"], "content-digest"));
+/// ```
+pub fn covers<'l>(
+    message: &Message<'_>,
+    labels: impl IntoIterator<Item = &'l str>,
+    name: &str,
+) -> bool {
     let Ok(Some(inputs)) = dictionary(message, "signature-input") else {
         return false;
     };
-    match inputs.get(label) {
+    labels.into_iter().any(|label| match inputs.get(label) {
         Some(ListEntry::InnerList(inner)) => inner.items.iter().any(|item| {
             item.bare_item
                 .as_string()
                 .is_some_and(|s| s.as_str() == name)
         }),
         _ => false,
-    }
+    })
 }
 
 fn components(inner: &InnerList) -> Result<Vec<Component>, SignatureError> {
@@ -1168,8 +1182,7 @@ impl SignatureConfig {
             return false;
         }
         let message = Message::from_request(request, &self.scheme);
-        self.accepted_labels()
-            .any(|label| covers(&message, label, "content-digest"))
+        covers(&message, self.accepted_labels(), "content-digest")
     }
 
     /// Refuses configs that cannot work; `field` is the dotted path for the message.

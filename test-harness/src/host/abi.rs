@@ -810,6 +810,7 @@ fn put_header(
     if let Some(upstream) = ngx_upstream(c.data_mut(), map) {
         ngx_put_upstream(upstream, &name, &value, replace);
     }
+    let kong = c.data().profile == Profile::Kong;
     let Some(pairs) = map_of(c.data_mut(), map) else {
         return status(Status::NotFound);
     };
@@ -817,10 +818,6 @@ fn put_header(
         .iter()
         .filter(|(n, _)| n.eq_ignore_ascii_case(&key))
         .count();
-    let kong = c.data().profile == Profile::Kong;
-    let Some(pairs) = map_of(c.data_mut(), map) else {
-        return status(Status::NotFound);
-    };
     match (replace, copies) {
         // nginx replaces the one entry where it is.
         (true, 1) if kong => {
