@@ -479,15 +479,8 @@ fn sign(args: &SignArgs) -> Result<()> {
     }
     let created = args.now.unwrap_or_else(unix_now);
     let before = request.headers.len();
-    let signed = if args.approov && args.keyid.is_none() && !args.alg {
-        signer.sign_request(request, created)?
-    } else if args.approov {
-        let mut options =
-            SignOptions::new(attestgate_testkit::approov_components(&request), created);
-        options.expires = Some(created + 15);
-        options.keyid = args.keyid.clone();
-        options.alg = args.alg;
-        signer.sign_request_with(request, &options)?
+    let mut options = if args.approov {
+        attestgate_testkit::approov_options(&request, created)
     } else {
         let components = if args.components.is_empty() {
             vec![
@@ -500,10 +493,11 @@ fn sign(args: &SignArgs) -> Result<()> {
         };
         let mut options = SignOptions::new(components, created);
         options.expires = args.expires_in.map(|seconds| created + seconds);
-        options.keyid = args.keyid.clone();
-        options.alg = args.alg;
-        signer.sign_request_with(request, &options)?
+        options
     };
+    options.keyid = args.keyid.clone();
+    options.alg = args.alg;
+    let signed = signer.sign_request_with(request, &options)?;
     for (name, value) in signed.headers.iter().skip(before) {
         emit(format_args!("{name}: {value}"))?;
     }

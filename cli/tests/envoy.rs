@@ -1571,24 +1571,10 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
     }
 }
 
-/// The interpreter for `scripts/interop/rfc9421.py`, found as tests/interop_rfc9421.rs finds
-/// it: `$ATTESTGATE_PYTHON`, else `.venv/bin/python` at the repository root, else `python3`.
-fn interop_python() -> PathBuf {
-    if let Some(python) = std::env::var_os("ATTESTGATE_PYTHON") {
-        return python.into();
-    }
-    let venv = root().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
-}
-
 /// Runs `scripts/interop/rfc9421.py` (PyPI `http-message-signatures` 3.x) and returns its
 /// stdout; the package missing, or the script failing, is a failure.
 fn interop_script(args: &[&str]) -> String {
-    let python = interop_python();
+    let python = common::interop_python();
     let run = |args: &[&str]| {
         Command::new(&python)
             .arg(root().join("scripts/interop/rfc9421.py"))

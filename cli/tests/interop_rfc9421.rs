@@ -78,15 +78,7 @@ fn other_install_key() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("ATTESTGATE_PYTHON") {
-        return python.into();
-    }
-    let venv = repo_root().join(".venv/bin/python");
-    if venv.exists() {
-        venv
-    } else {
-        "python3".into()
-    }
+    common::interop_python()
 }
 
 fn p(path: &Path) -> &str {

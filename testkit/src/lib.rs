@@ -631,16 +631,26 @@ pub fn approov_components(request: &attestgate_policy::Request) -> Vec<String> {
     components
 }
 
+/// What Approov's SDK signs a request with by default: [`approov_components`], `created`,
+/// and `expires` 15 s later.
+pub fn approov_options(
+    request: &attestgate_policy::Request,
+    created: i64,
+) -> attestgate_policy::signature::SignOptions {
+    let mut options =
+        attestgate_policy::signature::SignOptions::new(approov_components(request), created);
+    options.expires = Some(created + 15);
+    options
+}
+
 impl ApproovSigner {
-    /// Signs with the SDK's default components and lifetime.
+    /// Signs with the SDK's default components and lifetime ([`approov_options`]).
     pub fn sign_request(
         &self,
         request: attestgate_policy::Request,
         created: i64,
     ) -> Result<attestgate_policy::Request, MintError> {
-        let mut options =
-            attestgate_policy::signature::SignOptions::new(approov_components(&request), created);
-        options.expires = Some(created + 15);
+        let options = approov_options(&request, created);
         self.sign_request_with(request, &options)
     }
 

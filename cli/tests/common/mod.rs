@@ -15,3 +15,18 @@ pub fn filter_path() -> PathBuf {
         )
     })
 }
+
+/// The interpreter for `scripts/interop/rfc9421.py` (PyPI `http-message-signatures`):
+/// `$ATTESTGATE_PYTHON`, else `.venv/bin/python` at the repository root (`make envoy`
+/// installs the package there), else `python3`.
+pub fn interop_python() -> PathBuf {
+    if let Some(python) = std::env::var_os("ATTESTGATE_PYTHON") {
+        return python.into();
+    }
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
