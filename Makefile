@@ -43,7 +43,8 @@ demo: cli
 envoy:
 	./scripts/install-envoy.sh >/dev/null
 
-## examples: render envoy-examples/*/envoy.yaml from their attestgate.yaml
+## examples: render envoy-examples/*/envoy.yaml from their attestgate.yaml, and generate the
+## Kong package's attestgate.meta.json from the config model (attestgate schema --kong)
 examples: cli
 	@for ex in $(EXAMPLES); do \
 	  dir=envoy-examples/$$ex; tpl=$$dir/envoy.yaml.in; [ -f $$tpl ] || tpl=envoy-examples/envoy.yaml.in; \
@@ -54,6 +55,9 @@ examples: cli
 	  --envoy-template envoy-examples/ecds/attestgate-ecds.yaml.in > envoy-examples/ecds/attestgate-ecds.yaml.tmp
 	mv envoy-examples/ecds/attestgate-ecds.yaml.tmp envoy-examples/ecds/attestgate-ecds.yaml
 	@echo "rendered envoy-examples/ecds/attestgate-ecds.yaml"
+	$(CLI) schema --kong > filter/kong/attestgate.meta.json.tmp
+	mv filter/kong/attestgate.meta.json.tmp filter/kong/attestgate.meta.json
+	@echo "generated filter/kong/attestgate.meta.json"
 
 ## cli: the `attestgate` command-line tool
 cli:
@@ -90,6 +94,7 @@ filter-small:
 ## matches the config parser (also run by `make test`, through `unit`)
 kong:
 	$(CARGO) test -p attestgate-filter --test kong_package
+	$(CARGO) test -p attestgate-cli --test schema
 
 ## test: formatting, lints, the wasm build, every test (real Envoy included), the Rego
 ## tests of policies/, the CLI demo and the JavaScript build with its playground

@@ -41,6 +41,16 @@ enum Command {
     /// Print a config as the filter takes it: one JSON document, Rego modules inlined.
     /// With --envoy-template, print the template with `{{ATTESTGATE_CONFIG}}` replaced.
     Render(RenderArgs),
+    /// Print the JSON Schema (Draft 4) of the config the filter takes, generated from the
+    /// config model. With --kong, print it as Kong's `attestgate.meta.json`.
+    Schema(SchemaArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct SchemaArgs {
+    /// Wrap the schema as the filter metadata Kong reads (`{"config_schema": …}`).
+    #[arg(long)]
+    kong: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -242,6 +252,7 @@ fn main() -> ExitCode {
         Command::Render(args) => render(&args).map(|()| ExitCode::SUCCESS),
         Command::Test(args) => rego_test(&args),
         Command::Eval(args) => eval(&args).map(|()| ExitCode::SUCCESS),
+        Command::Schema(args) => schema(&args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|err| {
         eprintln!("attestgate: {err:#}");
@@ -610,6 +621,16 @@ fn json_argument(text: &str) -> Result<serde_json::Value> {
     }
     let contents = read_text(Path::new(text))?;
     serde_json::from_str(&contents).with_context(|| format!("{text} is not JSON"))
+}
+
+fn schema(args: &SchemaArgs) -> Result<()> {
+    let schema = attestgate_policy::config_schema();
+    let document = if args.kong {
+        serde_json::json!({ "config_schema": schema })
+    } else {
+        schema
+    };
+    emit(format_args!("{}", serde_json::to_string_pretty(&document)?))
 }
 
 fn render(args: &RenderArgs) -> Result<()> {

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The whole gate configuration. [`crate::Gate::from_config`] turns it into a ready gate.
@@ -17,8 +18,9 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(config.token.header, "approov-token");
 /// assert_eq!(config.leeway_seconds, 60);
 /// ```
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [{ "required": ["keys"] }, { "required": ["host_verification"] }]))]
 pub struct Config {
     /// Where the token is found in the request.
     #[serde(default)]
@@ -36,6 +38,7 @@ pub struct Config {
     pub issuer: Option<String>,
     /// Accepted `aud` values, when set: the token's `aud` must contain one of them.
     #[serde(default)]
+    #[schemars(length(min = 1))]
     pub audiences: Option<Vec<String>>,
     /// Clock skew tolerated on `exp` and `nbf`.
     #[serde(default = "default_leeway")]
@@ -49,8 +52,9 @@ pub struct Config {
     /// Rego device-trust policy. Without one, a verified token is enough.
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
-    /// Default mode for requests no rule matches.
+    /// Default mode for requests no rule matches (`bypass` only in a rule).
     #[serde(default)]
+    #[schemars(extend("enum" = ["enforce", "monitor"]))]
     pub mode: Mode,
     /// Per-route rules, first match wins.
     #[serde(default)]
@@ -71,13 +75,13 @@ pub struct Config {
     /// Devices to refuse (`device_denied`), inline and/or fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denylist: Option<DenylistConfig>,
-    /// The per-worker decision cache ([`crate::DecisionCache`]): on by default, 10 000 entries.
+    /// The per-worker decision cache: on by default, 10 000 entries.
     #[serde(default, skip_serializing_if = "CacheConfig::is_default")]
     pub cache: CacheConfig,
 }
 
 /// The decision cache's size. `entries: 0` turns it off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Most cached verified tokens (and, separately, most cached decisions) per worker.
@@ -104,20 +108,23 @@ fn default_cache_entries() -> usize {
 }
 
 /// Where to find the token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Header name, matched case-insensitively.
     #[serde(default = "default_token_header")]
+    #[schemars(pattern(HEADER_NAME_PATTERN))]
     pub header: String,
     /// Prefix before the token, such as `Bearer `, matched case-insensitively.
     #[serde(default)]
     pub prefix: Option<String>,
     /// Longest token accepted, in bytes.
     #[serde(default = "default_max_token_bytes")]
+    #[schemars(range(min = 1, max = MAX_TOKEN_BYTES))]
     pub max_bytes: usize,
     /// Deepest JSON nesting accepted in the token header and claims.
     #[serde(default = "default_max_json_depth")]
+    #[schemars(range(min = 1, max = MAX_JSON_DEPTH))]
     pub max_json_depth: usize,
 }
 
@@ -133,11 +140,17 @@ impl Default for TokenConfig {
 }
 
 /// Verification keys: a JWKS plus the Approov-style shared secret.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("anyOf" = [
+    { "required": ["approov_secret"], "properties": { "approov_secret": { "type": "string" } } },
+    { "required": ["keys"], "properties": { "keys": { "minItems": 1 } } },
+    { "required": ["remote"], "properties": { "remote": { "type": "object" } } },
+]))]
 pub struct KeysConfig {
     /// Public JWKs (or `oct` secrets), each pinned to one algorithm.
     #[serde(default)]
+    #[schemars(schema_with = "jwk_list_schema")]
     pub keys: Vec<serde_json::Map<String, serde_json::Value>>,
     /// An HS256 secret as base64 (standard or url-safe, padded or not), as Approov hands it out.
     #[serde(default)]
@@ -156,13 +169,15 @@ pub struct KeysConfig {
 ///
 /// In Envoy: a `jwt_authn` provider that reads the same header (`from_headers`), keeps it
 /// (`forward: true`) and sets `payload_in_metadata` to the name given here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostVerification {
     /// The dynamic-metadata namespace the verifier writes to.
     #[serde(default = "default_verifier")]
+    #[schemars(length(min = 1))]
     pub filter: String,
     /// The key the verified payload is stored under (jwt_authn's `payload_in_metadata`).
+    #[schemars(length(min = 1))]
     pub payload_in_metadata: String,
 }
 
@@ -178,23 +193,29 @@ impl KeysConfig {
 }
 
 /// A document fetched over HTTP by the gateway (a JWKS or a device denylist).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSource {
     /// Where to send the request: an Envoy cluster name, or `host:port` on Kong.
+    #[schemars(length(min = 1))]
     pub upstream: String,
     /// The request's `:authority`.
+    #[schemars(length(min = 1))]
     pub authority: String,
     /// The request's path.
+    #[schemars(pattern("^/"))]
     pub path: String,
     /// Seconds between fetches.
     #[serde(default = "default_refresh_seconds")]
+    #[schemars(range(min = 1))]
     pub refresh_seconds: u32,
     /// How long a fetch may take.
     #[serde(default = "default_fetch_timeout_ms")]
+    #[schemars(range(min = 1))]
     pub timeout_ms: u32,
     /// Largest response body accepted, in bytes.
     #[serde(default = "default_fetch_max_bytes")]
+    #[schemars(range(min = 1))]
     pub max_bytes: usize,
 }
 
@@ -211,7 +232,7 @@ fn default_fetch_max_bytes() -> usize {
 }
 
 /// Devices refused whatever their token says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenylistConfig {
     /// Device ids given inline.
@@ -222,6 +243,7 @@ pub struct DenylistConfig {
     pub remote: Option<RemoteSource>,
     /// The claim holding the device id.
     #[serde(default = "default_device_claim")]
+    #[schemars(length(min = 1))]
     pub claim: String,
 }
 
@@ -231,23 +253,27 @@ fn default_device_claim() -> String {
 
 /// A token bucket per device: `requests` may be spent at once, and they come back at
 /// `requests` per `per_seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
     /// Bucket size, and requests regained per period.
+    #[schemars(range(min = 1))]
     pub requests: u32,
     /// The period, in seconds.
+    #[schemars(range(min = 1))]
     pub per_seconds: u32,
 }
 
 /// The Approov token binding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingConfig {
     /// Headers whose values, concatenated in this order, are hashed.
+    #[schemars(length(min = 1), inner(pattern(HEADER_NAME_PATTERN)))]
     pub headers: Vec<String>,
     /// Claim that carries the base64 SHA-256 of those values.
     #[serde(default = "default_binding_claim")]
+    #[schemars(length(min = 1))]
     pub claim: String,
     /// Whether a token without the claim is refused.
     #[serde(default)]
@@ -255,25 +281,30 @@ pub struct BindingConfig {
 }
 
 /// The Rego policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("required" = ["modules"]))]
 pub struct PolicyConfig {
-    /// Rego v1 modules by file name.
+    /// Rego v1 modules by file name, inlined: the filter reads no files.
     #[serde(default)]
+    #[schemars(extend("minProperties" = 1))]
     pub modules: BTreeMap<String, String>,
-    /// Rego files to read; only the CLI loader reads files, it moves them into `modules`.
+    /// Rego files to read. Only the CLI reads files (it moves them into `modules`); the filter
+    /// refuses them, and so does the schema.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 0))]
     pub module_files: Vec<String>,
     /// Rule whose value is the decision.
     #[serde(default = "default_entrypoint")]
     pub entrypoint: String,
     /// Policy data, visible as `data` (the default policy reads `data.device_trust`).
     #[serde(default = "empty_object")]
+    #[schemars(extend("type" = "object"))]
     pub data: serde_json::Value,
 }
 
 /// What happens to a request.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Deny what fails.
@@ -297,8 +328,13 @@ impl Mode {
 }
 
 /// A per-route rule. All given conditions must hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("not" = {
+    "description": "path and path_prefix together",
+    "required": ["path", "path_prefix"],
+    "properties": { "path": { "type": "string" }, "path_prefix": { "type": "string" } },
+}))]
 pub struct RouteRule {
     /// Name reported in decisions and given to the policy as `input.rule`.
     #[serde(default)]
@@ -316,6 +352,7 @@ pub struct RouteRule {
     pub prefix_match: PrefixMatch,
     /// Methods; empty matches any.
     #[serde(default)]
+    #[schemars(inner(pattern(HEADER_NAME_PATTERN)))]
     pub methods: Vec<String>,
     /// Mode for matching requests; the top-level mode when absent.
     #[serde(default)]
@@ -333,7 +370,7 @@ pub struct RouteRule {
 }
 
 /// How a rule's `path_prefix` matches a path.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrefixMatch {
     /// The prefix is the path or ends where a segment ends: `/beta` matches `/beta`,
@@ -371,12 +408,14 @@ impl PrefixMatch {
 }
 
 /// Copies a verified claim into an upstream header.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimHeader {
     /// Claim name; nested claims by dotted path, e.g. `att.device.platform`.
+    #[schemars(length(min = 1))]
     pub claim: String,
     /// Header to set.
+    #[schemars(pattern(HEADER_NAME_PATTERN))]
     pub header: String,
 }
 
@@ -406,7 +445,9 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// Whether a route checks request signatures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum SignatureMode {
     /// Not checked; `input.signature.valid` is always false.
@@ -422,7 +463,7 @@ pub enum SignatureMode {
 
 /// Which signatures satisfy a route: Approov's SDK signs with the install key where the
 /// device has secure hardware and with the account key always (either may be missing).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Accept {
     /// The install signature (the default without an `account_secret`).
@@ -449,7 +490,7 @@ impl Accept {
 
 /// The `signature` config block, top level or per rule (a rule's block replaces the top
 /// level one).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureConfig {
     /// `off` (default), `optional` or `required`.
@@ -457,9 +498,11 @@ pub struct SignatureConfig {
     pub mode: SignatureMode,
     /// The install signature's label.
     #[serde(default = "default_label")]
+    #[schemars(pattern(LABEL_PATTERN))]
     pub label: String,
     /// Components every accepted signature must cover (it may cover more).
     #[serde(default = "default_components")]
+    #[schemars(inner(pattern(COMPONENT_PATTERN)))]
     pub components: Vec<String>,
     /// Maximum seconds since `created`; 0 for no limit.
     #[serde(default = "default_max_age")]
@@ -469,9 +512,11 @@ pub struct SignatureConfig {
     pub clock_skew_seconds: u32,
     /// The token claim holding the install key (base64 DER SubjectPublicKeyInfo, P-256).
     #[serde(default = "default_key_claim")]
+    #[schemars(length(min = 1))]
     pub key_claim: String,
     /// The scheme `@scheme` and `@target-uri` use (the gate sits behind TLS termination).
     #[serde(default = "default_scheme")]
+    #[schemars(extend("enum" = ["https", "http"]))]
     pub scheme: String,
     /// Which signatures count: `install`, `account`, `either` or `both`. Default: `either`
     /// with an `account_secret`, else `install`.
@@ -483,10 +528,12 @@ pub struct SignatureConfig {
     pub account_secret: Option<String>,
     /// The account signature's label.
     #[serde(default = "default_account_label")]
+    #[schemars(pattern(LABEL_PATTERN))]
     pub account_label: String,
     /// Most body bytes read when a received signature covers `content-digest`; a longer body
     /// is refused with 413 `body_too_large`.
     #[serde(default = "default_max_body_bytes")]
+    #[schemars(range(min = 1, max = MAX_MAX_BODY_BYTES))]
     pub max_body_bytes: usize,
 }
 
@@ -556,6 +603,132 @@ impl SignatureConfig {
         } else {
             Accept::Install
         })
+    }
+}
+
+/// An HTTP field name (RFC 9110 `token`), as [`crate::Request`]'s header predicates accept it.
+const HEADER_NAME_PATTERN: &str = "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$";
+/// A signature label: an RFC 8941 key.
+const LABEL_PATTERN: &str = "^[a-z*][a-z0-9_.*-]*$";
+/// A covered component: a supported derived component, or a lower-case field name.
+const COMPONENT_PATTERN: &str =
+    "^(@(method|scheme|authority|path|query|request-target|target-uri)|[!#$%&'*+.^_`|~0-9a-z-]+)$";
+/// The largest `token.max_bytes` accepted.
+pub(crate) const MAX_TOKEN_BYTES: usize = 64 * 1024;
+/// The largest `token.max_json_depth` accepted.
+pub(crate) const MAX_JSON_DEPTH: usize = 64;
+
+/// What `keys.keys` holds: public JWKs (or `oct` secrets) that the keys module parses from
+/// JSON objects itself; this is their schema.
+fn jwk_list_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "description": "A public JWK (or an oct secret), pinned to one algorithm. Private members (d, p, q, dp, dq, qi, oth) are refused: configure the public key only.",
+            "additionalProperties": false,
+            "required": ["kty"],
+            "properties": {
+                "kty": { "type": "string", "enum": JWK_KEY_TYPES, "description": "Key type." },
+                "alg": {
+                    "type": "string",
+                    "enum": JWK_ALGORITHMS,
+                    "description": "The one algorithm this key verifies. Without it: HS256 for oct, ES256 for EC P-256, RS256 for RSA, EdDSA for OKP Ed25519 (PS256 must be named)."
+                },
+                "kid": { "type": "string", "description": "Key id, matched against the token's kid; unique across keys." },
+                "use": { "type": "string", "enum": ["sig"], "description": "Only signature keys are accepted." },
+                "key_ops": {
+                    "type": "array",
+                    "items": { "type": "string" },
+                    "not": { "items": { "not": { "enum": ["verify"] } } },
+                    "description": "When present, must include \"verify\"."
+                },
+                "crv": { "type": "string", "enum": ["P-256", "Ed25519"], "description": "P-256 for EC keys, Ed25519 for OKP keys." },
+                "x": { "type": "string", "description": "EC or OKP public key, base64url." },
+                "y": { "type": "string", "description": "EC public key y coordinate, base64url." },
+                "n": { "type": "string", "description": "RSA modulus, base64url; at least 2048 bits." },
+                "e": { "type": "string", "description": "RSA public exponent, base64url." },
+                "k": { "type": "string", "description": "oct secret, base64url; at least 32 bytes (48 for HS384, 64 for HS512)." },
+                "x5u": { "type": "string", "description": "Accepted and ignored." },
+                "x5c": { "type": "array", "items": { "type": "string" }, "description": "Accepted and ignored." },
+                "x5t": { "type": "string", "description": "Accepted and ignored." },
+                "x5t#S256": { "type": "string", "description": "Accepted and ignored." },
+                "ext": { "type": "boolean", "description": "Accepted and ignored." }
+            }
+        },
+        "default": [],
+    })
+}
+
+/// The JWK key types a key may have (the keys module's unit tests hold it to the parser).
+pub(crate) const JWK_KEY_TYPES: [&str; 4] = ["oct", "EC", "RSA", "OKP"];
+/// The JOSE algorithms a key may be pinned to (likewise held to the parser).
+pub(crate) const JWK_ALGORITHMS: [&str; 11] = [
+    "HS256", "HS384", "HS512", "ES256", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+    "EdDSA",
+];
+
+/// The JSON Schema (Draft 4, the draft Kong reads) of the config the filter takes, generated
+/// from this model: field names, types, defaults and descriptions come from the structs above,
+/// bounds and patterns from their `schemars` attributes. What a schema cannot say (key
+/// material, Rego, most cross-field rules) [`crate::Gate::from_config`] still checks.
+///
+/// ```
+/// let schema = attestgate_policy::config_schema();
+/// assert_eq!(schema["$schema"], "http://json-schema.org/draft-04/schema#");
+/// assert_eq!(schema["properties"]["token"]["properties"]["max_bytes"]["maximum"], 65536);
+/// assert_eq!(schema["properties"]["leeway_seconds"]["default"], 60);
+/// ```
+pub fn config_schema() -> serde_json::Value {
+    let mut settings = schemars::generate::SchemaSettings::draft07();
+    settings.inline_subschemas = true;
+    settings.meta_schema = Some("http://json-schema.org/draft-04/schema#".into());
+    let mut schema = settings.into_generator().into_root_schema_for::<Config>();
+    schemars::transform::Transform::transform(&mut Draft4, &mut schema);
+    let mut value = schema.to_value();
+    if let Some(root) = value.as_object_mut() {
+        root.insert("title".into(), "attestgate gate config".into());
+        root.insert(
+            "description".into(),
+            "The attestgate filter's configuration: the same JSON the filter gets in Envoy. \
+             Kong passes it to the filter as a JSON string, which on_configure parses and loads; \
+             the filter still checks what a schema cannot (key material, Rego, cross-field rules)."
+                .into(),
+        );
+    }
+    value
+}
+
+/// Rewrites what schemars writes for later drafts into Draft 4: `const` becomes a one-value
+/// `enum`; the integer `format`s Draft 4 does not define become the bounds they stand for; a
+/// description's line breaks (from wrapped doc comments) become spaces, paragraphs stay.
+#[derive(Debug, Clone, Copy)]
+struct Draft4;
+
+impl schemars::transform::Transform for Draft4 {
+    fn transform(&mut self, schema: &mut schemars::Schema) {
+        if let Some(value) = schema.remove("const") {
+            schema.insert("enum".into(), serde_json::Value::Array(vec![value]));
+        }
+        if let Some(format) = schema.remove("format") {
+            let maximum = match format.as_str() {
+                Some("uint8") => Some(u64::from(u8::MAX)),
+                Some("uint16") => Some(u64::from(u16::MAX)),
+                Some("uint32") => Some(u64::from(u32::MAX)),
+                _ => None,
+            };
+            if let (Some(maximum), None) = (maximum, schema.get("maximum")) {
+                schema.insert("maximum".into(), maximum.into());
+            }
+        }
+        if let Some(serde_json::Value::String(text)) = schema.get_mut("description") {
+            *text = text
+                .split("\n\n")
+                .map(|paragraph| paragraph.replace('\n', " "))
+                .collect::<Vec<_>>()
+                .join("\n\n");
+        }
+        schemars::transform::transform_subschemas(self, schema);
     }
 }
 

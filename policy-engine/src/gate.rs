@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::binding::{self, BindingOutcome};
-use crate::config::{Config, Mode, RouteRule};
+use crate::config::{Config, Mode, RouteRule, MAX_JSON_DEPTH, MAX_TOKEN_BYTES};
 use crate::decision::{Decision, Reason};
 use crate::error::{ConfigError, TokenError};
 use crate::keys::{Algorithm, KeySet};
@@ -1015,11 +1015,17 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if !is_header_name(&config.token.header) {
         return invalid("token.header", "not a valid header name");
     }
-    if !(1..=64 * 1024).contains(&config.token.max_bytes) {
-        return invalid("token.max_bytes", "must be between 1 and 65536");
+    if !(1..=MAX_TOKEN_BYTES).contains(&config.token.max_bytes) {
+        return invalid(
+            "token.max_bytes",
+            &format!("must be between 1 and {MAX_TOKEN_BYTES}"),
+        );
     }
-    if !(1..=64).contains(&config.token.max_json_depth) {
-        return invalid("token.max_json_depth", "must be between 1 and 64");
+    if !(1..=MAX_JSON_DEPTH).contains(&config.token.max_json_depth) {
+        return invalid(
+            "token.max_json_depth",
+            &format!("must be between 1 and {MAX_JSON_DEPTH}"),
+        );
     }
     if config.audiences.as_ref().is_some_and(Vec::is_empty) {
         return invalid(

@@ -471,3 +471,55 @@ impl KeySet {
         Ok((KeySet { keys }, skipped))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Algorithm;
+    use crate::config::{JWK_ALGORITHMS, JWK_KEY_TYPES};
+
+    /// The config schema lists the JWK `alg` and `kty` values; they are the parser's.
+    #[test]
+    fn the_schemas_jwk_enums_are_the_parsers() {
+        let parsed: Vec<Algorithm> = JWK_ALGORITHMS
+            .iter()
+            .filter_map(|name| Algorithm::from_name(name))
+            .collect();
+        assert_eq!(parsed.len(), JWK_ALGORITHMS.len(), "{JWK_ALGORITHMS:?}");
+        for alg in &parsed {
+            assert!(JWK_KEY_TYPES.contains(&alg.kty()), "{alg:?}");
+        }
+        for kty in JWK_KEY_TYPES {
+            assert!(parsed.iter().any(|alg| alg.kty() == kty), "{kty}");
+        }
+        // Every algorithm the parser knows is listed: each variant, by its name.
+        let every = [
+            Algorithm::Hs256,
+            Algorithm::Hs384,
+            Algorithm::Hs512,
+            Algorithm::Es256,
+            Algorithm::Rs256,
+            Algorithm::Rs384,
+            Algorithm::Rs512,
+            Algorithm::Ps256,
+            Algorithm::Ps384,
+            Algorithm::Ps512,
+            Algorithm::EdDsa,
+        ];
+        for alg in every {
+            // A new variant fails to compile here until it is listed above.
+            match alg {
+                Algorithm::Hs256
+                | Algorithm::Hs384
+                | Algorithm::Hs512
+                | Algorithm::Es256
+                | Algorithm::Rs256
+                | Algorithm::Rs384
+                | Algorithm::Rs512
+                | Algorithm::Ps256
+                | Algorithm::Ps384
+                | Algorithm::Ps512
+                | Algorithm::EdDsa => assert!(JWK_ALGORITHMS.contains(&alg.name()), "{alg:?}"),
+            }
+        }
+    }
+}

@@ -52,8 +52,9 @@ mod token;
 pub use binding::{binding_hash, BindingOutcome};
 pub use cache::{CacheOutcome, CacheStats, DecisionCache, MAX_WHOLE_DECISIONS, UNKNOWN_EXPIRY_TTL};
 pub use config::{
-    BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig, HostVerification, KeysConfig,
-    Mode, PolicyConfig, PrefixMatch, RateLimit, RemoteSource, RouteRule, TokenConfig,
+    config_schema, BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig,
+    HostVerification, KeysConfig, Mode, PolicyConfig, PrefixMatch, RateLimit, RemoteSource,
+    RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::{ConfigError, TokenError};
