@@ -49,19 +49,17 @@ pub mod signature;
 mod steps;
 mod token;
 
-pub use binding::{binding_hash, BindingOutcome};
-pub use cache::{CacheOutcome, CacheStats, DecisionCache, MAX_WHOLE_DECISIONS, UNKNOWN_EXPIRY_TTL};
+pub use binding::binding_hash;
+pub use cache::{CacheOutcome, CacheStats, DecisionCache};
 pub use config::{
     BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig, HostVerification, KeysConfig,
     Mode, PolicyConfig, PrefixMatch, RateLimit, RemoteSource, RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
-pub use error::{ConfigError, TokenError};
+pub use error::ConfigError;
 pub use explain::{DecodedToken, Explanation, RuleMatch, Step};
-pub use gate::{Gate, PathAmbiguity};
-pub use json::StrictJsonError;
+pub use gate::Gate;
 pub use keys::{decode_approov_secret, Algorithm, Key, KeySet, MIN_RSA_BITS};
 pub use policy::{run_rego_tests, Policy, PolicyOutcome, RegoTest};
 pub use request::Request;
 pub use steps::{StepId, StepStatus};
-pub use token::VerifiedToken;
