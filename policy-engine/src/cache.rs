@@ -139,8 +139,11 @@ pub struct CacheStats {
     pub policy_misses: u64,
 }
 
-/// A per-worker decision cache; see the module docs for what it keys on. Not `Sync`: give each
-/// worker (each proxy-wasm VM) its own.
+/// A per-worker decision cache: verified tokens, policy outcomes and the current second's
+/// whole decisions, each keyed on everything its answer depends on and served only while
+/// recomputing would give the same answer, so a cached decision is always the one
+/// [`Gate::check_with`] returns (`cache.rs` explains each level). Not `Sync`: give each worker
+/// (each proxy-wasm VM) its own.
 ///
 /// ```
 /// use attestgate_policy::{CacheOutcome, DecisionCache, Gate, Request};

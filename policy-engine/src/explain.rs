@@ -22,7 +22,11 @@ use crate::request::Request;
 use crate::steps::{StepId, StepStatus};
 use crate::token::{self, VerifiedToken};
 
-/// The decision with its working: see the [module docs](self).
+/// The decision with its working, from [`Gate::explain`]: the decision exactly as
+/// [`Gate::check`] returns it, the token's header and claims decoded **without** verification,
+/// every step of the pipeline with its outcome, and the Rego input the policy saw. For the
+/// playground and for debugging: hosts on the request path call `check`, which does less work
+/// and returns no untrusted data.
 ///
 /// ```
 /// use attestgate_policy::{Gate, Request, StepId, StepStatus};

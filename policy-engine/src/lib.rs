@@ -28,6 +28,21 @@
 //! let decision = gate.check(&request, now + 3600);
 //! assert_eq!((decision.allow, decision.reason), (false, Reason::TokenExpired));
 //! ```
+//!
+//! # What a host uses
+//!
+//! - Load: [`Gate::from_json`] or [`Gate::from_config`] with a [`Config`]; a refusal is a
+//!   [`ConfigError`].
+//! - Decide: [`Gate::check`] (or [`Gate::check_with`] and a [`remote::Dynamic`] for fetched
+//!   keys, a fetched denylist, rate limits and hybrid mode) on a [`Request`], giving a
+//!   [`Decision`] with its stable [`Reason`]; [`DecisionCache`] answers the same, faster, per
+//!   worker. [`Gate::needs_body`] says when to wait for the body.
+//! - Explain: [`Gate::explain`] gives an [`Explanation`], step by step ([`StepId`]).
+//! - Remote documents: [`remote`] parses what the host fetches ([`remote::parse_jwks`],
+//!   [`remote::Denylist`]) and does the rate-limit arithmetic ([`remote::Bucket`]).
+//! - Request signatures (RFC 9421): [`signature`] signs and verifies them outside the gate.
+//! - Rego: [`run_rego_tests`] runs a policy's `test_` rules; [`Policy`] compiles and
+//!   evaluates one directly.
 
 #![warn(missing_docs)]
 
