@@ -22,7 +22,7 @@ PLAYGROUND_PORT ?= 8000
 ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
-.PHONY: js playground playground-files js-test
+.PHONY: js playground playground-files js-test doc-coverage
 .PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
@@ -153,6 +153,12 @@ unit:
 ## check: formatting, lints and the fast tests (nothing built or installed first): minutes
 check: lint
 	$(CARGO) test --workspace
+
+## doc-coverage: the core's rustdoc coverage table (documented items, items with examples); nightly
+doc-coverage:
+	@rm -f $(TARGET_DIR)/doc/attestgate_policy.txt
+	$(CARGO) +nightly rustdoc -p attestgate-policy -- -Z unstable-options --show-coverage
+	@if [ -f $(TARGET_DIR)/doc/attestgate_policy.txt ]; then cat $(TARGET_DIR)/doc/attestgate_policy.txt; fi
 
 ## help: these targets
 help:

@@ -11,11 +11,11 @@ use crate::request::Request;
 
 /// What the binding check found, given to the policy as `input.binding`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct BindingOutcome {
+pub(crate) struct BindingOutcome {
     /// A binding claim was present and compared.
-    pub checked: bool,
+    pub(crate) checked: bool,
     /// It matched.
-    pub valid: bool,
+    pub(crate) valid: bool,
 }
 
 /// The expected claim value: standard padded base64 of SHA-256 over the bound header values

@@ -68,14 +68,14 @@ use crate::token::{self, VerifiedToken};
 use serde_json::Value;
 
 /// How long a token result is cached when the token's expiry is unknown or not trusted.
-pub const UNKNOWN_EXPIRY_TTL: i64 = 60;
+pub(crate) const UNKNOWN_EXPIRY_TTL: i64 = 60;
 
 type Key = [u8; 32];
 
 /// The most whole decisions kept, whatever `entries` says: the level holds only the current
 /// second's repeats, and a decision carries its claims (about 5 KB), so a cap keeps a burst
 /// of distinct requests from costing more than a few MB. Past it the LRU keeps the hottest.
-pub const MAX_WHOLE_DECISIONS: usize = 1024;
+pub(crate) const MAX_WHOLE_DECISIONS: usize = 1024;
 
 /// A token's verdict, not its claims: claims parsed into JSON maps take about 4 KB a token,
 /// so a hit parses them again (everything but the signature) and an entry stays small.
@@ -89,6 +89,18 @@ struct TokenEntry {
 }
 
 /// How one request was answered, for the `attestgate.cache.*` counters.
+///
+/// ```
+/// use attestgate_policy::{CacheOutcome, DecisionCache, Gate, Request};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let mut cache = DecisionCache::new(16);
+/// // No token: nothing to verify, so nothing cached.
+/// let (_, outcome) = cache.check(&gate, &Request::new("GET", "/"), 1_700_000_000);
+/// assert_eq!(outcome, CacheOutcome::Uncached);
+/// let forged = Request::new("GET", "/").with_header("approov-token", "not.a.token");
+/// assert_eq!(cache.check(&gate, &forged, 1_700_000_000).1, CacheOutcome::Miss);
+/// assert_eq!(cache.check(&gate, &forged, 1_700_000_000).1, CacheOutcome::Hit);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
     /// Answered without verifying a signature: a whole-decision or a verified-token hit.
@@ -100,6 +112,19 @@ pub enum CacheOutcome {
 }
 
 /// Running totals since the cache was made.
+///
+/// ```
+/// use attestgate_policy::{CacheStats, DecisionCache, Gate, Request};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let mut cache = DecisionCache::new(16);
+/// let forged = Request::new("GET", "/").with_header("approov-token", "not.a.token");
+/// for _ in 0..3 {
+///     cache.check(&gate, &forged, 1_700_000_000);
+/// }
+/// let stats = cache.stats();
+/// assert_eq!((stats.misses, stats.decision_hits), (1, 2));
+/// assert_eq!(DecisionCache::new(0).stats(), CacheStats::default());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CacheStats {
     /// Requests answered from the whole-decision level.
@@ -114,8 +139,11 @@ pub struct CacheStats {
     pub policy_misses: u64,
 }
 
-/// A per-worker decision cache; see the module docs for what it keys on. Not `Sync`: give each
-/// worker (each proxy-wasm VM) its own.
+/// A per-worker decision cache: verified tokens, policy outcomes and the current second's
+/// whole decisions, each keyed on everything its answer depends on and served only while
+/// recomputing would give the same answer, so a cached decision is always the one
+/// [`Gate::check_with`] returns (`cache.rs` explains each level). Not `Sync`: give each worker
+/// (each proxy-wasm VM) its own.
 ///
 /// ```
 /// use attestgate_policy::{CacheOutcome, DecisionCache, Gate, Request};
@@ -147,6 +175,12 @@ struct Levels {
 impl DecisionCache {
     /// A cache holding at most `entries` verified tokens, `entries` policy outcomes and
     /// `entries` decisions; 0 is off.
+    ///
+    /// ```
+    /// use attestgate_policy::DecisionCache;
+    /// assert!(DecisionCache::new(1_000).enabled());
+    /// assert!(!DecisionCache::new(0).enabled());
+    /// ```
     pub fn new(entries: usize) -> DecisionCache {
         DecisionCache {
             levels: NonZeroUsize::new(entries).map(|cap| Levels {
@@ -163,32 +197,116 @@ impl DecisionCache {
     }
 
     /// Whether the cache is on.
+    ///
+    /// ```
+    /// use attestgate_policy::{DecisionCache, Gate};
+    /// let gate = Gate::from_json(r#"{
+    ///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+    ///     "cache": { "entries": 0 }
+    /// }"#).unwrap();
+    /// assert!(!DecisionCache::new(gate.config().cache.entries).enabled());
+    /// ```
     pub fn enabled(&self) -> bool {
         self.levels.is_some()
     }
 
     /// Totals so far.
+    ///
+    /// ```
+    /// use attestgate_policy::{DecisionCache, Gate, Request};
+    /// use attestgate_testkit::{keygen::keygen, SigningKey};
+    /// let key = keygen("ES256", None).unwrap();
+    /// let gate = Gate::from_json(&serde_json::json!({ "keys": { "keys": key.public_jwks["keys"] } }).to_string()).unwrap();
+    /// let signer = SigningKey::from_jwk(&key.private_jwk).unwrap();
+    /// let token = |did: &str| signer.sign(serde_json::json!({ "exp": 1_700_000_300, "did": did }).as_object().unwrap()).unwrap();
+    /// let request = Request::new("GET", "/").with_header("approov-token", token("d1"));
+    /// let mut cache = DecisionCache::new(16);
+    /// cache.check(&gate, &request, 1_700_000_000);
+    /// cache.check(&gate, &request, 1_700_000_000); // the same second: a whole decision
+    /// cache.check(&gate, &request, 1_700_000_001); // the next one: the verified token
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.misses, stats.decision_hits, stats.token_hits), (1, 1, 1));
+    /// ```
     pub fn stats(&self) -> CacheStats {
         self.stats
     }
 
     /// Cached verified-token results (both successes and denials).
+    ///
+    /// ```
+    /// use attestgate_policy::{DecisionCache, Gate, Request};
+    /// use attestgate_testkit::{keygen::keygen, SigningKey};
+    /// let key = keygen("ES256", None).unwrap();
+    /// let gate = Gate::from_json(&serde_json::json!({ "keys": { "keys": key.public_jwks["keys"] } }).to_string()).unwrap();
+    /// let signer = SigningKey::from_jwk(&key.private_jwk).unwrap();
+    /// let token = |did: &str| signer.sign(serde_json::json!({ "exp": 1_700_000_300, "did": did }).as_object().unwrap()).unwrap();
+    /// let (d1, d2) = (token("d1"), token("d2"));
+    /// let mut cache = DecisionCache::new(16);
+    /// for token in [&d1, &d2, &d1] {
+    ///     let request = Request::new("GET", "/").with_header("approov-token", token.as_str());
+    ///     assert!(cache.check(&gate, &request, 1_700_000_000).0.allow);
+    /// }
+    /// assert_eq!(cache.token_entries(), 2);
+    /// ```
     pub fn token_entries(&self) -> usize {
         self.levels.as_ref().map_or(0, |l| l.tokens.len())
     }
 
     /// Cached policy outcomes.
+    ///
+    /// ```
+    /// use attestgate_policy::{DecisionCache, Gate, Request};
+    /// use attestgate_testkit::SigningKey;
+    /// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    /// let gate = Gate::from_json(&format!(r#"{{
+    ///     "keys": {{ "approov_secret": "{secret}" }},
+    ///     "policy": {{ "modules": {{ "p.rego": "package attestgate\ndecision := input.token.claims.ok" }} }}
+    /// }}"#)).unwrap();
+    /// let signer = SigningKey::hs256_from_base64_secret(secret).unwrap();
+    /// let mut cache = DecisionCache::new(16);
+    /// for did in ["d1", "d2"] {
+    ///     let claims = serde_json::json!({ "exp": 1_700_000_300, "did": did, "ok": true });
+    ///     let token = signer.sign(claims.as_object().unwrap()).unwrap();
+    ///     let request = Request::new("GET", "/").with_header("approov-token", token);
+    ///     assert!(cache.check(&gate, &request, 1_700_000_000).0.allow);
+    /// }
+    /// // The policy reads only `ok`: both devices share one evaluation.
+    /// assert_eq!(cache.outcome_entries(), 1);
+    /// assert_eq!(cache.stats().policy_hits, 1);
+    /// ```
     pub fn outcome_entries(&self) -> usize {
         self.levels.as_ref().map_or(0, |l| l.outcomes.len())
     }
 
     /// Cached whole decisions (all of the current second).
+    ///
+    /// ```
+    /// use attestgate_policy::{DecisionCache, Gate, Request};
+    /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// let mut cache = DecisionCache::new(16);
+    /// let forged = Request::new("GET", "/").with_header("approov-token", "not.a.token");
+    /// cache.check(&gate, &forged, 1_700_000_000);
+    /// assert_eq!(cache.decision_entries(), 1);
+    /// cache.check(&gate, &forged, 1_700_000_001); // the level keeps one second only
+    /// assert_eq!(cache.decision_entries(), 1);
+    /// ```
     pub fn decision_entries(&self) -> usize {
         self.levels.as_ref().map_or(0, |l| l.decisions.len())
     }
 
     /// Forgets everything: the host calls it when what [`Dynamic`] carries changed (fetched
     /// keys rotated, a new denylist), so no answer from before the change is served.
+    ///
+    /// ```
+    /// use attestgate_policy::{CacheOutcome, DecisionCache, Gate, Request};
+    /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// let mut cache = DecisionCache::new(16);
+    /// let forged = Request::new("GET", "/").with_header("approov-token", "not.a.token");
+    /// cache.check(&gate, &forged, 1_700_000_000);
+    /// cache.clear();
+    /// assert_eq!((cache.token_entries(), cache.decision_entries()), (0, 0));
+    /// assert_eq!(cache.check(&gate, &forged, 1_700_000_000).1, CacheOutcome::Miss);
+    /// ```
     pub fn clear(&mut self) {
         if let Some(levels) = self.levels.as_mut() {
             levels.clear();
@@ -197,6 +315,16 @@ impl DecisionCache {
 
     /// [`Gate::check`], answered from the cache when it can be. The decision is always the one
     /// `gate.check(request, now)` returns.
+    ///
+    /// ```
+    /// use attestgate_policy::{DecisionCache, Gate, Request};
+    /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// let mut cache = DecisionCache::new(16);
+    /// let request = Request::new("GET", "/").with_header("approov-token", "not.a.token");
+    /// for now in [1_700_000_000, 1_700_000_000, 1_700_000_030] {
+    ///     assert_eq!(cache.check(&gate, &request, now).0, gate.check(&request, now));
+    /// }
+    /// ```
     pub fn check(&mut self, gate: &Gate, request: &Request, now: i64) -> (Decision, CacheOutcome) {
         self.check_with(gate, request, now, &mut Dynamic::default())
     }
@@ -204,6 +332,29 @@ impl DecisionCache {
     /// [`Gate::check_with`], answered from the cache when it can be. Requests on a rate-limited
     /// route never get a whole cached decision (each must take from its bucket), and the host
     /// must [`clear`](Self::clear) the cache when the documents in `dynamic` change.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::{Denylist, Dynamic};
+    /// use attestgate_policy::{DecisionCache, Gate, Reason, Request};
+    /// use attestgate_testkit::SigningKey;
+    /// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    /// let gate = Gate::from_json(&format!(r#"{{
+    ///     "keys": {{ "approov_secret": "{secret}" }},
+    ///     "denylist": {{ "devices": [] }}
+    /// }}"#)).unwrap();
+    /// let token = SigningKey::hs256_from_base64_secret(secret).unwrap()
+    ///     .sign(serde_json::json!({ "exp": 1_700_000_300, "did": "d1" }).as_object().unwrap()).unwrap();
+    /// let request = Request::new("GET", "/").with_header("approov-token", token);
+    ///
+    /// let mut cache = DecisionCache::new(16);
+    /// assert!(cache.check_with(&gate, &request, 1_700_000_000, &mut Dynamic::default()).0.allow);
+    /// // A fetched denylist now names the device: clear, then decide with it.
+    /// let fetched = Denylist::new(["d1"]);
+    /// cache.clear();
+    /// let mut dynamic = Dynamic { denylist: Some(&fetched), ..Dynamic::default() };
+    /// let (decision, _) = cache.check_with(&gate, &request, 1_700_000_000, &mut dynamic);
+    /// assert_eq!(decision.reason, Reason::DeviceDenied);
+    /// ```
     pub fn check_with(
         &mut self,
         gate: &Gate,
@@ -218,6 +369,19 @@ impl DecisionCache {
     /// [`DecisionCache::check_with`] without copying the decision out: a whole-decision hit
     /// hands back the cached one (a decision with its claims is about 5 KB; the filter reads
     /// a few of its fields).
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use attestgate_policy::remote::Dynamic;
+    /// use attestgate_policy::{CacheOutcome, DecisionCache, Gate, Request};
+    /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// let mut cache = DecisionCache::new(16);
+    /// let request = Request::new("GET", "/").with_header("approov-token", "not.a.token");
+    /// let (first, _) = cache.check_shared(&gate, &request, 1_700_000_000, &mut Dynamic::default());
+    /// let (again, outcome) = cache.check_shared(&gate, &request, 1_700_000_000, &mut Dynamic::default());
+    /// assert_eq!(outcome, CacheOutcome::Hit);
+    /// assert!(Rc::ptr_eq(&first, &again)); // the same decision, not a copy
+    /// ```
     pub fn check_shared(
         &mut self,
         gate: &Gate,

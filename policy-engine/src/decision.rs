@@ -9,6 +9,14 @@ use crate::config::Mode;
 
 /// A stable, machine-readable code for a decision. These strings are public API: clients,
 /// dashboards and metrics key on them.
+///
+/// ```
+/// use attestgate_policy::Reason;
+/// let reason: Reason = serde_json::from_str(r#""device_denied""#).unwrap();
+/// assert_eq!(reason, Reason::DeviceDenied);
+/// assert_eq!(reason.to_string(), "device_denied");
+/// assert!(Reason::ALL.contains(&reason));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -77,6 +85,12 @@ pub enum Reason {
 
 impl Reason {
     /// All reasons, for metrics that pre-register one counter each.
+    ///
+    /// ```
+    /// use attestgate_policy::Reason;
+    /// let counters: Vec<String> = Reason::ALL.iter().map(|r| format!("attestgate.{r}")).collect();
+    /// assert_eq!(counters.first().map(String::as_str), Some("attestgate.allowed"));
+    /// ```
     pub const ALL: [Reason; 26] = [
         Reason::Allowed,
         Reason::Bypassed,
@@ -144,6 +158,13 @@ impl Reason {
 
     /// The HTTP status a denial with this reason gets unless the policy chose one:
     /// 401 when the token fails, 403 when the policy refuses, 500 for the gate's own faults.
+    ///
+    /// ```
+    /// use attestgate_policy::Reason;
+    /// assert_eq!(Reason::TokenExpired.default_status(), 401);
+    /// assert_eq!(Reason::PolicyDenied.default_status(), 403);
+    /// assert_eq!(Reason::RateLimited.default_status(), 429);
+    /// ```
     pub fn default_status(self) -> u16 {
         match self {
             Reason::Allowed | Reason::Bypassed => 200,
@@ -166,6 +187,17 @@ impl fmt::Display for Reason {
 }
 
 /// Whether the request would pass, before monitor mode has its say.
+///
+/// ```
+/// use attestgate_policy::{Gate, Mode, Request, Verdict};
+/// let gate = Gate::from_json(r#"{
+///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+///     "mode": "monitor"
+/// }"#).unwrap();
+/// // No token: monitor mode lets the request through but records that it would be refused.
+/// let decision = gate.check(&Request::new("GET", "/api"), 1_700_000_000);
+/// assert_eq!((decision.allow, decision.verdict, decision.mode), (true, Verdict::Deny, Mode::Monitor));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
@@ -179,6 +211,18 @@ pub enum Verdict {
 ///
 /// `allow` is what the host must do. In monitor mode a failing request has `allow: true` and
 /// `verdict: deny`, with the would-be `reason` and `reasons`, so it can be reported.
+///
+/// ```
+/// use attestgate_policy::{Gate, Reason, Request, Verdict};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let decision = gate.check(&Request::new("GET", "/api"), 1_700_000_000);
+/// assert!(!decision.allow);
+/// assert_eq!((decision.status, decision.reason, decision.verdict), (401, Reason::TokenMissing, Verdict::Deny));
+/// // The CLI prints it as JSON; empty and absent members are left out.
+/// let json = serde_json::to_value(&decision).unwrap();
+/// assert_eq!(json["reason"], "token_missing");
+/// assert!(json.get("claims").is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Let the request through.

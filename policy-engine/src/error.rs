@@ -4,6 +4,16 @@ use crate::decision::Reason;
 use crate::json::StrictJsonError;
 
 /// Why a configuration was refused. Hosts log this and refuse to start.
+///
+/// ```
+/// use attestgate_policy::{ConfigError, Gate};
+/// let error = Gate::from_json(r#"{ "keys": {} }"#).unwrap_err();
+/// assert!(matches!(error, ConfigError::NoKeys));
+/// // An unknown field fails the load, and the message names it.
+/// let error = Gate::from_json(r#"{ "kyes": {} }"#).unwrap_err();
+/// assert!(matches!(error, ConfigError::Parse(_)));
+/// assert!(error.to_string().contains("kyes"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
@@ -40,7 +50,7 @@ pub enum ConfigError {
 /// Why a token failed verification. Each maps to a stable [`Reason`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// No token header in the request.
     #[error("no token in header `{0}`")]
     Missing(String),
@@ -121,7 +131,7 @@ impl TokenError {
     }
 
     /// The stable reason code for this error.
-    pub fn reason(&self) -> Reason {
+    pub(crate) fn reason(&self) -> Reason {
         match self {
             TokenError::Missing(_) => Reason::TokenMissing,
             TokenError::AlgNotAllowed(_) => Reason::AlgNotAllowed,

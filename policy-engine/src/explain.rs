@@ -22,7 +22,11 @@ use crate::request::Request;
 use crate::steps::{StepId, StepStatus};
 use crate::token::{self, VerifiedToken};
 
-/// The decision with its working: see the [module docs](self).
+/// The decision with its working, from [`Gate::explain`]: the decision exactly as
+/// [`Gate::check`] returns it, the token's header and claims decoded **without** verification,
+/// every step of the pipeline with its outcome, and the Rego input the policy saw. For the
+/// playground and for debugging: hosts on the request path call `check`, which does less work
+/// and returns no untrusted data.
 ///
 /// ```
 /// use attestgate_policy::{Gate, Request, StepId, StepStatus};
@@ -63,6 +67,16 @@ pub struct Explanation {
 }
 
 /// The route rule that matched.
+///
+/// ```
+/// use attestgate_policy::{Gate, Request};
+/// let gate = Gate::from_json(r#"{
+///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+///     "rules": [ { "path": "/health", "mode": "bypass" }, { "name": "api", "path_prefix": "/api" } ]
+/// }"#).unwrap();
+/// let rule = gate.explain(&Request::new("GET", "/api/x"), 1_700_000_000).rule.unwrap();
+/// assert_eq!((rule.index, rule.name.as_deref()), (1, Some("api")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleMatch {
     /// Its position in `rules`.
@@ -74,6 +88,16 @@ pub struct RuleMatch {
 }
 
 /// A token decoded for display only. Nothing here has been verified.
+///
+/// ```
+/// use attestgate_policy::{Gate, Request};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let request = Request::new("GET", "/").with_header("approov-token", "eyJhbGciOiJIUzI1NiJ9.e30.!!");
+/// let token = gate.explain(&request, 1_700_000_000).token.unwrap();
+/// assert_eq!(token.header.unwrap()["alg"], "HS256");
+/// assert_eq!(token.claims, Some(serde_json::json!({})));
+/// assert_eq!((token.signature_bytes, token.problems.len()), (None, 1)); // `!!` is not base64url
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DecodedToken {
     /// The token, without the header prefix.
@@ -89,6 +113,15 @@ pub struct DecodedToken {
 }
 
 /// One step of the gate's pipeline.
+///
+/// ```
+/// use attestgate_policy::{Gate, Request, StepId, StepStatus};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let explained = gate.explain(&Request::new("GET", "/"), 1_700_000_000);
+/// let extract = explained.steps.iter().find(|s| s.id == StepId::Extract).unwrap();
+/// assert_eq!((extract.title, extract.status), ("Find the token", StepStatus::Failed));
+/// assert_eq!(explained.steps.len(), StepId::ALL.len());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     /// Which step.
@@ -140,6 +173,16 @@ impl Hooks for Recorder<'_> {
 impl Gate {
     /// Decides the request as [`Gate::check`] does and explains the decision: see
     /// [`Explanation`].
+    ///
+    /// ```
+    /// use attestgate_policy::{Gate, Reason, Request};
+    /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// let request = Request::new("GET", "/");
+    /// let explained = gate.explain(&request, 1_700_000_000);
+    /// assert_eq!(explained.decision.reason, Reason::TokenMissing);
+    /// assert_eq!(explained.decision, gate.check(&request, 1_700_000_000));
+    /// assert!(explained.token.is_none() && explained.policy_input.is_none());
+    /// ```
     pub fn explain(&self, request: &Request, now: i64) -> Explanation {
         let mut recorder = Recorder {
             direct: Direct { gate: self, now },

@@ -86,16 +86,17 @@ pub struct Gate {
     /// both are asked on the request path.
     costly_signatures: bool,
     source_ip_read: bool,
-    /// [`Gate::may_need_body`], derived once at load.
+    /// Whether any request can need its body ([`Gate::needs_body`]): signatures are checked
+    /// somewhere. Derived once at load.
     may_need_body: bool,
 }
 
 /// A path whose readings ([`Request::path_readings`]) fall under different route rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the path reads differently under common upstream conventions ({}) and those readings fall under different route rules", readings.join(", "))]
-pub struct PathAmbiguity {
+pub(crate) struct PathAmbiguity {
     /// The distinct readings.
-    pub readings: Vec<String>,
+    pub(crate) readings: Vec<String>,
 }
 
 /// Which request headers a decision can depend on. The whole-decision cache keys on these
@@ -158,6 +159,16 @@ static NEXT_GATE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64
 
 impl Gate {
     /// Parses a JSON config and loads it.
+    ///
+    /// ```
+    /// use attestgate_policy::{ConfigError, Gate};
+    /// let gate = Gate::from_json(r#"{
+    ///     "token": { "header": "Authorization", "prefix": "Bearer " },
+    ///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" }
+    /// }"#).unwrap();
+    /// assert_eq!(gate.config().token.prefix.as_deref(), Some("Bearer "));
+    /// assert!(matches!(Gate::from_json("[]"), Err(ConfigError::Parse(_))));
+    /// ```
     pub fn from_json(text: &str) -> Result<Gate, ConfigError> {
         // serde also reads a struct from an array of its fields in order; with every field
         // optional, `[]` would load as the default config.
@@ -172,6 +183,18 @@ impl Gate {
     }
 
     /// Validates a config, parses its keys and compiles its policy.
+    ///
+    /// ```
+    /// use attestgate_policy::{Config, ConfigError, Gate};
+    /// // The CLI reads YAML; any serde format gives a `Config`.
+    /// let mut config: Config = serde_yaml::from_str("
+    /// keys:
+    ///   approov_secret: MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=
+    /// ").unwrap();
+    /// assert!(Gate::from_config(config.clone()).is_ok());
+    /// config.keys.approov_secret = Some("c2hvcnQ=".to_owned()); // 5 bytes: too weak
+    /// assert!(matches!(Gate::from_config(config), Err(ConfigError::Key { .. })));
+    /// ```
     pub fn from_config(config: Config) -> Result<Gate, ConfigError> {
         validate(&config)?;
         let keys = match &config.host_verification {
@@ -290,17 +313,45 @@ impl Gate {
     }
 
     /// The config this gate was built from.
+    ///
+    /// ```
+    /// use attestgate_policy::{Gate, Mode};
+    /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// assert_eq!(gate.config().mode, Mode::Enforce);
+    /// assert_eq!(gate.config().token.header, "approov-token");
+    /// ```
     pub fn config(&self) -> &Config {
         &self.config
     }
 
     /// The loaded keys.
+    ///
+    /// ```
+    /// use attestgate_policy::{Algorithm, Gate};
+    /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// assert_eq!(gate.keys().keys()[0].algorithm(), Algorithm::Hs256);
+    /// ```
     pub fn keys(&self) -> &KeySet {
         &self.keys
     }
 
     /// Decides one request at time `now` (unix seconds, from the host's clock), with no
     /// fetched keys or denylist and no rate limiter (see [`Gate::check_with`]).
+    ///
+    /// ```
+    /// use attestgate_policy::{Gate, Reason, Request};
+    /// use attestgate_testkit::SigningKey;
+    /// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    /// let gate = Gate::from_json(&format!(r#"{{ "keys": {{ "approov_secret": "{secret}" }} }}"#)).unwrap();
+    /// let claims = serde_json::json!({ "exp": 1_700_000_300, "nbf": 1_700_000_100 });
+    /// let token = SigningKey::hs256_from_base64_secret(secret).unwrap()
+    ///     .sign(claims.as_object().unwrap()).unwrap();
+    /// let request = Request::new("GET", "/").with_header("approov-token", token);
+    /// assert_eq!(gate.check(&request, 1_700_000_000).reason, Reason::TokenNotYetValid);
+    /// let decision = gate.check(&request, 1_700_000_200);
+    /// assert_eq!((decision.allow, decision.reason), (true, Reason::Allowed));
+    /// assert_eq!(decision.claims.unwrap()["exp"], 1_700_000_300);
+    /// ```
     pub fn check(&self, request: &Request, now: i64) -> Decision {
         self.check_with(request, now, &mut Dynamic::default())
     }
@@ -404,19 +455,10 @@ impl Gate {
     /// under different rules (or some under a rule and some under none), the request is
     /// [`PathAmbiguity`]: a bypass or monitor rule must never apply to a path that some
     /// upstream resolves outside it.
-    ///
-    /// ```
-    /// use attestgate_policy::{Gate, Request};
-    /// let gate = Gate::from_json(r#"{
-    ///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
-    ///     "rules": [ { "path_prefix": "/beta", "mode": "monitor" } ]
-    /// }"#).unwrap();
-    /// let rule = |path: &str| gate.matching_rule(&Request::new("GET", path));
-    /// assert!(rule("/beta/x").unwrap().is_some());
-    /// assert!(rule("/betamax").unwrap().is_none());
-    /// assert!(rule("/beta/..;/admin").is_err());
-    /// ```
-    pub fn matching_rule(&self, request: &Request) -> Result<Option<&RouteRule>, PathAmbiguity> {
+    pub(crate) fn matching_rule(
+        &self,
+        request: &Request,
+    ) -> Result<Option<&RouteRule>, PathAmbiguity> {
         if self.config.rules.is_empty() {
             return Ok(None);
         }
@@ -889,18 +931,23 @@ impl Gate {
 
     /// Most body bytes a request's route reads (its signature's `max_body_bytes`): a longer
     /// body is refused with `body_too_large`.
+    ///
+    /// ```
+    /// use attestgate_policy::{Gate, Request};
+    /// let gate = Gate::from_json(r#"{
+    ///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+    ///     "signature": { "mode": "required" },
+    ///     "rules": [ { "path_prefix": "/upload", "signature": { "mode": "required", "max_body_bytes": 8 } } ]
+    /// }"#).unwrap();
+    /// assert_eq!(gate.max_body_bytes(&Request::new("POST", "/upload/a")), 8);
+    /// assert_eq!(gate.max_body_bytes(&Request::new("POST", "/v1/x")), 1024 * 1024);
+    /// ```
     pub fn max_body_bytes(&self, request: &Request) -> usize {
         self.signature_config(request).max_body_bytes
     }
 
-    /// Whether any request can need its body ([`Gate::needs_body`]): signatures are checked
-    /// somewhere. Hosts skip reading headers early when not.
-    pub fn may_need_body(&self) -> bool {
-        self.may_need_body
-    }
-
     /// The request-signature config for a request: its rule's, else the top-level one.
-    pub fn signature_config(&self, request: &Request) -> &crate::signature::SignatureConfig {
+    pub(crate) fn signature_config(&self, request: &Request) -> &crate::signature::SignatureConfig {
         self.signature_config_of(self.matching_rule(request).ok().flatten())
     }
 
@@ -1110,4 +1157,25 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn a_rule_matches_every_reading_of_the_path_or_the_path_is_ambiguous() {
+        let gate = Gate::from_json(
+            r#"{
+                "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+                "rules": [ { "path_prefix": "/beta", "mode": "monitor" } ]
+            }"#,
+        )
+        .unwrap();
+        let rule = |path: &str| gate.matching_rule(&Request::new("GET", path));
+        assert!(rule("/beta/x").unwrap().is_some());
+        assert!(rule("/betamax").unwrap().is_none());
+        assert!(rule("/beta/..;/admin").is_err());
+    }
 }

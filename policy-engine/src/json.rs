@@ -13,7 +13,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 /// Why a JSON document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum StrictJsonError {
+pub(crate) enum StrictJsonError {
     /// Not JSON at all, or trailing bytes after the value.
     #[error("invalid json: {0}")]
     Syntax(String),

@@ -18,6 +18,14 @@ use sha2::{Sha256, Sha384, Sha512};
 use crate::error::ConfigError;
 
 /// The signature algorithms attestgate verifies.
+///
+/// ```
+/// use attestgate_policy::{Algorithm, Gate};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// // The Approov secret is pinned to HS256: a token saying `alg: HS512` is refused.
+/// assert_eq!(gate.keys().keys()[0].algorithm(), Algorithm::Hs256);
+/// assert_eq!(Algorithm::EdDsa.to_string(), "EdDSA");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Algorithm {
@@ -72,6 +80,12 @@ impl Algorithm {
     }
 
     /// The JOSE name.
+    ///
+    /// ```
+    /// use attestgate_policy::Algorithm;
+    /// assert_eq!(Algorithm::Ps384.name(), "PS384");
+    /// assert_eq!(Algorithm::from_name(Algorithm::Es256.name()), Some(Algorithm::Es256));
+    /// ```
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Hs256 => "HS256",
@@ -117,6 +131,13 @@ impl Algorithm {
     }
 
     /// The jwt-compact RSA algorithm, for `RS*` and `PS*`.
+    ///
+    /// ```
+    /// use attestgate_policy::Algorithm;
+    /// use jwt_compact::Algorithm as _;
+    /// assert_eq!(Algorithm::Ps256.rsa().map(|rsa| rsa.name().into_owned()).as_deref(), Some("PS256"));
+    /// assert!(Algorithm::Es256.rsa().is_none());
+    /// ```
     pub fn rsa(self) -> Option<Rsa> {
         Some(match self {
             Algorithm::Rs256 => Rsa::rs256(),
@@ -147,7 +168,14 @@ enum Material {
     EdDsa(ed25519_dalek::VerifyingKey),
 }
 
-/// One verification key with its pinned algorithm.
+/// One verification key with its pinned algorithm. `Debug` never shows key material.
+///
+/// ```
+/// use attestgate_policy::Gate;
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let key = &gate.keys().keys()[0];
+/// assert_eq!(format!("{key:?}"), "Key { kid: None, alg: Hs256, .. }");
+/// ```
 pub struct Key {
     kid: Option<String>,
     alg: Algorithm,
@@ -166,11 +194,25 @@ impl fmt::Debug for Key {
 
 impl Key {
     /// The key id, if the JWK had one.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::parse_jwks;
+    /// let jwks = br#"{"keys":[{"kty":"oct","alg":"HS256","kid":"k1","k":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE"}]}"#;
+    /// let (keys, _) = parse_jwks(jwks).unwrap();
+    /// assert_eq!(keys.keys()[0].kid(), Some("k1"));
+    /// ```
     pub fn kid(&self) -> Option<&str> {
         self.kid.as_deref()
     }
 
     /// The one algorithm this key verifies.
+    ///
+    /// ```
+    /// use attestgate_policy::{remote::parse_jwks, Algorithm};
+    /// let jwks = br#"{"keys":[{"kty":"oct","alg":"HS384","k":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3"}]}"#;
+    /// let (keys, _) = parse_jwks(jwks).unwrap();
+    /// assert_eq!(keys.keys()[0].algorithm(), Algorithm::Hs384);
+    /// ```
     pub fn algorithm(&self) -> Algorithm {
         self.alg
     }
@@ -366,13 +408,25 @@ fn hmac_material(alg: Algorithm, secret: &[u8]) -> Result<Material, String> {
     })
 }
 
-/// RFC 7518 §3.3: the shortest RSA modulus accepted, for verifying and for signing.
-/// The smallest RSA modulus accepted, in bits.
+/// RFC 7518 §3.3: the shortest RSA modulus accepted, in bits, for verifying and for signing.
+///
+/// ```
+/// assert_eq!(attestgate_policy::MIN_RSA_BITS, 2048);
+/// ```
 pub const MIN_RSA_BITS: usize = 2048;
 
 /// Decodes an Approov-style secret. Approov hands secrets out as standard base64; people paste
 /// them url-safe or unpadded too, with stray surrounding whitespace. The gate's loader and
 /// `mint` share this so a secret one accepts the other accepts too.
+///
+/// ```
+/// use attestgate_policy::decode_approov_secret;
+/// let bytes = decode_approov_secret(" MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=\n").unwrap();
+/// assert_eq!(bytes, b"01234567890123456789012345678901");
+/// // URL-safe and unpadded spellings decode too.
+/// assert_eq!(decode_approov_secret("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE").unwrap(), bytes);
+/// assert!(decode_approov_secret("").is_err());
+/// ```
 pub fn decode_approov_secret(text: &str) -> Result<Vec<u8>, &'static str> {
     let text = text.trim();
     if text.is_empty() {
@@ -386,6 +440,12 @@ pub fn decode_approov_secret(text: &str) -> Result<Vec<u8>, &'static str> {
 }
 
 /// All configured keys.
+///
+/// ```
+/// use attestgate_policy::Gate;
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// assert_eq!(gate.keys().keys().len(), 1);
+/// ```
 #[derive(Debug, Default)]
 pub struct KeySet {
     keys: Vec<Key>,
@@ -422,6 +482,16 @@ impl KeySet {
     }
 
     /// The keys, in config order (the Approov secret last).
+    ///
+    /// ```
+    /// use attestgate_policy::{Algorithm, Gate};
+    /// let gate = Gate::from_json(r#"{ "keys": {
+    ///     "keys": [ { "kty": "oct", "alg": "HS512", "kid": "a", "k": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDEyMw" } ],
+    ///     "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
+    /// } }"#).unwrap();
+    /// let algs: Vec<_> = gate.keys().keys().iter().map(|k| (k.kid(), k.algorithm())).collect();
+    /// assert_eq!(algs, [(Some("a"), Algorithm::Hs512), (None, Algorithm::Hs256)]);
+    /// ```
     pub fn keys(&self) -> &[Key] {
         &self.keys
     }

@@ -28,6 +28,21 @@
 //! let decision = gate.check(&request, now + 3600);
 //! assert_eq!((decision.allow, decision.reason), (false, Reason::TokenExpired));
 //! ```
+//!
+//! # What a host uses
+//!
+//! - Load: [`Gate::from_json`] or [`Gate::from_config`] with a [`Config`]; a refusal is a
+//!   [`ConfigError`].
+//! - Decide: [`Gate::check`] (or [`Gate::check_with`] and a [`remote::Dynamic`] for fetched
+//!   keys, a fetched denylist, rate limits and hybrid mode) on a [`Request`], giving a
+//!   [`Decision`] with its stable [`Reason`]; [`DecisionCache`] answers the same, faster, per
+//!   worker. [`Gate::needs_body`] says when to wait for the body.
+//! - Explain: [`Gate::explain`] gives an [`Explanation`], step by step ([`StepId`]).
+//! - Remote documents: [`remote`] parses what the host fetches ([`remote::parse_jwks`],
+//!   [`remote::Denylist`]) and does the rate-limit arithmetic ([`remote::Bucket`]).
+//! - Request signatures (RFC 9421): [`signature`] signs and verifies them outside the gate.
+//! - Rego: [`run_rego_tests`] runs a policy's `test_` rules; [`Policy`] compiles and
+//!   evaluates one directly.
 
 #![warn(missing_docs)]
 
@@ -49,20 +64,18 @@ pub mod signature;
 mod steps;
 mod token;
 
-pub use binding::{binding_hash, BindingOutcome};
-pub use cache::{CacheOutcome, CacheStats, DecisionCache, MAX_WHOLE_DECISIONS, UNKNOWN_EXPIRY_TTL};
+pub use binding::binding_hash;
+pub use cache::{CacheOutcome, CacheStats, DecisionCache};
 pub use config::{
     config_schema, BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig,
     HostVerification, KeysConfig, Mode, PolicyConfig, PrefixMatch, RateLimit, RemoteSource,
     RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
-pub use error::{ConfigError, TokenError};
+pub use error::ConfigError;
 pub use explain::{DecodedToken, Explanation, RuleMatch, Step};
-pub use gate::{Gate, PathAmbiguity};
-pub use json::StrictJsonError;
+pub use gate::Gate;
 pub use keys::{decode_approov_secret, Algorithm, Key, KeySet, MIN_RSA_BITS};
 pub use policy::{run_rego_tests, Policy, PolicyOutcome, RegoTest};
 pub use request::Request;
 pub use steps::{StepId, StepStatus};
-pub use token::VerifiedToken;

@@ -15,6 +15,26 @@ use crate::config::RateLimit;
 use crate::keys::KeySet;
 
 /// The host's current view of the remote documents and its rate limiter.
+///
+/// ```
+/// use attestgate_policy::remote::{parse_jwks, Dynamic};
+/// use attestgate_policy::{Gate, Reason, Request};
+/// use attestgate_testkit::SigningKey;
+/// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE"; // base64url, as in a JWK
+/// let gate = Gate::from_json(r#"{ "keys": { "remote": {
+///     "upstream": "jwks", "authority": "keys.example.com", "path": "/jwks.json"
+/// } } }"#).unwrap();
+/// let token = SigningKey::hs256_from_base64_secret(secret).unwrap().with_kid(Some("k1".to_owned()))
+///     .sign(serde_json::json!({ "exp": 1_700_000_300 }).as_object().unwrap()).unwrap();
+/// let request = Request::new("GET", "/").with_header("approov-token", token);
+///
+/// // Before the first fetch there is no key to check the token with.
+/// assert_eq!(gate.check(&request, 1_700_000_000).reason, Reason::KeysUnavailable);
+/// let body = format!(r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"k1","k":"{secret}"}}]}}"#);
+/// let (fetched, _) = parse_jwks(body.as_bytes()).unwrap();
+/// let mut dynamic = Dynamic { remote_keys: Some(&fetched), ..Dynamic::default() };
+/// assert!(gate.check_with(&request, 1_700_000_000, &mut dynamic).allow);
+/// ```
 #[derive(Default)]
 pub struct Dynamic<'a> {
     /// Keys from the last good JWKS fetch; `None` before the first.
@@ -31,6 +51,25 @@ pub struct Dynamic<'a> {
 /// The gateway verifier's record that it verified this request's token: the verified
 /// payload's `exp` as it stored it, when it had one. The gate refuses a token whose own `exp`
 /// differs, so a record left by another token never vouches for this one.
+///
+/// ```
+/// use attestgate_policy::remote::{Dynamic, HostVerified};
+/// use attestgate_policy::{Gate, Reason, Request};
+/// use attestgate_testkit::SigningKey;
+/// let gate = Gate::from_json(r#"{ "host_verification": {
+///     "filter": "envoy.filters.http.jwt_authn", "payload_in_metadata": "approov"
+/// } }"#).unwrap();
+/// // The gateway checked the signature; this key only builds a token for the example.
+/// let token = SigningKey::hs256_from_base64_secret("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=").unwrap()
+///     .sign(serde_json::json!({ "exp": 1_700_000_300 }).as_object().unwrap()).unwrap();
+/// let request = Request::new("GET", "/").with_header("approov-token", token);
+/// let mut check = |record: Option<HostVerified>| {
+///     gate.check_with(&request, 1_700_000_000, &mut Dynamic { host_verified: record, ..Dynamic::default() })
+/// };
+/// assert!(check(Some(HostVerified { exp: Some(1_700_000_300.0) })).allow);
+/// assert!(!check(Some(HostVerified { exp: Some(1_700_000_999.0) })).allow); // another token's record
+/// assert!(!check(None).allow);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct HostVerified {
     /// The verified payload's `exp`.
@@ -62,6 +101,13 @@ pub struct Denylist {
 
 impl Denylist {
     /// A list of these ids.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::Denylist;
+    /// let list = Denylist::new(["dev-1", "dev-2", "dev-1"]);
+    /// assert_eq!(list.len(), 2);
+    /// assert_eq!(list, Denylist::parse(br#"{"devices": ["dev-2", "dev-1"]}"#).unwrap());
+    /// ```
     pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(devices: I) -> Denylist {
         Denylist {
             devices: devices.into_iter().map(Into::into).collect(),
@@ -70,6 +116,13 @@ impl Denylist {
 
     /// Parses `{"devices": ["id", ...]}`; anything else is an error, so a garbled response
     /// never empties the list.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::Denylist;
+    /// assert!(Denylist::parse(br#"{"devices": ["dev-1"]}"#).unwrap().contains("dev-1"));
+    /// assert!(Denylist::parse(br#"{"devices": [1]}"#).is_err());
+    /// assert!(Denylist::parse(b"<html>502</html>").is_err());
+    /// ```
     pub fn parse(body: &[u8]) -> Result<Denylist, String> {
         let value: Value =
             serde_json::from_slice(body).map_err(|err| format!("denylist is not JSON: {err}"))?;
@@ -88,16 +141,33 @@ impl Denylist {
     }
 
     /// Whether `device` is listed.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::Denylist;
+    /// let list = Denylist::new(["dev-1"]);
+    /// assert!(list.contains("dev-1") && !list.contains("DEV-1"));
+    /// ```
     pub fn contains(&self, device: &str) -> bool {
         self.devices.contains(device)
     }
 
     /// How many devices are listed.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::Denylist;
+    /// assert_eq!(Denylist::new(["a", "b"]).len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.devices.len()
     }
 
     /// Whether the list is empty.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::Denylist;
+    /// assert!(Denylist::parse(br#"{"devices": []}"#).unwrap().is_empty());
+    /// assert!(!Denylist::new(["a"]).is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.devices.is_empty()
     }
@@ -106,6 +176,18 @@ impl Denylist {
 /// Parses a fetched JWKS. Keys this gate cannot use (another curve, a private member) are
 /// skipped and named in the second value, so one odd key does not take the others down; a
 /// document with no usable key at all is an error and the host keeps its last good keys.
+///
+/// ```
+/// use attestgate_policy::remote::parse_jwks;
+/// let body = br#"{"keys": [
+///     {"kty": "oct", "alg": "HS256", "kid": "good", "k": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE"},
+///     {"kty": "oct", "alg": "HS256", "kid": "short", "k": "c2hvcnQ"}
+/// ]}"#;
+/// let (keys, skipped) = parse_jwks(body).unwrap();
+/// assert_eq!(keys.keys().len(), 1);
+/// assert_eq!(skipped.len(), 1);
+/// assert!(parse_jwks(br#"{"keys": []}"#).is_err());
+/// ```
 pub fn parse_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
     KeySet::from_jwks(body)
 }
@@ -113,6 +195,13 @@ pub fn parse_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
 /// Token-bucket state: milli-tokens left and when they were counted (unix seconds).
 ///
 /// Serialized as 16 bytes so a host can keep it in shared memory.
+///
+/// ```
+/// use attestgate_policy::{remote::Bucket, RateLimit};
+/// let limit = RateLimit { requests: 10, per_seconds: 10 };
+/// let (bucket, taken) = Bucket::take(None, &limit, 1_000);
+/// assert_eq!((bucket.milli_tokens, bucket.updated, taken), (9_000, 1_000, Ok(())));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bucket {
     /// Thousandths of a request still allowed.
@@ -162,6 +251,12 @@ impl Bucket {
     }
 
     /// The 16-byte form.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::Bucket;
+    /// let bytes = Bucket { milli_tokens: 1, updated: 2 }.to_bytes();
+    /// assert_eq!(bytes, [1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]);
+    /// ```
     pub fn to_bytes(self) -> [u8; 16] {
         let mut bytes = [0u8; 16];
         let (tokens, updated) = bytes.split_at_mut(8);
@@ -171,6 +266,13 @@ impl Bucket {
     }
 
     /// Reads the 16-byte form; `None` for anything else.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::Bucket;
+    /// let bucket = Bucket { milli_tokens: 2_500, updated: 1_700_000_000 };
+    /// assert_eq!(Bucket::from_bytes(&bucket.to_bytes()), Some(bucket));
+    /// assert_eq!(Bucket::from_bytes(&[0; 15]), None);
+    /// ```
     pub fn from_bytes(bytes: &[u8]) -> Option<Bucket> {
         let tokens: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
         let updated: [u8; 8] = bytes.get(8..16)?.try_into().ok()?;
@@ -182,12 +284,57 @@ impl Bucket {
 }
 
 /// Where a host keeps its buckets.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use attestgate_policy::remote::{Bucket, RateLimiter};
+/// use attestgate_policy::RateLimit;
+///
+/// /// Buckets stored as their 16-byte form, as in a host's shared memory.
+/// #[derive(Default)]
+/// struct Shared(HashMap<String, [u8; 16]>);
+///
+/// impl RateLimiter for Shared {
+///     fn take(&mut self, key: &str, limit: &RateLimit, now: i64) -> Result<(), u64> {
+///         let state = self.0.get(key).and_then(|bytes| Bucket::from_bytes(bytes));
+///         let (bucket, result) = Bucket::take(state, limit, now);
+///         self.0.insert(key.to_owned(), bucket.to_bytes());
+///         result
+///     }
+/// }
+///
+/// let limit = RateLimit { requests: 1, per_seconds: 60 };
+/// let mut shared = Shared::default();
+/// assert_eq!(shared.take("device-1", &limit, 0), Ok(()));
+/// assert_eq!(shared.take("device-1", &limit, 0), Err(60));
+/// ```
 pub trait RateLimiter {
     /// Takes one request from `key`'s bucket; `Err(seconds)` when over the limit.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::{MemoryLimiter, RateLimiter};
+    /// use attestgate_policy::RateLimit;
+    /// let mut limiter = MemoryLimiter::default();
+    /// let limit = RateLimit { requests: 2, per_seconds: 10 };
+    /// assert_eq!(limiter.take("d", &limit, 0), Ok(()));
+    /// assert_eq!(limiter.take("d", &limit, 0), Ok(()));
+    /// assert_eq!(limiter.take("d", &limit, 0), Err(5));
+    /// assert_eq!(limiter.take("d", &limit, 5), Ok(()));
+    /// ```
     fn take(&mut self, key: &str, limit: &RateLimit, now: i64) -> Result<(), u64>;
 }
 
 /// Buckets in a map, for one process (the CLI, tests, a single-threaded host).
+///
+/// ```
+/// use attestgate_policy::remote::{MemoryLimiter, RateLimiter};
+/// use attestgate_policy::RateLimit;
+/// let mut limiter = MemoryLimiter::default();
+/// let limit = RateLimit { requests: 1, per_seconds: 30 };
+/// assert_eq!(limiter.take("device-1", &limit, 100), Ok(()));
+/// assert_eq!(limiter.take("device-1", &limit, 100), Err(30));
+/// assert_eq!(limiter.take("device-2", &limit, 100), Ok(())); // each key has its own bucket
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryLimiter {
     buckets: HashMap<String, Bucket>,

@@ -30,6 +30,13 @@ pub struct Request {
 
 impl Request {
     /// A request with a method and path and nothing else.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// let request = Request::new("GET", "/v1/shapes");
+    /// assert_eq!((request.method.as_str(), request.path.as_str()), ("GET", "/v1/shapes"));
+    /// assert!(request.headers.is_empty() && request.body.is_none());
+    /// ```
     pub fn new(method: impl Into<String>, path: impl Into<String>) -> Request {
         Request {
             method: method.into(),
@@ -38,7 +45,13 @@ impl Request {
         }
     }
 
-    /// Adds a header.
+    /// Adds a header; a repeated name adds another field line.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// let request = Request::new("GET", "/").with_header("Accept", "a").with_header("accept", "b");
+    /// assert_eq!(request.header_values("ACCEPT").collect::<Vec<_>>(), ["a", "b"]);
+    /// ```
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
         self.headers.push((name.into(), value.into()));
@@ -46,6 +59,11 @@ impl Request {
     }
 
     /// Sets the host.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// assert_eq!(Request::new("GET", "/").with_host("api.example.com").host, "api.example.com");
+    /// ```
     #[must_use]
     pub fn with_host(mut self, host: impl Into<String>) -> Request {
         self.host = host.into();
@@ -53,6 +71,11 @@ impl Request {
     }
 
     /// Sets the complete request body.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// assert_eq!(Request::new("POST", "/").with_body("{}").body.as_deref(), Some(&b"{}"[..]));
+    /// ```
     #[must_use]
     pub fn with_body(mut self, body: impl Into<Vec<u8>>) -> Request {
         self.body = Some(body.into());
@@ -60,6 +83,12 @@ impl Request {
     }
 
     /// Sets the client address.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// let request = Request::new("GET", "/").with_source_ip("203.0.113.7");
+    /// assert_eq!(request.source_ip.as_deref(), Some("203.0.113.7"));
+    /// ```
     #[must_use]
     pub fn with_source_ip(mut self, ip: impl Into<String>) -> Request {
         self.source_ip = Some(ip.into());
@@ -67,6 +96,13 @@ impl Request {
     }
 
     /// Values of a header, matched case-insensitively, in arrival order.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// let request = Request::new("GET", "/").with_header("Approov-Token", "t1");
+    /// assert_eq!(request.header_values("approov-token").next(), Some("t1"));
+    /// assert_eq!(request.header_values("authorization").next(), None);
+    /// ```
     pub fn header_values<'a: 'n, 'n>(
         &'a self,
         name: &'n str,
@@ -78,6 +114,12 @@ impl Request {
     }
 
     /// The path without its query string or fragment.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// assert_eq!(Request::new("GET", "/v1/a?b=1#c").path_without_query(), "/v1/a");
+    /// assert_eq!(Request::new("GET", "/v1/a#c").path_without_query(), "/v1/a");
+    /// ```
     pub fn path_without_query(&self) -> &str {
         let end = self.path.find(['?', '#']).unwrap_or(self.path.len());
         self.path.get(..end).unwrap_or(&self.path)

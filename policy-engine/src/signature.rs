@@ -42,21 +42,43 @@ use p256::pkcs8::DecodePublicKey;
 use sfv::{BareItem, Dictionary, FieldType, InnerList, Item, List, ListEntry, Parameters, Parser};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::config::MAX_MAX_BODY_BYTES;
 pub use crate::config::{
     Accept, SignatureConfig, SignatureMode, DEFAULT_ACCOUNT_LABEL, DEFAULT_LABEL,
-    DEFAULT_MAX_BODY_BYTES, MAX_MAX_BODY_BYTES,
 };
 
 /// The install signature's algorithm (RFC 9421 §3.3.4).
-pub const ALGORITHM: &str = "ecdsa-p256-sha256";
+pub(crate) const ALGORITHM: &str = "ecdsa-p256-sha256";
 
 /// The account signature's algorithm (RFC 9421 §3.3.3).
-pub const ACCOUNT_ALGORITHM: &str = "hmac-sha256";
+pub(crate) const ACCOUNT_ALGORITHM: &str = "hmac-sha256";
 
 /// Shortest account key accepted: the HMAC's output size, as for `approov_secret`.
-pub const MIN_ACCOUNT_KEY_BYTES: usize = 32;
+pub(crate) const MIN_ACCOUNT_KEY_BYTES: usize = 32;
 
 /// Why a request signature was refused.
+///
+/// ```
+/// use attestgate_policy::signature::{self, SignatureError, VerifyOptions};
+/// # use attestgate_policy::signature as s;
+/// # let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// # let install = s::InstallKey::from_verifying_key(*key.verifying_key());
+/// # let unsigned = s::Message::request("GET", "https", "api.example.com", "/v1/x", &[]);
+/// # let (input, sig) = s::sign(&key, &unsigned, &s::SignOptions::new(["@method", "@authority"], 1_700_000_000)).unwrap();
+/// # let headers = vec![("Signature-Input".to_owned(), input), ("Signature".to_owned(), sig)];
+/// # let message = s::Message::request("GET", "https", "api.example.com", "/v1/x", &headers);
+/// let options = VerifyOptions { required_components: vec!["@authority".to_owned()], ..VerifyOptions::default() };
+/// let verify = |now| signature::verify(&message, None, &install, &options, now);
+/// assert!(verify(1_700_000_010).is_ok());
+/// assert_eq!(verify(1_700_000_400), Err(SignatureError::TooOld { age: 400, max: 300 }));
+/// let required = VerifyOptions::default(); // covers `@method` and `@target-uri`
+/// assert_eq!(
+///     signature::verify(&message, None, &install, &required, 1_700_000_010),
+///     Err(SignatureError::RequiredComponentNotCovered("@target-uri".to_owned())),
+/// );
+/// let error = signature::verify(&unsigned, None, &install, &options, 1_700_000_010).unwrap_err();
+/// assert_eq!(error.to_string(), "no request signature labelled `install`");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SignatureError {
@@ -145,6 +167,14 @@ pub enum SignatureError {
 }
 
 /// The message a signature is checked against: the request as received.
+///
+/// ```
+/// use attestgate_policy::signature::{self, Message};
+/// let headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+/// let message = Message { status: Some(200), ..Message::request("GET", "https", "h", "/", &headers) };
+/// let base = signature::signature_base(&message, &["@status".to_owned(), "content-type".to_owned()], "()").unwrap();
+/// assert_eq!(base, "\"@status\": 200\n\"content-type\": application/json\n\"@signature-params\": ()");
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Message<'a> {
     /// Method, e.g. `POST`.
@@ -163,6 +193,13 @@ pub struct Message<'a> {
 
 impl<'a> Message<'a> {
     /// A request message.
+    ///
+    /// ```
+    /// use attestgate_policy::signature::{self, Message};
+    /// let message = Message::request("POST", "https", "api.example.com", "/v1/pay?x=1", &[]);
+    /// let base = signature::signature_base(&message, &["@target-uri".to_owned()], "()").unwrap();
+    /// assert!(base.starts_with("\"@target-uri\": https://api.example.com/v1/pay?x=1\n"));
+    /// ```
     pub fn request(
         method: &'a str,
         scheme: &'a str,
@@ -181,6 +218,14 @@ impl<'a> Message<'a> {
     }
 
     /// A [`crate::Request`] as a message, with the scheme the host saw.
+    ///
+    /// ```
+    /// use attestgate_policy::{signature::Message, Request};
+    /// let request = Request::new("GET", "/v1/x?y=1").with_host("api.example.com");
+    /// let message = Message::from_request(&request, "https");
+    /// assert_eq!((message.method, message.authority, message.target), ("GET", "api.example.com", "/v1/x?y=1"));
+    /// assert_eq!(message.status, None);
+    /// ```
     pub fn from_request(request: &'a crate::Request, scheme: &'a str) -> Message<'a> {
         Message::request(
             &request.method,
@@ -526,6 +571,20 @@ impl Component {
 }
 
 /// One signature, as parsed from `Signature-Input` and `Signature`.
+///
+/// ```
+/// use attestgate_policy::signature;
+/// # use attestgate_policy::signature as s;
+/// # let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// # let install = s::InstallKey::from_verifying_key(*key.verifying_key());
+/// # let unsigned = s::Message::request("GET", "https", "api.example.com", "/v1/x", &[]);
+/// # let (input, sig) = s::sign(&key, &unsigned, &s::SignOptions::new(["@method", "@authority"], 1_700_000_000)).unwrap();
+/// # let headers = vec![("Signature-Input".to_owned(), input), ("Signature".to_owned(), sig)];
+/// # let message = s::Message::request("GET", "https", "api.example.com", "/v1/x", &headers);
+/// let parsed = signature::parse(&message, "install").unwrap();
+/// assert_eq!((parsed.components, parsed.created), (vec!["@method".to_owned(), "@authority".to_owned()], Some(1_700_000_000)));
+/// assert_eq!(parsed.signature.len(), 64);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParsedSignature {
     /// The label both headers use.
@@ -557,6 +616,20 @@ fn dictionary(message: &Message<'_>, header: &str) -> Result<Option<Dictionary>,
 }
 
 /// Parses the signature labelled `label` from a message's `Signature-Input` and `Signature`.
+/// Nothing is verified.
+///
+/// ```
+/// use attestgate_policy::signature::{self, Message, SignatureError};
+/// let headers = vec![
+///     ("Signature-Input".to_owned(), r#"sig1=("@method");created=1;keyid="k""#.to_owned()),
+///     ("Signature".to_owned(), format!("sig1=:{}:", "A".repeat(86) + "==")),
+/// ];
+/// let message = Message::request("GET", "https", "h", "/", &headers);
+/// let parsed = signature::parse(&message, "sig1").unwrap();
+/// assert_eq!(parsed.keyid.as_deref(), Some("k"));
+/// assert_eq!(parsed.signature_params, r#"("@method");created=1;keyid="k""#);
+/// assert!(matches!(signature::parse(&message, "sig2"), Err(SignatureError::Missing(_))));
+/// ```
 pub fn parse(message: &Message<'_>, label: &str) -> Result<ParsedSignature, SignatureError> {
     let missing = || SignatureError::Missing(label.to_owned());
     let inputs = dictionary(message, "signature-input")
@@ -634,17 +707,8 @@ pub fn parse(message: &Message<'_>, label: &str) -> Result<ParsedSignature, Sign
 /// Whether a member of a request's `Signature-Input` under one of `labels` covers a
 /// component: what a host asks before deciding whether to wait for the body
 /// (`content-digest`). The header is parsed once. False when it or the members are absent or
-/// unreadable.
-///
-/// ```
-/// use attestgate_policy::signature::{covers, Message};
-/// let headers = vec![("Signature-Input".to_owned(),
-///     r#"install=("@method");created=1, account=("@method" "content-digest");created=1"#.to_owned())];
-/// let message = Message::request("POST", "https", "h", "/", &headers);
-/// assert!(!covers(&message, ["install"], "content-digest"));
-/// assert!(covers(&message, ["install", "account"], "content-digest"));
-/// ```
-pub fn covers<'l>(
+/// unreadable. (Hosts ask [`crate::Gate::needs_body`], which asks this.)
+pub(crate) fn covers<'l>(
     message: &Message<'_>,
     labels: impl IntoIterator<Item = &'l str>,
     name: &str,
@@ -698,6 +762,14 @@ fn signature_bytes(entry: &ListEntry) -> Result<Vec<u8>, SignatureError> {
 /// component, then the `@signature-params` line, joined with `\n` and without a trailing
 /// newline. A component is a bare name (`@method`, `content-type`) or an identifier with its
 /// parameters (`"@query-param";name="id"`, `"example-dict";key="a"`).
+///
+/// ```
+/// use attestgate_policy::signature::{self, Message};
+/// let message = Message::request("GET", "https", "h", "/v1/x?id=7&b=2", &[]);
+/// let components = ["@method".to_owned(), r#""@query-param";name="id""#.to_owned()];
+/// let base = signature::signature_base(&message, &components, "();created=1").unwrap();
+/// assert_eq!(base, "\"@method\": GET\n\"@query-param\";name=\"id\": 7\n\"@signature-params\": ();created=1");
+/// ```
 pub fn signature_base(
     message: &Message<'_>,
     components: &[String],
@@ -729,11 +801,28 @@ fn base_of(
 }
 
 /// An app install's public key (claim `ipk`).
+///
+/// ```
+/// use attestgate_policy::signature::{InstallKey, SignatureError};
+/// use attestgate_testkit::InstallSigner; // the app's side
+/// let app = InstallSigner::from_slice(&[7; 32]).unwrap();
+/// assert_eq!(InstallKey::from_base64_spki(&app.ipk()), Ok(app.public()));
+/// assert!(matches!(InstallKey::from_base64_spki("bm90IGEga2V5"), Err(SignatureError::InvalidKey(_))));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InstallKey(VerifyingKey);
 
 impl InstallKey {
     /// From base64 (standard, or URL-safe without padding) DER SubjectPublicKeyInfo.
+    ///
+    /// ```
+    /// use attestgate_policy::signature::InstallKey;
+    /// // The P-256 public key of RFC 9421 appendix B.1.3.
+    /// let ipk = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqIVYZVLCrPZHGHjP17CTW0/+D9Lf\
+    ///            w0EkjqF7xB4FivAxzic30tMM4GF+hR6Dxh71Z50VGGdldkkDXZCnTNnoXQ==";
+    /// assert!(InstallKey::from_base64_spki(&ipk.replace(' ', "")).is_ok());
+    /// assert!(InstallKey::from_base64_spki("MFkwEwYH").is_err());
+    /// ```
     pub fn from_base64_spki(text: &str) -> Result<InstallKey, SignatureError> {
         let text = text.trim();
         let der = Base64::decode_vec(text)
@@ -743,19 +832,43 @@ impl InstallKey {
     }
 
     /// From DER SubjectPublicKeyInfo; the key must be on P-256.
-    pub fn from_spki_der(der: &[u8]) -> Result<InstallKey, SignatureError> {
+    fn from_spki_der(der: &[u8]) -> Result<InstallKey, SignatureError> {
         VerifyingKey::from_public_key_der(der)
             .map(InstallKey)
             .map_err(|e| SignatureError::InvalidKey(format!("not a p-256 public key: {e}")))
     }
 
     /// From a key already parsed.
+    ///
+    /// ```
+    /// use attestgate_policy::signature::InstallKey;
+    /// let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+    /// let install = InstallKey::from_verifying_key(*key.verifying_key());
+    /// assert_eq!(install, InstallKey::from_verifying_key(*key.verifying_key()));
+    /// ```
     pub fn from_verifying_key(key: VerifyingKey) -> InstallKey {
         InstallKey(key)
     }
 }
 
 /// What a verifier requires of a signature.
+///
+/// ```
+/// use attestgate_policy::signature::{self, VerifyOptions};
+/// # use attestgate_policy::signature as s;
+/// # let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// # let install = s::InstallKey::from_verifying_key(*key.verifying_key());
+/// # let unsigned = s::Message::request("GET", "https", "api.example.com", "/v1/x", &[]);
+/// # let (input, sig) = s::sign(&key, &unsigned, &s::SignOptions::new(["@method", "@authority"], 1_700_000_000)).unwrap();
+/// # let headers = vec![("Signature-Input".to_owned(), input), ("Signature".to_owned(), sig)];
+/// # let message = s::Message::request("GET", "https", "api.example.com", "/v1/x", &headers);
+/// let defaults = VerifyOptions::default();
+/// assert_eq!((defaults.label.as_str(), defaults.max_age_seconds), ("install", 300));
+/// // The default requires `@method` and `@target-uri`; this signature covers `@authority`.
+/// assert!(signature::verify(&message, None, &install, &defaults, 1_700_000_000).is_err());
+/// let options = VerifyOptions { required_components: vec!["@authority".to_owned()], ..defaults };
+/// assert!(signature::verify(&message, None, &install, &options, 1_700_000_000).is_ok());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyOptions {
     /// The label to verify; others are ignored.
@@ -778,6 +891,21 @@ impl Default for VerifyOptions {
 }
 
 /// A signature that verified.
+///
+/// ```
+/// use attestgate_policy::signature::{self, VerifyOptions};
+/// # use attestgate_policy::signature as s;
+/// # let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// # let install = s::InstallKey::from_verifying_key(*key.verifying_key());
+/// # let unsigned = s::Message::request("GET", "https", "api.example.com", "/v1/x", &[]);
+/// # let (input, sig) = s::sign(&key, &unsigned, &s::SignOptions::new(["@method", "@authority"], 1_700_000_000)).unwrap();
+/// # let headers = vec![("Signature-Input".to_owned(), input), ("Signature".to_owned(), sig)];
+/// # let message = s::Message::request("GET", "https", "api.example.com", "/v1/x", &headers);
+/// let options = VerifyOptions { required_components: vec![], ..VerifyOptions::default() };
+/// let verified = signature::verify(&message, None, &install, &options, 1_700_000_000).unwrap();
+/// assert_eq!(verified.components, ["@method", "@authority"]);
+/// assert_eq!((verified.created, verified.keyid), (Some(1_700_000_000), None));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     /// The covered components, in order.
@@ -805,15 +933,29 @@ impl std::fmt::Debug for AccountKey {
 }
 
 impl AccountKey {
-    /// From base64 (any alphabet, padded or not), as `approov_secret`; at least
-    /// [`MIN_ACCOUNT_KEY_BYTES`] bytes.
+    /// From base64 (any alphabet, padded or not), as `approov_secret`; at least 32 bytes,
+    /// the HMAC's output size.
+    ///
+    /// ```
+    /// use attestgate_policy::signature::AccountKey;
+    /// let padded = AccountKey::from_base64("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=").unwrap();
+    /// assert_eq!(AccountKey::from_base64("MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE").unwrap(), padded);
+    /// assert!(AccountKey::from_base64("not base64!").is_err());
+    /// ```
     pub fn from_base64(text: &str) -> Result<AccountKey, SignatureError> {
         let bytes = crate::keys::decode_approov_secret(text)
             .map_err(|message| SignatureError::InvalidKey(message.to_owned()))?;
         AccountKey::from_bytes(bytes)
     }
 
-    /// From the raw key bytes; at least [`MIN_ACCOUNT_KEY_BYTES`].
+    /// From the raw key bytes; at least 32.
+    ///
+    /// ```
+    /// use attestgate_policy::signature::AccountKey;
+    /// assert!(AccountKey::from_bytes(vec![7; 32]).is_ok());
+    /// assert!(AccountKey::from_bytes(vec![7; 31]).is_err());
+    /// assert_eq!(format!("{:?}", AccountKey::from_bytes(vec![7; 32]).unwrap()), "AccountKey(..)");
+    /// ```
     pub fn from_bytes(bytes: Vec<u8>) -> Result<AccountKey, SignatureError> {
         if bytes.len() < MIN_ACCOUNT_KEY_BYTES {
             return Err(SignatureError::InvalidKey(format!(
@@ -831,6 +973,22 @@ impl AccountKey {
 }
 
 /// The key a signature is checked with, each pinned to its algorithm.
+///
+/// ```
+/// use attestgate_policy::signature::{self, AccountKey, SignatureError, SignatureKey, VerifyOptions};
+/// # use attestgate_policy::signature as s;
+/// # let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// # let install = s::InstallKey::from_verifying_key(*key.verifying_key());
+/// # let unsigned = s::Message::request("GET", "https", "api.example.com", "/v1/x", &[]);
+/// # let (input, sig) = s::sign(&key, &unsigned, &s::SignOptions::new(["@method", "@authority"], 1_700_000_000)).unwrap();
+/// # let headers = vec![("Signature-Input".to_owned(), input), ("Signature".to_owned(), sig)];
+/// # let message = s::Message::request("GET", "https", "api.example.com", "/v1/x", &headers);
+/// let account = AccountKey::from_bytes(vec![7; 32]).unwrap();
+/// let options = VerifyOptions { required_components: vec![], ..VerifyOptions::default() };
+/// let check = |key| signature::verify_with(&message, None, key, &options, 1_700_000_000);
+/// assert!(check(SignatureKey::Install(&install)).is_ok());
+/// assert_eq!(check(SignatureKey::Account(&account)), Err(SignatureError::BadSignature));
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum SignatureKey<'k> {
     /// `ecdsa-p256-sha256` with the install key.
@@ -841,6 +999,12 @@ pub enum SignatureKey<'k> {
 
 impl SignatureKey<'_> {
     /// The RFC 9421 algorithm name the key is pinned to.
+    ///
+    /// ```
+    /// use attestgate_policy::signature::{AccountKey, SignatureKey};
+    /// let account = AccountKey::from_bytes(vec![7; 32]).unwrap();
+    /// assert_eq!(SignatureKey::Account(&account).algorithm(), "hmac-sha256");
+    /// ```
     pub fn algorithm(&self) -> &'static str {
         match self {
             SignatureKey::Install(_) => ALGORITHM,
@@ -852,6 +1016,23 @@ impl SignatureKey<'_> {
 /// Verifies the install signature under `options.label` at time `now` (unix seconds). `body`
 /// is the complete request body when the host has it; it is needed only when
 /// `content-digest` is covered, and then the digest is checked against it.
+///
+/// ```
+/// use attestgate_policy::signature::{self, content_digest, DigestAlgorithm, InstallKey, Message, SignOptions, SignatureError, VerifyOptions};
+/// let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// let install = InstallKey::from_verifying_key(*key.verifying_key());
+/// let mut headers = vec![("Content-Digest".to_owned(), content_digest(b"{}", DigestAlgorithm::Sha256))];
+/// let options = SignOptions::new(["@method", "@target-uri", "content-digest"], 1_700_000_000);
+/// let message = Message::request("POST", "https", "h", "/pay", &headers);
+/// let (input, sig) = signature::sign(&key, &message, &options).unwrap();
+/// headers.extend([("Signature-Input".to_owned(), input), ("Signature".to_owned(), sig)]);
+/// let message = Message::request("POST", "https", "h", "/pay", &headers);
+///
+/// let verify = |body| signature::verify(&message, body, &install, &VerifyOptions::default(), 1_700_000_000);
+/// assert!(verify(Some(b"{}")).is_ok());
+/// assert!(matches!(verify(Some(b"{\"amount\":1}")), Err(SignatureError::DigestMismatch(_))));
+/// assert_eq!(verify(None), Err(SignatureError::BodyUnavailable));
+/// ```
 pub fn verify(
     message: &Message<'_>,
     body: Option<&[u8]>,
@@ -863,6 +1044,18 @@ pub fn verify(
 }
 
 /// [`verify`] with either kind of key.
+///
+/// ```
+/// use attestgate_policy::signature::{self, AccountKey, Message, SignOptions, SignatureKey, Signer, VerifyOptions};
+/// let account = AccountKey::from_bytes(vec![7; 32]).unwrap();
+/// let options = SignOptions { label: "account".to_owned(), ..SignOptions::new(["@method"], 1_700_000_000) };
+/// let (input, sig) = signature::sign_with(Signer::Account(&account), &Message::request("GET", "https", "h", "/", &[]), &options).unwrap();
+/// let headers = vec![("Signature-Input".to_owned(), input), ("Signature".to_owned(), sig)];
+/// let message = Message::request("GET", "https", "h", "/", &headers);
+/// let verify = VerifyOptions { label: "account".to_owned(), required_components: vec!["@method".to_owned()], ..VerifyOptions::default() };
+/// let verified = signature::verify_with(&message, None, SignatureKey::Account(&account), &verify, 1_700_000_005).unwrap();
+/// assert_eq!(verified.components, ["@method"]);
+/// ```
 pub fn verify_with(
     message: &Message<'_>,
     body: Option<&[u8]>,
@@ -902,7 +1095,7 @@ pub fn verify_with(
 }
 
 /// The checks that need no key: required components, `created`, `expires`.
-pub fn check_parsed(
+pub(crate) fn check_parsed(
     parsed: &ParsedSignature,
     options: &VerifyOptions,
     now: i64,
@@ -939,6 +1132,18 @@ pub fn check_parsed(
 }
 
 /// Verifies a 64-byte `r || s` `ecdsa-p256-sha256` signature over a signature base.
+///
+/// ```
+/// use attestgate_policy::signature::{verify_base, InstallKey, SignatureError};
+/// use p256::ecdsa::{signature::Signer, Signature};
+/// let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// let install = InstallKey::from_verifying_key(*key.verifying_key());
+/// let base = "\"@method\": GET\n\"@signature-params\": (\"@method\")";
+/// let signature: Signature = key.sign(base.as_bytes());
+/// assert_eq!(verify_base(&install, base, &signature.to_bytes()), Ok(()));
+/// assert_eq!(verify_base(&install, "tampered", &signature.to_bytes()), Err(SignatureError::BadSignature));
+/// assert!(matches!(verify_base(&install, base, &[0; 63]), Err(SignatureError::MalformedSignature(_))));
+/// ```
 pub fn verify_base(key: &InstallKey, base: &str, signature: &[u8]) -> Result<(), SignatureError> {
     if signature.len() != 64 {
         return Err(SignatureError::MalformedSignature(format!(
@@ -955,6 +1160,14 @@ pub fn verify_base(key: &InstallKey, base: &str, signature: &[u8]) -> Result<(),
 
 /// Checks a `Content-Digest` value (RFC 9530) against the body: every `sha-256` / `sha-512`
 /// member must match, and there must be at least one; other algorithms are ignored.
+///
+/// ```
+/// use attestgate_policy::signature::{check_content_digest, content_digest, DigestAlgorithm, SignatureError};
+/// let value = content_digest(b"hello", DigestAlgorithm::Sha512);
+/// assert_eq!(check_content_digest(&value, b"hello"), Ok(()));
+/// assert!(matches!(check_content_digest(&value, b"hullo"), Err(SignatureError::DigestMismatch(_))));
+/// assert!(matches!(check_content_digest("md5=:AAAA:", b"hello"), Err(SignatureError::MalformedDigest(_))));
+/// ```
 pub fn check_content_digest(value: &str, body: &[u8]) -> Result<(), SignatureError> {
     let dict = Parser::new(value)
         .parse::<Dictionary>()
@@ -984,6 +1197,12 @@ pub fn check_content_digest(value: &str, body: &[u8]) -> Result<(), SignatureErr
 }
 
 /// The digest algorithms [`content_digest`] can produce.
+///
+/// ```
+/// use attestgate_policy::signature::{content_digest, DigestAlgorithm};
+/// assert!(content_digest(b"", DigestAlgorithm::Sha256).starts_with("sha-256=:"));
+/// assert!(content_digest(b"", DigestAlgorithm::Sha512).starts_with("sha-512=:"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigestAlgorithm {
     /// `sha-256`
@@ -993,6 +1212,15 @@ pub enum DigestAlgorithm {
 }
 
 /// A `Content-Digest` value for a body, e.g. `sha-256=:…:`.
+///
+/// ```
+/// use attestgate_policy::signature::{content_digest, DigestAlgorithm};
+/// // RFC 9530 appendix B.1.
+/// assert_eq!(
+///     content_digest(b"{\"hello\": \"world\"}\n", DigestAlgorithm::Sha256),
+///     "sha-256=:RK/0qy18MlBSVnWgjwz6lZEWjP/lF5HF9bvEF8FabDg=:",
+/// );
+/// ```
 pub fn content_digest(body: &[u8], algorithm: DigestAlgorithm) -> String {
     let (name, digest) = match algorithm {
         DigestAlgorithm::Sha256 => ("sha-256", Sha256::digest(body).to_vec()),
@@ -1002,6 +1230,19 @@ pub fn content_digest(body: &[u8], algorithm: DigestAlgorithm) -> String {
 }
 
 /// What [`sign`] puts in the `Signature-Input` parameters.
+///
+/// ```
+/// use attestgate_policy::signature::{self, Message, SignOptions};
+/// let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// let options = SignOptions {
+///     expires: Some(1_700_000_015),
+///     keyid: Some("install-1".to_owned()),
+///     alg: true,
+///     ..SignOptions::new(["@method"], 1_700_000_000)
+/// };
+/// let (input, _) = signature::sign(&key, &Message::request("GET", "https", "h", "/", &[]), &options).unwrap();
+/// assert_eq!(input, r#"install=("@method");created=1700000000;expires=1700000015;keyid="install-1";alg="ecdsa-p256-sha256""#);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignOptions {
     /// The label; `install` by default.
@@ -1020,6 +1261,13 @@ pub struct SignOptions {
 
 impl SignOptions {
     /// Label `install`, these components, `created` set, nothing else.
+    ///
+    /// ```
+    /// use attestgate_policy::signature::SignOptions;
+    /// let options = SignOptions::new(["@method", "@target-uri"], 1_700_000_000);
+    /// assert_eq!((options.label.as_str(), options.created, options.expires), ("install", Some(1_700_000_000), None));
+    /// assert_eq!(options.components, ["@method", "@target-uri"]);
+    /// ```
     pub fn new<I, S>(components: I, created: i64) -> SignOptions
     where
         I: IntoIterator<Item = S>,
@@ -1037,6 +1285,19 @@ impl SignOptions {
 }
 
 /// A key that signs requests, as an app does: the install's P-256 key or the account key.
+///
+/// ```
+/// use attestgate_policy::signature::{self, AccountKey, Message, SignOptions, Signer};
+/// let install = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// let account = AccountKey::from_bytes(vec![7; 32]).unwrap();
+/// let message = Message::request("GET", "https", "h", "/", &[]);
+/// let options = SignOptions::new(["@method"], 1_700_000_000);
+/// for signer in [Signer::Install(&install), Signer::Account(&account)] {
+///     let (input, sig) = signature::sign_with(signer, &message, &options).unwrap();
+///     assert_eq!(input, r#"install=("@method");created=1700000000"#);
+///     assert!(sig.starts_with("install=:"));
+/// }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum Signer<'k> {
     /// `ecdsa-p256-sha256`.
@@ -1048,6 +1309,18 @@ pub enum Signer<'k> {
 /// Signs a message with an install key: returns the `Signature-Input` and `Signature` header
 /// values. Covered header fields (e.g. `content-digest`) must already be in
 /// `message.headers`.
+///
+/// ```
+/// use attestgate_policy::signature::{self, Message, SignOptions, SignatureError};
+/// let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+/// let message = Message::request("GET", "https", "h", "/", &[]);
+/// let (input, sig) = signature::sign(&key, &message, &SignOptions::new(["@method"], 1_700_000_000)).unwrap();
+/// assert_eq!(input, r#"install=("@method");created=1700000000"#);
+/// assert!(sig.starts_with("install=:") && sig.ends_with(':'));
+/// // A covered header field must be present.
+/// let options = SignOptions::new(["content-digest"], 1_700_000_000);
+/// assert_eq!(signature::sign(&key, &message, &options), Err(SignatureError::ComponentAbsent("content-digest".to_owned())));
+/// ```
 pub fn sign(
     key: &SigningKey,
     message: &Message<'_>,
@@ -1151,7 +1424,7 @@ pub fn sign_with(
 
 impl SignatureConfig {
     /// What the verifier requires of the install signature.
-    pub fn verify_options(&self) -> VerifyOptions {
+    pub(crate) fn verify_options(&self) -> VerifyOptions {
         VerifyOptions {
             label: self.label.clone(),
             required_components: self.components.clone(),
@@ -1177,7 +1450,7 @@ impl SignatureConfig {
     /// Whether this request must be decided on its complete body: signatures are checked and
     /// an accepted signature it carries covers `content-digest`. Hosts ask it at the request
     /// headers; a request that covers no digest is decided there.
-    pub fn body_needed(&self, request: &crate::Request) -> bool {
+    pub(crate) fn body_needed(&self, request: &crate::Request) -> bool {
         if self.mode == SignatureMode::Off {
             return false;
         }
@@ -1255,7 +1528,7 @@ impl SignatureConfig {
     }
 
     /// Checks a request's signatures against the verified token's claims: the gate's step.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         request: &crate::Request,
         claims: &serde_json::Map<String, serde_json::Value>,
@@ -1341,17 +1614,17 @@ impl SignatureConfig {
 
 /// What the gate learned about one accepted signature (`install` or `account`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MemberOutcome {
+pub(crate) struct MemberOutcome {
     /// Signatures under this label count on the route.
-    pub accepted: bool,
+    pub(crate) accepted: bool,
     /// The request carries one under the label (well-formed or not).
-    pub present: bool,
+    pub(crate) present: bool,
     /// It verified.
-    pub valid: bool,
+    pub(crate) valid: bool,
     /// The components it covers, when valid.
-    pub components: Vec<String>,
+    pub(crate) components: Vec<String>,
     /// Why it did not verify, when checked.
-    pub error: Option<SignatureError>,
+    pub(crate) error: Option<SignatureError>,
 }
 
 impl MemberOutcome {
@@ -1403,24 +1676,24 @@ impl MemberOutcome {
 
 /// What the gate learned about a request's signatures; `input.signature` for the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignatureOutcome {
+pub(crate) struct SignatureOutcome {
     /// The request carries an accepted signature (well-formed or not).
-    pub present: bool,
+    pub(crate) present: bool,
     /// The accepted signatures verified as the route requires (`accept`).
-    pub valid: bool,
+    pub(crate) valid: bool,
     /// The components the verified signature covers (the install one's when both did).
-    pub components: Vec<String>,
+    pub(crate) components: Vec<String>,
     /// Why a signature did not verify, when checked.
-    pub error: Option<SignatureError>,
+    pub(crate) error: Option<SignatureError>,
     /// The install signature.
-    pub install: MemberOutcome,
+    pub(crate) install: MemberOutcome,
     /// The account signature.
-    pub account: MemberOutcome,
+    pub(crate) account: MemberOutcome,
 }
 
 impl SignatureOutcome {
     /// The decision reason when this outcome refuses the request under `mode`, if it does.
-    pub fn denial(&self, mode: SignatureMode) -> Option<crate::Reason> {
+    pub(crate) fn denial(&self, mode: SignatureMode) -> Option<crate::Reason> {
         if mode == SignatureMode::Off {
             return None;
         }
@@ -1435,7 +1708,7 @@ impl SignatureOutcome {
 
     /// `input.signature`: `{present, valid, components, error, install, account}`, the last
     /// two each `{present, valid, components, error}`.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "present": self.present,
             "valid": self.valid,
@@ -1444,5 +1717,28 @@ impl SignatureOutcome {
             "install": self.install.to_json(),
             "account": self.account.to_json(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn covers_looks_only_under_the_given_labels() {
+        let headers = vec![(
+            "Signature-Input".to_owned(),
+            r#"install=("@method");created=1, account=("@method" "content-digest");created=1"#
+                .to_owned(),
+        )];
+        let message = Message::request("POST", "https", "h", "/", &headers);
+        assert!(!covers(&message, ["install"], "content-digest"));
+        assert!(covers(&message, ["install", "account"], "content-digest"));
+        assert!(!covers(
+            &Message::request("POST", "https", "h", "/", &[]),
+            ["install"],
+            "@method"
+        ));
     }
 }

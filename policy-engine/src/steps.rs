@@ -7,6 +7,13 @@ use serde::Serialize;
 use crate::decision::Reason;
 
 /// The steps of [`crate::Gate::check`], in the order a request that passes them all meets them.
+///
+/// ```
+/// use attestgate_policy::StepId;
+/// assert_eq!(StepId::ALL.first(), Some(&StepId::Route));
+/// // Serialized in snake case, as `Gate::explain` reports them.
+/// assert_eq!(serde_json::to_value(StepId::RateLimit).unwrap(), "rate_limit");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -45,6 +52,12 @@ pub enum StepId {
 
 impl StepId {
     /// All steps, in pipeline order.
+    ///
+    /// ```
+    /// use attestgate_policy::StepId;
+    /// assert_eq!(StepId::ALL.len(), 15);
+    /// assert_eq!(StepId::ALL.last(), Some(&StepId::Mode));
+    /// ```
     pub const ALL: [StepId; 15] = [
         StepId::Route,
         StepId::Extract,
@@ -65,7 +78,7 @@ impl StepId {
 
     /// The steps of verifying the token itself, in order (`TokenError::step` names the one
     /// that refused it).
-    pub const TOKEN: [StepId; 6] = [
+    pub(crate) const TOKEN: [StepId; 6] = [
         StepId::Structure,
         StepId::Key,
         StepId::Signature,
@@ -130,6 +143,16 @@ impl StepId {
 }
 
 /// How a step went.
+///
+/// ```
+/// use attestgate_policy::{Gate, Request, StepId, StepStatus};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let explained = gate.explain(&Request::new("GET", "/api"), 1_700_000_000);
+/// let status = |id| explained.steps.iter().find(|s| s.id == id).map(|s| s.status);
+/// assert_eq!(status(StepId::Route), Some(StepStatus::Passed));
+/// assert_eq!(status(StepId::Extract), Some(StepStatus::Failed)); // no token
+/// assert_eq!(status(StepId::Policy), Some(StepStatus::Skipped));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {

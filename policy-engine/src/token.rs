@@ -35,15 +35,15 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::E
 
 /// A token whose signature, time window, issuer and audience have been checked.
 #[derive(Debug, Clone, PartialEq)]
-pub struct VerifiedToken {
+pub(crate) struct VerifiedToken {
     /// The algorithm of the key that verified it.
-    pub alg: Algorithm,
+    pub(crate) alg: Algorithm,
     /// The header's `kid`.
-    pub kid: Option<String>,
+    pub(crate) kid: Option<String>,
     /// The header's `typ`.
-    pub typ: Option<String>,
+    pub(crate) typ: Option<String>,
     /// All claims, with `exp`, `nbf` and `iat` as integer seconds.
-    pub claims: Map<String, Value>,
+    pub(crate) claims: Map<String, Value>,
 }
 
 /// Checks that apply to every token, from the config.

@@ -13,6 +13,10 @@ use serde_json::json;
 
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 
+/// How long the cache keeps a token whose expiry it does not trust: the crate-private
+/// `cache::UNKNOWN_EXPIRY_TTL`. A longer one fails the test that waits it out.
+const UNKNOWN_EXPIRY_TTL: i64 = 60;
+
 /// The gates here verify ES256: the token level is kept only for signatures that cost more
 /// than a lookup (`hmac_only_gates_verify_every_token` covers HMAC).
 fn keys() -> String {
@@ -241,7 +245,7 @@ fn forged_token_denials_are_cached() {
     assert_eq!(cache.stats().misses, 1);
     assert_eq!(cache.stats().token_hits, 49);
     // Beyond the TTL it is verified again (and denied again).
-    let later = NOW + attestgate_policy::UNKNOWN_EXPIRY_TTL + 1;
+    let later = NOW + UNKNOWN_EXPIRY_TTL + 1;
     assert!(
         !checked(&mut cache, &gate, &req("GET", "/api", &forged), later)
             .0
