@@ -14,8 +14,9 @@ grpcio, not the Envoy protos:
   RateLimitDescriptor { repeated Entry entries = 1; }  Entry { string key = 1; string value = 2; }
   RateLimitResponse { Code overall_code = 1; }  Code { UNKNOWN = 0; OK = 1; OVER_LIMIT = 2; }
 
-Usage: server.py --limit N --window SECONDS --log FILE
-Prints `listening PORT` (a free loopback port) once it serves, then serves until killed.
+Usage: server.py --limit N --window SECONDS --log FILE [--port PORT]
+Prints `listening PORT` (a free loopback port unless --port) once it serves, then serves
+until killed.
 """
 
 import argparse
@@ -109,6 +110,7 @@ def main():
     parser.add_argument("--limit", type=int, required=True)
     parser.add_argument("--window", type=int, default=60)
     parser.add_argument("--log", required=True)
+    parser.add_argument("--port", type=int, default=0, help="default: a free port")
     args = parser.parse_args()
     limiter = Limiter(args.limit, args.window, open(args.log, "a", encoding="utf-8"))
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
@@ -116,7 +118,7 @@ def main():
         "envoy.service.ratelimit.v3.RateLimitService",
         {"ShouldRateLimit": grpc.unary_unary_rpc_method_handler(limiter.should_rate_limit)},
     )])
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     server.start()
     print(f"listening {port}", flush=True)
     server.wait_for_termination()
