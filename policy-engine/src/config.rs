@@ -81,6 +81,14 @@ pub struct Config {
 }
 
 /// The decision cache's size. `entries: 0` turns it off.
+///
+/// ```
+/// let config: attestgate_policy::Config =
+///     serde_json::from_str(r#"{ "keys": {}, "cache": { "entries": 0 } }"#).unwrap();
+/// assert_eq!(config.cache.entries, 0); // no cache
+/// let default: attestgate_policy::CacheConfig = serde_json::from_str("{}").unwrap();
+/// assert_eq!(default.entries, 10_000);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
@@ -108,6 +116,13 @@ fn default_cache_entries() -> usize {
 }
 
 /// Where to find the token.
+///
+/// ```
+/// let token: attestgate_policy::TokenConfig =
+///     serde_json::from_str(r#"{ "header": "authorization", "prefix": "Bearer " }"#).unwrap();
+/// assert_eq!(token.prefix.as_deref(), Some("Bearer "));
+/// assert_eq!(token.max_bytes, 8192); // the default
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
@@ -140,6 +155,15 @@ impl Default for TokenConfig {
 }
 
 /// Verification keys: a JWKS plus the Approov-style shared secret.
+///
+/// ```
+/// let keys: attestgate_policy::KeysConfig = serde_json::from_str(r#"{
+///     "approov_secret": "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==",
+///     "keys": [{ "kty": "EC", "crv": "P-256", "kid": "k1", "x": "…", "y": "…" }]
+/// }"#).unwrap();
+/// assert_eq!(keys.keys.len(), 1); // parsed and checked when the gate loads
+/// assert!(keys.remote.is_none());
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("anyOf" = [
@@ -169,6 +193,12 @@ pub struct KeysConfig {
 ///
 /// In Envoy: a `jwt_authn` provider that reads the same header (`from_headers`), keeps it
 /// (`forward: true`) and sets `payload_in_metadata` to the name given here.
+///
+/// ```
+/// let host: attestgate_policy::HostVerification =
+///     serde_json::from_str(r#"{ "payload_in_metadata": "jwt_payload" }"#).unwrap();
+/// assert_eq!(host.filter, "envoy.filters.http.jwt_authn"); // the default
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HostVerification {
@@ -187,12 +217,19 @@ fn default_verifier() -> String {
 
 impl KeysConfig {
     /// No key, secret or fetched JWKS: what a hybrid-mode config has.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self == &KeysConfig::default()
     }
 }
 
 /// A document fetched over HTTP by the gateway (a JWKS or a device denylist).
+///
+/// ```
+/// let remote: attestgate_policy::RemoteSource = serde_json::from_str(
+///     r#"{ "upstream": "keyserver", "authority": "keys.example.com", "path": "/jwks.json" }"#,
+/// ).unwrap();
+/// assert_eq!((remote.refresh_seconds, remote.timeout_ms, remote.max_bytes), (300, 5000, 65536));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSource {
@@ -232,6 +269,12 @@ fn default_fetch_max_bytes() -> usize {
 }
 
 /// Devices refused whatever their token says.
+///
+/// ```
+/// let denylist: attestgate_policy::DenylistConfig =
+///     serde_json::from_str(r#"{ "devices": ["stolen-device-7"] }"#).unwrap();
+/// assert_eq!(denylist.claim, "did"); // the claim the ids are matched against
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenylistConfig {
@@ -253,6 +296,14 @@ fn default_device_claim() -> String {
 
 /// A token bucket per device: `requests` may be spent at once, and they come back at
 /// `requests` per `per_seconds`.
+///
+/// ```
+/// let rule: attestgate_policy::RouteRule = serde_json::from_str(
+///     r#"{ "path": "/v1/login", "rate_limit": { "requests": 5, "per_seconds": 60 } }"#,
+/// ).unwrap();
+/// let limit = rule.rate_limit.unwrap();
+/// assert_eq!((limit.requests, limit.per_seconds), (5, 60));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {
@@ -265,6 +316,12 @@ pub struct RateLimit {
 }
 
 /// The Approov token binding.
+///
+/// ```
+/// let binding: attestgate_policy::BindingConfig =
+///     serde_json::from_str(r#"{ "headers": ["authorization"], "required": true }"#).unwrap();
+/// assert_eq!(binding.claim, "pay"); // Approov's binding claim
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BindingConfig {
@@ -281,6 +338,14 @@ pub struct BindingConfig {
 }
 
 /// The Rego policy.
+///
+/// ```
+/// let policy: attestgate_policy::PolicyConfig = serde_json::from_str(r#"{
+///     "modules": { "gate.rego": "package attestgate\nimport rego.v1\ndecision := {\"allow\": true}" }
+/// }"#).unwrap();
+/// assert_eq!(policy.entrypoint, "data.attestgate.decision");
+/// assert!(policy.data.as_object().unwrap().is_empty());
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("required" = ["modules"]))]
@@ -304,6 +369,13 @@ pub struct PolicyConfig {
 }
 
 /// What happens to a request.
+///
+/// ```
+/// use attestgate_policy::Mode;
+/// let mode: Mode = serde_json::from_str(r#""monitor""#).unwrap();
+/// assert_eq!(mode, Mode::Monitor);
+/// assert_eq!(Mode::default(), Mode::Enforce);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -318,6 +390,10 @@ pub enum Mode {
 
 impl Mode {
     /// The name used in config and output.
+    ///
+    /// ```
+    /// assert_eq!(attestgate_policy::Mode::Monitor.as_str(), "monitor");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Enforce => "enforce",
@@ -328,6 +404,13 @@ impl Mode {
 }
 
 /// A per-route rule. All given conditions must hold.
+///
+/// ```
+/// let rule: attestgate_policy::RouteRule =
+///     serde_json::from_str(r#"{ "name": "health", "path": "/health", "mode": "bypass" }"#).unwrap();
+/// assert_eq!(rule.mode, Some(attestgate_policy::Mode::Bypass));
+/// assert!(rule.methods.is_empty()); // any method
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("not" = {
@@ -370,6 +453,12 @@ pub struct RouteRule {
 }
 
 /// How a rule's `path_prefix` matches a path.
+///
+/// ```
+/// let rule: attestgate_policy::RouteRule =
+///     serde_json::from_str(r#"{ "path_prefix": "/beta", "prefix_match": "string" }"#).unwrap();
+/// assert_eq!(rule.prefix_match, attestgate_policy::PrefixMatch::String);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrefixMatch {
@@ -408,6 +497,13 @@ impl PrefixMatch {
 }
 
 /// Copies a verified claim into an upstream header.
+///
+/// ```
+/// let mapping: attestgate_policy::ClaimHeader =
+///     serde_json::from_str(r#"{ "claim": "att.device.platform", "header": "x-device-platform" }"#)
+///         .unwrap();
+/// assert_eq!(mapping.header, "x-device-platform");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimHeader {
@@ -445,6 +541,13 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// Whether a route checks request signatures.
+///
+/// ```
+/// use attestgate_policy::signature::SignatureMode;
+/// let mode: SignatureMode = serde_json::from_str(r#""required""#).unwrap();
+/// assert_eq!(mode, SignatureMode::Required);
+/// assert_eq!(SignatureMode::default(), SignatureMode::Off);
+/// ```
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, JsonSchema,
 )]
@@ -463,6 +566,13 @@ pub enum SignatureMode {
 
 /// Which signatures satisfy a route: Approov's SDK signs with the install key where the
 /// device has secure hardware and with the account key always (either may be missing).
+///
+/// ```
+/// use attestgate_policy::signature::{Accept, SignatureConfig};
+/// let config: SignatureConfig =
+///     serde_json::from_str(r#"{ "mode": "required", "accept": "both" }"#).unwrap();
+/// assert_eq!(config.accept, Some(Accept::Both));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Accept {
@@ -478,18 +588,26 @@ pub enum Accept {
 
 impl Accept {
     /// Whether install signatures count.
-    pub fn covers_install(self) -> bool {
+    pub(crate) fn covers_install(self) -> bool {
         matches!(self, Accept::Install | Accept::Either | Accept::Both)
     }
 
     /// Whether account signatures count.
-    pub fn covers_account(self) -> bool {
+    pub(crate) fn covers_account(self) -> bool {
         matches!(self, Accept::Account | Accept::Either | Accept::Both)
     }
 }
 
 /// The `signature` config block, top level or per rule (a rule's block replaces the top
 /// level one).
+///
+/// ```
+/// use attestgate_policy::signature::{SignatureConfig, SignatureMode};
+/// let config: SignatureConfig = serde_json::from_str(r#"{ "mode": "optional" }"#).unwrap();
+/// assert_eq!(config.mode, SignatureMode::Optional);
+/// assert_eq!(config.components, ["@method", "@target-uri"]); // the default
+/// assert_eq!(config.max_body_bytes, 1024 * 1024);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureConfig {
@@ -565,9 +683,9 @@ fn default_scheme() -> String {
     "https".to_owned()
 }
 /// The default `max_body_bytes`: 1 MiB, Envoy's default connection buffer.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// The largest `max_body_bytes` accepted.
-pub const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 fn default_max_body_bytes() -> usize {
     DEFAULT_MAX_BODY_BYTES
 }
@@ -592,12 +710,12 @@ impl Default for SignatureConfig {
 
 impl SignatureConfig {
     /// Whether this is the default (for `skip_serializing_if`).
-    pub fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         *self == SignatureConfig::default()
     }
 
     /// Which signatures count, with the default resolved.
-    pub fn acceptance(&self) -> Accept {
+    pub(crate) fn acceptance(&self) -> Accept {
         self.accept.unwrap_or(if self.account_secret.is_some() {
             Accept::Either
         } else {
@@ -700,8 +818,8 @@ pub fn config_schema() -> serde_json::Value {
 }
 
 /// Rewrites what schemars writes for later drafts into Draft 4: `const` becomes a one-value
-/// `enum`; the integer `format`s Draft 4 does not define become the bounds they stand for; a
-/// description's line breaks (from wrapped doc comments) become spaces, paragraphs stay.
+/// `enum`; the integer `format`s Draft 4 does not define become the bounds they stand for.
+/// Descriptions (doc comments) become prose: see [`prose`].
 #[derive(Debug, Clone, Copy)]
 struct Draft4;
 
@@ -722,20 +840,51 @@ impl schemars::transform::Transform for Draft4 {
             }
         }
         if let Some(serde_json::Value::String(text)) = schema.get_mut("description") {
-            *text = text
-                .split("\n\n")
-                .map(|paragraph| paragraph.replace('\n', " "))
-                .collect::<Vec<_>>()
-                .join("\n\n");
+            *text = prose(text);
         }
         schemars::transform::transform_subschemas(self, schema);
     }
+}
+
+/// A doc comment as a schema description: its code blocks (doc tests) dropped, the line
+/// breaks of wrapped lines turned into spaces, paragraphs kept.
+fn prose(doc: &str) -> String {
+    let (mut paragraphs, mut current, mut in_code) = (Vec::new(), Vec::new(), false);
+    for line in doc.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if in_code {
+        } else if line.trim().is_empty() {
+            if !current.is_empty() {
+                paragraphs.push(current.join(" "));
+                current.clear();
+            }
+        } else {
+            current.push(line.trim());
+        }
+    }
+    if !current.is_empty() {
+        paragraphs.push(current.join(" "));
+    }
+    paragraphs.join("\n\n")
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn descriptions_are_prose_without_doc_tests() {
+        let doc =
+            "Copies a claim\ninto a header.\n\n```\nlet x = 1;\n\nassert_eq!(x, 1);\n```\nAfter.";
+        assert_eq!(prose(doc), "Copies a claim into a header.\n\nAfter.");
+        let schema = config_schema().to_string();
+        assert!(
+            !schema.contains("```") && !schema.contains("assert"),
+            "{schema}"
+        );
+    }
 
     #[test]
     fn unknown_fields_are_named() {

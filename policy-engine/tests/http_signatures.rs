@@ -932,7 +932,10 @@ decision := {"allow": true, "reasons": ["fail-over"]} if {
             Gate::from_json(&json!({ "keys": { "approov_secret": SECRET } }).to_string()).unwrap();
         let r = Request::new("POST", "/v1/pay").with_header("Approov-Token", tok.as_str());
         assert!(gate_off.check(&r, NOW).allow);
-        assert!(gate_off.config().signature.is_default());
+        assert_eq!(
+            gate_off.config().signature,
+            attestgate_policy::signature::SignatureConfig::default()
+        );
         // Monitor: the denial is reported, not enforced.
         let gate = gate(json!({ "mode": "monitor" }));
         let d = gate.check(&r, NOW);
