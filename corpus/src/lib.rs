@@ -24,6 +24,7 @@
 
 #![warn(missing_docs)]
 
+pub mod fuzzing;
 mod spec;
 mod token;
 

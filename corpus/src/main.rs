@@ -26,8 +26,8 @@ struct Args {
     /// runners with a moving clock); their names go to stderr.
     #[arg(long, value_name = "SECONDS")]
     stable_for: Option<i64>,
-    /// Instead of printing, write fuzzing seeds from the corpus into DIR/{token,config,check}
-    /// (the formats of `fuzz/src/lib.rs`).
+    /// Instead of printing, write fuzzing seeds from the corpus into
+    /// DIR/{token,config,check,signature,route,policy_input} (the formats of `fuzz/src/lib.rs`).
     #[arg(long, value_name = "DIR")]
     fuzz_seeds: Option<PathBuf>,
 }

@@ -120,5 +120,46 @@ pub fn write(materialized: &Materialized, dir: &Path) -> std::io::Result<usize> 
         save(dir, "config", &name, config.as_bytes())?;
         count += 1;
     }
+    count += write_extra(dir, materialized.now)?;
+    Ok(count)
+}
+
+/// Seeds of the targets that decide with `attestgate_corpus::fuzzing`'s gates.
+fn write_extra(dir: &Path, now: i64) -> std::io::Result<usize> {
+    use attestgate_corpus::fuzzing;
+    let mut count = 0;
+    let signed = fuzzing::signature_seeds(now).map_err(std::io::Error::other)?;
+    for (i, request) in signed.iter().enumerate() {
+        save(
+            dir,
+            "signature",
+            &format!("signed-{i}"),
+            &fuzzing::signature_input(request),
+        )?;
+        count += 1;
+    }
+    for (i, line) in fuzzing::ROUTE_SEEDS.iter().enumerate() {
+        save(dir, "route", &format!("path-{i}"), line.as_bytes())?;
+        count += 1;
+    }
+    let claims = [
+        r#"{"exp":1700003600,"did":"d1","att":{"device":{"platform":"android"}}}"#,
+        r#"{"exp":1700003600,"did":"d2","pay":"x","nested":{"a":[1,2.5,{"b":null}]}}"#,
+        r#"{"exp":1700003600}"#,
+    ];
+    let headers = [
+        "",
+        "Authorization: Bearer abc\nX-Trace: 1\nx-trace: 2",
+        "x-device-id: forged",
+    ];
+    for (i, claims) in claims.iter().enumerate() {
+        for (j, lines) in headers.iter().enumerate() {
+            let mut input = claims.as_bytes().to_vec();
+            input.push(0);
+            input.extend_from_slice(lines.as_bytes());
+            save(dir, "policy_input", &format!("claims-{i}-{j}"), &input)?;
+            count += 1;
+        }
+    }
     Ok(count)
 }

@@ -15,8 +15,8 @@
 
 use std::sync::OnceLock;
 
-use attestgate_testkit::SigningKey;
 use attestgate_policy::{Decision, Gate, Reason, Request, Verdict};
+use attestgate_testkit::SigningKey;
 use serde_json::Value;
 
 /// The clock of every decision; the corpus tokens are minted for it.
@@ -290,5 +290,286 @@ pub fn check(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// What the `signature`, `route` and `policy_input` targets decide with
+/// (`attestgate_corpus::fuzzing` holds their configs and input formats, shared with the seeds).
+pub struct Extra {
+    /// Requires install or account request signatures covering method, target and body.
+    pub signature_gate: Gate,
+    /// The token every `signature` request carries.
+    pub signature_token: String,
+    /// Route rules: bypass, monitor, string prefix, method-limited.
+    pub route_gate: Gate,
+    /// A policy that allows exactly when its input is as documented.
+    pub policy_gate: Gate,
+}
+
+impl std::fmt::Debug for Extra {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extra").finish_non_exhaustive()
+    }
+}
+
+fn build_extra() -> Result<Extra, String> {
+    use attestgate_corpus::fuzzing;
+    let gate = |config: String| Gate::from_json(&config).map_err(|e| e.to_string());
+    Ok(Extra {
+        signature_gate: gate(fuzzing::signature_gate_config())?,
+        signature_token: fuzzing::signature_token(NOW)?,
+        route_gate: gate(fuzzing::route_gate_config())?,
+        policy_gate: gate(fuzzing::policy_gate_config())?,
+    })
+}
+
+/// The extra gates, built once.
+pub fn extra() -> &'static Extra {
+    static EXTRA: OnceLock<Extra> = OnceLock::new();
+    EXTRA.get_or_init(|| match build_extra() {
+        Ok(extra) => extra,
+        Err(err) => {
+            eprintln!("attestgate-fuzz: cannot build the extra gates: {err}");
+            std::process::abort();
+        }
+    })
+}
+
+/// The `signature` target: request-signature parsing (`Signature-Input`, `Signature`,
+/// `Content-Digest`) and verification. A request the gate allows was signed as it is: the same
+/// request with its body, path or method changed must be refused.
+pub fn signature(data: &[u8]) {
+    let extra = extra();
+    let request = attestgate_corpus::fuzzing::signature_request(data, &extra.signature_token);
+    // The digest parser alone, on whatever the input holds.
+    if let Some(digest) = request.header_values("content-digest").next() {
+        let _ = attestgate_policy::signature::check_content_digest(
+            digest,
+            request.body.as_deref().unwrap_or_default(),
+        );
+    }
+    let decision = extra.signature_gate.check(&request, NOW);
+    check_decision(&decision);
+    if !decision.allow {
+        return;
+    }
+    let mut tampered = Vec::new();
+    let mut body = request.body.clone().unwrap_or_default();
+    body.push(b'x');
+    tampered.push(("body", {
+        let mut r = request.clone();
+        r.body = Some(body);
+        r
+    }));
+    tampered.push(("path", {
+        let mut r = request.clone();
+        r.path = format!("{}x", r.path);
+        r
+    }));
+    tampered.push(("method", {
+        let mut r = request.clone();
+        r.method = if r.method == "POST" {
+            "PUT".into()
+        } else {
+            "POST".into()
+        };
+        r
+    }));
+    for (what, changed) in tampered {
+        let again = extra.signature_gate.check(&changed, NOW);
+        if again.allow {
+            violated(
+                &format!("a signed request with its {what} changed is allowed"),
+                &again,
+            );
+        }
+    }
+}
+
+/// The rule an independent reading of `path` falls under: first match wins, as the gate
+/// documents it (exact `path`; `path_prefix` on segment boundaries unless `string`; methods).
+fn oracle_rule(gate: &Gate, method: &str, path: &str) -> Option<String> {
+    for (index, rule) in gate.config().rules.iter().enumerate() {
+        if !rule.methods.is_empty() && !rule.methods.iter().any(|m| m.eq_ignore_ascii_case(method))
+        {
+            continue;
+        }
+        let hit = match (&rule.path, &rule.path_prefix) {
+            (Some(exact), _) => path == exact,
+            (None, Some(prefix)) => match path.strip_prefix(prefix.as_str()) {
+                None => false,
+                Some(rest) => {
+                    rule.prefix_match == attestgate_policy::PrefixMatch::String
+                        || rest.is_empty()
+                        || rest.starts_with('/')
+                        || prefix.ends_with('/')
+                }
+            },
+            (None, None) => true,
+        };
+        if hit {
+            return Some(
+                rule.name
+                    .clone()
+                    .unwrap_or_else(|| format!("rules[{index}]")),
+            );
+        }
+    }
+    None
+}
+
+/// The `route` target: `METHOD PATH` on hostile paths, without a token. Every reading of the
+/// path an upstream might take ([`Request::path_readings`]) falls under one rule, and the
+/// decision is that rule's; readings under different rules are refused as `path_ambiguous`.
+/// Without a token, only a bypass or monitor rule lets a request through.
+pub fn route(data: &[u8]) {
+    let gate = &extra().route_gate;
+    let text = String::from_utf8_lossy(data);
+    let (method, path) = text.split_once(' ').unwrap_or(("GET", &text));
+    if path.is_empty() || !path.starts_with('/') {
+        return;
+    }
+    let request = Request::new(method, path).with_host("api.example.com");
+    let decision = gate.check(&request, NOW);
+    check_decision(&decision);
+    let readings = request.path_readings();
+    let rules: std::collections::BTreeSet<Option<String>> = readings
+        .iter()
+        .map(|reading| oracle_rule(gate, method, reading))
+        .collect();
+    if decision.reason == Reason::PathAmbiguous {
+        if rules.len() < 2 {
+            violated(
+                "path_ambiguous, yet every reading falls under one rule",
+                &decision,
+            );
+        }
+        return;
+    }
+    if rules.len() > 1 {
+        violated(
+            "readings under different rules, and not refused as ambiguous",
+            &decision,
+        );
+    }
+    if let Some(expected) = rules.into_iter().next() {
+        if decision.rule != expected {
+            violated(
+                "the decision's rule is not the one every reading falls under",
+                &decision,
+            );
+        }
+    }
+    if decision.allow
+        && !matches!(
+            decision.mode,
+            attestgate_policy::Mode::Bypass | attestgate_policy::Mode::Monitor
+        )
+    {
+        violated(
+            "a request without a token allowed outside bypass and monitor",
+            &decision,
+        );
+    }
+}
+
+/// The `policy_input` target: `claims JSON \0 header lines`. The claims are signed as they
+/// are (HS256), so they reach the policy whenever the strict reader takes them. The input
+/// document must hold exactly the verified claims and the request's headers (lower-case,
+/// repeated ones joined, the token left out); the policy then always allows, and `explain`
+/// decides as `check` does.
+pub fn policy_input(data: &[u8]) {
+    use attestgate_corpus::fuzzing::TOKEN_SECRET;
+    static KEY: OnceLock<Option<SigningKey>> = OnceLock::new();
+    let Some(key) = KEY.get_or_init(|| SigningKey::hs256_from_base64_secret(TOKEN_SECRET).ok())
+    else {
+        std::process::abort()
+    };
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (claims, rest) = data.split_at(split);
+    let token = key.sign_parts(br#"{"alg":"HS256","typ":"JWT"}"#, claims);
+    let mut request = Request::new("GET", "/v1/shapes")
+        .with_host("api.example.com")
+        .with_header("approov-token", token.as_str());
+    let lines = String::from_utf8_lossy(rest.get(1..).unwrap_or_default()).into_owned();
+    for line in lines.split('\n') {
+        if let Some((name, value)) = line.split_once(':') {
+            if attestgate_policy::Request::new("GET", "/")
+                .with_header(name, value)
+                .headers
+                .len()
+                == 1
+            {
+                request = request.with_header(name.trim(), value.trim());
+            }
+        }
+    }
+    let gate = &extra().policy_gate;
+    let decision = gate.check(&request, NOW);
+    check_decision(&decision);
+    let explanation = gate.explain(&request, NOW);
+    if explanation.decision != decision {
+        violated(
+            "explain decides otherwise than check",
+            &explanation.decision,
+        );
+    }
+    if decision.reason == Reason::PolicyDenied || decision.reason == Reason::PolicyError {
+        violated("the policy saw an input not as documented", &decision);
+    }
+    let Some(input) = explanation.policy_input else {
+        return;
+    };
+    let signed: Value = match serde_json::from_slice(claims) {
+        Ok(value) => value,
+        Err(_) => violated("the policy ran on claims serde_json refuses", &decision),
+    };
+    if !input
+        .pointer("/token/claims")
+        .is_some_and(|claims| same_json(claims, &signed))
+    {
+        violated(
+            "the policy input's claims are not the signed ones",
+            &decision,
+        );
+    }
+    let mut expected = serde_json::Map::new();
+    for (name, value) in &request.headers {
+        if name.eq_ignore_ascii_case("approov-token") {
+            continue;
+        }
+        let name = name.to_ascii_lowercase();
+        match expected.get_mut(&name) {
+            Some(Value::String(joined)) => {
+                joined.push(',');
+                joined.push_str(value);
+            }
+            _ => {
+                expected.insert(name, Value::String(value.clone()));
+            }
+        }
+    }
+    if input.pointer("/request/headers") != Some(&Value::Object(expected)) {
+        violated(
+            "the policy input's headers are not the request's",
+            &decision,
+        );
+    }
+}
+
+/// JSON equality with numbers compared by value: `1e2` and `100` are one number to Rego, and
+/// the strict reader may keep either form.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
     }
 }

@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target `route`: see `fuzz/src/lib.rs` for the input format and the invariants.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| attestgate_fuzz::route(data));
