@@ -465,18 +465,11 @@ impl KeySet {
         if keys.is_empty() && config.remote.is_none() {
             return Err(ConfigError::NoKeys);
         }
-        for (i, key) in keys.iter().enumerate() {
-            let Some(kid) = key.kid() else { continue };
-            if keys
-                .iter()
-                .skip(i + 1)
-                .any(|other| other.kid() == Some(kid))
-            {
-                return Err(ConfigError::Key {
-                    key: format!("kid `{kid}`"),
-                    message: "two keys share this kid".into(),
-                });
-            }
+        if let Some(kid) = shared_kid(&keys) {
+            return Err(ConfigError::Key {
+                key: format!("kid `{kid}`"),
+                message: "two keys share this kid".into(),
+            });
         }
         Ok(KeySet { keys })
     }
@@ -528,18 +521,22 @@ impl KeySet {
                 }
             ));
         }
-        for (i, key) in keys.iter().enumerate() {
-            let Some(kid) = key.kid() else { continue };
-            if keys
-                .iter()
-                .skip(i + 1)
-                .any(|other| other.kid() == Some(kid))
-            {
-                return Err(format!("JWKS has two keys with kid `{kid}`"));
-            }
+        if let Some(kid) = shared_kid(&keys) {
+            return Err(format!("JWKS has two keys with kid `{kid}`"));
         }
         Ok((KeySet { keys }, skipped))
     }
+}
+
+/// A `kid` two keys share: a token naming it would have two candidate keys.
+fn shared_kid(keys: &[Key]) -> Option<&str> {
+    keys.iter().enumerate().find_map(|(i, key)| {
+        let kid = key.kid()?;
+        keys.iter()
+            .skip(i + 1)
+            .any(|other| other.kid() == Some(kid))
+            .then_some(kid)
+    })
 }
 
 #[cfg(test)]
