@@ -268,7 +268,12 @@ impl RootContext for AttestRoot {
                 true
             }
             Err(err) => {
-                log(LogLevel::Critical, &err);
+                let line = if config_id.is_empty() {
+                    err.clone()
+                } else {
+                    format!("{err} (config {config_id})")
+                };
+                log(LogLevel::Critical, &line);
                 if HostKind::at_root() == HostKind::Envoy {
                     // Fail closed: Envoy refuses the config and keeps serving the last good one.
                     return false;
@@ -505,7 +510,7 @@ impl AttestHttp {
     fn report_host_refusal(&self, reason: Reason) {
         self.count_denial(reason);
         log(
-            LogLevel::Info,
+            LogLevel::Debug,
             &format!("deny {} reason={reason}", reason.default_status()),
         );
     }
@@ -610,7 +615,7 @@ impl AttestHttp {
             if let Some(detail) = &decision.detail {
                 line.push_str(&format!(" detail={detail}"));
             }
-            log(LogLevel::Info, &line);
+            log(LogLevel::Debug, &line);
         }
     }
 }
