@@ -14,6 +14,11 @@
 #   jwt_authn_es256_metadata  the same with payload_in_metadata (what hybrid mode needs of it)
 #   hybrid_es256         jwt_authn ES256 (payload in metadata), then attestgate in hybrid mode
 #   attestgate_es256     the filter verifying ES256 itself, fresh tokens
+#   attestgate_unique    fresh HS256 tokens, each of a never-seen device with its own
+#                        measurement claims: nothing cached helps (binding + Rego every request)
+#   jwt_authn_fleet      jwt_authn HS256 with a cache holding the whole fleet: 10,000 devices,
+#                        each reusing its token, requests Zipf-distributed over them
+#   attestgate_fleet     attestgate on the same fleet traffic
 #
 # Every setup is the topology of envoy-examples/envoy.yaml.in: a gated listener (the filters
 # under test, then the router) -> cluster -> an upstream listener in the same Envoy answering a
@@ -104,6 +109,11 @@ mint_tokens() { # kind
   case $1 in
     hs_one) timeout --foreground 60 "$cli" mint --secret "$(cat "$work/secret.txt")" --claims "$work/claims.json" \
               --exp-in $ttl >"$file" ;;
+    fleet) python3 scripts/bench/gen.py tokens fleet "$work" 0 ;;
+    unique_pool)
+      count=$(( $(pool_size) + 1 ))
+      echo "bench: minting $count tokens of never-seen devices"
+      python3 scripts/bench/gen.py tokens unique_pool "$work" "$count" ;;
     hs_pool|es_pool)
       # One more than the pool: the first token goes to the checked request before the load.
       count=$(( $(pool_size) + 1 ))
@@ -151,7 +161,7 @@ stats() {
 }
 
 run_wrk() { # phase seconds start
-  BENCH_TOKENS=$tokens BENCH_FRESH=$fresh BENCH_START=$3 BENCH_RESULT=$dir/$1.json \
+  BENCH_TOKENS=$tokens BENCH_FRESH=$fresh BENCH_ZIPF=$zipf BENCH_START=$3 BENCH_RESULT=$dir/$1.json \
     timeout --foreground $(($2 + 30)) wrk "${wrk_args[@]}" -d "${2}s" "http://127.0.0.1:$gated/v1/shapes" \
     >"$dir/$1.out" 2>&1 || { cat "$dir/$1.out" >&2; echo "bench: $setup: wrk failed" >&2; exit 1; }
 }
@@ -164,6 +174,7 @@ run_setup() { # setup
   mint_tokens "$kind"
   tokens=$work/tokens/$kind.txt
   fresh=0; [[ $kind == *_pool ]] && fresh=1
+  zipf=0; [[ $kind == fleet ]] && zipf=1
 
   "$envoy" -c "$dir/envoy.json" --concurrency 1 --disable-hot-restart --log-level warn \
     >"$dir/envoy.log" 2>&1 &

@@ -11,7 +11,14 @@
                                                             the payload jwt_authn put in metadata
     gen.py envoy SETUP WORK WASM        writes WORK/SETUP/envoy.json and prints
                                         "<gated port> <admin port> <token kind>"; the token kind
-                                        names WORK/tokens/<kind>.txt (hs_one, hs_pool or es_pool)
+                                        names WORK/tokens/<kind>.txt (hs_one, hs_pool, es_pool,
+                                        unique_pool or fleet)
+    gen.py tokens KIND WORK COUNT       mints WORK/tokens/KIND.txt, HS256 under the config's secret:
+                                          unique_pool  COUNT tokens, each a device never seen
+                                                       before, with its own measurement claims
+                                          fleet        FLEET_DEVICES tokens, one per device, each
+                                                       with its own claims (wrk.lua picks them
+                                                       Zipf-distributed, BENCH_ZIPF=1)
 
 Every setup has the topology of envoy-examples/envoy.yaml.in: a gated listener (the filters
 under test, then the router) -> cluster -> an upstream listener in the same Envoy that answers
@@ -21,10 +28,12 @@ with a small direct_response 200. Ports are free ones picked now, all on 127.0.0
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import socket
 import sys
+import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GOOD_CLAIMS = os.path.join(ROOT, "envoy-examples/quickstart/claims/good.json")
@@ -41,7 +50,54 @@ ROUTER = {"name": "envoy.filters.http.router", "typed_config": {
     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}
 
 
-def jwt_authn(alg, cached=False, metadata=False):
+# The fleet: devices, each reusing its one token for its lifetime.
+FLEET_DEVICES = 10_000
+TOKEN_TTL = 3600
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint_hs256(secret, claims):
+    """An HS256 JWT, as the attestation service signs it (RFC 7515 compact form)."""
+    header = b64url(b'{"alg":"HS256","typ":"JWT"}')
+    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{header}.{payload}".encode()
+    return f"{header}.{payload}.{b64url(hmac.new(secret, signing_input, hashlib.sha256).digest())}"
+
+
+def device_claims(base, n, exp):
+    """The bench claims for device n: its own id and its own measurements, as real fleets
+    report them (OS version, patch level, app version, risk score), all inside what the
+    default policy allows, so every request is allowed and none repeats another's Rego input."""
+    claims = json.loads(json.dumps(base))
+    claims["did"] = f"fleet-device-{n:06d}"
+    claims["exp"] = exp
+    att = claims["att"]
+    att["app"]["version"] = f"2.{4 + n % 20}.{n % 97}"
+    att["device"]["os_version"] = str(11 + n % 5)
+    att["device"]["patch_level"] = f"{2023 + n % 3}-{1 + n % 12:02d}-05"
+    att["risk"]["score"] = n % 61
+    return claims
+
+
+def tokens(kind, count):
+    with open(os.path.join(WORK, "claims.json")) as f:
+        base = json.load(f)
+    exp = int(time.time()) + TOKEN_TTL
+    count = FLEET_DEVICES if kind == "fleet" else count
+    # Pools of never-seen devices start past the fleet's ids.
+    first = 0 if kind == "fleet" else FLEET_DEVICES
+    secret = raw_secret()
+    path = os.path.join(WORK, "tokens", f"{kind}.txt")
+    with open(path + ".tmp", "w") as f:
+        for n in range(first, first + count):
+            f.write(mint_hs256(secret, device_claims(base, n, exp)) + "\n")
+    os.replace(path + ".tmp", path)
+
+
+def jwt_authn(alg, cached=False, metadata=False, cache_size=1000):
     """Envoy's native JWT filter with one provider, required on every path."""
     provider = {
         "local_jwks": {"inline_string": json.dumps({"keys": [jwk(alg)]})},
@@ -49,7 +105,7 @@ def jwt_authn(alg, cached=False, metadata=False):
         "forward": True,
     }
     if cached:
-        provider["jwt_cache_config"] = {"jwt_cache_size": 1000}
+        provider["jwt_cache_config"] = {"jwt_cache_size": cache_size}
     if metadata:
         provider["payload_in_metadata"] = PAYLOAD_METADATA
     return {"name": "envoy.filters.http.jwt_authn", "typed_config": {
@@ -109,6 +165,12 @@ SETUPS = {
     "jwt_authn_es256_metadata": (lambda: [jwt_authn("ES256", metadata=True)], "es_pool"),
     "hybrid_es256": (lambda: [jwt_authn("ES256", metadata=True), attestgate("gate-hybrid.json")], "es_pool"),
     "attestgate_es256": (lambda: [attestgate("gate-es256.json")], "es_pool"),
+    # A never-seen attestation every request: its own device, its own measurement claims.
+    "attestgate_unique": (lambda: [attestgate("gate.json")], "unique_pool"),
+    # The fleet: 10,000 devices, requests Zipf-distributed over them, each device's token
+    # reused; jwt_authn with a cache that holds the whole fleet, against attestgate.
+    "jwt_authn_fleet": (lambda: [jwt_authn("HS256", cached=True, cache_size=FLEET_DEVICES)], "fleet"),
+    "attestgate_fleet": (lambda: [attestgate("gate.json")], "fleet"),
 }
 
 
@@ -222,6 +284,9 @@ def main():
     elif command == "prepare" and len(sys.argv) == 3:
         WORK = sys.argv[2]
         prepare()
+    elif command == "tokens" and len(sys.argv) == 5 and sys.argv[2] in ("unique_pool", "fleet"):
+        WORK = sys.argv[3]
+        tokens(sys.argv[2], int(sys.argv[4]))
     elif command == "envoy" and len(sys.argv) == 5 and sys.argv[2] in SETUPS:
         WORK, WASM = sys.argv[3], os.path.abspath(sys.argv[4])
         envoy(sys.argv[2])

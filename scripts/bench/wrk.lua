@@ -6,6 +6,9 @@
 --   BENCH_FRESH   1: a fresh token per request, taken in order from line BENCH_START + 1 on
 --                 (so the measured run goes on where the warm-up stopped and no token repeats);
 --                 otherwise the first line, repeated (wrk's static request: no Lua per request)
+--   BENCH_ZIPF    1: the file is a fleet, one token per device; each request picks a device
+--                 Zipf-distributed (exponent 1, fixed seed), so popular devices repeat and
+--                 the long tail does not
 --   BENCH_START   lines already used (default 0)
 --   BENCH_RESULT  where done() writes its JSON summary
 --
@@ -13,6 +16,7 @@
 -- client. The script checks statuses from wrk's count of answers >= 400 and Envoy's stats.
 
 local fresh = os.getenv("BENCH_FRESH") == "1"
+local zipf = os.getenv("BENCH_ZIPF") == "1"
 local start = tonumber(os.getenv("BENCH_START") or "0")
 local worker = nil
 
@@ -36,11 +40,20 @@ function init(args)
   wrk.method = "GET"
   wrk.path = "/v1/shapes"
   wrk.headers["authorization"] = "Bearer bench-user"
-  if not fresh then
+  if not fresh and not zipf then
     wrk.headers["approov-token"] = read_tokens(1)[1]
     return
   end
   tokens = read_tokens()
+  if zipf then
+    -- The cumulative Zipf weights 1/k over the devices; a request bisects it.
+    cdf, total = {}, 0
+    for k = 1, #tokens do
+      total = total + 1 / k
+      cdf[k] = total
+    end
+    math.randomseed(20261201)
+  end
   pool_size = #tokens
   sent = start
   -- The request with a marker where the token goes, split once: each request is then two
@@ -51,7 +64,17 @@ function init(args)
   prefix, suffix = template:sub(1, from - 1), template:sub(to + 1)
 end
 
-if fresh then
+if zipf then
+  function request()
+    sent = sent + 1
+    local u, lo, hi = math.random() * total, 1, #tokens
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if cdf[mid] < u then lo = mid + 1 else hi = mid end
+    end
+    return prefix .. tokens[lo] .. suffix
+  end
+elseif fresh then
   function request()
     sent = sent + 1
     -- Past the end of the pool tokens would repeat; done() reports it and the script fails.
@@ -64,11 +87,11 @@ function done(summary, latency, requests)
   local out = string.format(
     '{"requests": %d, "duration_us": %d, "errors": {"connect": %d, "read": %d, "write": %d, ' ..
     '"timeout": %d, "status": %d}, "latency_us": {"mean": %.1f, "p50": %d, "p90": %d, "p99": %d, ' ..
-    '"max": %d}, "fresh": %s, "start": %d, "sent": %d, "pool": %d}\n',
+    '"max": %d}, "fresh": %s, "zipf": %s, "start": %d, "sent": %d, "pool": %d}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.timeout, e.status,
     latency.mean, latency:percentile(50), latency:percentile(90), latency:percentile(99),
-    latency.max, fresh and "true" or "false", start,
-    fresh and worker:get("sent") or 0, fresh and worker:get("pool_size") or 0)
+    latency.max, fresh and "true" or "false", zipf and "true" or "false", start,
+    (fresh or zipf) and worker:get("sent") or 0, (fresh or zipf) and worker:get("pool_size") or 0)
   local file = assert(io.open(os.getenv("BENCH_RESULT"), "w"))
   file:write(out)
   file:close()
