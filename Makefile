@@ -23,7 +23,7 @@ ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
 .PHONY: js playground playground-files js-test doc-coverage
-.PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke
+.PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
 .PHONY: soak soak-smoke
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
@@ -199,6 +199,12 @@ soak-smoke: cli filter envoy
 ## in wasm with its size and config load, and real Envoy under wrk in each setup
 ## (scripts/bench-gateway.sh). About 10 minutes; run it on an otherwise idle machine.
 bench: bench-core bench-wasm bench-gateway
+	$(MAKE) -s bench-targets
+
+## bench-targets: issue #17's targets, each with its figure and PASS/MISS, from what the last
+## bench run left in build/bench/
+bench-targets:
+	python3 scripts/bench/targets.py $(BUILD_DIR)/bench $(FILTER_WASM)
 
 bench-core:
 	@mkdir -p $(BUILD_DIR)/bench
