@@ -60,21 +60,20 @@ default _settings := {}
 _settings := _obj(data.device_trust)
 
 # null counts as absent so `key: ~` in YAML config means "use the default".
-_setting(key, dflt) := v if {
-	v := object.get(_settings, key, null)
-	v != null
-} else := dflt
+# The settings given (not null) are gathered once per evaluation; the rules
+# below read them with object.get(_given, key, default).
+_given := {key: v | some key, v in _settings; v != null}
 
-_allowed(key) if _setting(key, false) == true
+_setting(key, dflt) := object.get(_given, key, dflt)
 
 # List settings restrict every platform, or only the platforms named when the
 # setting is an object (app ids and signers usually differ between stores).
 # Undefined when the setting imposes no restriction on this token's platform.
 _restriction(key) := s if {
-	s := _list(_setting(key, []))
+	s := _list(object.get(_given, key, []))
 	count(s) > 0
 } else := s if {
-	o := _setting(key, [])
+	o := object.get(_given, key, [])
 	is_object(o)
 	s := _list(object.get(o, _platform, []))
 	count(s) > 0
@@ -93,26 +92,28 @@ _vstr(x) := x if {
 	is_number(x)
 }
 
-# Leading digits of a component ("3-beta" -> 3, no digits -> 0). Zeros are
-# stripped first because to_number parses JSON, which rejects "08".
-_int(s) := to_number(d) if {
-	d := trim_left(regex.replace(s, `(?s)[^0-9].*`, ""), "0")
-	d != ""
+# Leading digits of a component ("3-beta" -> 3, no digits -> 0): trim_left
+# drops the leading digits, so trimming what is left off the end keeps them.
+# Zeros are stripped first because to_number parses JSON, which rejects "08";
+# nothing left (no digits, or only zeros) reads as "0".
+_int(s) := to_number(object.get({"": "0"}, d, d)) if {
+	d := trim_left(trim_suffix(s, trim_left(s, "0123456789")), "0")
 } else := 0
 
-_parts(v) := [_int(p) | some p in split(v, ".")]
+# _int of every component, inline: a function call per component costs more
+# than the component's work.
+_parts(v) := [to_number(object.get({"": "0"}, d, d)) |
+	some p in split(v, ".")
+	d := trim_left(trim_suffix(p, trim_left(p, "0123456789")), "0")
+]
 
-_part(parts, i) := parts[i] if {
-	i < count(parts)
-} else := 0
-
+# Both sides padded with zeros to the same length, then compared as arrays:
+# arrays of one length order at their first differing component.
 _version_lt(have, want) if {
 	h := _parts(have)
 	w := _parts(want)
 	n := max([count(h), count(w)])
-	diffs := [i | some i in numbers.range(0, n - 1); _part(h, i) != _part(w, i)]
-	count(diffs) > 0
-	_part(h, diffs[0]) < _part(w, diffs[0])
+	array.slice(array.concat(h, [0 | some _ in w]), 0, n) < array.slice(array.concat(w, [0 | some _ in h]), 0, n)
 }
 
 # Undefined (=> deny) when the reported version is missing or not a string/number.
@@ -152,13 +153,13 @@ _findings contains "installer_not_allowed" if {
 }
 
 _findings contains "app_version_too_old" if {
-	want := _setting("min_app_version", "")
+	want := object.get(_given, "min_app_version", "")
 	want != ""
 	not _version_at_least(object.get(_app, "version", null), want)
 }
 
 _findings contains "os_version_too_old" if {
-	want := object.get(_obj(_setting("min_os_version", {})), _platform, "")
+	want := object.get(_obj(object.get(_given, "min_os_version", {})), _platform, "")
 	want != ""
 	not _version_at_least(object.get(_device, "os_version", null), want)
 }
@@ -166,21 +167,28 @@ _findings contains "os_version_too_old" if {
 # Zero-padded ISO dates order correctly as strings; anything else fails closed.
 _findings contains "patch_level_too_old" if {
 	_platform == "android"
-	want := _setting("min_patch_level", "")
+	want := object.get(_given, "min_patch_level", "")
 	want != ""
 	not _patch_at_least(object.get(_device, "patch_level", null), want)
 }
 
+# YYYY-MM-DD, ASCII digits only (what `^[0-9]{4}-[0-9]{2}-[0-9]{2}$` matches),
+# checked without compiling a regex: three dash-separated fields of 4, 2 and 2
+# characters, each all digits.
 _patch_at_least(have, want) if {
 	is_string(have)
-	regex.match(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`, have)
+	[y, m, d] := split(have, "-")
+	count(y) == 4
+	count(m) == 2
+	count(d) == 2
+	trim_left(concat("", [y, m, d]), "0123456789") == ""
 	have >= want
 }
 
 _findings contains "integrity_not_met" if {
 	_platform == "android"
 	have := _list(object.get(_device, "integrity", []))
-	some required in _list(_setting("required_integrity", ["MEETS_DEVICE_INTEGRITY"]))
+	some required in _list(object.get(_given, "required_integrity", ["MEETS_DEVICE_INTEGRITY"]))
 	not required in have
 }
 
@@ -196,21 +204,26 @@ _flag_checks := {
 	"app_tampered": ["runtime", "app_tampered", ""],
 }
 
+# The claim sections, normalised once.
+_sections := {"device": _device, "app": _app, "runtime": _runtime}
+
+_runtime := _obj(object.get(_att, "runtime", {}))
+
 _findings contains reason if {
 	some reason, check in _flag_checks
-	_flag(_obj(object.get(_att, check[0], {})), check[1])
-	not _allowed(check[2])
+	_flag(_sections[check[0]], check[1])
+	object.get(_given, check[2], false) != true
 }
 
-_hooks := _list(object.get(_obj(object.get(_att, "runtime", {})), "hooks", []))
+_hooks := _list(object.get(_runtime, "hooks", []))
 
 _findings contains "hooking_detected" if {
-	_setting("denied_hooks", null) == null
+	object.get(_given, "denied_hooks", null) == null
 	count(_hooks) > 0
 }
 
 _findings contains "hooking_detected" if {
-	denied := {_lower(h) | some h in _list(_setting("denied_hooks", []))}
+	denied := {_lower(h) | some h in _list(object.get(_given, "denied_hooks", []))}
 	some h in _hooks
 	_lower(h) in denied
 }
@@ -224,7 +237,7 @@ _findings contains "risk_score_too_high" if {
 
 _risk_ok(score) if {
 	is_number(score)
-	limit := _setting("max_risk_score", 70)
+	limit := object.get(_given, "max_risk_score", 70)
 	is_number(limit)
 	score <= limit
 }

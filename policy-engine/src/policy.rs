@@ -158,10 +158,83 @@ impl Policy {
             .compiled
             .get(entrypoint)
             .ok_or_else(|| format!("entrypoint `{entrypoint}` was not compiled"))?;
+        // Only what the policy can read is converted: the default policy reads
+        // `input.token.claims.att` alone, a fraction of the document.
+        let input = match self.read_paths() {
+            Some(paths) => take_reads(input, paths),
+            None => input,
+        };
         let value = policy
-            .eval_with_input(Value::from(input))
+            .eval_with_input(to_rego(input))
             .map_err(|err| format!("{err:#}"))?;
         interpret(entrypoint, &value)
+    }
+}
+
+/// The parts of `input` at `paths` (those the policy reads, see the `reads` module), moved
+/// into a document of their own: along each path the object members leading to it, and the
+/// value where the path ends or runs into something that is not an object. The policy sees
+/// the same values at every path it can read, so it decides the same (the policy memo keys on
+/// exactly these parts, `InputReads::key`).
+fn take_reads(input: serde_json::Value, paths: &[Vec<String>]) -> serde_json::Value {
+    let serde_json::Value::Object(mut from) = input else {
+        return input;
+    };
+    let mut to = serde_json::Map::new();
+    for path in paths {
+        move_path(&mut from, &mut to, path);
+    }
+    serde_json::Value::Object(to)
+}
+
+fn move_path(
+    from: &mut serde_json::Map<String, serde_json::Value>,
+    to: &mut serde_json::Map<String, serde_json::Value>,
+    path: &[String],
+) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    match from.get_mut(first) {
+        Some(serde_json::Value::Object(inner)) if !rest.is_empty() => {
+            if let serde_json::Value::Object(into) = to
+                .entry(first.clone())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+            {
+                move_path(inner, into, rest);
+            }
+        }
+        Some(_) => {
+            if let Some(value) = from.remove(first) {
+                to.insert(first.clone(), value);
+            }
+        }
+        None => {}
+    }
+}
+
+/// `Value::from(serde_json::Value)` without going through serde's `Deserializer` (which costs
+/// several times as much): the same values, numbers as regorus' visitor reads them (`u64`,
+/// then `i64`, else the float path of `Value::from`).
+fn to_rego(value: serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::String(s) => Value::from(s),
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Value::from(u),
+            (None, Some(i)) => Value::from(i),
+            (None, None) => Value::from(serde_json::Value::Number(n)),
+        },
+        serde_json::Value::Array(items) => {
+            Value::from(items.into_iter().map(to_rego).collect::<Vec<_>>())
+        }
+        serde_json::Value::Object(map) if map.is_empty() => Value::new_object(),
+        serde_json::Value::Object(map) => Value::from(
+            map.into_iter()
+                .map(|(k, v)| (Value::from(k), to_rego(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
     }
 }
 
@@ -348,6 +421,57 @@ mod tests {
         let err = run_rego_tests(&[("t.rego".into(), format!("package t\nx := {}", nest(30)))])
             .unwrap_err();
         assert!(err.to_string().contains("t.rego"), "{err}");
+    }
+
+    #[test]
+    fn inputs_convert_as_regorus_reads_json() {
+        let input = serde_json::json!({
+            "a": [1, -2, 3.5, 18446744073709551615_u64, null, true, "s", {}, []],
+            "b": {"c": {"d": 1e300}, "": -9223372036854775808_i64},
+        });
+        assert_eq!(to_rego(input.clone()), Value::from(input));
+    }
+
+    #[test]
+    fn only_the_read_parts_of_input_are_kept() {
+        let input = serde_json::json!({
+            "token": {"claims": {"att": {"x": 1}, "jti": "1"}, "header": {}},
+            "now": 5,
+            "rule": "r",
+            "other": {"deep": {}},
+        });
+        let paths = |p: &[&[&str]]| -> Vec<Vec<String>> {
+            p.iter()
+                .map(|p| p.iter().map(|s| s.to_string()).collect())
+                .collect()
+        };
+        assert_eq!(
+            take_reads(
+                input.clone(),
+                &paths(&[
+                    &["now"],
+                    &["rule", "x"],
+                    &["token", "claims", "att"],
+                    &["x", "y"]
+                ])
+            ),
+            serde_json::json!({"now": 5, "rule": "r", "token": {"claims": {"att": {"x": 1}}}})
+        );
+        assert_eq!(
+            take_reads(input.clone(), &paths(&[&["other", "deep", "z"]])),
+            serde_json::json!({"other": {"deep": {}}})
+        );
+        assert_eq!(take_reads(input.clone(), &[]), serde_json::json!({}));
+        assert_eq!(
+            take_reads(serde_json::json!(7), &paths(&[&["a"]])),
+            serde_json::json!(7)
+        );
+        // The policy sees the same through the pruned document.
+        let p = policy(
+            "package attestgate\ndecision if object.get(input, [\"token\", \"claims\", \"att\", \"x\"], 0) == 1",
+        )
+        .unwrap();
+        assert!(p.evaluate("data.attestgate.decision", input).unwrap().allow);
     }
 
     #[test]
