@@ -27,9 +27,11 @@ decision := {"allow": count(deny) == 0, "reasons": sort([r | some r in deny])}
 
 # --- inputs, normalised so that a malformed token can never error out --------
 
-_has_att if is_object(object.get(input, ["token", "claims", "att"], null))
+_reported := object.get(input, ["token", "claims", "att"], null)
 
-_att := _obj(object.get(input, ["token", "claims", "att"], null))
+_has_att if is_object(_reported)
+
+_att := _obj(_reported)
 
 _obj(x) := x if {
 	is_object(x)
@@ -49,10 +51,6 @@ _device := _obj(object.get(_att, "device", {}))
 
 _platform := object.get(_device, "platform", null)
 
-# A reported boolean is only "safe" when it is absent or literally false, so a
-# null or a stringly "true" from a sloppy attestation service fails closed.
-_flag(obj, key) if object.get(obj, key, false) != false
-
 # --- settings ----------------------------------------------------------------
 
 default _settings := {}
@@ -69,11 +67,12 @@ _setting(key, dflt) := object.get(_given, key, dflt)
 # List settings restrict every platform, or only the platforms named when the
 # setting is an object (app ids and signers usually differ between stores).
 # Undefined when the setting imposes no restriction on this token's platform.
+# (A setting not given imposes none: both branches stop at `_given[key]`.)
 _restriction(key) := s if {
-	s := _list(object.get(_given, key, []))
+	s := _list(_given[key])
 	count(s) > 0
 } else := s if {
-	o := object.get(_given, key, [])
+	o := _given[key]
 	is_object(o)
 	s := _list(object.get(o, _platform, []))
 	count(s) > 0
@@ -209,9 +208,11 @@ _sections := {"device": _device, "app": _app, "runtime": _runtime}
 
 _runtime := _obj(object.get(_att, "runtime", {}))
 
+# A reported boolean is only "safe" when it is absent or literally false, so a
+# null or a stringly "true" from a sloppy attestation service fails closed.
 _findings contains reason if {
 	some reason, check in _flag_checks
-	_flag(_sections[check[0]], check[1])
+	object.get(_sections[check[0]], check[1], false) != false
 	object.get(_given, check[2], false) != true
 }
 
@@ -223,8 +224,8 @@ _findings contains "hooking_detected" if {
 }
 
 _findings contains "hooking_detected" if {
-	denied := {_lower(h) | some h in _list(object.get(_given, "denied_hooks", []))}
 	some h in _hooks
+	denied := {_lower(d) | some d in _list(object.get(_given, "denied_hooks", []))}
 	_lower(h) in denied
 }
 

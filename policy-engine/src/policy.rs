@@ -304,23 +304,26 @@ impl Regexes {
         Regexes(Arc::new(Mutex::new(LruCache::new(entries))))
     }
 
-    /// The compiled `pattern` as regorus compiles it; `Ok(None)` when it is not a valid regex.
-    fn get(&self, pattern: &str) -> anyhow::Result<Option<Regex>> {
+    /// `with` applied to `pattern` compiled as regorus compiles it; `Ok(None)` when it is not
+    /// a valid regex. The cached regex is used in place: a clone would start without the
+    /// search caches its earlier uses built.
+    fn with<T>(&self, pattern: &str, with: impl FnOnce(&Regex) -> T) -> anyhow::Result<Option<T>> {
         // A poisoned lock only means a panic elsewhere; the cache itself is still consistent.
         let mut cache = self
             .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(regex) = cache.get(pattern) {
-            return Ok(Some(regex.clone()));
+            return Ok(Some(with(regex)));
         }
         match RegexBuilder::new(pattern)
             .size_limit(REGEX_SIZE_LIMIT)
             .build()
         {
             Ok(regex) => {
-                cache.put(pattern.to_owned(), regex.clone());
-                Ok(Some(regex))
+                let result = with(&regex);
+                cache.put(pattern.to_owned(), regex);
+                Ok(Some(result))
             }
             Err(regex::Error::CompiledTooBig(_)) => {
                 Err(anyhow::Error::new(LimitError::RegexSizeLimitExceeded {
@@ -364,8 +367,8 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
             let Some([pattern, value]) = string_args::<2>("regex.match", &args)? else {
                 return Ok(Value::Undefined);
             };
-            match cache.get(pattern)? {
-                Some(regex) => Ok(Value::Bool(regex.is_match(value))),
+            match cache.with(pattern, |regex| regex.is_match(value))? {
+                Some(matched) => Ok(Value::Bool(matched)),
                 None => anyhow::bail!("invalid regex"),
             }
         }),
@@ -377,11 +380,13 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
             let Some([s, pattern, value]) = string_args::<3>("regex.replace", &args)? else {
                 return Ok(Value::Undefined);
             };
-            Ok(match regexes.get(pattern)? {
-                Some(regex) => Value::String(regex.replace_all(s, value).as_ref().into()),
-                // regorus: an invalid pattern makes `regex.replace` undefined, not an error.
-                None => Value::Undefined,
-            })
+            Ok(
+                match regexes.with(pattern, |regex| regex.replace_all(s, value).as_ref().into())? {
+                    Some(replaced) => Value::String(replaced),
+                    // regorus: an invalid pattern makes `regex.replace` undefined, not an error.
+                    None => Value::Undefined,
+                },
+            )
         }),
     )
 }
