@@ -27,9 +27,11 @@ decision := {"allow": count(deny) == 0, "reasons": sort([r | some r in deny])}
 
 # --- inputs, normalised so that a malformed token can never error out --------
 
-_has_att if is_object(object.get(input, ["token", "claims", "att"], null))
+_reported := object.get(input, ["token", "claims", "att"], null)
 
-_att := _obj(object.get(input, ["token", "claims", "att"], null))
+_has_att if is_object(_reported)
+
+_att := _obj(_reported)
 
 _obj(x) := x if {
 	is_object(x)
@@ -49,10 +51,6 @@ _device := _obj(object.get(_att, "device", {}))
 
 _platform := object.get(_device, "platform", null)
 
-# A reported boolean is only "safe" when it is absent or literally false, so a
-# null or a stringly "true" from a sloppy attestation service fails closed.
-_flag(obj, key) if object.get(obj, key, false) != false
-
 # --- settings ----------------------------------------------------------------
 
 default _settings := {}
@@ -60,21 +58,21 @@ default _settings := {}
 _settings := _obj(data.device_trust)
 
 # null counts as absent so `key: ~` in YAML config means "use the default".
-_setting(key, dflt) := v if {
-	v := object.get(_settings, key, null)
-	v != null
-} else := dflt
+# The settings given (not null) are gathered once per evaluation; the rules
+# below read them with object.get(_given, key, default).
+_given := {key: v | some key, v in _settings; v != null}
 
-_allowed(key) if _setting(key, false) == true
+_setting(key, dflt) := object.get(_given, key, dflt)
 
 # List settings restrict every platform, or only the platforms named when the
 # setting is an object (app ids and signers usually differ between stores).
 # Undefined when the setting imposes no restriction on this token's platform.
+# (A setting not given imposes none: both branches stop at `_given[key]`.)
 _restriction(key) := s if {
-	s := _list(_setting(key, []))
+	s := _list(_given[key])
 	count(s) > 0
 } else := s if {
-	o := _setting(key, [])
+	o := _given[key]
 	is_object(o)
 	s := _list(object.get(o, _platform, []))
 	count(s) > 0
@@ -93,26 +91,28 @@ _vstr(x) := x if {
 	is_number(x)
 }
 
-# Leading digits of a component ("3-beta" -> 3, no digits -> 0). Zeros are
-# stripped first because to_number parses JSON, which rejects "08".
-_int(s) := to_number(d) if {
-	d := trim_left(regex.replace(s, `(?s)[^0-9].*`, ""), "0")
-	d != ""
+# Leading digits of a component ("3-beta" -> 3, no digits -> 0): trim_left
+# drops the leading digits, so trimming what is left off the end keeps them.
+# Zeros are stripped first because to_number parses JSON, which rejects "08";
+# nothing left (no digits, or only zeros) reads as "0".
+_int(s) := to_number(object.get({"": "0"}, d, d)) if {
+	d := trim_left(trim_suffix(s, trim_left(s, "0123456789")), "0")
 } else := 0
 
-_parts(v) := [_int(p) | some p in split(v, ".")]
+# _int of every component, inline: a function call per component costs more
+# than the component's work.
+_parts(v) := [to_number(object.get({"": "0"}, d, d)) |
+	some p in split(v, ".")
+	d := trim_left(trim_suffix(p, trim_left(p, "0123456789")), "0")
+]
 
-_part(parts, i) := parts[i] if {
-	i < count(parts)
-} else := 0
-
+# Both sides padded with zeros to the same length, then compared as arrays:
+# arrays of one length order at their first differing component.
 _version_lt(have, want) if {
 	h := _parts(have)
 	w := _parts(want)
 	n := max([count(h), count(w)])
-	diffs := [i | some i in numbers.range(0, n - 1); _part(h, i) != _part(w, i)]
-	count(diffs) > 0
-	_part(h, diffs[0]) < _part(w, diffs[0])
+	array.slice(array.concat(h, [0 | some _ in w]), 0, n) < array.slice(array.concat(w, [0 | some _ in h]), 0, n)
 }
 
 # Undefined (=> deny) when the reported version is missing or not a string/number.
@@ -152,13 +152,13 @@ _findings contains "installer_not_allowed" if {
 }
 
 _findings contains "app_version_too_old" if {
-	want := _setting("min_app_version", "")
+	want := object.get(_given, "min_app_version", "")
 	want != ""
 	not _version_at_least(object.get(_app, "version", null), want)
 }
 
 _findings contains "os_version_too_old" if {
-	want := object.get(_obj(_setting("min_os_version", {})), _platform, "")
+	want := object.get(_obj(object.get(_given, "min_os_version", {})), _platform, "")
 	want != ""
 	not _version_at_least(object.get(_device, "os_version", null), want)
 }
@@ -166,21 +166,28 @@ _findings contains "os_version_too_old" if {
 # Zero-padded ISO dates order correctly as strings; anything else fails closed.
 _findings contains "patch_level_too_old" if {
 	_platform == "android"
-	want := _setting("min_patch_level", "")
+	want := object.get(_given, "min_patch_level", "")
 	want != ""
 	not _patch_at_least(object.get(_device, "patch_level", null), want)
 }
 
+# YYYY-MM-DD, ASCII digits only (what `^[0-9]{4}-[0-9]{2}-[0-9]{2}$` matches),
+# checked without compiling a regex: three dash-separated fields of 4, 2 and 2
+# characters, each all digits.
 _patch_at_least(have, want) if {
 	is_string(have)
-	regex.match(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`, have)
+	[y, m, d] := split(have, "-")
+	count(y) == 4
+	count(m) == 2
+	count(d) == 2
+	trim_left(concat("", [y, m, d]), "0123456789") == ""
 	have >= want
 }
 
 _findings contains "integrity_not_met" if {
 	_platform == "android"
 	have := _list(object.get(_device, "integrity", []))
-	some required in _list(_setting("required_integrity", ["MEETS_DEVICE_INTEGRITY"]))
+	some required in _list(object.get(_given, "required_integrity", ["MEETS_DEVICE_INTEGRITY"]))
 	not required in have
 }
 
@@ -196,22 +203,29 @@ _flag_checks := {
 	"app_tampered": ["runtime", "app_tampered", ""],
 }
 
+# The claim sections, normalised once.
+_sections := {"device": _device, "app": _app, "runtime": _runtime}
+
+_runtime := _obj(object.get(_att, "runtime", {}))
+
+# A reported boolean is only "safe" when it is absent or literally false, so a
+# null or a stringly "true" from a sloppy attestation service fails closed.
 _findings contains reason if {
 	some reason, check in _flag_checks
-	_flag(_obj(object.get(_att, check[0], {})), check[1])
-	not _allowed(check[2])
+	object.get(_sections[check[0]], check[1], false) != false
+	object.get(_given, check[2], false) != true
 }
 
-_hooks := _list(object.get(_obj(object.get(_att, "runtime", {})), "hooks", []))
+_hooks := _list(object.get(_runtime, "hooks", []))
 
 _findings contains "hooking_detected" if {
-	_setting("denied_hooks", null) == null
+	object.get(_given, "denied_hooks", null) == null
 	count(_hooks) > 0
 }
 
 _findings contains "hooking_detected" if {
-	denied := {_lower(h) | some h in _list(_setting("denied_hooks", []))}
 	some h in _hooks
+	denied := {_lower(d) | some d in _list(object.get(_given, "denied_hooks", []))}
 	_lower(h) in denied
 }
 
@@ -224,7 +238,7 @@ _findings contains "risk_score_too_high" if {
 
 _risk_ok(score) if {
 	is_number(score)
-	limit := _setting("max_risk_score", 70)
+	limit := object.get(_given, "max_risk_score", 70)
 	is_number(limit)
 	score <= limit
 }

@@ -4,8 +4,12 @@
 //! input document and evaluates the compiled policy.
 
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 
-use regorus::{compile_policy_with_entrypoint, CompiledPolicy, PolicyModule, Value};
+use lru::LruCache;
+use regex::{Regex, RegexBuilder};
+use regorus::{CompiledPolicy, Engine, LimitError, Value};
 use serde::Deserialize;
 
 use crate::config::PolicyConfig;
@@ -92,15 +96,19 @@ impl Policy {
         for (id, content) in &config.modules {
             check_nesting(id, content)?;
         }
-        let modules: Vec<PolicyModule> = config
-            .modules
-            .iter()
-            .map(|(id, content)| PolicyModule {
-                id: id.as_str().into(),
-                content: content.as_str().into(),
-            })
-            .collect();
-        let data = Value::from(config.data.clone());
+        // What `regorus::compile_policy_with_entrypoint` sets up, plus the regex builtins
+        // backed by a cache of this policy's own (an engine clone shares it).
+        let mut engine = Engine::new();
+        engine
+            .add_data(Value::from(config.data.clone()))
+            .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
+        engine.set_gather_prints(true);
+        for (id, content) in &config.modules {
+            engine
+                .add_policy(id.clone(), content.clone())
+                .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
+        }
+        add_regex_builtins(&mut engine).map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
         let mut compiled = HashMap::new();
         let mut entrypoints = vec![config.entrypoint.clone()];
         entrypoints.extend(extra_entrypoints.into_iter().map(str::to_owned));
@@ -108,12 +116,13 @@ impl Policy {
             if compiled.contains_key(&entrypoint) {
                 continue;
             }
-            let policy =
-                compile_policy_with_entrypoint(data.clone(), &modules, entrypoint.as_str().into())
-                    .map_err(|err| {
-                        // Name the entrypoint: "not a valid rule path" alone does not say which.
-                        ConfigError::Policy(format!("entrypoint `{entrypoint}`: {err:#}"))
-                    })?;
+            let policy = engine
+                .clone()
+                .compile_with_entrypoint(&entrypoint.as_str().into())
+                .map_err(|err| {
+                    // Name the entrypoint: "not a valid rule path" alone does not say which.
+                    ConfigError::Policy(format!("entrypoint `{entrypoint}`: {err:#}"))
+                })?;
             compiled.insert(entrypoint, policy);
         }
         let reads = InputReads::scan(config.modules.values().map(String::as_str));
@@ -158,10 +167,83 @@ impl Policy {
             .compiled
             .get(entrypoint)
             .ok_or_else(|| format!("entrypoint `{entrypoint}` was not compiled"))?;
+        // Only what the policy can read is converted: the default policy reads
+        // `input.token.claims.att` alone, a fraction of the document.
+        let input = match self.read_paths() {
+            Some(paths) => take_reads(input, paths),
+            None => input,
+        };
         let value = policy
-            .eval_with_input(Value::from(input))
+            .eval_with_input(to_rego(input))
             .map_err(|err| format!("{err:#}"))?;
         interpret(entrypoint, &value)
+    }
+}
+
+/// The parts of `input` at `paths` (those the policy reads, see the `reads` module), moved
+/// into a document of their own: along each path the object members leading to it, and the
+/// value where the path ends or runs into something that is not an object. The policy sees
+/// the same values at every path it can read, so it decides the same (the policy memo keys on
+/// exactly these parts, `InputReads::key`).
+fn take_reads(input: serde_json::Value, paths: &[Vec<String>]) -> serde_json::Value {
+    let serde_json::Value::Object(mut from) = input else {
+        return input;
+    };
+    let mut to = serde_json::Map::new();
+    for path in paths {
+        move_path(&mut from, &mut to, path);
+    }
+    serde_json::Value::Object(to)
+}
+
+fn move_path(
+    from: &mut serde_json::Map<String, serde_json::Value>,
+    to: &mut serde_json::Map<String, serde_json::Value>,
+    path: &[String],
+) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    match from.get_mut(first) {
+        Some(serde_json::Value::Object(inner)) if !rest.is_empty() => {
+            if let serde_json::Value::Object(into) = to
+                .entry(first.clone())
+                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+            {
+                move_path(inner, into, rest);
+            }
+        }
+        Some(_) => {
+            if let Some(value) = from.remove(first) {
+                to.insert(first.clone(), value);
+            }
+        }
+        None => {}
+    }
+}
+
+/// `Value::from(serde_json::Value)` without going through serde's `Deserializer` (which costs
+/// several times as much): the same values, numbers as regorus' visitor reads them (`u64`,
+/// then `i64`, else the float path of `Value::from`).
+fn to_rego(value: serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::String(s) => Value::from(s),
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => Value::from(u),
+            (None, Some(i)) => Value::from(i),
+            (None, None) => Value::from(serde_json::Value::Number(n)),
+        },
+        serde_json::Value::Array(items) => {
+            Value::from(items.into_iter().map(to_rego).collect::<Vec<_>>())
+        }
+        serde_json::Value::Object(map) if map.is_empty() => Value::new_object(),
+        serde_json::Value::Object(map) => Value::from(
+            map.into_iter()
+                .map(|(k, v)| (Value::from(k), to_rego(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
     }
 }
 
@@ -201,6 +283,112 @@ fn interpret(entrypoint: &str, value: &Value) -> Result<PolicyOutcome, String> {
             .map(|(name, value)| (name.to_ascii_lowercase(), value))
             .collect(),
     })
+}
+
+/// Compiled patterns a policy's `regex.match` and `regex.replace` keep between evaluations.
+/// regorus compiles the pattern on every call (its own cache is a process-wide static behind
+/// its `cache` feature); compiling costs far more than matching, and patterns are nearly
+/// always constants of the policy.
+const REGEX_CACHE_ENTRIES: usize = 64;
+
+/// regorus' bound on a compiled regex (`REGEX_SIZE_LIMIT` in its `builtins/regex.rs`).
+const REGEX_SIZE_LIMIT: usize = 100 * 1024;
+
+/// A bounded cache of compiled regexes, shared by the clones of one engine.
+#[derive(Clone)]
+struct Regexes(Arc<Mutex<LruCache<String, Regex>>>);
+
+impl Regexes {
+    fn new() -> Regexes {
+        let entries = NonZeroUsize::new(REGEX_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
+        Regexes(Arc::new(Mutex::new(LruCache::new(entries))))
+    }
+
+    /// `with` applied to `pattern` compiled as regorus compiles it; `Ok(None)` when it is not
+    /// a valid regex. The cached regex is used in place: a clone would start without the
+    /// search caches its earlier uses built.
+    fn with<T>(&self, pattern: &str, with: impl FnOnce(&Regex) -> T) -> anyhow::Result<Option<T>> {
+        // A poisoned lock only means a panic elsewhere; the cache itself is still consistent.
+        let mut cache = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(regex) = cache.get(pattern) {
+            return Ok(Some(with(regex)));
+        }
+        match RegexBuilder::new(pattern)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(regex) => {
+                let result = with(&regex);
+                cache.put(pattern.to_owned(), regex);
+                Ok(Some(result))
+            }
+            Err(regex::Error::CompiledTooBig(_)) => {
+                Err(anyhow::Error::new(LimitError::RegexSizeLimitExceeded {
+                    limit: REGEX_SIZE_LIMIT,
+                }))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// The string arguments of a regex builtin: `Ok(None)` when one is undefined (the builtin is
+/// then undefined too), an error like regorus' own when one is not a string.
+fn string_args<'a, const N: usize>(
+    name: &str,
+    args: &'a [Value],
+) -> anyhow::Result<Option<[&'a str; N]>> {
+    if args.contains(&Value::Undefined) {
+        return Ok(None);
+    }
+    let mut strings = [""; N];
+    for (slot, arg) in strings.iter_mut().zip(args) {
+        match arg {
+            Value::String(s) => *slot = s.as_ref(),
+            other => anyhow::bail!("`{name}` expects string argument. Got `{other}` instead"),
+        }
+    }
+    Ok(Some(strings))
+}
+
+/// `regex.match` and `regex.replace` as regorus' builtins compute them (strict builtin errors,
+/// its default), with the compiled patterns cached: regorus looks up an engine's extensions
+/// before its builtins.
+fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
+    let regexes = Regexes::new();
+    let cache = regexes.clone();
+    engine.add_extension(
+        "regex.match".to_owned(),
+        2,
+        Box::new(move |args: Vec<Value>| {
+            let Some([pattern, value]) = string_args::<2>("regex.match", &args)? else {
+                return Ok(Value::Undefined);
+            };
+            match cache.with(pattern, |regex| regex.is_match(value))? {
+                Some(matched) => Ok(Value::Bool(matched)),
+                None => anyhow::bail!("invalid regex"),
+            }
+        }),
+    )?;
+    engine.add_extension(
+        "regex.replace".to_owned(),
+        3,
+        Box::new(move |args: Vec<Value>| {
+            let Some([s, pattern, value]) = string_args::<3>("regex.replace", &args)? else {
+                return Ok(Value::Undefined);
+            };
+            Ok(
+                match regexes.with(pattern, |regex| regex.replace_all(s, value).as_ref().into())? {
+                    Some(replaced) => Value::String(replaced),
+                    // regorus: an invalid pattern makes `regex.replace` undefined, not an error.
+                    None => Value::Undefined,
+                },
+            )
+        }),
+    )
 }
 
 /// The outcome of one Rego `test_` rule.
@@ -273,6 +461,7 @@ fn check_nesting(id: &str, source: &str) -> Result<(), ConfigError> {
 /// ```
 pub fn run_rego_tests(modules: &[(String, String)]) -> Result<Vec<RegoTest>, ConfigError> {
     let mut engine = regorus::Engine::new();
+    add_regex_builtins(&mut engine).map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
     let mut names = Vec::new();
     for (file, source) in modules {
         check_nesting(file, source)?;
@@ -348,6 +537,105 @@ mod tests {
         let err = run_rego_tests(&[("t.rego".into(), format!("package t\nx := {}", nest(30)))])
             .unwrap_err();
         assert!(err.to_string().contains("t.rego"), "{err}");
+    }
+
+    #[test]
+    fn inputs_convert_as_regorus_reads_json() {
+        let input = serde_json::json!({
+            "a": [1, -2, 3.5, 18446744073709551615_u64, null, true, "s", {}, []],
+            "b": {"c": {"d": 1e300}, "": -9223372036854775808_i64},
+        });
+        assert_eq!(to_rego(input.clone()), Value::from(input));
+    }
+
+    #[test]
+    fn only_the_read_parts_of_input_are_kept() {
+        let input = serde_json::json!({
+            "token": {"claims": {"att": {"x": 1}, "jti": "1"}, "header": {}},
+            "now": 5,
+            "rule": "r",
+            "other": {"deep": {}},
+        });
+        let paths = |p: &[&[&str]]| -> Vec<Vec<String>> {
+            p.iter()
+                .map(|p| p.iter().map(|s| s.to_string()).collect())
+                .collect()
+        };
+        assert_eq!(
+            take_reads(
+                input.clone(),
+                &paths(&[
+                    &["now"],
+                    &["rule", "x"],
+                    &["token", "claims", "att"],
+                    &["x", "y"]
+                ])
+            ),
+            serde_json::json!({"now": 5, "rule": "r", "token": {"claims": {"att": {"x": 1}}}})
+        );
+        assert_eq!(
+            take_reads(input.clone(), &paths(&[&["other", "deep", "z"]])),
+            serde_json::json!({"other": {"deep": {}}})
+        );
+        assert_eq!(take_reads(input.clone(), &[]), serde_json::json!({}));
+        assert_eq!(
+            take_reads(serde_json::json!(7), &paths(&[&["a"]])),
+            serde_json::json!(7)
+        );
+        // The policy sees the same through the pruned document.
+        let p = policy(
+            "package attestgate\ndecision if object.get(input, [\"token\", \"claims\", \"att\", \"x\"], 0) == 1",
+        )
+        .unwrap();
+        assert!(p.evaluate("data.attestgate.decision", input).unwrap().allow);
+    }
+
+    #[test]
+    fn regex_builtins_decide_as_regorus_does() {
+        let p = policy(
+            r#"package attestgate
+decision := {"allow": true, "reasons": [
+    sprintf("%v", [regex.match(`^a+$`, input.s)]),
+    regex.replace(input.s, `a`, "b"),
+    sprintf("%v", [regex.match(`^a+$`, input.s)]),
+]}
+invalid_replace if not regex.replace("x", `(`, "y")
+missing if not regex.match(`a`, input.missing)"#,
+        )
+        .unwrap();
+        let out = p
+            .evaluate("data.attestgate.decision", serde_json::json!({"s": "aa"}))
+            .unwrap();
+        assert_eq!(out.reasons, ["true", "bb", "true"]);
+        let regorus = |query: &str, input: &str| {
+            let mut engine = Engine::new();
+            engine
+                .add_policy(
+                    "p.rego".into(),
+                    "package p\nm := regex.match(input.p, input.s)\nr := regex.replace(input.s, input.p, \"_\")".into(),
+                )
+                .unwrap();
+            engine.set_input(Value::from_json_str(input).unwrap());
+            let mut ours = engine.clone();
+            add_regex_builtins(&mut ours).unwrap();
+            (
+                engine.eval_rule(query.into()).map_err(|_| ()),
+                ours.eval_rule(query.into()).map_err(|_| ()),
+            )
+        };
+        for input in [
+            r#"{"p": "^a", "s": "ab"}"#,
+            r#"{"p": "(", "s": "ab"}"#,
+            r#"{"p": 1, "s": "ab"}"#,
+            r#"{"p": "a", "s": 2}"#,
+            r#"{"p": "a"}"#,
+            r#"{"p": "a{1000}{1000}", "s": "a"}"#,
+        ] {
+            for query in ["data.p.m", "data.p.r"] {
+                let (theirs, ours) = regorus(query, input);
+                assert_eq!(theirs, ours, "{query} on {input}");
+            }
+        }
     }
 
     #[test]
