@@ -22,7 +22,7 @@ PLAYGROUND_PORT ?= 8000
 ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
-.PHONY: js playground playground-files js-test doc-coverage
+.PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test
 .PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
@@ -100,6 +100,26 @@ kong:
 ## tests of policies/, the CLI demo and the JavaScript build with its playground
 test:
 	$(MAKE) PROFILE=test lint filter envoy unit policy-test demo js-test
+
+## native: libattestgate.so, the core as a C library for NGINX/OpenResty (build/libattestgate.so;
+## header native/include/attestgate.h, LuaJIT module native/lua/attestgate.lua)
+native:
+	$(CARGO) build --profile native -p attestgate-native
+	@mkdir -p $(BUILD_DIR)
+	cp $(TARGET_DIR)/native/libattestgate.so $(BUILD_DIR)/libattestgate.so
+	@echo "built $(BUILD_DIR)/libattestgate.so ($$(stat -c %s $(BUILD_DIR)/libattestgate.so) bytes)"
+
+## nginx: Debian's nginx and libnginx-mod-http-lua (apt), for nginx-test
+nginx:
+	./scripts/install-nginx.sh >/dev/null
+
+## nginx-test: the native library's boundary tests, then real NGINX with the Lua module: the
+## corpus decides as natively, gate headers never reach the upstream, a bad config refuses
+## to start, a short load run keeps answers right and worker memory flat
+nginx-test: native nginx
+	$(CARGO) test -p attestgate-native
+	ATTESTGATE_LIB=$(abspath $(BUILD_DIR)/libattestgate.so) \
+	  $(CARGO) test -p attestgate-native --features e2e --test nginx -- --test-threads=1 --nocapture
 
 ## js: the core for JavaScript in build/js/ (wasm-bindgen's web target; Node loads it too)
 js:

@@ -166,6 +166,16 @@ struct Nginx {
 struct Server {
     name: String,
     config: String,
+    /// Directives for the server block.
+    extra: String,
+}
+
+fn server(name: &str, config: String) -> Server {
+    Server {
+        name: name.to_owned(),
+        config,
+        extra: String::new(),
+    }
 }
 
 fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String {
@@ -185,6 +195,7 @@ fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String 
   # {name}
   server {{
     listen 127.0.0.1:{port};
+    {extra}
     location / {{
       access_by_lua_block {{ local attestgate = require "attestgate"; attestgate.access(attestgate.gates[{n}]) }}
       # What the gate decided, for the test to compare (an allowed request's reason too).
@@ -201,6 +212,7 @@ fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String 
   }}
 "#,
             name = server.name,
+            extra = server.extra,
             n = index + 1,
         ));
     }
@@ -489,6 +501,7 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
         .map(|gate| Server {
             name: gate.name.clone(),
             config: gate.config.to_string(),
+            extra: String::new(),
         })
         .collect();
     let nginx = Nginx::start("corpus", &servers, recorder.port);
@@ -653,18 +666,9 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
            "claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}},{{"claim":"sub","header":"X-App-User"}}]"#
     );
     let servers = [
-        Server {
-            name: "enforce".into(),
-            config: format!("{{{base}}}"),
-        },
-        Server {
-            name: "monitor".into(),
-            config: format!(r#"{{{base},"mode":"monitor"}}"#),
-        },
-        Server {
-            name: "forward".into(),
-            config: format!(r#"{{{base},"forward":true}}"#),
-        },
+        server("enforce", format!("{{{base}}}")),
+        server("monitor", format!(r#"{{{base},"mode":"monitor"}}"#)),
+        server("forward", format!(r#"{{{base},"forward":true}}"#)),
     ];
     let nginx = Nginx::start("headers", &servers, recorder.port);
     let (enforce, monitor, forward) = (nginx.ports[0], nginx.ports[1], nginx.ports[2]);
@@ -796,14 +800,11 @@ fn a_bad_config_refuses_to_start() {
         ),
     ] {
         let servers = [
-            Server {
-                name: "good".into(),
-                config: format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}}}}"#),
-            },
-            Server {
-                name: "bad".into(),
-                config,
-            },
+            server(
+                "good",
+                format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}}}}"#),
+            ),
+            server("bad", config),
         ];
         let started = Instant::now();
         let log = match Nginx::try_start("bad-config", &servers, recorder.port) {
@@ -836,12 +837,12 @@ fn a_bad_config_refuses_to_start() {
 #[test]
 fn a_short_load_run_keeps_every_answer_right_and_memory_flat() {
     let recorder = Recorder::start();
-    let servers = [Server {
-        name: "load".into(),
-        config: format!(
+    let servers = [server(
+        "load",
+        format!(
             r#"{{"keys":{{"approov_secret":"{SECRET}"}},"claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]}}"#
         ),
-    }];
+    )];
     let nginx = Nginx::start("load", &servers, recorder.port);
     let port = nginx.ports[0];
     let now = unix_now();
@@ -965,4 +966,121 @@ fn a_short_load_run_keeps_every_answer_right_and_memory_flat() {
         !log.contains("[error]") && !log.contains("[alert]"),
         "{log}"
     );
+}
+
+/// Install-key request signatures over the body in real NGINX: the module asks the library
+/// whether the body is needed, reads it (`ngx.req.read_body`, from memory or from the file
+/// NGINX buffered it to, chunked or not) and decides on it.
+#[test]
+fn a_signed_body_is_read_and_decided_on() {
+    use attestgate_policy::signature::SignOptions;
+    use attestgate_testkit::{InstallSigner, SigningKey};
+
+    let components = ["@method", "@target-uri", "authorization", "content-digest"];
+    let config = serde_json::json!({
+        "keys": {"approov_secret": SECRET},
+        "rules": [{"name": "pay", "path_prefix": "/v1/pay",
+                   "signature": {"mode": "required", "components": components, "max_body_bytes": 4096}}],
+    })
+    .to_string();
+    let recorder = Recorder::start();
+    let mut on_file = server("file", config.clone());
+    // A body over 64 bytes goes to a temporary file: the module must read it from there.
+    on_file.extra = "client_body_buffer_size 64;".to_owned();
+    let nginx = Nginx::start(
+        "signed-body",
+        &[server("memory", config), on_file],
+        recorder.port,
+    );
+    let install = InstallSigner::from_slice(&[9; 32]).unwrap();
+    let now = unix_now();
+    let claims = serde_json::json!({"exp": now + 300, "did": "d1", "ipk": install.ipk()});
+    let token = SigningKey::hs256_from_base64_secret(SECRET)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+    let signed = |path: &str, body: &[u8]| -> Vec<(String, String)> {
+        let request = attestgate_policy::Request::new("POST", path)
+            .with_host("api.example.com")
+            .with_header("approov-token", token.as_str())
+            .with_header("authorization", "Bearer session-1")
+            .with_body(body.to_vec());
+        let signed = install
+            .sign_request(request, &SignOptions::new(components, now))
+            .unwrap();
+        signed
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect()
+    };
+    let small = br#"{"to":"alice","amount":100}"#.to_vec();
+    let large: Vec<u8> = format!(r#"{{"to":"alice","memo":"{}"}}"#, "x".repeat(1000)).into_bytes();
+    let huge = vec![b'x'; 5000];
+    for port in nginx.ports.clone() {
+        for body in [&small, &large] {
+            let headers = signed("/v1/pay?to=alice", body);
+            let reply = Conn::open(port)
+                .send(
+                    "POST",
+                    "/v1/pay?to=alice",
+                    "api.example.com",
+                    &headers,
+                    body,
+                )
+                .unwrap();
+            assert_eq!(reply.status, 200, "{port} {} bytes: {reply:?}", body.len());
+            assert_eq!(reply.header("x-test-decision"), Some("allow;allowed"));
+            // The body changed on the way: the digest no longer matches.
+            let mut changed = body.clone();
+            changed[2] ^= 1;
+            let reply = Conn::open(port)
+                .send(
+                    "POST",
+                    "/v1/pay?to=alice",
+                    "api.example.com",
+                    &headers,
+                    &changed,
+                )
+                .unwrap();
+            assert_eq!(
+                (reply.status, reply.header("x-attestgate-reason")),
+                (401, Some("request_signature_invalid")),
+                "{reply:?}"
+            );
+        }
+        // Chunked: NGINX reads it whole, the gate decides on it.
+        let headers = signed("/v1/pay?to=alice", &small);
+        let mut raw = String::from("POST /v1/pay?to=alice HTTP/1.1\r\nHost: api.example.com\r\n");
+        for (name, value) in &headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str(&format!(
+            "transfer-encoding: chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+            small.len(),
+            String::from_utf8_lossy(&small)
+        ));
+        let mut conn = Conn::open(port);
+        conn.stream.write_all(raw.as_bytes()).unwrap();
+        let reply = conn.read_reply().unwrap();
+        assert_eq!(reply.status, 200, "chunked: {reply:?}");
+        // Over the route's max_body_bytes: body_too_large, the body never read past the cap.
+        let headers = signed("/v1/pay?to=alice", &huge);
+        let reply = Conn::open(port)
+            .send(
+                "POST",
+                "/v1/pay?to=alice",
+                "api.example.com",
+                &headers,
+                &huge,
+            )
+            .unwrap();
+        assert_eq!(
+            (reply.status, reply.header("x-attestgate-reason")),
+            (413, Some("body_too_large")),
+            "{reply:?}"
+        );
+    }
+    let log = nginx.log();
+    assert!(!log.contains("[error]"), "{log}");
 }
