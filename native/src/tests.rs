@@ -139,6 +139,7 @@ fn decide(
         } else {
             // SAFETY: from the library; freed once.
             let message = read(unsafe { *error });
+            // SAFETY: freed once.
             unsafe { attestgate_string_free(error) };
             message
         };
