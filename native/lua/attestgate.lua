@@ -259,28 +259,98 @@ function Gate:decide(r)
     return result
 end
 
--- NGINX -------------------------------------------------------------------------------------
+-- Hosts ------------------------------------------------------------------------------------
+--
+-- M.run(gate, host) decides the current request and carries out the answer through `host`,
+-- a table of functions: gather() -> request table or nil, err; read_body(max) -> body or
+-- nil, err; clear_header(name); set_header(name, value); respond(status, headers, body);
+-- remember(decision) (optional); log(level, ...). M.nginx is NGINX's (ngx.*); the Kong plugin
+-- (native/kong/attestgate/handler.lua) passes one made of Kong's PDK.
 
-local function respond(status, headers, body)
-    ngx.status = status
-    for _, h in ipairs(headers) do
-        ngx.header[h[1]] = h[2]
+M.INTERNAL_ERROR_HEADERS = {
+    { "content-type", "application/json" },
+    { "x-attestgate-reason", "internal_error" },
+}
+
+local function run(gate, host)
+    local r, err = host.gather()
+    if not r then
+        return false, err
     end
-    ngx.header["Content-Length"] = #body
-    ngx.print(body)
-    return ngx.exit(ngx.HTTP_OK)
+    local needs, max = gate:needs_body(r)
+    if needs == nil then
+        return false, max
+    end
+    if needs then
+        local body, body_err = host.read_body(max)
+        if not body then
+            return false, body_err
+        end
+        r.body = body
+    end
+    local d, decide_err = gate:decide(r)
+    if not d then
+        return false, decide_err
+    end
+    if host.remember then
+        host.remember({ allow = d.allow, monitored = d.monitored, status = d.status,
+                        reason = d.reason })
+    end
+    if not d.allow then
+        host.log("info", "attestgate: deny ", d.status, " reason=", d.reason)
+        host.respond(d.status, d.set, d.body)
+        return true
+    end
+    for _, name in ipairs(d.remove) do
+        host.clear_header(name)
+    end
+    for _, h in ipairs(d.set) do
+        host.set_header(h[1], h[2])
+    end
+    if d.monitored then
+        host.log("info", "attestgate: monitored deny reason=", d.reason)
+    end
+    return true
 end
 
-local function internal_error(message)
-    ngx.log(ngx.ERR, "attestgate: internal error, refusing the request: ", message)
-    return respond(500, {
-        { "content-type", "application/json" },
-        { "x-attestgate-reason", "internal_error" },
-    }, M.INTERNAL_ERROR_BODY)
+--- Decides the current request through `host` and carries out the answer; anything
+--- unexpected (no gate, a Lua error, a library error) refuses it with 500 internal_error.
+function M.run(gate, host)
+    local ok, done, err
+    if gate == nil then
+        ok, done, err = true, false, "no gate (attestgate.init makes one)"
+    else
+        ok, done, err = pcall(run, gate, host)
+    end
+    if not ok or not done then
+        host.log("err", "attestgate: internal error, refusing the request: ",
+            tostring(ok and err or done))
+        return host.respond(500, M.INTERNAL_ERROR_HEADERS, M.INTERNAL_ERROR_BODY)
+    end
+end
+
+-- NGINX -------------------------------------------------------------------------------------
+
+local nginx = {}
+M.nginx = nginx
+
+function nginx.gather()
+    local headers, err = ngx.req.get_headers(0)
+    if err == "truncated" then
+        return nil, "request headers truncated"
+    end
+    return {
+        method = ngx.req.get_method(),
+        path = ngx.var.request_uri,
+        host = ngx.var.host,
+        headers = headers,
+        client_addr = ngx.var.remote_addr,
+        now = ngx.time(),
+    }
 end
 
 -- The body, at most max + 1 bytes (that is enough to refuse a longer one).
-local function read_body(max)
+function nginx.read_body(max)
     ngx.req.read_body()
     local data = ngx.req.get_body_data()
     if data then
@@ -299,69 +369,39 @@ local function read_body(max)
     return chunk
 end
 
-local function gather()
-    local headers, err = ngx.req.get_headers(0)
-    if err == "truncated" then
-        return nil, "request headers truncated"
-    end
-    return {
-        method = ngx.req.get_method(),
-        path = ngx.var.request_uri,
-        host = ngx.var.host,
-        headers = headers,
-        client_addr = ngx.var.remote_addr,
-        now = ngx.time(),
-    }
+function nginx.clear_header(name)
+    ngx.req.clear_header(name)
 end
 
-local function access(gate)
-    local r, err = gather()
-    if not r then
-        return internal_error(err)
+function nginx.set_header(name, value)
+    ngx.req.set_header(name, value)
+end
+
+function nginx.respond(status, headers, body)
+    ngx.status = status
+    for _, h in ipairs(headers) do
+        ngx.header[h[1]] = h[2]
     end
-    local needs, max = gate:needs_body(r)
-    if needs == nil then
-        return internal_error(max)
-    end
-    if needs then
-        local body, body_err = read_body(max)
-        if not body then
-            return internal_error(body_err)
-        end
-        r.body = body
-    end
-    local d, decide_err = gate:decide(r)
-    if not d then
-        return internal_error(decide_err)
-    end
-    -- What was decided, for log_by_lua / header_filter_by_lua (and the tests).
-    ngx.ctx.attestgate = { allow = d.allow, monitored = d.monitored, status = d.status,
-                           reason = d.reason }
-    if not d.allow then
-        ngx.log(ngx.INFO, "attestgate: deny ", d.status, " reason=", d.reason)
-        return respond(d.status, d.set, d.body)
-    end
-    for _, name in ipairs(d.remove) do
-        ngx.req.clear_header(name)
-    end
-    for _, h in ipairs(d.set) do
-        ngx.req.set_header(h[1], h[2])
-    end
-    if d.monitored then
-        ngx.log(ngx.INFO, "attestgate: monitored deny reason=", d.reason)
-    end
+    ngx.header["Content-Length"] = #body
+    ngx.print(body)
+    return ngx.exit(ngx.HTTP_OK)
+end
+
+-- What was decided, for log_by_lua / header_filter_by_lua (and the tests).
+function nginx.remember(decision)
+    ngx.ctx.attestgate = decision
+end
+
+local levels = { err = ngx and ngx.ERR, info = ngx and ngx.INFO }
+
+function nginx.log(level, ...)
+    ngx.log(levels[level] or ngx.NOTICE, ...)
 end
 
 --- For access_by_lua_block: decides the request, then either lets it on with the gate's
 --- header edits or answers it with the denial. Anything unexpected refuses the request (500).
 function M.access(gate)
-    if gate == nil then
-        return internal_error("no gate (attestgate.access needs the gate attestgate.init made)")
-    end
-    local ok, err = pcall(access, gate)
-    if not ok then
-        return internal_error(err)
-    end
+    return M.run(gate, nginx)
 end
 
 return M
