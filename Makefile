@@ -22,7 +22,7 @@ PLAYGROUND_PORT ?= 8000
 ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
-.PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test
+.PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin
 .PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
@@ -120,6 +120,12 @@ nginx-test: native nginx
 	$(CARGO) test -p attestgate-native
 	ATTESTGATE_LIB=$(abspath $(BUILD_DIR)/libattestgate.so) \
 	  $(CARGO) test -p attestgate-native --features e2e --test nginx -- --test-threads=1 --nocapture
+
+## kong-plugin: regenerate the Kong (>= 3.11) plugin's schema.lua from the config model
+kong-plugin:
+	$(CARGO) run -q -p attestgate-native --example kong_schema > native/kong/attestgate/schema.lua.tmp
+	mv native/kong/attestgate/schema.lua.tmp native/kong/attestgate/schema.lua
+	@echo "generated native/kong/attestgate/schema.lua"
 
 ## js: the core for JavaScript in build/js/ (wasm-bindgen's web target; Node loads it too)
 js:

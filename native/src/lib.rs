@@ -644,5 +644,7 @@ unsafe fn request_of(request: &AttestgateRequest) -> Result<Request, Failure> {
     ))
 }
 
+pub mod kong;
+
 #[cfg(test)]
 mod tests;

@@ -775,7 +775,10 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
     // forward: true keeps the token, and still strips the spoofed claim headers.
     let (_, upstream) = send(forward, &spoofs("approov-token", &good));
     let upstream = upstream.unwrap();
-    assert_eq!(values(&upstream, "approov-token"), std::slice::from_ref(&good));
+    assert_eq!(
+        values(&upstream, "approov-token"),
+        std::slice::from_ref(&good)
+    );
     assert_eq!(values(&upstream, "x-device-id"), ["dev-1"]);
     let log = nginx.log();
     assert!(!log.contains("[error]"), "{log}");
@@ -1083,4 +1086,46 @@ fn a_signed_body_is_read_and_decided_on() {
     }
     let log = nginx.log();
     assert!(!log.contains("[error]"), "{log}");
+}
+
+/// The Kong (>= 3.11) plugin, `native/kong/attestgate/{handler,schema}.lua`, run in real NGINX
+/// with the real Lua module and library, but with a minimal stand-in for the few PDK calls it
+/// makes (`native/kong/spec/handler_spec.lua`). This is NOT a running Kong.
+#[test]
+fn the_kong_plugin_against_a_pdk_stand_in() {
+    let recorder = Recorder::start();
+    let now = unix_now();
+    let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
+    let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-1"}));
+    let kong = root().join("native/kong").canonicalize().unwrap();
+    let mut spec = server(
+        "kong-spec",
+        format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}}}}"#),
+    );
+    spec.extra = format!(
+        r#"location = /kong-spec {{
+      content_by_lua_block {{
+        local spec = dofile({dir:?} .. "/spec/handler_spec.lua")
+        local ok, report = pcall(spec.run, {dir:?}, {{ good = {good:?}, expired = {expired:?} }}, {SECRET:?})
+        report = ok and report or ("not ok - the spec raised: " .. tostring(report))
+        ngx.header["Content-Length"] = #report
+        ngx.print(report)
+      }}
+    }}"#,
+        dir = kong.display().to_string(),
+    );
+    let nginx = Nginx::start("kong", &[spec], recorder.port);
+    let reply = Conn::open(nginx.ports[0])
+        .send("GET", "/kong-spec", "localhost", &[], b"")
+        .unwrap();
+    println!("{}", reply.body);
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", nginx.log());
+    let lines: Vec<&str> = reply.body.lines().collect();
+    assert!(lines.len() >= 10, "{}", reply.body);
+    assert!(
+        lines.iter().all(|l| l.starts_with("ok - ")),
+        "{}\n{}",
+        reply.body,
+        nginx.log()
+    );
 }
