@@ -168,7 +168,7 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets --features attestgate-harness/e2e,attestgate-cli/e2e -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features attestgate-harness/e2e,attestgate-cli/e2e,attestgate-native/e2e -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p attestgate-filter -- -D warnings
 	$(CARGO) clippy --target wasm32-unknown-unknown -p attestgate-js -- -D warnings
 

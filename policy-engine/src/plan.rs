@@ -38,7 +38,8 @@ pub const REASON_HEADER: &str = "x-attestgate-reason";
 /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
 /// let decision = gate.check(&Request::new("GET", "/"), 1_700_000_000);
 /// let Action::Respond { status, body, .. } = action_for(&gate, &decision) else { panic!() };
-/// assert_eq!((status, body.as_str()), (401, r#"{"error":"token_missing","reasons":[]}"#));
+/// assert_eq!(status, 401);
+/// assert!(body.starts_with(r#"{"error":"token_missing","reasons":["#));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -73,7 +74,7 @@ pub enum Action {
 /// let (decision, action, outcome) =
 ///     plan_request(&gate, Some(&mut cache), &request, 1_700_000_000, &mut Dynamic::default());
 /// assert!(!decision.allow && matches!(action, Action::Respond { status: 401, .. }));
-/// assert_ne!(outcome, CacheOutcome::Uncached);
+/// assert_eq!(outcome, CacheOutcome::Uncached); // no token: nothing to verify or remember
 /// ```
 pub fn plan_request(
     gate: &Gate,
