@@ -119,7 +119,7 @@ nginx:
 nginx-test: native nginx
 	$(CARGO) test -p attestgate-native
 	ATTESTGATE_LIB=$(abspath $(BUILD_DIR)/libattestgate.so) \
-	  $(CARGO) test -p attestgate-native --features e2e --test nginx -- --test-threads=1 --nocapture
+	  $(CARGO) test -p attestgate-native --features e2e -- --test-threads=1 --nocapture
 
 ## kong-plugin: regenerate the Kong (>= 3.11) plugin's schema.lua from the config model
 kong-plugin:
