@@ -22,7 +22,7 @@ PLAYGROUND_PORT ?= 8000
 ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
-.PHONY: js playground playground-files js-test doc-coverage
+.PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin
 .PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
 .PHONY: soak soak-smoke
 
@@ -104,6 +104,32 @@ kong:
 test:
 	$(MAKE) PROFILE=test lint filter envoy unit policy-test demo js-test
 
+## native: libattestgate.so, the core as a C library for NGINX/OpenResty (build/libattestgate.so;
+## header native/include/attestgate.h, LuaJIT module native/lua/attestgate.lua)
+native:
+	$(CARGO) build --profile native -p attestgate-native
+	@mkdir -p $(BUILD_DIR)
+	cp $(TARGET_DIR)/native/libattestgate.so $(BUILD_DIR)/libattestgate.so
+	@echo "built $(BUILD_DIR)/libattestgate.so ($$(stat -c %s $(BUILD_DIR)/libattestgate.so) bytes)"
+
+## nginx: Debian's nginx and libnginx-mod-http-lua (apt), for nginx-test
+nginx:
+	./scripts/install-nginx.sh >/dev/null
+
+## nginx-test: the native library's boundary tests, then real NGINX with the Lua module: the
+## corpus decides as natively, gate headers never reach the upstream, a bad config refuses
+## to start, a short load run keeps answers right and worker memory flat
+nginx-test: native nginx
+	$(CARGO) test -p attestgate-native
+	ATTESTGATE_LIB=$(abspath $(BUILD_DIR)/libattestgate.so) \
+	  $(CARGO) test -p attestgate-native --features e2e -- --test-threads=1 --nocapture
+
+## kong-plugin: regenerate the Kong (>= 3.11) plugin's schema.lua from the config model
+kong-plugin:
+	$(CARGO) run -q -p attestgate-native --example kong_schema > native/kong/attestgate/schema.lua.tmp
+	mv native/kong/attestgate/schema.lua.tmp native/kong/attestgate/schema.lua
+	@echo "generated native/kong/attestgate/schema.lua"
+
 ## js: the core for JavaScript in build/js/ (wasm-bindgen's web target; Node loads it too)
 js:
 	rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
@@ -145,7 +171,7 @@ fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
-	$(CARGO) clippy --workspace --all-targets --features attestgate-harness/e2e,attestgate-cli/e2e -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features attestgate-harness/e2e,attestgate-cli/e2e,attestgate-native/e2e -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) -p attestgate-filter -- -D warnings
 	$(CARGO) clippy --target wasm32-unknown-unknown -p attestgate-js -- -D warnings
 

@@ -3,7 +3,7 @@
 //! `corpus/cases/*.yaml` define named gates (gate configs) and request cases that name their
 //! gate, say how to mint the token and what to send, and what the gate must decide. Every
 //! runner uses the same cases: the native core ([`Gate::check`]), the wasmtime harness, real
-//! Envoy and the JavaScript build. [`load`] parses the files; [`Corpus::materialize`] mints
+//! Envoy, the JavaScript build and the native library in real NGINX. [`load`] parses the files; [`Corpus::materialize`] mints
 //! the tokens at a given time and yields plain requests and expectations, which the
 //! `attestgate-corpus` binary prints as JSON for runners in other languages.
 //!
@@ -109,19 +109,29 @@ pub enum Runner {
     Envoy,
     /// The JavaScript build.
     Js,
+    /// The native library (`libattestgate.so`) in real NGINX through LuaJIT's FFI
+    /// (`native/tests/nginx.rs`).
+    Nginx,
 }
 
 impl Runner {
     /// Every runner, the default of a case.
-    pub const ALL: [Runner; 4] = [Runner::Native, Runner::Harness, Runner::Envoy, Runner::Js];
+    pub const ALL: [Runner; 5] = [
+        Runner::Native,
+        Runner::Harness,
+        Runner::Envoy,
+        Runner::Js,
+        Runner::Nginx,
+    ];
 
-    /// The name used in the files: `native`, `harness`, `envoy`, `js`.
+    /// The name used in the files: `native`, `harness`, `envoy`, `js`, `nginx`.
     pub fn as_str(self) -> &'static str {
         match self {
             Runner::Native => "native",
             Runner::Harness => "harness",
             Runner::Envoy => "envoy",
             Runner::Js => "js",
+            Runner::Nginx => "nginx",
         }
     }
 }

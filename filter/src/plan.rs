@@ -5,36 +5,13 @@
 
 use std::rc::Rc;
 
+use attestgate_policy::plan::action_for;
 use attestgate_policy::remote::Dynamic;
-use attestgate_policy::{
-    CacheOutcome, Decision, DecisionCache, Gate, Mode, Reason, Request, Verdict,
-};
+use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason, Request, Verdict};
 
-/// Header set on the upstream request when monitor mode let a failing request through.
-pub const DECISION_HEADER: &str = "x-attestgate-decision";
-/// Header naming the reason, on denials and on monitored requests.
-pub const REASON_HEADER: &str = "x-attestgate-reason";
-
-/// What the host must do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Let the request go upstream after removing and then setting these headers.
-    Continue {
-        /// Header names to remove (lower case).
-        remove: Vec<String>,
-        /// Headers to set, replacing any value.
-        set: Vec<(String, String)>,
-    },
-    /// Answer locally; nothing goes upstream.
-    Respond {
-        /// HTTP status.
-        status: u32,
-        /// Reply headers.
-        headers: Vec<(String, String)>,
-        /// JSON body.
-        body: String,
-    },
-}
+// The host-neutral planning lives in the core (`attestgate_policy::plan`), shared with the
+// native library for NGINX: every host strips, sets and refuses alike.
+pub use attestgate_policy::plan::{request_facts, Action, DECISION_HEADER, REASON_HEADER};
 
 /// Decides a request from its headers (pseudo-headers included), the host's
 /// `source.address` property, the time, and what the worker holds of remote documents.
@@ -79,15 +56,7 @@ pub fn plan_request(
     now: i64,
     dynamic: &mut Dynamic<'_>,
 ) -> (Rc<Decision>, Action, CacheOutcome) {
-    let (decision, outcome) = match cache {
-        Some(cache) => cache.check_shared(gate, request, now, dynamic),
-        None => (
-            Rc::new(gate.check_with(request, now, dynamic)),
-            CacheOutcome::Uncached,
-        ),
-    };
-    let action = action_for(gate, &decision);
-    (decision, action, outcome)
+    attestgate_policy::plan::plan_request(gate, cache, request, now, dynamic)
 }
 
 /// The cache counter a request increments, if any.
@@ -103,86 +72,6 @@ pub fn cache_counter(outcome: CacheOutcome) -> Option<String> {
 pub const CACHE_HITS: &str = "attestgate.cache.hits";
 /// Requests whose token was verified (and the result cached).
 pub const CACHE_MISSES: &str = "attestgate.cache.misses";
-
-/// Builds the core's view of the request from proxy-wasm headers.
-pub fn request_facts(headers: Vec<(String, String)>, source_address: Option<&[u8]>) -> Request {
-    let mut request = Request::default();
-    let mut host_header = None;
-    for (name, value) in headers {
-        match name.as_str() {
-            ":method" => request.method = value,
-            ":path" => request.path = value,
-            ":authority" => request.host = value,
-            pseudo if pseudo.starts_with(':') => {}
-            _ => {
-                if host_header.is_none() && name.eq_ignore_ascii_case("host") {
-                    host_header = Some(value.clone());
-                }
-                request.headers.push((name, value));
-            }
-        }
-    }
-    // ngx_wasm_module's `:authority` is its own server name and port; the client's `Host` is
-    // a header there (Envoy has only `:authority`, the client's Host).
-    if let Some(host) = host_header {
-        request.host = host;
-    }
-    request.source_ip = source_address
-        .and_then(|raw| std::str::from_utf8(raw).ok())
-        .map(strip_port);
-    request
-}
-
-/// `203.0.113.7:5100` → `203.0.113.7`, `[2001:db8::1]:443` → `2001:db8::1`.
-fn strip_port(address: &str) -> String {
-    if let Some(rest) = address.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or(rest).to_owned();
-    }
-    match address.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            host.to_owned()
-        }
-        _ => address.to_owned(),
-    }
-}
-
-fn action_for(gate: &Gate, decision: &Decision) -> Action {
-    let config = gate.config();
-    if !decision.allow {
-        let mut headers = vec![
-            ("content-type".to_owned(), "application/json".to_owned()),
-            (
-                REASON_HEADER.to_owned(),
-                decision.reason.as_str().to_owned(),
-            ),
-        ];
-        headers.extend(decision.headers.clone());
-        return Action::Respond {
-            status: u32::from(decision.status),
-            headers,
-            body: decision.error_body(),
-        };
-    }
-    // Headers the gate vouches for are never taken from the client.
-    let mut remove: Vec<String> = config
-        .claim_to_headers
-        .iter()
-        .map(|mapping| mapping.header.to_ascii_lowercase())
-        .chain([DECISION_HEADER.to_owned(), REASON_HEADER.to_owned()])
-        .collect();
-    if !config.forward {
-        remove.push(config.token.header.to_ascii_lowercase());
-    }
-    let mut set: Vec<(String, String)> = decision.headers.clone().into_iter().collect();
-    if decision.mode == Mode::Monitor && decision.verdict == Verdict::Deny {
-        set.push((DECISION_HEADER.to_owned(), "deny".to_owned()));
-        set.push((
-            REASON_HEADER.to_owned(),
-            decision.reason.as_str().to_owned(),
-        ));
-    }
-    Action::Continue { remove, set }
-}
 
 /// A short id for a config text (FNV-1a, 64 bits, as 16 hex digits), so counters and logs can
 /// say which config answered while a new one rolls out.
@@ -443,9 +332,6 @@ mod tests {
         assert_eq!(r.host, "api.example.com");
         assert_eq!(r.source_ip.as_deref(), Some("203.0.113.7"));
         assert!(r.headers.iter().all(|(n, _)| !n.starts_with(':')));
-        assert_eq!(strip_port("[2001:db8::1]:443"), "2001:db8::1");
-        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
-        assert_eq!(strip_port("10.0.0.1"), "10.0.0.1");
     }
 
     #[test]

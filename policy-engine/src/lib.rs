@@ -37,6 +37,8 @@
 //!   keys, a fetched denylist, rate limits and hybrid mode) on a [`Request`], giving a
 //!   [`Decision`] with its stable [`Reason`]; [`DecisionCache`] answers the same, faster, per
 //!   worker. [`Gate::needs_body`] says when to wait for the body.
+//! - Act: [`plan`] turns a decision into what the host does (go upstream with headers
+//!   removed and set, or answer with the JSON denial), the same for every host.
 //! - Explain: [`Gate::explain`] gives an [`Explanation`], step by step ([`StepId`]).
 //! - Remote documents: [`remote`] parses what the host fetches ([`remote::parse_jwks`],
 //!   [`remote::Denylist`]) and does the rate-limit arithmetic ([`remote::Bucket`]).
@@ -56,6 +58,7 @@ mod explain;
 mod gate;
 mod json;
 mod keys;
+pub mod plan;
 mod policy;
 mod reads;
 pub mod remote;

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("gate", 8),
     ("cache", 9),
     ("explain", 9),
+    ("plan", 10),
 ];
 
 #[test]

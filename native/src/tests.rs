@@ -1,0 +1,478 @@
+//! The C boundary, called as a C host would: raw pointers, lengths, out parameters.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use super::*;
+use attestgate_policy::plan::action_for;
+use attestgate_testkit::SigningKey;
+
+const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+const NOW: i64 = 1_700_000_000;
+
+fn config(extra: &str) -> String {
+    format!(
+        r#"{{"keys":{{"approov_secret":"{SECRET}"}},
+            "claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]{extra}}}"#
+    )
+}
+
+fn token(exp_in: i64) -> String {
+    let claims = serde_json::json!({"exp": NOW + exp_in, "did": "dev-1"});
+    SigningKey::hs256_from_base64_secret(SECRET)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap()
+}
+
+fn s(text: &[u8]) -> AttestgateStr {
+    AttestgateStr {
+        ptr: text.as_ptr().cast(),
+        len: text.len(),
+    }
+}
+
+/// Reads a view the library handed out.
+fn read(view: AttestgateStr) -> String {
+    if view.len == 0 {
+        return String::new();
+    }
+    // SAFETY: the library hands out views valid for their length while their owner lives.
+    let bytes = unsafe { std::slice::from_raw_parts(view.ptr.cast::<u8>(), view.len) };
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Loads a gate, or returns the code and message.
+fn new_gate(config: &[u8]) -> Result<*mut AttestgateGate, (c_int, String)> {
+    let mut gate = std::ptr::null_mut();
+    let mut error = std::ptr::null_mut();
+    // SAFETY: valid pointers and lengths.
+    let code =
+        unsafe { attestgate_gate_new(config.as_ptr().cast(), config.len(), &mut gate, &mut error) };
+    if code == ATTESTGATE_OK {
+        assert!(!gate.is_null() && error.is_null());
+        return Ok(gate);
+    }
+    assert!(gate.is_null() && !error.is_null());
+    // SAFETY: the error came from the library.
+    let message = read(unsafe { *error });
+    // SAFETY: freed once.
+    unsafe { attestgate_string_free(error) };
+    Err((code, message))
+}
+
+/// A request whose strings live in `headers` and the literals.
+struct Owned {
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    views: Vec<AttestgateHeader>,
+    body: Option<Vec<u8>>,
+}
+
+impl Owned {
+    fn new(headers: &[(&str, &str)]) -> Owned {
+        Owned::bytes(
+            headers
+                .iter()
+                .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    }
+
+    fn bytes(headers: Vec<(Vec<u8>, Vec<u8>)>) -> Owned {
+        let views = headers
+            .iter()
+            .map(|(n, v)| AttestgateHeader {
+                name: s(n),
+                value: s(v),
+            })
+            .collect();
+        Owned {
+            headers,
+            views,
+            body: None,
+        }
+    }
+
+    fn request(&self, path: &'static str) -> AttestgateRequest {
+        AttestgateRequest {
+            method: s(b"POST"),
+            path: s(path.as_bytes()),
+            host: s(b"api.example.com"),
+            headers: self.views.as_ptr(),
+            headers_len: self.views.len(),
+            client_addr: s(b"127.0.0.1"),
+            body: self.body.as_ref().map_or(std::ptr::null(), |b| b.as_ptr()),
+            body_len: self.body.as_ref().map_or(0, Vec::len),
+            has_body: c_int::from(self.body.is_some()),
+            now: NOW,
+        }
+    }
+}
+
+/// What a decision says, copied out, then freed.
+#[derive(Debug, PartialEq)]
+struct Read {
+    allow: bool,
+    monitored: bool,
+    status: u16,
+    reason: String,
+    body: String,
+    remove: Vec<String>,
+    set: Vec<(String, String)>,
+}
+
+fn decide(
+    gate: *const AttestgateGate,
+    request: &AttestgateRequest,
+) -> Result<Read, (c_int, String)> {
+    let mut out = std::ptr::null_mut();
+    let mut error = std::ptr::null_mut();
+    // SAFETY: valid pointers.
+    let code = unsafe { attestgate_decide(gate, request, &mut out, &mut error) };
+    if code != ATTESTGATE_OK {
+        assert!(out.is_null());
+        let message = if error.is_null() {
+            String::new()
+        } else {
+            // SAFETY: from the library; freed once.
+            let message = read(unsafe { *error });
+            // SAFETY: freed once.
+            unsafe { attestgate_string_free(error) };
+            message
+        };
+        return Err((code, message));
+    }
+    // SAFETY: a decision from the library.
+    let d = unsafe { &*out };
+    // SAFETY: the arrays are valid for their lengths while the decision lives.
+    let remove = unsafe { std::slice::from_raw_parts(d.remove, d.remove_len) };
+    // SAFETY: as above.
+    let set = unsafe { std::slice::from_raw_parts(d.set, d.set_len) };
+    let read = Read {
+        allow: d.allow == 1,
+        monitored: d.monitored == 1,
+        status: d.status,
+        reason: read(d.reason),
+        body: read(d.body),
+        remove: remove.iter().map(|v| read(*v)).collect(),
+        set: set.iter().map(|h| (read(h.name), read(h.value))).collect(),
+    };
+    // SAFETY: freed once.
+    unsafe { attestgate_decision_free(out) };
+    Ok(read)
+}
+
+#[test]
+fn the_version_is_a_c_string() {
+    // SAFETY: a static NUL-terminated string.
+    let version = unsafe { std::ffi::CStr::from_ptr(attestgate_version()) };
+    assert_eq!(version.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+}
+
+#[test]
+fn an_allowed_request_is_planned_exactly_as_the_core_plans_it() {
+    let gate = new_gate(config("").as_bytes()).unwrap();
+    let t = token(300);
+    let owned = Owned::new(&[("Approov-Token", &t), ("X-Device-Id", "spoofed")]);
+    let got = decide(gate, &owned.request("/v1/shapes")).unwrap();
+    assert!(got.allow && !got.monitored);
+    assert_eq!(
+        (got.status, got.reason.as_str(), got.body.as_str()),
+        (200, "allowed", "")
+    );
+    assert!(got.remove.contains(&"approov-token".to_owned()));
+    assert!(got.remove.contains(&"x-device-id".to_owned()));
+    assert!(got.remove.contains(&"x-attestgate-reason".to_owned()));
+    assert_eq!(got.set, [("x-device-id".to_owned(), "dev-1".to_owned())]);
+
+    // The same as the core's own planning for that request.
+    let core = Gate::from_json(&config("")).unwrap();
+    let request = Request::new("POST", "/v1/shapes")
+        .with_host("api.example.com")
+        .with_header("approov-token", t.as_str())
+        .with_header("x-device-id", "spoofed")
+        .with_source_ip("127.0.0.1");
+    let decision = core.check(&request, NOW);
+    assert_eq!(
+        action_for(&core, &decision),
+        Action::Continue {
+            remove: got.remove.clone(),
+            set: got.set.clone()
+        }
+    );
+    // A second time: from the cache, the same answer.
+    assert_eq!(decide(gate, &owned.request("/v1/shapes")).unwrap(), got);
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
+}
+
+#[test]
+fn a_denial_is_a_json_reply() {
+    let gate = new_gate(config("").as_bytes()).unwrap();
+    let t = token(-600);
+    let owned = Owned::new(&[("approov-token", &t)]);
+    let got = decide(gate, &owned.request("/")).unwrap();
+    assert!(!got.allow);
+    assert_eq!((got.status, got.reason.as_str()), (401, "token_expired"));
+    let body: serde_json::Value = serde_json::from_str(&got.body).unwrap();
+    assert_eq!(body["error"], "token_expired");
+    assert!(got.remove.is_empty());
+    assert!(got
+        .set
+        .contains(&("content-type".to_owned(), "application/json".to_owned())));
+    assert!(got
+        .set
+        .contains(&("x-attestgate-reason".to_owned(), "token_expired".to_owned())));
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
+}
+
+#[test]
+fn monitor_mode_lets_a_denial_through_with_the_reason() {
+    let gate = new_gate(config(r#","mode":"monitor""#).as_bytes()).unwrap();
+    let got = decide(gate, &Owned::new(&[]).request("/")).unwrap();
+    assert!(got.allow && got.monitored);
+    assert!(got
+        .set
+        .contains(&("x-attestgate-decision".to_owned(), "deny".to_owned())));
+    assert!(got
+        .set
+        .contains(&("x-attestgate-reason".to_owned(), "token_missing".to_owned())));
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
+}
+
+#[test]
+fn bad_configs_are_refused_with_a_code_and_a_message() {
+    let (code, message) = new_gate(b"{\"keys\":{}, \"modee\": 1}").unwrap_err();
+    assert_eq!(code, ATTESTGATE_ERR_CONFIG);
+    assert!(message.contains("modee"), "{message}");
+    let (code, _) = new_gate(b"not json").unwrap_err();
+    assert_eq!(code, ATTESTGATE_ERR_CONFIG);
+    let (code, message) = new_gate(b"{\"keys\":{\xff}}").unwrap_err();
+    assert_eq!(code, ATTESTGATE_ERR_UTF8, "{message}");
+    let (code, _) = new_gate(b"").unwrap_err();
+    assert_eq!(code, ATTESTGATE_ERR_CONFIG);
+    // What this host cannot do, where doing without would let requests through.
+    for text in [
+        config(r#","rules":[{"path_prefix":"/","rate_limit":{"requests":1,"per_seconds":1}}]"#),
+        config(
+            r#","denylist":{"remote":{"upstream":"lists","authority":"lists.example.com","path":"/deny.json"}}"#,
+        ),
+        r#"{"host_verification":{"filter":"envoy.filters.http.jwt_authn","payload_in_metadata":"approov"}}"#
+            .to_owned(),
+    ] {
+        // The core accepts each of these.
+        Gate::from_json(&text).unwrap();
+        match new_gate(text.as_bytes()) {
+            Err((code, message)) => {
+                assert_eq!(code, ATTESTGATE_ERR_CONFIG, "{text}: {message}");
+                assert!(
+                    message.contains("not supported by the native library"),
+                    "{text}: {message}"
+                );
+            }
+            Ok(gate) => {
+                // SAFETY: freed once.
+                unsafe { attestgate_gate_free(gate) };
+                panic!("{text} was accepted");
+            }
+        }
+    }
+}
+
+#[test]
+fn null_pointers_are_refused_not_read() {
+    let mut gate = std::ptr::null_mut();
+    let mut error = std::ptr::null_mut();
+    // SAFETY: each call passes NULL where the contract allows the library to refuse it.
+    unsafe {
+        assert_eq!(
+            attestgate_gate_new(std::ptr::null(), 5, &mut gate, &mut error),
+            ATTESTGATE_ERR_NULL
+        );
+        assert!(gate.is_null() && !error.is_null());
+        attestgate_string_free(error);
+        let text = config("");
+        assert_eq!(
+            attestgate_gate_new(
+                text.as_ptr().cast(),
+                text.len(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut()
+            ),
+            ATTESTGATE_ERR_NULL
+        );
+        // No error pointer: the code alone.
+        assert_eq!(
+            attestgate_gate_new(std::ptr::null(), 5, &mut gate, std::ptr::null_mut()),
+            ATTESTGATE_ERR_NULL
+        );
+        attestgate_gate_free(std::ptr::null_mut());
+        attestgate_decision_free(std::ptr::null_mut());
+        attestgate_string_free(std::ptr::null_mut());
+    }
+    let gate = new_gate(config("").as_bytes()).unwrap();
+    let owned = Owned::new(&[("a", "b")]);
+    assert_eq!(
+        decide(std::ptr::null(), &owned.request("/")).unwrap_err().0,
+        ATTESTGATE_ERR_NULL
+    );
+    let mut out = std::ptr::null_mut();
+    // SAFETY: NULL request and NULL out are refused.
+    unsafe {
+        assert_eq!(
+            attestgate_decide(gate, std::ptr::null(), &mut out, std::ptr::null_mut()),
+            ATTESTGATE_ERR_NULL
+        );
+        assert!(out.is_null());
+        assert_eq!(
+            attestgate_decide(
+                gate,
+                &owned.request("/"),
+                std::ptr::null_mut(),
+                std::ptr::null_mut()
+            ),
+            ATTESTGATE_ERR_NULL
+        );
+    }
+    let mut request = owned.request("/");
+    request.headers = std::ptr::null();
+    assert_eq!(decide(gate, &request).unwrap_err().0, ATTESTGATE_ERR_NULL);
+    let mut request = owned.request("/");
+    request.path = AttestgateStr {
+        ptr: std::ptr::null(),
+        len: 3,
+    };
+    assert_eq!(decide(gate, &request).unwrap_err().0, ATTESTGATE_ERR_NULL);
+    let mut request = owned.request("/");
+    request.has_body = 1;
+    request.body_len = 4;
+    assert_eq!(decide(gate, &request).unwrap_err().0, ATTESTGATE_ERR_NULL);
+    // NULL with length 0 is an empty string.
+    let mut request = owned.request("/");
+    request.client_addr = AttestgateStr {
+        ptr: std::ptr::null(),
+        len: 0,
+    };
+    assert_eq!(decide(gate, &request).unwrap().reason, "token_missing");
+    let (mut needs, mut max) = (7, 7);
+    // SAFETY: NULL out pointers and a NULL gate are refused.
+    unsafe {
+        assert_eq!(
+            attestgate_needs_body(gate, &owned.request("/"), std::ptr::null_mut(), &mut max),
+            ATTESTGATE_ERR_NULL
+        );
+        assert_eq!(
+            attestgate_needs_body(std::ptr::null(), &owned.request("/"), &mut needs, &mut max),
+            ATTESTGATE_ERR_NULL
+        );
+        assert_eq!(
+            attestgate_needs_body(gate, std::ptr::null(), &mut needs, &mut max),
+            ATTESTGATE_ERR_NULL
+        );
+        assert_eq!((needs, max), (7, 7));
+        attestgate_gate_free(gate);
+    }
+}
+
+#[test]
+fn huge_lengths_are_refused_before_anything_is_read() {
+    // The pointers are to a few bytes: reading the claimed lengths would crash the test.
+    let tiny = b"{}";
+    let mut gate = std::ptr::null_mut();
+    // SAFETY: the length is over the cap, so nothing is read.
+    let code = unsafe {
+        attestgate_gate_new(
+            tiny.as_ptr().cast(),
+            usize::MAX,
+            &mut gate,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(code, ATTESTGATE_ERR_TOO_LARGE);
+    let gate = new_gate(config("").as_bytes()).unwrap();
+    let owned = Owned::new(&[("a", "b")]);
+    let mut request = owned.request("/");
+    request.headers_len = usize::MAX;
+    assert_eq!(
+        decide(gate, &request).unwrap_err().0,
+        ATTESTGATE_ERR_TOO_LARGE
+    );
+    let mut request = owned.request("/");
+    request.method.len = MAX_FIELD_BYTES + 1;
+    let (code, message) = decide(gate, &request).unwrap_err();
+    assert_eq!(code, ATTESTGATE_ERR_TOO_LARGE);
+    assert!(message.contains("method"), "{message}");
+    let mut request = owned.request("/");
+    request.has_body = 1;
+    request.body = tiny.as_ptr();
+    request.body_len = usize::MAX;
+    assert_eq!(
+        decide(gate, &request).unwrap_err().0,
+        ATTESTGATE_ERR_TOO_LARGE
+    );
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
+}
+
+#[test]
+fn bytes_that_are_not_utf8_are_read_lossily_as_the_filter_does() {
+    let gate = new_gate(config("").as_bytes()).unwrap();
+    let owned = Owned::bytes(vec![(b"approov-token".to_vec(), b"ey\xff.x.y".to_vec())]);
+    let got = decide(gate, &owned.request("/")).unwrap();
+    assert_eq!((got.status, got.reason.as_str()), (401, "token_malformed"));
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
+}
+
+#[test]
+fn the_body_is_asked_for_and_capped_at_the_routes_limit() {
+    let extra = r#","signature":{"mode":"required","max_body_bytes":8}"#;
+    let gate = new_gate(config(extra).as_bytes()).unwrap();
+    let t = token(300);
+    let owned = Owned::new(&[
+        ("approov-token", &t),
+        ("content-digest", "sha-256=:AAAA:"),
+        (
+            "signature-input",
+            r#"install=("@method" "content-digest");created=1700000000"#,
+        ),
+        ("signature", "install=:AAAA:"),
+    ]);
+    let (mut needs, mut max) = (0, 0);
+    // SAFETY: valid pointers.
+    let code = unsafe { attestgate_needs_body(gate, &owned.request("/"), &mut needs, &mut max) };
+    assert_eq!((code, needs, max), (ATTESTGATE_OK, 1, 8));
+    let mut with_body = Owned::new(&[]);
+    with_body.headers.clone_from(&owned.headers);
+    with_body.views.clone_from(&owned.views);
+    with_body.body = Some(vec![b'x'; 1000]);
+    let got = decide(gate, &with_body.request("/")).unwrap();
+    assert_eq!((got.status, got.reason.as_str()), (413, "body_too_large"));
+    let plain = Owned::new(&[("approov-token", &t)]);
+    // SAFETY: valid pointers.
+    let code = unsafe { attestgate_needs_body(gate, &plain.request("/"), &mut needs, &mut max) };
+    assert_eq!((code, needs), (ATTESTGATE_OK, 0));
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
+}
+
+#[test]
+fn a_gate_is_refused_on_another_thread() {
+    let gate = new_gate(config("").as_bytes()).unwrap() as usize;
+    let code = std::thread::spawn(move || {
+        let owned = Owned::new(&[]);
+        decide(gate as *const AttestgateGate, &owned.request("/"))
+            .unwrap_err()
+            .0
+    })
+    .join()
+    .unwrap();
+    assert_eq!(code, ATTESTGATE_ERR_THREAD);
+    // SAFETY: freed once, on its own thread.
+    unsafe { attestgate_gate_free(gate as *mut AttestgateGate) };
+}

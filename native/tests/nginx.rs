@@ -1,0 +1,1134 @@
+//! The native library in real NGINX (Debian's `nginx` and `libnginx-mod-http-lua`,
+//! `scripts/install-nginx.sh`): `native/lua/attestgate.lua` in `access_by_lua_block`, loading
+//! `libattestgate.so` through LuaJIT's FFI, in front of an upstream that records what reaches
+//! it. Run with `make nginx-test` (feature `e2e`); `ATTESTGATE_LIB` names the library
+//! (default: the debug build in the target directory), `NGINX` the binary.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use attestgate_corpus::Runner;
+use attestgate_policy::plan::{action_for, Action};
+use attestgate_policy::Gate;
+use serde_json::Value;
+
+const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+const MODULES: &str = "/usr/lib/nginx/modules";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn library() -> PathBuf {
+    let path = match std::env::var_os("ATTESTGATE_LIB") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map_or_else(|| root().join("target"), PathBuf::from)
+            .join("debug/libattestgate.so"),
+    };
+    let path = std::fs::canonicalize(&path).unwrap_or_else(|_| {
+        panic!(
+            "{} is missing: build it with `cargo build -p attestgate-native` or `make native`",
+            path.display()
+        )
+    });
+    path
+}
+
+fn nginx_binary() -> String {
+    std::env::var("NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".to_owned())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One request the upstream received: target and headers (names lower-cased, in order).
+type Seen = Vec<(String, Vec<(String, String)>)>;
+
+/// An upstream on loopback that records every request and answers 200.
+struct Recorder {
+    port: u16,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Recorder {
+    fn start() -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let record = Arc::clone(&record);
+                std::thread::spawn(move || Recorder::serve(stream, &record));
+            }
+        });
+        Recorder { port, seen }
+    }
+
+    fn serve(mut stream: TcpStream, record: &Mutex<Seen>) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+        let mut buffer = Vec::new();
+        let mut chunk = [0u8; 16384];
+        loop {
+            let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+            let mut lines = head.split("\r\n");
+            let target = lines
+                .next()
+                .and_then(|l| l.split(' ').nth(1))
+                .unwrap_or_default()
+                .to_owned();
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                .collect();
+            let length = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .and_then(|(_, v)| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            while buffer.len() < end + 4 + length {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buffer.drain(..end + 4 + length);
+            record.lock().unwrap().push((target, headers));
+            let body = "{\"upstream\":\"reached\"}\n";
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if stream.write_all(reply.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The request nginx forwarded with this `x-test-request-id`.
+    fn by_id(&self, id: &str) -> Option<(String, Vec<(String, String)>)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, headers)| {
+                headers
+                    .iter()
+                    .any(|(n, v)| n == "x-test-request-id" && v == id)
+            })
+            .cloned()
+    }
+
+    fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+/// A running nginx (master and workers), stopped on drop.
+struct Nginx {
+    child: Child,
+    dir: PathBuf,
+    ports: Vec<u16>,
+}
+
+/// One server of the generated config: a gate on its own port.
+struct Server {
+    name: String,
+    config: String,
+    /// Directives for the server block.
+    extra: String,
+}
+
+fn server(name: &str, config: String) -> Server {
+    Server {
+        name: name.to_owned(),
+        config,
+        extra: String::new(),
+    }
+}
+
+fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String {
+    let lib = library();
+    let mut init = String::new();
+    let mut blocks = String::new();
+    for (index, (server, port)) in servers.iter().zip(ports).enumerate() {
+        let file = dir.join(format!("gate-{index}.json"));
+        std::fs::write(&file, &server.config).unwrap();
+        init.push_str(&format!(
+            "    attestgate.gates[{}] = attestgate.init_file({:?})\n",
+            index + 1,
+            file.display().to_string()
+        ));
+        blocks.push_str(&format!(
+            r#"
+  # {name}
+  server {{
+    listen 127.0.0.1:{port};
+    {extra}
+    location / {{
+      access_by_lua_block {{ local attestgate = require "attestgate"; attestgate.access(attestgate.gates[{n}]) }}
+      # What the gate decided, for the test to compare (an allowed request's reason too).
+      header_filter_by_lua_block {{
+        local d = ngx.ctx.attestgate
+        if d then ngx.header["x-test-decision"] = (d.allow and "allow" or "deny") .. ";" .. d.reason end
+      }}
+      add_header x-test-request-id $request_id always;
+      proxy_pass http://recorder;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header x-test-request-id $request_id;
+    }}
+  }}
+"#,
+            name = server.name,
+            extra = server.extra,
+            n = index + 1,
+        ));
+    }
+    format!(
+        r#"load_module {MODULES}/ndk_http_module.so;
+load_module {MODULES}/ngx_http_lua_module.so;
+daemon off;
+master_process on;
+worker_processes 2;
+error_log {dir}/error.log notice;
+pid {dir}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  # The corpus sends tokens of 100 KiB and 80 extra headers: NGINX must hand them to the gate.
+  large_client_header_buffers 8 256k;
+  client_body_buffer_size 1m;
+  lua_package_path "{lua}/?.lua;;";
+  init_by_lua_block {{
+    local attestgate = require "attestgate"
+    attestgate.library = {lib:?}
+    attestgate.gates = {{}}
+{init}  }}
+  upstream recorder {{ server 127.0.0.1:{upstream}; keepalive 16; }}
+{blocks}}}
+"#,
+        dir = dir.display(),
+        lua = root().join("native/lua").canonicalize().unwrap().display(),
+        lib = lib.display().to_string(),
+    )
+}
+
+impl Nginx {
+    /// Writes the config and starts nginx; `Err(error log)` when it does not come up.
+    fn try_start(name: &str, servers: &[Server], upstream: u16) -> Result<Nginx, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "attestgate-nginx-{name}-{}-{}",
+            std::process::id(),
+            unix_now()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<u16> = servers.iter().map(|_| free_port()).collect();
+        std::fs::write(
+            dir.join("nginx.conf"),
+            conf(&dir, servers, &ports, upstream),
+        )
+        .unwrap();
+        let child = Command::new(nginx_binary())
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-e")
+            .arg(dir.join("error.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut nginx = Nginx { child, dir, ports };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = nginx.child.try_wait() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = nginx.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                return Err(format!(
+                    "nginx exited ({status}):\n{stderr}\n{}",
+                    nginx.log()
+                ));
+            }
+            let up = nginx
+                .ports
+                .iter()
+                .all(|port| TcpStream::connect(("127.0.0.1", *port)).is_ok());
+            if up && nginx.workers().len() == 2 {
+                return Ok(nginx);
+            }
+            if Instant::now() > deadline {
+                return Err(format!("nginx did not come up in 20 s:\n{}", nginx.log()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn start(name: &str, servers: &[Server], upstream: u16) -> Nginx {
+        Nginx::try_start(name, servers, upstream).unwrap_or_else(|log| panic!("{log}"))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("error.log")).unwrap_or_default()
+    }
+
+    /// The worker processes: children of the master.
+    fn workers(&self) -> Vec<u32> {
+        let master = self.child.id();
+        let mut workers = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: the comm may hold spaces, so read after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(master) {
+                workers.push(pid);
+            }
+        }
+        workers.sort_unstable();
+        workers
+    }
+
+    /// Each worker's resident memory, KiB.
+    fn worker_rss(&self) -> Vec<(u32, u64)> {
+        self.workers()
+            .into_iter()
+            .map(|pid| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                (pid, kib)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let workers = self.workers();
+        let master = self.child.id().to_string();
+        // SIGQUIT: a graceful stop; the workers exit with the master.
+        let _ = Command::new("kill").args(["-QUIT", &master]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for pid in workers {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// A reply: status, lower-cased headers, body.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+}
+
+/// A keep-alive HTTP/1.1 client connection.
+struct Conn {
+    stream: TcpStream,
+    buffer: Vec<u8>,
+}
+
+impl Conn {
+    fn open(port: u16) -> Conn {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Conn {
+            stream,
+            buffer: Vec::new(),
+        }
+    }
+
+    /// Writes the request byte for byte (names and values as given) and reads one reply.
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        authority: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Option<Reply> {
+        let mut text = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\n");
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if !body.is_empty() {
+            text.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        text.push_str("\r\n");
+        let mut bytes = text.into_bytes();
+        bytes.extend_from_slice(body);
+        self.stream.write_all(&bytes).ok()?;
+        self.read_reply()
+    }
+
+    fn read_reply(&mut self) -> Option<Reply> {
+        let mut chunk = [0u8; 16384];
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
+                let mut lines = head.split("\r\n");
+                let status = lines
+                    .next()
+                    .and_then(|l| l.split(' ').nth(1))
+                    .and_then(|s| s.parse().ok())?;
+                let headers: BTreeMap<String, String> = lines
+                    .filter_map(|l| l.split_once(':'))
+                    .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+                    .collect();
+                // nginx's replies here all carry a content-length (no chunked bodies).
+                let length: usize = headers.get("content-length")?.parse().ok()?;
+                if self.buffer.len() >= end + 4 + length {
+                    let body = String::from_utf8_lossy(&self.buffer[end + 4..end + 4 + length])
+                        .into_owned();
+                    self.buffer.drain(..end + 4 + length);
+                    return Some(Reply {
+                        status,
+                        headers,
+                        body,
+                    });
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buffer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// What a runner saw of one decision.
+#[derive(Debug, PartialEq, Eq)]
+struct Seen1 {
+    allow: bool,
+    status: u16,
+    reason: String,
+}
+
+/// The shared corpus through real NGINX: every gate on its own server, every case as a raw
+/// HTTP/1.1 request. Each decision (status, reason) must equal the native core's, and what
+/// reached the upstream must be exactly what the core's plan says: allowed requests with the
+/// planned headers removed and set, denied ones never.
+#[test]
+fn the_corpus_decides_the_same_in_nginx_as_natively() {
+    let corpus = attestgate_corpus::load(&attestgate_corpus::cases_dir()).unwrap();
+    let mut materialized = corpus.materialize(unix_now()).unwrap();
+    // NGINX's clock moves while the cases run: leave out the few cases whose outcome would
+    // change within a minute (named on stderr).
+    let dropped = materialized.retain_stable(60).unwrap();
+    let recorder = Recorder::start();
+    let servers: Vec<Server> = materialized
+        .gates
+        .iter()
+        .map(|gate| Server {
+            name: gate.name.clone(),
+            config: gate.config.to_string(),
+            extra: String::new(),
+        })
+        .collect();
+    let nginx = Nginx::start("corpus", &servers, recorder.port);
+    let (mut failures, mut ran, mut not_here, mut allowed, mut nginx_own) =
+        (Vec::new(), 0, 0, 0, 0);
+    for (gate, port) in materialized.gates.iter().zip(&nginx.ports) {
+        let native = Gate::from_json(&gate.config.to_string()).unwrap();
+        for case in &gate.cases {
+            let Some(expect) = case.expect_for(Runner::Nginx) else {
+                not_here += 1;
+                continue;
+            };
+            ran += 1;
+            let label = format!("{}/{}", gate.name, case.name);
+            let request = &case.request;
+            // A connection per case: NGINX closes one after some of its own refusals.
+            let reply = match Conn::open(*port).send(
+                &request.method,
+                &request.path,
+                &request.authority,
+                &request.headers,
+                b"",
+            ) {
+                Some(reply) => reply,
+                None => {
+                    failures.push(format!("{label}: no reply"));
+                    continue;
+                }
+            };
+            if expect.reason.is_empty() {
+                // NGINX answers itself before the gate runs (the case's override says why):
+                // no decision, nothing upstream.
+                let id = reply.header("x-test-request-id").unwrap_or_default();
+                if reply.status != expect.status
+                    || reply.header("x-test-decision").is_some()
+                    || recorder.by_id(id).is_some()
+                {
+                    failures.push(format!(
+                        "{label}: expected NGINX's own {}, got {reply:?}",
+                        expect.status
+                    ));
+                }
+                nginx_own += 1;
+                continue;
+            }
+            let decision = native.check(&request.to_request(), materialized.now);
+            let want = Seen1 {
+                allow: decision.allow,
+                status: decision.status,
+                reason: decision.reason.as_str().to_owned(),
+            };
+            // The reason: the gate's (x-test-decision, from ngx.ctx), and on a denial also
+            // the reply's header and JSON body, which must agree.
+            let told = reply.header("x-test-decision").unwrap_or("none;");
+            let (verdict, reason) = told.split_once(';').unwrap_or(("none", ""));
+            let seen = Seen1 {
+                allow: verdict == "allow",
+                status: reply.status,
+                reason: reason.to_owned(),
+            };
+            if seen != want {
+                failures.push(format!(
+                    "{label}: native {want:?}, nginx {seen:?} {reply:?}"
+                ));
+                continue;
+            }
+            let meets = expect.allow == seen.allow
+                && expect.status == seen.status
+                && expect.reason == seen.reason;
+            if !meets {
+                failures.push(format!(
+                    "{label}: the case expects {expect:?}, nginx {seen:?}"
+                ));
+            }
+            let id = reply.header("x-test-request-id").unwrap_or_default();
+            let upstream = recorder.by_id(id);
+            match (action_for(&native, &decision), upstream) {
+                (Action::Respond { body, .. }, None) => {
+                    let json: Value = serde_json::from_str(&reply.body).unwrap_or_default();
+                    if reply.body != body
+                        || json["error"] != want.reason.as_str()
+                        || reply.header("x-attestgate-reason") != Some(want.reason.as_str())
+                        || reply.header("content-type") != Some("application/json")
+                    {
+                        failures.push(format!(
+                            "{label}: denial reply {reply:?}, native body {body}"
+                        ));
+                    }
+                }
+                (Action::Continue { remove, set }, Some((target, headers))) => {
+                    allowed += 1;
+                    if target != request.path {
+                        failures.push(format!(
+                            "{label}: upstream got {target}, sent {}",
+                            request.path
+                        ));
+                    }
+                    for name in &remove {
+                        let kept = set.iter().any(|(n, _)| n == name);
+                        if !kept && headers.iter().any(|(n, _)| n == name) {
+                            failures.push(format!("{label}: {name} reached the upstream"));
+                        }
+                    }
+                    for (name, value) in &set {
+                        let copies: Vec<&String> = headers
+                            .iter()
+                            .filter(|(n, _)| n == name)
+                            .map(|(_, v)| v)
+                            .collect();
+                        if copies != [value] {
+                            failures.push(format!(
+                                "{label}: upstream got {name}: {copies:?}, the gate set {value:?}"
+                            ));
+                        }
+                    }
+                }
+                (action, upstream) => failures.push(format!(
+                    "{label}: planned {action:?}, upstream saw {upstream:?}"
+                )),
+            }
+        }
+    }
+    let log = nginx.log();
+    drop(nginx);
+    assert!(
+        !log.contains("[error]") && !log.contains("[alert]") && !log.contains("[crit]"),
+        "errors in nginx's log:\n{log}"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} difference(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(ran >= 200, "only {ran} cases ran in nginx");
+    println!(
+        "{ran} corpus cases decided alike in nginx and natively ({allowed} allowed reached the \
+         upstream as planned; {nginx_own} answered by NGINX itself as the case says; {not_here} not for nginx; {} left out as unstable within 60 s: {dropped:?})",
+        dropped.len()
+    );
+}
+
+fn token(claims: &Value) -> String {
+    attestgate_testkit::SigningKey::hs256_from_base64_secret(SECRET)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap()
+}
+
+fn h(name: &str, value: &str) -> (String, String) {
+    (name.to_owned(), value.to_owned())
+}
+
+/// The token and every client-sent copy of the gate's own headers never reach the upstream,
+/// in any letter case or number of copies; the verified claim headers do, once. Monitor mode
+/// forwards a denial with the decision headers; `forward: true` keeps the token.
+#[test]
+fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
+    let recorder = Recorder::start();
+    let base = format!(
+        r#""keys":{{"approov_secret":"{SECRET}"}},
+           "claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}},{{"claim":"sub","header":"X-App-User"}}]"#
+    );
+    let servers = [
+        server("enforce", format!("{{{base}}}")),
+        server("monitor", format!(r#"{{{base},"mode":"monitor"}}"#)),
+        server("forward", format!(r#"{{{base},"forward":true}}"#)),
+    ];
+    let nginx = Nginx::start("headers", &servers, recorder.port);
+    let (enforce, monitor, forward) = (nginx.ports[0], nginx.ports[1], nginx.ports[2]);
+    let now = unix_now();
+    let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1", "sub": "user-1"}));
+    let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-1"}));
+    let spoofs = |token_name: &str, token: &str| {
+        vec![
+            h("X-Device-Id", "attacker"),
+            h("x-device-id", "attacker-2"),
+            h("X-APP-USER", "root"),
+            h("X-Attestgate-Decision", "allow"),
+            h("x-attestgate-reason", "allowed"),
+            h("x-attestgate-reason", "allowed-2"),
+            h(token_name, token),
+            h("x-unrelated", "kept"),
+        ]
+    };
+    let send = |port: u16, headers: &[(String, String)]| {
+        let reply = Conn::open(port)
+            .send("GET", "/v1/shapes?x=1", "api.example.com", headers, b"")
+            .expect("a reply");
+        let id = reply
+            .header("x-test-request-id")
+            .unwrap_or_default()
+            .to_owned();
+        (reply, recorder.by_id(&id).map(|(_, headers)| headers))
+    };
+    let values = |headers: &[(String, String)], name: &str| -> Vec<String> {
+        headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+
+    // Allowed: the claims replace every spoofed copy; the token and the decision headers go.
+    for token_name in ["approov-token", "Approov-Token", "APPROOV-TOKEN"] {
+        let (reply, upstream) = send(enforce, &spoofs(token_name, &good));
+        assert_eq!(reply.status, 200, "{reply:?}");
+        let upstream = upstream.expect("the allowed request reached the upstream");
+        assert_eq!(values(&upstream, "x-device-id"), ["dev-1"], "{upstream:?}");
+        assert_eq!(values(&upstream, "x-app-user"), ["user-1"], "{upstream:?}");
+        assert!(
+            values(&upstream, "approov-token").is_empty(),
+            "{upstream:?}"
+        );
+        assert!(
+            values(&upstream, "x-attestgate-decision").is_empty(),
+            "{upstream:?}"
+        );
+        assert!(
+            values(&upstream, "x-attestgate-reason").is_empty(),
+            "{upstream:?}"
+        );
+        assert_eq!(values(&upstream, "x-unrelated"), ["kept"]);
+    }
+    // A claim the token lacks: its header is removed, not left with the client's value.
+    let no_sub = token(&serde_json::json!({"exp": now + 300, "did": "dev-2"}));
+    let (_, upstream) = send(enforce, &spoofs("approov-token", &no_sub));
+    let upstream = upstream.unwrap();
+    assert_eq!(values(&upstream, "x-device-id"), ["dev-2"]);
+    assert!(values(&upstream, "x-app-user").is_empty(), "{upstream:?}");
+
+    // Denied: nothing reaches the upstream.
+    let before = recorder.count();
+    let (reply, upstream) = send(enforce, &spoofs("approov-token", &expired));
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (401, Some("token_expired"))
+    );
+    assert!(upstream.is_none());
+    let mut twice = spoofs("approov-token", &good);
+    twice.push(h("approov-token", &good));
+    let (reply, upstream) = send(enforce, &twice);
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (401, Some("token_malformed"))
+    );
+    assert!(upstream.is_none());
+    assert_eq!(
+        recorder.count(),
+        before,
+        "a denied request reached the upstream"
+    );
+
+    // Monitor: the denial goes on, with the gate's decision headers instead of the client's.
+    let (reply, upstream) = send(monitor, &spoofs("approov-token", &expired));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let upstream = upstream.unwrap();
+    assert_eq!(
+        values(&upstream, "x-attestgate-decision"),
+        ["deny"],
+        "{upstream:?}"
+    );
+    assert_eq!(
+        values(&upstream, "x-attestgate-reason"),
+        ["token_expired"],
+        "{upstream:?}"
+    );
+    assert!(values(&upstream, "approov-token").is_empty());
+    assert!(values(&upstream, "x-device-id").is_empty(), "{upstream:?}");
+
+    // forward: true keeps the token, and still strips the spoofed claim headers.
+    let (_, upstream) = send(forward, &spoofs("approov-token", &good));
+    let upstream = upstream.unwrap();
+    assert_eq!(
+        values(&upstream, "approov-token"),
+        std::slice::from_ref(&good)
+    );
+    assert_eq!(values(&upstream, "x-device-id"), ["dev-1"]);
+    let log = nginx.log();
+    assert!(!log.contains("[error]"), "{log}");
+}
+
+/// A config the gate refuses stops NGINX from starting (an error in `init_by_lua_block`
+/// aborts start-up), with one clear line in the error log naming the problem.
+#[test]
+fn a_bad_config_refuses_to_start() {
+    let recorder = Recorder::start();
+    for (config, says) in [
+        (
+            format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}},"moode":"monitor"}}"#),
+            "moode",
+        ),
+        ("{not json".to_owned(), "config"),
+        (
+            format!(
+                r#"{{"keys":{{"approov_secret":"{SECRET}"}},"rules":[{{"path_prefix":"/","rate_limit":{{"requests":1,"per_seconds":1}}}}]}}"#
+            ),
+            "not supported by the native library",
+        ),
+    ] {
+        let servers = [
+            server(
+                "good",
+                format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}}}}"#),
+            ),
+            server("bad", config),
+        ];
+        let started = Instant::now();
+        let log = match Nginx::try_start("bad-config", &servers, recorder.port) {
+            Ok(nginx) => panic!("nginx started with a bad config:\n{}", nginx.log()),
+            Err(log) => log,
+        };
+        let line = log
+            .lines()
+            .find(|l| l.contains("attestgate: refusing to start"))
+            .unwrap_or_else(|| panic!("no clear line in:\n{log}"));
+        // What NGINX really does: the Lua error is logged at [error] (with a traceback) and
+        // the master exits with status 1; no worker starts.
+        assert!(
+            line.contains("[error]") && line.contains("init_by_lua error"),
+            "{line}"
+        );
+        assert!(log.contains("nginx exited (exit status: 1)"), "{log}");
+        assert!(
+            line.contains("gate-1.json") && line.contains(says),
+            "{line}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        println!("refused: {line}");
+    }
+}
+
+/// A short load run: several keep-alive connections, a few thousand requests mixing good,
+/// expired, forged and missing tokens; every answer must be right, and the workers' memory
+/// flat (VmRSS before and after, printed).
+#[test]
+fn a_short_load_run_keeps_every_answer_right_and_memory_flat() {
+    let recorder = Recorder::start();
+    let servers = [server(
+        "load",
+        format!(
+            r#"{{"keys":{{"approov_secret":"{SECRET}"}},"claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]}}"#
+        ),
+    )];
+    let nginx = Nginx::start("load", &servers, recorder.port);
+    let port = nginx.ports[0];
+    let now = unix_now();
+    // 64 devices' tokens, and for each one an expired and a forged one.
+    let good: Vec<String> = (0..64)
+        .map(|i| token(&serde_json::json!({"exp": now + 900, "did": format!("dev-{i}")})))
+        .collect();
+    let expired: Vec<String> = (0..64)
+        .map(|i| token(&serde_json::json!({"exp": now - 900, "did": format!("dev-{i}")})))
+        .collect();
+    let forged: Vec<String> = good
+        .iter()
+        .map(|t| {
+            let (head, sig) = t.rsplit_once('.').unwrap();
+            let flipped = if sig.starts_with('A') { "B" } else { "A" };
+            format!("{head}.{flipped}{}", &sig[1..])
+        })
+        .collect();
+    let cases = Arc::new((good, expired, forged));
+    let run = |requests: usize, connections: usize| -> Vec<String> {
+        let mut threads = Vec::new();
+        for c in 0..connections {
+            let cases = Arc::clone(&cases);
+            threads.push(std::thread::spawn(move || {
+                let mut problems = Vec::new();
+                let mut conn = Conn::open(port);
+                for i in 0..requests / connections {
+                    let n = i * connections + c;
+                    let device = n % 64;
+                    let (headers, want): (Vec<(String, String)>, (u16, &str)) = match n % 4 {
+                        0 | 1 => (
+                            vec![
+                                h("approov-token", &cases.0[device]),
+                                h("x-device-id", "spoof"),
+                            ],
+                            (200, "allowed"),
+                        ),
+                        2 => (
+                            vec![h("approov-token", &cases.1[device])],
+                            (401, "token_expired"),
+                        ),
+                        _ if n % 8 == 3 => (
+                            vec![h("approov-token", &cases.2[device])],
+                            (401, "signature_invalid"),
+                        ),
+                        _ => (vec![], (401, "token_missing")),
+                    };
+                    let Some(reply) =
+                        conn.send("GET", "/v1/shapes", "api.example.com", &headers, b"")
+                    else {
+                        problems.push(format!("request {n}: no reply"));
+                        conn = Conn::open(port);
+                        continue;
+                    };
+                    let reason = reply
+                        .header("x-test-decision")
+                        .and_then(|d| d.split_once(';'))
+                        .map(|(_, r)| r);
+                    let reached = reply.body.contains("\"upstream\":\"reached\"");
+                    if (reply.status, reason) != (want.0, Some(want.1))
+                        || reached != (want.0 == 200)
+                    {
+                        problems.push(format!("request {n}: want {want:?}, got {reply:?}"));
+                    }
+                    if reply.header("connection") == Some("close") {
+                        conn = Conn::open(port);
+                    }
+                }
+                problems
+            }));
+        }
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    };
+    // Warm up on 8 connections (the kernel spreads them over both workers): every worker
+    // loads its caches and Lua state, twice over.
+    for _ in 0..2 {
+        let problems = run(1600, 8);
+        assert!(problems.is_empty(), "{problems:?}");
+    }
+    let before = nginx.worker_rss();
+    let upstream_before = recorder.count();
+    let started = Instant::now();
+    let total = 10_000;
+    let problems = run(total, 8);
+    let elapsed = started.elapsed();
+    let after = nginx.worker_rss();
+    let reached = recorder.count() - upstream_before;
+    println!(
+        "load: {total} requests on 8 connections in {:.2} s ({:.0}/s), {reached} reached the upstream",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64()
+    );
+    println!("worker VmRSS before (pid, KiB): {before:?}");
+    println!("worker VmRSS after  (pid, KiB): {after:?}");
+    assert!(
+        problems.is_empty(),
+        "{} wrong answers: {:?}",
+        problems.len(),
+        &problems[..problems.len().min(5)]
+    );
+    assert_eq!(
+        reached,
+        total / 2,
+        "exactly the good-token half reaches the upstream"
+    );
+    assert_eq!(before.len(), 2);
+    let pids = |v: &[(u32, u64)]| v.iter().map(|(p, _)| *p).collect::<Vec<_>>();
+    assert_eq!(
+        pids(&before),
+        pids(&after),
+        "a worker died and was replaced"
+    );
+    for ((pid, was), (_, is)) in before.iter().zip(&after) {
+        assert!(
+            *is <= was + 2 * 1024,
+            "worker {pid} grew from {was} KiB to {is} KiB over {total} requests"
+        );
+    }
+    let log = nginx.log();
+    assert!(
+        !log.contains("[error]") && !log.contains("[alert]"),
+        "{log}"
+    );
+}
+
+/// Install-key request signatures over the body in real NGINX: the module asks the library
+/// whether the body is needed, reads it (`ngx.req.read_body`, from memory or from the file
+/// NGINX buffered it to, chunked or not) and decides on it.
+#[test]
+fn a_signed_body_is_read_and_decided_on() {
+    use attestgate_policy::signature::SignOptions;
+    use attestgate_testkit::{InstallSigner, SigningKey};
+
+    let components = ["@method", "@target-uri", "authorization", "content-digest"];
+    let config = serde_json::json!({
+        "keys": {"approov_secret": SECRET},
+        "rules": [{"name": "pay", "path_prefix": "/v1/pay",
+                   "signature": {"mode": "required", "components": components, "max_body_bytes": 4096}}],
+    })
+    .to_string();
+    let recorder = Recorder::start();
+    let mut on_file = server("file", config.clone());
+    // A body over 64 bytes goes to a temporary file: the module must read it from there.
+    on_file.extra = "client_body_buffer_size 64;".to_owned();
+    let nginx = Nginx::start(
+        "signed-body",
+        &[server("memory", config), on_file],
+        recorder.port,
+    );
+    let install = InstallSigner::from_slice(&[9; 32]).unwrap();
+    let now = unix_now();
+    let claims = serde_json::json!({"exp": now + 300, "did": "d1", "ipk": install.ipk()});
+    let token = SigningKey::hs256_from_base64_secret(SECRET)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+    let signed = |path: &str, body: &[u8]| -> Vec<(String, String)> {
+        let request = attestgate_policy::Request::new("POST", path)
+            .with_host("api.example.com")
+            .with_header("approov-token", token.as_str())
+            .with_header("authorization", "Bearer session-1")
+            .with_body(body.to_vec());
+        let signed = install
+            .sign_request(request, &SignOptions::new(components, now))
+            .unwrap();
+        signed
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect()
+    };
+    let small = br#"{"to":"alice","amount":100}"#.to_vec();
+    let large: Vec<u8> = format!(r#"{{"to":"alice","memo":"{}"}}"#, "x".repeat(1000)).into_bytes();
+    let huge = vec![b'x'; 5000];
+    for port in nginx.ports.clone() {
+        for body in [&small, &large] {
+            let headers = signed("/v1/pay?to=alice", body);
+            let reply = Conn::open(port)
+                .send(
+                    "POST",
+                    "/v1/pay?to=alice",
+                    "api.example.com",
+                    &headers,
+                    body,
+                )
+                .unwrap();
+            assert_eq!(reply.status, 200, "{port} {} bytes: {reply:?}", body.len());
+            assert_eq!(reply.header("x-test-decision"), Some("allow;allowed"));
+            // The body changed on the way: the digest no longer matches.
+            let mut changed = body.clone();
+            changed[2] ^= 1;
+            let reply = Conn::open(port)
+                .send(
+                    "POST",
+                    "/v1/pay?to=alice",
+                    "api.example.com",
+                    &headers,
+                    &changed,
+                )
+                .unwrap();
+            assert_eq!(
+                (reply.status, reply.header("x-attestgate-reason")),
+                (401, Some("request_signature_invalid")),
+                "{reply:?}"
+            );
+        }
+        // Chunked: NGINX reads it whole, the gate decides on it.
+        let headers = signed("/v1/pay?to=alice", &small);
+        let mut raw = String::from("POST /v1/pay?to=alice HTTP/1.1\r\nHost: api.example.com\r\n");
+        for (name, value) in &headers {
+            raw.push_str(&format!("{name}: {value}\r\n"));
+        }
+        raw.push_str(&format!(
+            "transfer-encoding: chunked\r\n\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+            small.len(),
+            String::from_utf8_lossy(&small)
+        ));
+        let mut conn = Conn::open(port);
+        conn.stream.write_all(raw.as_bytes()).unwrap();
+        let reply = conn.read_reply().unwrap();
+        assert_eq!(reply.status, 200, "chunked: {reply:?}");
+        // Over the route's max_body_bytes: body_too_large, the body never read past the cap.
+        let headers = signed("/v1/pay?to=alice", &huge);
+        let reply = Conn::open(port)
+            .send(
+                "POST",
+                "/v1/pay?to=alice",
+                "api.example.com",
+                &headers,
+                &huge,
+            )
+            .unwrap();
+        assert_eq!(
+            (reply.status, reply.header("x-attestgate-reason")),
+            (413, Some("body_too_large")),
+            "{reply:?}"
+        );
+    }
+    let log = nginx.log();
+    assert!(!log.contains("[error]"), "{log}");
+}
+
+/// The Kong (>= 3.11) plugin, `native/kong/attestgate/{handler,schema}.lua`, run in real NGINX
+/// with the real Lua module and library, but with a minimal stand-in for the few PDK calls it
+/// makes (`native/kong/spec/handler_spec.lua`). This is NOT a running Kong.
+#[test]
+fn the_kong_plugin_against_a_pdk_stand_in() {
+    let recorder = Recorder::start();
+    let now = unix_now();
+    let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
+    let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-1"}));
+    let kong = root().join("native/kong").canonicalize().unwrap();
+    let mut spec = server(
+        "kong-spec",
+        format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}}}}"#),
+    );
+    spec.extra = format!(
+        r#"location = /kong-spec {{
+      content_by_lua_block {{
+        local spec = dofile({dir:?} .. "/spec/handler_spec.lua")
+        local ok, report = pcall(spec.run, {dir:?}, {{ good = {good:?}, expired = {expired:?} }}, {SECRET:?})
+        report = ok and report or ("not ok - the spec raised: " .. tostring(report))
+        ngx.header["Content-Length"] = #report
+        ngx.print(report)
+      }}
+    }}"#,
+        dir = kong.display().to_string(),
+    );
+    let nginx = Nginx::start("kong", &[spec], recorder.port);
+    let reply = Conn::open(nginx.ports[0])
+        .send("GET", "/kong-spec", "localhost", &[], b"")
+        .unwrap();
+    println!("{}", reply.body);
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", nginx.log());
+    let lines: Vec<&str> = reply.body.lines().collect();
+    assert!(lines.len() >= 10, "{}", reply.body);
+    assert!(
+        lines.iter().all(|l| l.starts_with("ok - ")),
+        "{}\n{}",
+        reply.body,
+        nginx.log()
+    );
+}

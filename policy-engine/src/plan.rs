@@ -1,0 +1,228 @@
+//! What a host does with a decision: the host-neutral half of every gateway integration.
+//!
+//! A host gathers the request facts ([`request_facts`] from `:method`/`:path`/`:authority`
+//! style headers, or a [`Request`] it fills itself), decides them ([`plan_request`], through
+//! its per-worker [`DecisionCache`] when it has one) and carries out the [`Action`]: go on
+//! upstream after removing and setting headers, or answer locally with a JSON body. The
+//! proxy-wasm filter (Envoy, Kong) and the native library (NGINX/OpenResty) both use this one
+//! module, so every host strips and sets the same headers and sends the same denials.
+
+use std::rc::Rc;
+
+use crate::cache::{CacheOutcome, DecisionCache};
+use crate::config::Mode;
+use crate::decision::{Decision, Verdict};
+use crate::gate::Gate;
+use crate::remote::Dynamic;
+use crate::request::Request;
+
+/// Header set on the upstream request when monitor mode let a failing request through.
+///
+/// ```
+/// assert_eq!(attestgate_policy::plan::DECISION_HEADER, "x-attestgate-decision");
+/// ```
+pub const DECISION_HEADER: &str = "x-attestgate-decision";
+
+/// Header naming the reason, on denials and on monitored requests.
+///
+/// ```
+/// assert_eq!(attestgate_policy::plan::REASON_HEADER, "x-attestgate-reason");
+/// ```
+pub const REASON_HEADER: &str = "x-attestgate-reason";
+
+/// What the host must do.
+///
+/// ```
+/// use attestgate_policy::plan::{action_for, Action};
+/// use attestgate_policy::{Gate, Request};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let decision = gate.check(&Request::new("GET", "/"), 1_700_000_000);
+/// let Action::Respond { status, body, .. } = action_for(&gate, &decision) else { panic!() };
+/// assert_eq!(status, 401);
+/// assert!(body.starts_with(r#"{"error":"token_missing","reasons":["#));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Let the request go upstream after removing and then setting these headers.
+    Continue {
+        /// Header names to remove (lower case).
+        remove: Vec<String>,
+        /// Headers to set, replacing any value.
+        set: Vec<(String, String)>,
+    },
+    /// Answer locally; nothing goes upstream.
+    Respond {
+        /// HTTP status.
+        status: u32,
+        /// Reply headers.
+        headers: Vec<(String, String)>,
+        /// JSON body.
+        body: String,
+    },
+}
+
+/// Decides request facts, through the worker's decision cache when there is one, and plans
+/// the action; also says whether the cache answered.
+///
+/// ```
+/// use attestgate_policy::plan::{plan_request, Action};
+/// use attestgate_policy::remote::Dynamic;
+/// use attestgate_policy::{CacheOutcome, DecisionCache, Gate, Request};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let mut cache = DecisionCache::new(16);
+/// let request = Request::new("GET", "/");
+/// let (decision, action, outcome) =
+///     plan_request(&gate, Some(&mut cache), &request, 1_700_000_000, &mut Dynamic::default());
+/// assert!(!decision.allow && matches!(action, Action::Respond { status: 401, .. }));
+/// assert_eq!(outcome, CacheOutcome::Uncached); // no token: nothing to verify or remember
+/// ```
+pub fn plan_request(
+    gate: &Gate,
+    cache: Option<&mut DecisionCache>,
+    request: &Request,
+    now: i64,
+    dynamic: &mut Dynamic<'_>,
+) -> (Rc<Decision>, Action, CacheOutcome) {
+    let (decision, outcome) = match cache {
+        Some(cache) => cache.check_shared(gate, request, now, dynamic),
+        None => (
+            Rc::new(gate.check_with(request, now, dynamic)),
+            CacheOutcome::Uncached,
+        ),
+    };
+    let action = action_for(gate, &decision);
+    (decision, action, outcome)
+}
+
+/// Builds the core's view of a request from proxy-wasm style headers (`:method`, `:path`,
+/// `:authority` and the rest; other pseudo-headers are dropped) and the client address (with
+/// or without a port). A `Host` header, when there is one, is the host: ngx_wasm_module's
+/// `:authority` is its own server name and port.
+///
+/// ```
+/// use attestgate_policy::plan::request_facts;
+/// let headers = vec![(":method".to_owned(), "GET".to_owned()), (":path".to_owned(), "/a?b".to_owned()),
+///                    (":authority".to_owned(), "api.example.com".to_owned())];
+/// let request = request_facts(headers, Some(b"[2001:db8::1]:443"));
+/// assert_eq!((request.method.as_str(), request.path.as_str(), request.host.as_str()),
+///            ("GET", "/a?b", "api.example.com"));
+/// assert_eq!(request.source_ip.as_deref(), Some("2001:db8::1"));
+/// ```
+pub fn request_facts(headers: Vec<(String, String)>, source_address: Option<&[u8]>) -> Request {
+    let mut request = Request::default();
+    let mut host_header = None;
+    for (name, value) in headers {
+        match name.as_str() {
+            ":method" => request.method = value,
+            ":path" => request.path = value,
+            ":authority" => request.host = value,
+            pseudo if pseudo.starts_with(':') => {}
+            _ => {
+                if host_header.is_none() && name.eq_ignore_ascii_case("host") {
+                    host_header = Some(value.clone());
+                }
+                request.headers.push((name, value));
+            }
+        }
+    }
+    if let Some(host) = host_header {
+        request.host = host;
+    }
+    request.source_ip = source_address
+        .and_then(|raw| std::str::from_utf8(raw).ok())
+        .map(strip_port);
+    request
+}
+
+/// `203.0.113.7:5100` → `203.0.113.7`, `[2001:db8::1]:443` → `2001:db8::1`.
+fn strip_port(address: &str) -> String {
+    if let Some(rest) = address.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest).to_owned();
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            host.to_owned()
+        }
+        _ => address.to_owned(),
+    }
+}
+
+/// The action for a decision: a denial becomes a JSON reply with the reason header; an
+/// allowed request loses the token header (unless `forward`) and every client-sent copy of
+/// the gate's own headers (the `claim_to_headers` targets, [`DECISION_HEADER`],
+/// [`REASON_HEADER`]), then gets the verified claim and policy headers; monitor mode adds
+/// the decision and reason headers to a denial it lets through.
+///
+/// ```
+/// use attestgate_policy::plan::{action_for, Action};
+/// use attestgate_policy::{Gate, Request};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},
+///                               "mode":"monitor"}"#).unwrap();
+/// let decision = gate.check(&Request::new("GET", "/"), 1_700_000_000);
+/// let Action::Continue { remove, set } = action_for(&gate, &decision) else { panic!() };
+/// assert!(remove.contains(&"approov-token".to_owned()));
+/// assert!(set.contains(&("x-attestgate-reason".to_owned(), "token_missing".to_owned())));
+/// ```
+pub fn action_for(gate: &Gate, decision: &Decision) -> Action {
+    let config = gate.config();
+    if !decision.allow {
+        let mut headers = vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (
+                REASON_HEADER.to_owned(),
+                decision.reason.as_str().to_owned(),
+            ),
+        ];
+        headers.extend(decision.headers.clone());
+        return Action::Respond {
+            status: u32::from(decision.status),
+            headers,
+            body: decision.error_body(),
+        };
+    }
+    // Headers the gate vouches for are never taken from the client.
+    let mut remove: Vec<String> = config
+        .claim_to_headers
+        .iter()
+        .map(|mapping| mapping.header.to_ascii_lowercase())
+        .chain([DECISION_HEADER.to_owned(), REASON_HEADER.to_owned()])
+        .collect();
+    if !config.forward {
+        remove.push(config.token.header.to_ascii_lowercase());
+    }
+    let mut set: Vec<(String, String)> = decision.headers.clone().into_iter().collect();
+    if decision.mode == Mode::Monitor && decision.verdict == Verdict::Deny {
+        set.push((DECISION_HEADER.to_owned(), "deny".to_owned()));
+        set.push((
+            REASON_HEADER.to_owned(),
+            decision.reason.as_str().to_owned(),
+        ));
+    }
+    Action::Continue { remove, set }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_stripped_from_client_addresses() {
+        assert_eq!(strip_port("203.0.113.7:5100"), "203.0.113.7");
+        assert_eq!(strip_port("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(strip_port("2001:db8::1"), "2001:db8::1");
+        assert_eq!(strip_port("10.0.0.1"), "10.0.0.1");
+    }
+
+    #[test]
+    fn a_host_header_wins_over_the_authority() {
+        let headers = vec![
+            (":authority".to_owned(), "localhost:8080".to_owned()),
+            ("Host".to_owned(), "api.example.com".to_owned()),
+            (":scheme".to_owned(), "http".to_owned()),
+        ];
+        let request = request_facts(headers, Some(&[0xff]));
+        assert_eq!(request.host, "api.example.com");
+        assert_eq!(request.headers.len(), 1);
+        assert_eq!(request.source_ip, None);
+    }
+}
