@@ -102,7 +102,7 @@ kong:
 ## test: formatting, lints, the wasm build, every test (real Envoy included), the Rego
 ## tests of policies/, the CLI demo and the JavaScript build with its playground
 test:
-	$(MAKE) PROFILE=test lint filter envoy unit policy-test demo js-test
+	$(MAKE) PROFILE=test lint filter envoy unit policy-test demo js-test nginx-test
 
 ## native: libattestgate.so, the core as a C library for NGINX/OpenResty (build/libattestgate.so;
 ## header native/include/attestgate.h, LuaJIT module native/lua/attestgate.lua)
