@@ -109,19 +109,28 @@ pub enum Runner {
     Envoy,
     /// The JavaScript build.
     Js,
+    /// The Cloudflare Worker (`worker/`) in real workerd, over HTTP.
+    Workerd,
 }
 
 impl Runner {
     /// Every runner, the default of a case.
-    pub const ALL: [Runner; 4] = [Runner::Native, Runner::Harness, Runner::Envoy, Runner::Js];
+    pub const ALL: [Runner; 5] = [
+        Runner::Native,
+        Runner::Harness,
+        Runner::Envoy,
+        Runner::Js,
+        Runner::Workerd,
+    ];
 
-    /// The name used in the files: `native`, `harness`, `envoy`, `js`.
+    /// The name used in the files: `native`, `harness`, `envoy`, `js`, `workerd`.
     pub fn as_str(self) -> &'static str {
         match self {
             Runner::Native => "native",
             Runner::Harness => "harness",
             Runner::Envoy => "envoy",
             Runner::Js => "js",
+            Runner::Workerd => "workerd",
         }
     }
 }

@@ -22,6 +22,21 @@ use wasm_bindgen::prelude::*;
 
 pub mod api;
 
+/// The proxy-wasm filter's header plan (`filter/src/plan.rs`), compiled from the filter's own
+/// source file so that the Worker strips and sets headers exactly as Envoy's filter does.
+///
+/// Not a dependency on `attestgate-filter`: that crate links, but its `cdylib` glue exports
+/// `_initialize` and the proxy-wasm ABI (`proxy_on_*`, `#[no_mangle]` in the `proxy-wasm`
+/// crate and the filter's `proxy_wasm::main!`), and a `cdylib` exports every `#[no_mangle]`
+/// symbol of its dependencies. Those exports keep their hostcall imports (`env.proxy_log`,
+/// `env.proxy_get_header_map_pairs`, ... 66 imports from `env`) alive, and wasm-bindgen's glue
+/// then starts with `import * as import1 from "env"`, which no JavaScript host can resolve.
+/// When the host-neutral part of the plan moves into `attestgate-policy`, this module goes and
+/// `api::plan` calls the core's functions instead.
+#[path = "../../filter/src/plan.rs"]
+#[allow(dead_code)] // the filter's counters and ngx helpers are not used here
+mod filter_plan;
+
 /// The crate version, e.g. `0.1.0`.
 #[wasm_bindgen]
 pub fn version() -> String {
@@ -96,6 +111,34 @@ impl Gate {
         to_js(&decision)
     }
 
+    /// How many body bytes a host must read before [`Gate::plan`] (the route's
+    /// `max_body_bytes`), or `undefined` when the gate does not need the body. A host reads
+    /// at most `limit + 1` bytes: a longer body is refused with `body_too_large`. `request` as
+    /// for [`check`].
+    #[wasm_bindgen(js_name = bodyLimit)]
+    pub fn body_limit(&self, request: JsValue) -> Result<Option<f64>, JsError> {
+        let limit = api::body_limit(&self.inner, json(&request)?).map_err(|e| JsError::new(&e))?;
+        #[allow(clippy::cast_precision_loss)] // a byte count far below 2^53
+        Ok(limit.map(|bytes| bytes as f64))
+    }
+
+    /// Decides a request as a proxy does, with the proxy-wasm filter's header plan:
+    /// `{decision, action}`; `action` is `{forward: true, remove: [name, ...], set: [[name,
+    /// value], ...]}` (remove these request headers, set these, forward) or `{forward: false,
+    /// status, headers: [[name, value], ...], body}` (answer locally). `request` as for
+    /// [`check`] (the token is in its headers); `body` is a `Uint8Array` when
+    /// [`Gate::body_limit`] asked for it; `now` is unix seconds (default: the JavaScript clock).
+    pub fn plan(
+        &self,
+        request: JsValue,
+        body: Option<Vec<u8>>,
+        now: Option<f64>,
+    ) -> Result<JsValue, JsError> {
+        let planned = api::plan(&self.inner, json(&request)?, body, seconds(now)?)
+            .map_err(|err| JsError::new(&err))?;
+        to_js(&planned)
+    }
+
     /// See the free function [`explain`].
     pub fn explain(
         &self,
@@ -112,6 +155,15 @@ impl Gate {
         .map_err(|err| JsError::new(&err))?;
         to_js(&explained)
     }
+}
+
+/// The reply a host gives when it cannot ask a gate, as a [`Gate::plan`] action: `reason` is
+/// `config_invalid` (the config does not load) or `internal_error` (the host's own failure),
+/// e.g. `{forward: false, status: 500, headers: [["content-type", "application/json"],
+/// ["x-attestgate-reason", "config_invalid"]], body: '{"error":"config_invalid","reasons":[]}'}`.
+#[wasm_bindgen]
+pub fn refusal(reason: &str) -> Result<JsValue, JsError> {
+    to_js(&api::refusal(reason).map_err(|err| JsError::new(&err))?)
 }
 
 /// Evaluates a Rego query like `attestgate eval`. `modules` is `{file: source}` or `[[file,
