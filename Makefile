@@ -18,11 +18,15 @@ CLI             := $(TARGET_DIR)/$(if $(filter dev test,$(PROFILE)),debug,$(PROF
 JS_DIR          := $(BUILD_DIR)/js
 JS_WASM         := $(TARGET_DIR)/wasm32-unknown-unknown/wasm-js/attestgate_js.wasm
 PLAYGROUND_DIR  := $(BUILD_DIR)/playground
+WORKER_DIR      := $(BUILD_DIR)/worker
+# worker-test mints the corpus at the current time (workerd's clock is the real one) and leaves
+# out the cases whose outcome changes within this many seconds; the test must finish inside it.
+WORKER_STABLE   ?= 120
 PLAYGROUND_PORT ?= 8000
 ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
-.PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin
+.PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin worker worker-test
 .PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
 .PHONY: soak soak-smoke
 
@@ -100,9 +104,10 @@ kong:
 	$(CARGO) test -p attestgate-cli --test schema
 
 ## test: formatting, lints, the wasm build, every test (real Envoy included), the Rego
-## tests of policies/, the CLI demo and the JavaScript build with its playground
+## tests of policies/, the CLI demo, the JavaScript build with its playground, and the
+## corpus through real NGINX (the native library) and real workerd (the Worker)
 test:
-	$(MAKE) PROFILE=test lint filter envoy unit policy-test demo js-test nginx-test
+	$(MAKE) PROFILE=test lint filter envoy unit policy-test demo js-test nginx-test worker-test
 
 ## native: libattestgate.so, the core as a C library for NGINX/OpenResty (build/libattestgate.so;
 ## header native/include/attestgate.h, LuaJIT module native/lua/attestgate.lua)
@@ -160,6 +165,23 @@ js-test: playground-files cli js/node_modules/.package-lock.json
 
 js/node_modules/.package-lock.json: js/package.json js/package-lock.json
 	cd js && npm ci --no-audit --no-fund
+
+## worker: the Cloudflare Worker in build/worker/ (worker/src/index.mjs next to the JS build;
+## deploy with wrangler, see worker/README.md)
+worker: js
+	@mkdir -p $(WORKER_DIR)
+	cp worker/src/index.mjs $(JS_DIR)/attestgate_js.js $(JS_DIR)/attestgate_js_bg.wasm $(WORKER_DIR)/
+	@echo "built $(WORKER_DIR)/index.mjs (+ attestgate_js.js, attestgate_js_bg.wasm)"
+
+## worker-test: the Worker in real workerd (npm, pinned) on loopback before a recording origin:
+## the corpus decides as the native core, headers as in Envoy, a bad config fails closed
+worker-test: worker worker/node_modules/.package-lock.json
+	$(CARGO) run -q --profile $(PROFILE) -p attestgate-corpus -- --stable-for $(WORKER_STABLE) > $(WORKER_DIR)/corpus.json
+	cd worker && ATTESTGATE_CORPUS=$(abspath $(WORKER_DIR))/corpus.json ATTESTGATE_CORPUS_STABLE_FOR=$(WORKER_STABLE) \
+	  node --test test/*.test.mjs
+
+worker/node_modules/.package-lock.json: worker/package.json worker/package-lock.json
+	cd worker && npm ci --no-audit --no-fund
 
 ## policy-test: the Rego `test_` rules of policies/, like `opa test`
 policy-test: cli

@@ -112,19 +112,22 @@ pub enum Runner {
     /// The native library (`libattestgate.so`) in real NGINX through LuaJIT's FFI
     /// (`native/tests/nginx.rs`).
     Nginx,
+    /// The Cloudflare Worker (`worker/`) in real workerd, over HTTP.
+    Workerd,
 }
 
 impl Runner {
     /// Every runner, the default of a case.
-    pub const ALL: [Runner; 5] = [
+    pub const ALL: [Runner; 6] = [
         Runner::Native,
         Runner::Harness,
         Runner::Envoy,
         Runner::Js,
         Runner::Nginx,
+        Runner::Workerd,
     ];
 
-    /// The name used in the files: `native`, `harness`, `envoy`, `js`, `nginx`.
+    /// The name used in the files: `native`, `harness`, `envoy`, `js`, `nginx`, `workerd`.
     pub fn as_str(self) -> &'static str {
         match self {
             Runner::Native => "native",
@@ -132,6 +135,7 @@ impl Runner {
             Runner::Envoy => "envoy",
             Runner::Js => "js",
             Runner::Nginx => "nginx",
+            Runner::Workerd => "workerd",
         }
     }
 }

@@ -11,7 +11,9 @@ use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason, Req
 
 // The host-neutral planning lives in the core (`attestgate_policy::plan`), shared with the
 // native library for NGINX: every host strips, sets and refuses alike.
-pub use attestgate_policy::plan::{request_facts, Action, DECISION_HEADER, REASON_HEADER};
+pub use attestgate_policy::plan::{
+    host_refusal, request_facts, Action, DECISION_HEADER, REASON_HEADER,
+};
 
 /// Decides a request from its headers (pseudo-headers included), the host's
 /// `source.address` property, the time, and what the worker holds of remote documents.
@@ -178,29 +180,6 @@ pub fn all_counter_names() -> Vec<String> {
 /// The reply for a failure inside the filter itself: fail closed, say little.
 pub fn internal_error() -> Action {
     host_refusal(Reason::InternalError, &[])
-}
-
-/// A refusal the host makes itself (its own failure, a config it could not load, a request
-/// it cannot handle exactly): the same JSON and reason header as the gate's denials, with the
-/// reason's default status.
-///
-/// ```
-/// use attestgate_filter::plan::{host_refusal, Action};
-/// use attestgate_policy::Reason;
-/// let Action::Respond { status, body, .. } = host_refusal(Reason::ConfigInvalid, &[]) else {
-///     panic!()
-/// };
-/// assert_eq!((status, body.as_str()), (500, r#"{"error":"config_invalid","reasons":[]}"#));
-/// ```
-pub fn host_refusal(reason: Reason, reasons: &[&str]) -> Action {
-    Action::Respond {
-        status: u32::from(reason.default_status()),
-        headers: vec![
-            ("content-type".to_owned(), "application/json".to_owned()),
-            (REASON_HEADER.to_owned(), reason.as_str().to_owned()),
-        ],
-        body: serde_json::json!({ "error": reason.as_str(), "reasons": reasons }).to_string(),
-    }
 }
 
 #[cfg(test)]

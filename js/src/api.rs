@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use attestgate_policy::{binding_hash, Config, Decision, Explanation, Gate, Request};
+use attestgate_policy::plan::{self, Action};
+use attestgate_policy::remote::Dynamic;
+use attestgate_policy::{binding_hash, Config, Decision, Explanation, Gate, Reason, Request};
 use attestgate_testkit::{claims_with_expiry, SigningKey};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -138,6 +140,56 @@ pub fn explain(
 ) -> Result<Explanation, String> {
     let request = build_request(gate, token, request_spec(request)?);
     Ok(gate.explain(&request, now))
+}
+
+/// Most body bytes the request's route reads when the gate needs its body (a signed
+/// `content-digest`), `None` when it does not: a host then decides on the first `limit + 1`
+/// bytes at most (a longer body is refused with `body_too_large`), as the filter does.
+pub fn body_limit(gate: &Gate, request: Value) -> Result<Option<usize>, String> {
+    let request = build_request(gate, None, request_spec(request)?);
+    Ok(gate
+        .needs_body(&request)
+        .then(|| gate.max_body_bytes(&request)))
+}
+
+/// Decides a request and returns what a host must do, from the core's header plan
+/// (`attestgate_policy::plan`, which the proxy-wasm filter and the native library carry out
+/// too), so every host rewrites headers the same way:
+/// `{decision, action}` where `action` is `{forward: true, remove: [name, ...], set: [[name,
+/// value], ...]}` (remove these request headers, then set these, then forward) or `{forward:
+/// false, status, headers: [[name, value], ...], body}` (answer locally; nothing goes on).
+/// `body` is the request body when [`body_limit`] asked for it.
+pub fn plan(gate: &Gate, request: Value, body: Option<Vec<u8>>, now: i64) -> Result<Value, String> {
+    let mut request = build_request(gate, None, request_spec(request)?);
+    request.body = body;
+    let (decision, action, _) =
+        plan::plan_request(gate, None, &request, now, &mut Dynamic::default());
+    let decision = serde_json::to_value(&*decision).map_err(|err| err.to_string())?;
+    Ok(json!({ "decision": decision, "action": action_json(action) }))
+}
+
+/// The reply a host gives when it cannot ask the gate (`config_invalid` for a config that
+/// does not load, `internal_error` for its own failure): the filter's refusal, as the
+/// `action` of [`plan`]. Unknown reason codes are refused.
+pub fn refusal(reason: &str) -> Result<Value, String> {
+    let reason = Reason::ALL
+        .into_iter()
+        .find(|r| r.as_str() == reason)
+        .ok_or_else(|| format!("unknown reason `{reason}`"))?;
+    Ok(action_json(plan::host_refusal(reason, &[])))
+}
+
+fn action_json(action: Action) -> Value {
+    match action {
+        Action::Continue { remove, set } => {
+            json!({ "forward": true, "remove": remove, "set": set })
+        }
+        Action::Respond {
+            status,
+            headers,
+            body,
+        } => json!({ "forward": false, "status": status, "headers": headers, "body": body }),
+    }
 }
 
 /// Rego modules: `{file: source}` or `[[file, source], ...]`.

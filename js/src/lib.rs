@@ -96,6 +96,34 @@ impl Gate {
         to_js(&decision)
     }
 
+    /// How many body bytes a host must read before [`Gate::plan`] (the route's
+    /// `max_body_bytes`), or `undefined` when the gate does not need the body. A host reads
+    /// at most `limit + 1` bytes: a longer body is refused with `body_too_large`. `request` as
+    /// for [`check`].
+    #[wasm_bindgen(js_name = bodyLimit)]
+    pub fn body_limit(&self, request: JsValue) -> Result<Option<f64>, JsError> {
+        let limit = api::body_limit(&self.inner, json(&request)?).map_err(|e| JsError::new(&e))?;
+        #[allow(clippy::cast_precision_loss)] // a byte count far below 2^53
+        Ok(limit.map(|bytes| bytes as f64))
+    }
+
+    /// Decides a request as a proxy does, with the proxy-wasm filter's header plan:
+    /// `{decision, action}`; `action` is `{forward: true, remove: [name, ...], set: [[name,
+    /// value], ...]}` (remove these request headers, set these, forward) or `{forward: false,
+    /// status, headers: [[name, value], ...], body}` (answer locally). `request` as for
+    /// [`check`] (the token is in its headers); `body` is a `Uint8Array` when
+    /// [`Gate::body_limit`] asked for it; `now` is unix seconds (default: the JavaScript clock).
+    pub fn plan(
+        &self,
+        request: JsValue,
+        body: Option<Vec<u8>>,
+        now: Option<f64>,
+    ) -> Result<JsValue, JsError> {
+        let planned = api::plan(&self.inner, json(&request)?, body, seconds(now)?)
+            .map_err(|err| JsError::new(&err))?;
+        to_js(&planned)
+    }
+
     /// See the free function [`explain`].
     pub fn explain(
         &self,
@@ -112,6 +140,15 @@ impl Gate {
         .map_err(|err| JsError::new(&err))?;
         to_js(&explained)
     }
+}
+
+/// The reply a host gives when it cannot ask a gate, as a [`Gate::plan`] action: `reason` is
+/// `config_invalid` (the config does not load) or `internal_error` (the host's own failure),
+/// e.g. `{forward: false, status: 500, headers: [["content-type", "application/json"],
+/// ["x-attestgate-reason", "config_invalid"]], body: '{"error":"config_invalid","reasons":[]}'}`.
+#[wasm_bindgen]
+pub fn refusal(reason: &str) -> Result<JsValue, JsError> {
+    to_js(&api::refusal(reason).map_err(|err| JsError::new(&err))?)
 }
 
 /// Evaluates a Rego query like `attestgate eval`. `modules` is `{file: source}` or `[[file,

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use crate::cache::{CacheOutcome, DecisionCache};
 use crate::config::Mode;
-use crate::decision::{Decision, Verdict};
+use crate::decision::{Decision, Reason, Verdict};
 use crate::gate::Gate;
 use crate::remote::Dynamic;
 use crate::request::Request;
@@ -199,6 +199,29 @@ pub fn action_for(gate: &Gate, decision: &Decision) -> Action {
         ));
     }
     Action::Continue { remove, set }
+}
+
+/// A refusal the host makes itself (its own failure, a config it could not load, a request
+/// it cannot handle exactly): the same JSON and reason header as the gate's denials, with the
+/// reason's default status.
+///
+/// ```
+/// use attestgate_policy::plan::{host_refusal, Action};
+/// use attestgate_policy::Reason;
+/// let Action::Respond { status, body, .. } = host_refusal(Reason::ConfigInvalid, &[]) else {
+///     panic!()
+/// };
+/// assert_eq!((status, body.as_str()), (500, r#"{"error":"config_invalid","reasons":[]}"#));
+/// ```
+pub fn host_refusal(reason: Reason, reasons: &[&str]) -> Action {
+    Action::Respond {
+        status: u32::from(reason.default_status()),
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            (REASON_HEADER.to_owned(), reason.as_str().to_owned()),
+        ],
+        body: serde_json::json!({ "error": reason.as_str(), "reasons": reasons }).to_string(),
+    }
 }
 
 #[cfg(test)]

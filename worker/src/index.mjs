@@ -1,0 +1,198 @@
+// attestgate as a Cloudflare Worker (ES module): the gate in front of an origin.
+//
+// Built from the JavaScript build of the core (`make js`: build/js/attestgate_js.js and
+// attestgate_js_bg.wasm, wasm-bindgen's web target); `make worker` puts the three files side by
+// side in build/worker/. The decision AND the header plan come from Rust (`Gate.plan`, the
+// proxy-wasm filter's own plan.rs): this file only reads the request and carries the plan out.
+//
+// Environment:
+//   ATTESTGATE_CONFIG  the gate config, JSON (a var, or a secret when it holds keys)
+//   APPROOV_SECRET     optional secret: merged in as keys.approov_secret
+//   ORIGIN             where allowed requests go, e.g. https://origin.example.com
+//
+// Fails closed: a config that does not load (or no ORIGIN) answers every request with 500
+// {"error":"config_invalid","reasons":[]} and logs why with console.error; it never forwards.
+import wasm from "./attestgate_js_bg.wasm";
+import { Gate, initSync, refusal } from "./attestgate_js.js";
+
+/** The gate of this isolate, built once per config text: {key, gate, origin} or {key, error}. */
+let loaded = null;
+let wasmReady = false;
+
+export default {
+  async fetch(request, env) {
+    const state = current(env);
+    if (state.error !== undefined) {
+      console.error(`attestgate: config_invalid: ${state.error}`);
+      return reply(hostRefusal("config_invalid"));
+    }
+    try {
+      return await gateRequest(request, state);
+    } catch (err) {
+      console.error(`attestgate: internal_error: ${err?.stack ?? err}`);
+      return reply(hostRefusal("internal_error"));
+    }
+  },
+};
+
+/** The loaded gate for this environment, reloaded only when the config text changes. */
+function current(env) {
+  const config = text(env.ATTESTGATE_CONFIG);
+  const key = JSON.stringify([config, text(env.APPROOV_SECRET), text(env.ORIGIN)]);
+  if (loaded?.key !== key) {
+    loaded?.gate?.free();
+    loaded = { key, ...load(config, env) };
+  }
+  return loaded;
+}
+
+function load(configText, env) {
+  try {
+    if (!wasmReady) {
+      initSync({ module: wasm });
+      wasmReady = true;
+    }
+    if (configText === undefined || configText.trim() === "") {
+      throw new Error("ATTESTGATE_CONFIG is not set");
+    }
+    const origin = originOf(env.ORIGIN);
+    let config;
+    try {
+      config = JSON.parse(configText);
+    } catch (err) {
+      throw new Error(`ATTESTGATE_CONFIG is not JSON: ${err.message}`);
+    }
+    if (config === null || typeof config !== "object" || Array.isArray(config)) {
+      throw new Error("ATTESTGATE_CONFIG must be a JSON object");
+    }
+    const secret = text(env.APPROOV_SECRET);
+    if (secret !== undefined) {
+      const keys = config.keys ?? {};
+      if (keys === null || typeof keys !== "object" || Array.isArray(keys)) {
+        throw new Error("ATTESTGATE_CONFIG: keys must be an object to merge APPROOV_SECRET into");
+      }
+      if ("approov_secret" in keys) {
+        throw new Error("keys.approov_secret is set both in ATTESTGATE_CONFIG and as APPROOV_SECRET");
+      }
+      config = { ...config, keys: { ...keys, approov_secret: secret } };
+    }
+    return { gate: new Gate(JSON.stringify(config)), origin };
+  } catch (err) {
+    return { error: String(err?.message ?? err) };
+  }
+}
+
+/** ORIGIN as `scheme://host[:port]`: http or https, nothing after the authority. */
+function originOf(value) {
+  const raw = text(value);
+  if (raw === undefined || raw === "") throw new Error("ORIGIN is not set");
+  let url;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`ORIGIN is not a URL: ${raw}`);
+  }
+  if (!["http:", "https:"].includes(url.protocol) || url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
+    throw new Error(`ORIGIN must be http(s)://host[:port] with no path, query or credentials: ${raw}`);
+  }
+  return url.origin;
+}
+
+/** A binding as text: strings as they are, JSON vars (objects) as JSON. */
+function text(value) {
+  if (value === undefined || value === null) return undefined;
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+async function gateRequest(request, { gate, origin }) {
+  const path = rawPath(request.url);
+  const facts = {
+    method: request.method,
+    path,
+    host: new URL(request.url).host,
+    // Workers' Headers: lower-case names, sorted, repeated headers joined with ", ".
+    headers: [...request.headers],
+  };
+  const client = request.headers.get("cf-connecting-ip");
+  if (client) facts.source_ip = client;
+
+  const limit = gate.bodyLimit(facts);
+  const body = limit === undefined ? undefined : await readUpTo(request, limit + 1);
+  const { action } = gate.plan(facts, body, Math.floor(Date.now() / 1000));
+  if (!action.forward) return reply(action);
+
+  // fetch() parses the URL (WHATWG): it resolves `..`, reads `\` as `/` and percent-encodes
+  // some bytes. The origin must get the path the gate decided on, so a path the parser would
+  // change is refused, as the filter refuses a request it cannot forward exactly.
+  const target = new URL(origin + path);
+  if (target.pathname + target.search !== path) {
+    console.error(`attestgate: path_ambiguous: fetch() would forward ${JSON.stringify(path)} as ${JSON.stringify(target.pathname + target.search)}`);
+    return reply(hostRefusal("path_ambiguous"));
+  }
+  const headers = new Headers(request.headers);
+  for (const name of action.remove) headers.delete(name);
+  for (const [name, value] of action.set) headers.set(name, value);
+  const hasBody = !["GET", "HEAD"].includes(request.method);
+  return fetch(target, {
+    method: request.method,
+    headers,
+    body: hasBody ? (body ?? request.body) : null,
+    redirect: "manual",
+  });
+}
+
+/** The path and query exactly as the request carried them (what the gate decides on). */
+function rawPath(url) {
+  const authority = url.indexOf("//");
+  const slash = url.indexOf("/", authority < 0 ? 0 : authority + 2);
+  return slash < 0 ? "/" : url.slice(slash);
+}
+
+/** At most `max` bytes of the body: the gate refuses a body longer than its limit. */
+async function readUpTo(request, max) {
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks = [];
+  let total = 0;
+  while (total < max) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    total += value.byteLength;
+  }
+  if (total >= max) await reader.cancel();
+  const bytes = new Uint8Array(Math.min(total, max));
+  let at = 0;
+  for (const chunk of chunks) {
+    const part = chunk.subarray(0, bytes.length - at);
+    bytes.set(part, at);
+    at += part.length;
+    if (at === bytes.length) break;
+  }
+  return bytes;
+}
+
+/** The Rust refusal when the core is loaded, the same reply written out when it is not
+ * (`config_invalid` and `internal_error` are 500s). */
+function hostRefusal(reason) {
+  if (wasmReady) {
+    try {
+      return refusal(reason);
+    } catch {
+      // fall through to the literal reply
+    }
+  }
+  return {
+    forward: false,
+    status: 500,
+    headers: [
+      ["content-type", "application/json"],
+      ["x-attestgate-reason", reason],
+    ],
+    body: JSON.stringify({ error: reason, reasons: [] }),
+  };
+}
+
+function reply({ status, headers, body }) {
+  return new Response(body, { status, headers });
+}
