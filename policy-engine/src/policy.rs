@@ -42,7 +42,18 @@ impl std::fmt::Debug for Policy {
     }
 }
 
-/// What the policy decided.
+/// What the policy decided: a boolean decision, or an object with `allow`, `reasons`,
+/// `status` and `headers`.
+///
+/// ```
+/// use attestgate_policy::{Policy, PolicyConfig};
+/// let config: PolicyConfig = serde_json::from_value(serde_json::json!({ "modules": { "p.rego":
+///     "package attestgate\ndecision := {\"allow\": false, \"reasons\": [\"rooted\"], \"status\": 451}" } }))
+///     .unwrap();
+/// let outcome = Policy::compile(&config, []).unwrap()
+///     .evaluate(&config.entrypoint, serde_json::json!({})).unwrap();
+/// assert_eq!((outcome.allow, outcome.reasons, outcome.status), (false, vec!["rooted".to_owned()], Some(451)));
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyOutcome {
     /// Allow the request.
@@ -70,7 +81,17 @@ struct ObjectDecision {
 }
 
 impl Policy {
-    /// Compiles the modules for the config's entrypoint and any `extra_entrypoints`.
+    /// Compiles the modules for the config's entrypoint and any `extra_entrypoints`; an
+    /// entrypoint the modules do not define is refused here, not per request.
+    ///
+    /// ```
+    /// use attestgate_policy::{Policy, PolicyConfig};
+    /// let config: PolicyConfig = serde_json::from_value(serde_json::json!({
+    ///     "modules": { "p.rego": "package attestgate\ndecision := true\nlogin := false" },
+    /// })).unwrap();
+    /// assert!(Policy::compile(&config, ["data.attestgate.login"]).is_ok());
+    /// assert!(Policy::compile(&config, ["data.attestgate.nope"]).is_err());
+    /// ```
     pub fn compile<'a>(
         config: &PolicyConfig,
         extra_entrypoints: impl IntoIterator<Item = &'a str>,
@@ -158,6 +179,18 @@ impl Policy {
     }
 
     /// Evaluates `entrypoint` (compiled at load) on `input`. Errors are diagnostic text.
+    ///
+    /// ```
+    /// use attestgate_policy::{Policy, PolicyConfig};
+    /// let config: PolicyConfig = serde_json::from_value(serde_json::json!({
+    ///     "modules": { "p.rego": "package attestgate\ndecision := input.score < 50" },
+    /// })).unwrap();
+    /// let policy = Policy::compile(&config, []).unwrap();
+    /// let entry = &config.entrypoint;
+    /// assert!(policy.evaluate(entry, serde_json::json!({"score": 10})).unwrap().allow);
+    /// assert!(!policy.evaluate(entry, serde_json::json!({"score": 90})).unwrap().allow);
+    /// assert!(policy.evaluate("data.attestgate.other", serde_json::json!({})).is_err());
+    /// ```
     pub fn evaluate(
         &self,
         entrypoint: &str,
@@ -392,6 +425,15 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
 }
 
 /// The outcome of one Rego `test_` rule.
+///
+/// ```
+/// let results = attestgate_policy::run_rego_tests(&[(
+///     "t.rego".to_string(),
+///     "package t\ntest_ok if true".to_string(),
+/// )]).unwrap();
+/// assert_eq!((results[0].name.as_str(), results[0].passed), ("data.t.test_ok", true));
+/// assert!(results[0].error.is_none());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegoTest {
     /// Full rule path, e.g. `data.attestgate_test.test_good_android`.
