@@ -7,12 +7,12 @@ use std::rc::Rc;
 
 use attestgate_policy::plan::action_for;
 use attestgate_policy::remote::Dynamic;
-use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason, Request, Verdict};
+use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason, Verdict};
 
 // The host-neutral planning lives in the core (`attestgate_policy::plan`), shared with the
 // native library for NGINX: every host strips, sets and refuses alike.
 pub use attestgate_policy::plan::{
-    host_refusal, request_facts, Action, DECISION_HEADER, REASON_HEADER,
+    host_refusal, plan_request, request_facts, Action, DECISION_HEADER, REASON_HEADER,
 };
 
 /// Decides a request from its headers (pseudo-headers included), the host's
@@ -47,18 +47,6 @@ pub fn plan_cached(
         now,
         dynamic,
     )
-}
-
-/// [`plan_cached`] for request facts already gathered (with the body, when the route's
-/// signature covers `content-digest` and the filter buffered it).
-pub fn plan_request(
-    gate: &Gate,
-    cache: Option<&mut DecisionCache>,
-    request: &Request,
-    now: i64,
-    dynamic: &mut Dynamic<'_>,
-) -> (Rc<Decision>, Action, CacheOutcome) {
-    attestgate_policy::plan::plan_request(gate, cache, request, now, dynamic)
 }
 
 /// The cache counter a request increments, if any.
@@ -185,6 +173,7 @@ pub fn internal_error() -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use attestgate_policy::Request;
     use attestgate_testkit::SigningKey;
 
     const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
