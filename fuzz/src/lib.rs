@@ -520,10 +520,31 @@ pub fn policy_input(data: &[u8]) {
     let Some(input) = explanation.policy_input else {
         return;
     };
-    let signed: Value = match serde_json::from_slice(claims) {
+    let mut signed: Value = match serde_json::from_slice(claims) {
         Ok(value) => value,
         Err(_) => violated("the policy ran on claims serde_json refuses", &decision),
     };
+    // As documented (docs/configuration.md): `exp`, `nbf` and `iat` reach the policy as whole
+    // seconds, the time the gate checked: the signed number without its fraction.
+    if let (Some(signed), Some(seen)) = (
+        signed.as_object_mut(),
+        input.pointer("/token/claims").and_then(Value::as_object),
+    ) {
+        for name in ["exp", "nbf", "iat"] {
+            if let Some(at) = signed.get(name).and_then(Value::as_f64) {
+                let whole = seen.get(name).and_then(Value::as_f64);
+                if whole != Some(at.floor()) && whole != Some(at.trunc()) {
+                    violated(
+                        &format!("the policy input's `{name}` is not the signed one's seconds"),
+                        &decision,
+                    );
+                }
+                if let Some(whole) = seen.get(name) {
+                    signed.insert(name.to_owned(), whole.clone());
+                }
+            }
+        }
+    }
     if !input
         .pointer("/token/claims")
         .is_some_and(|claims| same_json(claims, &signed))
