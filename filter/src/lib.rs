@@ -382,7 +382,7 @@ impl AttestHttp {
             Ok(action) => action,
             Err(problem) => {
                 log(LogLevel::Error, &format!("internal error: {problem}"));
-                self.metrics.increment("attestgate.errors");
+                self.metrics.increment(plan::ERRORS);
                 plan::internal_error()
             }
         };
@@ -502,9 +502,9 @@ impl AttestHttp {
 
     /// The denial counters of a refusal the filter makes itself.
     fn count_denial(&self, reason: Reason) {
-        self.metrics.increment("attestgate.denied");
-        self.metrics
-            .increment(&format!("attestgate.denied.{}", reason.as_str()));
+        for name in plan::refusal_counters(reason) {
+            self.metrics.increment(&name);
+        }
     }
 
     fn report_host_refusal(&self, reason: Reason) {

@@ -83,6 +83,9 @@ typedef struct attestgate_decision {
     size_t remove_len;
     const attestgate_header *set;     /* allowed: request headers to set, after removing; */
     size_t set_len;                   /* denied: the reply's headers (content-type included) */
+    const attestgate_str *counters;   /* the counters this decision increments, by name: */
+    size_t counters_len;              /* "attestgate.allowed", "attestgate.denied.<reason>", */
+                                      /* "attestgate.cache.hits", ... (as the Envoy filter's) */
 } attestgate_decision;
 
 typedef struct attestgate_gate attestgate_gate;

@@ -5,6 +5,11 @@
 --   local d, err = gate:decide{ method = "GET", path = "/v1/shapes", host = "api.example.com",
 --                               headers = { ["approov-token"] = token }, client_addr = "127.0.0.1" }
 --   attestgate.access(gate)                                -- in access_by_lua_block
+--   attestgate.metrics()                                   -- in content_by_lua_block
+--
+-- Counters (the Envoy filter's names: attestgate.allowed, attestgate.denied.<reason>, ...)
+-- are added up across workers in the shared dict named by attestgate.counters_dict (default
+-- "attestgate_counters") when the config declares one: lua_shared_dict attestgate_counters 1m;
 --
 -- The library is loaded from attestgate.library (default "libattestgate.so", found through the
 -- dynamic linker's path); set it to an absolute path before the first attestgate.new.
@@ -12,7 +17,8 @@
 
 local ffi = require "ffi"
 
-local M = { _VERSION = "0.1.0", library = "libattestgate.so" }
+local M = { _VERSION = "0.1.0", library = "libattestgate.so",
+            counters_dict = "attestgate_counters" }
 
 ffi.cdef [[
 typedef struct attestgate_str {
@@ -48,6 +54,8 @@ typedef struct attestgate_decision {
     size_t remove_len;
     const attestgate_header *set;
     size_t set_len;
+    const attestgate_str *counters;
+    size_t counters_len;
 } attestgate_decision;
 
 typedef struct attestgate_gate attestgate_gate;
@@ -227,8 +235,9 @@ function Gate:needs_body(r)
 end
 
 --- Decides a request: { allow, monitored, status, reason, body, remove = {names},
---- set = {{name, value}} } (set: the request headers to set when allowed, the reply headers
---- when denied); or nil, err (the caller must then refuse the request).
+--- set = {{name, value}}, counters = {names} } (set: the request headers to set when
+--- allowed, the reply headers when denied; counters: those this decision increments); or
+--- nil, err (the caller must then refuse the request).
 function Gate:decide(r)
     local req, keep = c_request(r)
     local out = ffi.new("attestgate_decision *[1]")
@@ -248,12 +257,16 @@ function Gate:decide(r)
         body = str(d.body),
         remove = {},
         set = {},
+        counters = {},
     }
     for i = 0, tonumber(d.remove_len) - 1 do
         result.remove[#result.remove + 1] = str(d.remove[i])
     end
     for i = 0, tonumber(d.set_len) - 1 do
         result.set[#result.set + 1] = { str(d.set[i].name), str(d.set[i].value) }
+    end
+    for i = 0, tonumber(d.counters_len) - 1 do
+        result.counters[#result.counters + 1] = str(d.counters[i])
     end
     C.attestgate_decision_free(d)
     return result
@@ -264,7 +277,7 @@ end
 -- M.run(gate, host) decides the current request and carries out the answer through `host`,
 -- a table of functions: gather() -> request table or nil, err; read_body(max) -> body or
 -- nil, err; clear_header(name); set_header(name, value); respond(status, headers, body);
--- remember(decision) (optional); log(level, ...). M.nginx is NGINX's (ngx.*); the Kong plugin
+-- remember(decision) (optional); count(names) (optional); log(level, ...). M.nginx is NGINX's (ngx.*); the Kong plugin
 -- (native/kong/attestgate/handler.lua) passes one made of Kong's PDK.
 
 M.INTERNAL_ERROR_HEADERS = {
@@ -296,6 +309,9 @@ local function run(gate, host)
         host.remember({ allow = d.allow, monitored = d.monitored, status = d.status,
                         reason = d.reason })
     end
+    if host.count then
+        host.count(d.counters)
+    end
     if not d.allow then
         host.log("info", "attestgate: deny ", d.status, " reason=", d.reason)
         host.respond(d.status, d.set, d.body)
@@ -325,6 +341,9 @@ function M.run(gate, host)
     if not ok or not done then
         host.log("err", "attestgate: internal error, refusing the request: ",
             tostring(ok and err or done))
+        if host.count then
+            pcall(host.count, { "attestgate.errors" })
+        end
         return host.respond(500, M.INTERNAL_ERROR_HEADERS, M.INTERNAL_ERROR_BODY)
     end
 end
@@ -391,6 +410,68 @@ end
 function nginx.remember(decision)
     ngx.ctx.attestgate = decision
 end
+
+-- Counters ------------------------------------------------------------------------------------
+
+--- Adds one to each named counter in the shared dict attestgate.counters_dict, when the
+--- config declares it (otherwise counting is off). Used by M.nginx and the Kong plugin.
+function M.count(names)
+    local dict = ngx.shared[M.counters_dict]
+    if not dict then
+        return
+    end
+    for _, name in ipairs(names) do
+        local _, err = dict:incr(name, 1, 0)
+        if err then
+            ngx.log(ngx.WARN, "attestgate: cannot count ", name, ": ", err)
+        end
+    end
+end
+
+--- The counters as { {name, value}, ... } sorted by name; nil, err without the shared dict.
+function M.counter_values()
+    local dict = ngx.shared[M.counters_dict]
+    if not dict then
+        return nil, "no lua_shared_dict " .. M.counters_dict .. " (counting is off)"
+    end
+    local values = {}
+    for _, name in ipairs(dict:get_keys(0)) do
+        values[#values + 1] = { name, dict:get(name) or 0 }
+    end
+    table.sort(values, function(a, b) return a[1] < b[1] end)
+    return values
+end
+
+--- For content_by_lua_block: the counters as text, one "name: value" a line (as Envoy's
+--- /stats prints them), or in Prometheus' text format with ?format=prometheus (dots become
+--- underscores, as Envoy's /stats/prometheus writes them).
+function M.metrics()
+    local values, err = M.counter_values()
+    if not values then
+        ngx.status = 404
+        ngx.header["content-type"] = "text/plain"
+        ngx.header["Content-Length"] = #err + 1
+        ngx.say(err)
+        return ngx.exit(ngx.HTTP_OK)
+    end
+    local prometheus = ngx.var.arg_format == "prometheus"
+    local lines = {}
+    for _, pair in ipairs(values) do
+        if prometheus then
+            local name = pair[1]:gsub("[^%w_]", "_")
+            lines[#lines + 1] = "# TYPE " .. name .. " counter\n" .. name .. " " .. pair[2]
+        else
+            lines[#lines + 1] = pair[1] .. ": " .. pair[2]
+        end
+    end
+    local body = table.concat(lines, "\n") .. (#lines > 0 and "\n" or "")
+    ngx.header["content-type"] = prometheus and "text/plain; version=0.0.4" or "text/plain"
+    ngx.header["Content-Length"] = #body
+    ngx.print(body)
+    return ngx.exit(ngx.HTTP_OK)
+end
+
+nginx.count = M.count
 
 local levels = { err = ngx and ngx.ERR, info = ngx and ngx.INFO }
 

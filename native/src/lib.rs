@@ -22,7 +22,7 @@ use std::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::ThreadId;
 
-use attestgate_policy::plan::{plan_request, Action};
+use attestgate_policy::plan::{cache_counter, counters, plan_request, Action};
 use attestgate_policy::remote::Dynamic;
 use attestgate_policy::{DecisionCache, Gate, Mode, Request, Verdict};
 
@@ -128,6 +128,12 @@ pub struct AttestgateDecision {
     pub set: *const AttestgateHeader,
     /// How many.
     pub set_len: usize,
+    /// The counters this decision increments (`attestgate.allowed`, `attestgate.denied` and
+    /// `attestgate.denied.<reason>`, `attestgate.cache.hits`, ...): the names the Envoy filter
+    /// counts, for the host to add up.
+    pub counters: *const AttestgateStr,
+    /// How many.
+    pub counters_len: usize,
 }
 
 /// A decision with the storage its views point into. `repr(C)` with the public part first, so
@@ -142,6 +148,8 @@ struct DecisionBox {
     _remove_views: Vec<AttestgateStr>,
     _set: Vec<(String, String)>,
     _set_views: Vec<AttestgateHeader>,
+    _counters: Vec<String>,
+    _counter_views: Vec<AttestgateStr>,
 }
 
 /// An error message with its text (`repr(C)`, the view first).
@@ -348,8 +356,12 @@ pub unsafe extern "C" fn attestgate_decide(
             )
         })?;
         let cache = cache.enabled().then_some(&mut *cache);
-        let (decision, action, _) =
+        let (decision, action, outcome) =
             plan_request(&handle.gate, cache, &facts, now, &mut Dynamic::default());
+        let counters = counters(&decision)
+            .into_iter()
+            .chain(cache_counter(outcome))
+            .collect();
         let monitored =
             decision.allow && decision.mode == Mode::Monitor && decision.verdict == Verdict::Deny;
         Ok(decision_box(
@@ -358,6 +370,7 @@ pub unsafe extern "C" fn attestgate_decide(
             decision.status,
             decision.reason.as_str(),
             action,
+            counters,
         ))
     });
     match result {
@@ -442,6 +455,7 @@ fn decision_box(
     status: u16,
     reason: &str,
     action: Action,
+    counters: Vec<String>,
 ) -> Box<DecisionBox> {
     let (status, body, remove, set) = match action {
         Action::Continue { remove, set } => (status, String::new(), remove, set),
@@ -466,6 +480,10 @@ fn decision_box(
             value: AttestgateStr::of(value),
         })
         .collect();
+    let counter_views: Vec<AttestgateStr> = counters
+        .iter()
+        .map(|name| AttestgateStr::of(name))
+        .collect();
     // The views point into heap buffers that moving the Strings and Vecs into the box does
     // not move.
     Box::new(DecisionBox {
@@ -479,6 +497,8 @@ fn decision_box(
             remove_len: remove_views.len(),
             set: set_views.as_ptr(),
             set_len: set_views.len(),
+            counters: counter_views.as_ptr(),
+            counters_len: counter_views.len(),
         },
         _reason: reason,
         _body: body,
@@ -486,6 +506,8 @@ fn decision_box(
         _remove_views: remove_views,
         _set: set,
         _set_views: set_views,
+        _counters: counters,
+        _counter_views: counter_views,
     })
 }
 

@@ -122,6 +122,7 @@ struct Read {
     body: String,
     remove: Vec<String>,
     set: Vec<(String, String)>,
+    counters: Vec<String>,
 }
 
 fn decide(
@@ -151,6 +152,8 @@ fn decide(
     let remove = unsafe { std::slice::from_raw_parts(d.remove, d.remove_len) };
     // SAFETY: as above.
     let set = unsafe { std::slice::from_raw_parts(d.set, d.set_len) };
+    // SAFETY: as above.
+    let counters = unsafe { std::slice::from_raw_parts(d.counters, d.counters_len) };
     let read = Read {
         allow: d.allow == 1,
         monitored: d.monitored == 1,
@@ -159,6 +162,7 @@ fn decide(
         body: read(d.body),
         remove: remove.iter().map(|v| read(*v)).collect(),
         set: set.iter().map(|h| (read(h.name), read(h.value))).collect(),
+        counters: counters.iter().map(|v| read(*v)).collect(),
     };
     // SAFETY: freed once.
     unsafe { attestgate_decision_free(out) };
@@ -203,8 +207,24 @@ fn an_allowed_request_is_planned_exactly_as_the_core_plans_it() {
             set: got.set.clone()
         }
     );
-    // A second time: from the cache, the same answer.
-    assert_eq!(decide(gate, &owned.request("/v1/shapes")).unwrap(), got);
+    // The core's counter names, the verification counted as a cache miss.
+    assert_eq!(
+        got.counters,
+        ["attestgate.allowed", "attestgate.cache.misses"]
+    );
+    // A second time: from the cache, the same answer, counted as a hit.
+    let again = decide(gate, &owned.request("/v1/shapes")).unwrap();
+    assert_eq!(
+        again.counters,
+        ["attestgate.allowed", "attestgate.cache.hits"]
+    );
+    assert_eq!(
+        Read {
+            counters: got.counters.clone(),
+            ..again
+        },
+        got
+    );
     // SAFETY: freed once.
     unsafe { attestgate_gate_free(gate) };
 }
@@ -217,6 +237,14 @@ fn a_denial_is_a_json_reply() {
     let got = decide(gate, &owned.request("/")).unwrap();
     assert!(!got.allow);
     assert_eq!((got.status, got.reason.as_str()), (401, "token_expired"));
+    assert_eq!(
+        got.counters,
+        [
+            "attestgate.denied",
+            "attestgate.denied.token_expired",
+            "attestgate.cache.misses"
+        ]
+    );
     let body: serde_json::Value = serde_json::from_str(&got.body).unwrap();
     assert_eq!(body["error"], "token_expired");
     assert!(got.remove.is_empty());
@@ -235,6 +263,13 @@ fn monitor_mode_lets_a_denial_through_with_the_reason() {
     let gate = new_gate(config(r#","mode":"monitor""#).as_bytes()).unwrap();
     let got = decide(gate, &Owned::new(&[]).request("/")).unwrap();
     assert!(got.allow && got.monitored);
+    assert_eq!(
+        got.counters,
+        [
+            "attestgate.monitored_denied",
+            "attestgate.monitored_denied.token_missing"
+        ]
+    );
     assert!(got
         .set
         .contains(&("x-attestgate-decision".to_owned(), "deny".to_owned())));

@@ -112,6 +112,14 @@ fn a_c_host_sees_the_rust_layout_and_gets_answers() {
             "attestgate_decision.set_len",
             offset_of!(AttestgateDecision, set_len),
         ),
+        (
+            "attestgate_decision.counters",
+            offset_of!(AttestgateDecision, counters),
+        ),
+        (
+            "attestgate_decision.counters_len",
+            offset_of!(AttestgateDecision, counters_len),
+        ),
     ]
     .into_iter()
     .collect();
@@ -132,6 +140,10 @@ fn a_c_host_sees_the_rust_layout_and_gets_answers() {
     );
     assert!(
         stdout.contains("header x-attestgate-reason: token_missing"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("counter attestgate.denied\ncounter attestgate.denied.token_missing\n"),
         "{stdout}"
     );
 }

@@ -236,6 +236,8 @@ http {{
   large_client_header_buffers 8 256k;
   client_body_buffer_size 1m;
   lua_package_path "{lua}/?.lua;;";
+  # The gate's counters, added up across workers (attestgate.metrics() prints them).
+  lua_shared_dict attestgate_counters 1m;
   init_by_lua_block {{
     local attestgate = require "attestgate"
     attestgate.library = {lib:?}
@@ -782,6 +784,110 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
     assert_eq!(values(&upstream, "x-device-id"), ["dev-1"]);
     let log = nginx.log();
     assert!(!log.contains("[error]"), "{log}");
+}
+
+/// The decision's counters are NGINX's to add up: every worker counts into the shared dict,
+/// and `attestgate.metrics()` prints the totals, as Envoy's `/stats` does (and in Prometheus'
+/// format), under the filter's names.
+#[test]
+fn every_decision_is_counted_across_workers_under_the_filters_names() {
+    let recorder = Recorder::start();
+    let base = format!(
+        r#""keys":{{"approov_secret":"{SECRET}"}},
+           "claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]"#
+    );
+    let metrics = r#"location = /attestgate-metrics {
+      content_by_lua_block { require("attestgate").metrics() }
+    }"#;
+    let servers = [
+        Server {
+            extra: metrics.to_owned(),
+            ..server("enforce", format!("{{{base}}}"))
+        },
+        server("monitor", format!(r#"{{{base},"mode":"monitor"}}"#)),
+    ];
+    let nginx = Nginx::start("counters", &servers, recorder.port);
+    let (enforce, monitor) = (nginx.ports[0], nginx.ports[1]);
+    let now = unix_now();
+    let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
+    let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-1"}));
+    let send = |port: u16, headers: &[(String, String)]| {
+        // A new connection each time: NGINX hands them to either worker.
+        Conn::open(port)
+            .send("GET", "/v1/shapes", "api.example.com", headers, b"")
+            .expect("a reply")
+            .status
+    };
+    for _ in 0..5 {
+        assert_eq!(send(enforce, &[h("approov-token", &good)]), 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(send(enforce, &[]), 401);
+    }
+    assert_eq!(send(enforce, &[h("approov-token", &expired)]), 401);
+    for _ in 0..2 {
+        assert_eq!(send(monitor, &[]), 200);
+    }
+
+    let read = |query: &str| {
+        let reply = Conn::open(enforce)
+            .send(
+                "GET",
+                &format!("/attestgate-metrics{query}"),
+                "localhost",
+                &[],
+                b"",
+            )
+            .expect("a reply");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.body
+    };
+    let text = read("");
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    assert_eq!(value("attestgate.allowed"), 5, "{text}");
+    assert_eq!(value("attestgate.denied"), 4, "{text}");
+    assert_eq!(value("attestgate.denied.token_missing"), 3, "{text}");
+    assert_eq!(value("attestgate.denied.token_expired"), 1, "{text}");
+    assert_eq!(value("attestgate.monitored_denied"), 2, "{text}");
+    assert_eq!(
+        value("attestgate.monitored_denied.token_missing"),
+        2,
+        "{text}"
+    );
+    // Each token is verified once per worker at most (two tokens, two workers); every request
+    // carrying one is a miss or a hit, and an exact repeat within the second (the whole
+    // decision cached) is a hit even without a token.
+    let (hits, misses) = (
+        value("attestgate.cache.hits"),
+        value("attestgate.cache.misses"),
+    );
+    assert!((2..=4).contains(&misses), "{text}");
+    assert!((6..=11).contains(&(hits + misses)), "{text}");
+    assert_eq!(value("attestgate.errors"), 0, "{text}");
+    // Nothing but counter lines, sorted.
+    let names: Vec<&str> = text
+        .lines()
+        .map(|l| l.split(": ").next().unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort_unstable();
+    assert_eq!(names, sorted);
+
+    let prometheus = read("?format=prometheus");
+    assert!(
+        prometheus.contains(
+            "# TYPE attestgate_denied_token_missing counter\nattestgate_denied_token_missing 3\n"
+        ),
+        "{prometheus}"
+    );
+    assert!(
+        prometheus.contains("\nattestgate_allowed 5\n"),
+        "{prometheus}"
+    );
 }
 
 /// A config the gate refuses stops NGINX from starting (an error in `init_by_lua_block`

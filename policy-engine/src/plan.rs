@@ -224,6 +224,112 @@ pub fn host_refusal(reason: Reason, reasons: &[&str]) -> Action {
     }
 }
 
+/// Requests answered without verifying a signature (a cached decision or verified token).
+///
+/// ```
+/// assert_eq!(attestgate_policy::plan::CACHE_HITS, "attestgate.cache.hits");
+/// ```
+pub const CACHE_HITS: &str = "attestgate.cache.hits";
+
+/// Requests whose token was verified (and the result cached).
+///
+/// ```
+/// assert_eq!(attestgate_policy::plan::CACHE_MISSES, "attestgate.cache.misses");
+/// ```
+pub const CACHE_MISSES: &str = "attestgate.cache.misses";
+
+/// Failures inside a host's glue (a request refused with `internal_error`).
+///
+/// ```
+/// assert_eq!(attestgate_policy::plan::ERRORS, "attestgate.errors");
+/// ```
+pub const ERRORS: &str = "attestgate.errors";
+
+/// The counters a decision increments, by name: one for the outcome and, for a denial, one
+/// naming its reason. Every host counts these names, so a dashboard reads them alike.
+///
+/// ```
+/// use attestgate_policy::plan::counters;
+/// use attestgate_policy::{Gate, Request};
+/// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let decision = gate.check(&Request::new("GET", "/"), 1_700_000_000);
+/// assert_eq!(counters(&decision), ["attestgate.denied", "attestgate.denied.token_missing"]);
+/// ```
+pub fn counters(decision: &Decision) -> Vec<String> {
+    match (decision.allow, decision.verdict, decision.reason) {
+        (true, _, Reason::Bypassed) => vec!["attestgate.bypassed".to_owned()],
+        (true, Verdict::Allow, _) => vec!["attestgate.allowed".to_owned()],
+        (true, Verdict::Deny, reason) => vec![
+            "attestgate.monitored_denied".to_owned(),
+            format!("attestgate.monitored_denied.{reason}"),
+        ],
+        (false, _, reason) => refusal_counters(reason),
+    }
+}
+
+/// The counters of a refusal a host makes itself ([`host_refusal`]), as [`counters`] names a
+/// denial's.
+///
+/// ```
+/// use attestgate_policy::plan::refusal_counters;
+/// use attestgate_policy::Reason;
+/// assert_eq!(refusal_counters(Reason::ConfigInvalid),
+///            ["attestgate.denied", "attestgate.denied.config_invalid"]);
+/// ```
+pub fn refusal_counters(reason: Reason) -> Vec<String> {
+    vec![
+        "attestgate.denied".to_owned(),
+        format!("attestgate.denied.{reason}"),
+    ]
+}
+
+/// The cache counter a request increments, if any.
+///
+/// ```
+/// use attestgate_policy::plan::{cache_counter, CACHE_HITS};
+/// use attestgate_policy::CacheOutcome;
+/// assert_eq!(cache_counter(CacheOutcome::Hit).as_deref(), Some(CACHE_HITS));
+/// assert_eq!(cache_counter(CacheOutcome::Uncached), None);
+/// ```
+pub fn cache_counter(outcome: CacheOutcome) -> Option<String> {
+    match outcome {
+        CacheOutcome::Hit => Some(CACHE_HITS.to_owned()),
+        CacheOutcome::Miss => Some(CACHE_MISSES.to_owned()),
+        CacheOutcome::Uncached => None,
+    }
+}
+
+/// Every counter name, so a host can define them all (showing 0) before the first request.
+///
+/// ```
+/// use attestgate_policy::plan::all_counter_names;
+/// let names = all_counter_names();
+/// assert!(names.iter().any(|name| name == "attestgate.denied.token_expired"));
+/// assert!(names.iter().any(|name| name == "attestgate.cache.hits"));
+/// ```
+pub fn all_counter_names() -> Vec<String> {
+    let mut names = vec![
+        "attestgate.allowed".to_owned(),
+        "attestgate.bypassed".to_owned(),
+        "attestgate.denied".to_owned(),
+        "attestgate.monitored_denied".to_owned(),
+        ERRORS.to_owned(),
+        "attestgate.jwks.fetched".to_owned(),
+        "attestgate.jwks.fetch_failed".to_owned(),
+        "attestgate.denylist.fetched".to_owned(),
+        "attestgate.denylist.fetch_failed".to_owned(),
+        CACHE_HITS.to_owned(),
+        CACHE_MISSES.to_owned(),
+    ];
+    for reason in Reason::ALL {
+        if !matches!(reason, Reason::Allowed | Reason::Bypassed) {
+            names.push(format!("attestgate.denied.{reason}"));
+            names.push(format!("attestgate.monitored_denied.{reason}"));
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,5 +353,31 @@ mod tests {
         assert_eq!(request.host, "api.example.com");
         assert_eq!(request.headers.len(), 1);
         assert_eq!(request.source_ip, None);
+    }
+
+    #[test]
+    fn every_counter_a_decision_uses_is_predefined() {
+        let gate = Gate::from_json(
+            r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#,
+        )
+        .unwrap();
+        let all = all_counter_names();
+        let mut outcomes = vec![
+            (true, Verdict::Allow, Reason::Allowed),
+            (true, Verdict::Allow, Reason::Bypassed),
+        ];
+        for reason in Reason::ALL {
+            if !matches!(reason, Reason::Allowed | Reason::Bypassed) {
+                outcomes.push((false, Verdict::Deny, reason));
+                outcomes.push((true, Verdict::Deny, reason));
+            }
+        }
+        for (allow, verdict, reason) in outcomes {
+            let mut d = gate.check(&Request::new("GET", "/"), 1_700_000_000);
+            (d.allow, d.verdict, d.reason) = (allow, verdict, reason);
+            for name in counters(&d) {
+                assert!(all.contains(&name), "{name} is not predefined");
+            }
+        }
     }
 }

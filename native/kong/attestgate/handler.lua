@@ -203,6 +203,10 @@ function pdk.remember(decision)
     kong.ctx.plugin.decision = decision
 end
 
+-- Counted in the shared dict attestgate.counters_dict when Kong's config declares it
+-- (nginx_http_lua_shared_dict = attestgate_counters 1m).
+pdk.count = attestgate.count
+
 function pdk.log(level, ...)
     if level == "err" then
         kong.log.err(...)
@@ -217,6 +221,7 @@ function Handler:access(conf)
     local gate, err = gate_for(conf)
     if not gate then
         -- A config the library refuses: every request is refused, as the filter does.
+        pdk.count({ "attestgate.denied", "attestgate.denied.config_invalid" })
         return kong.response.exit(500, '{"error":"config_invalid","reasons":[]}', {
             ["content-type"] = "application/json",
             ["x-attestgate-reason"] = "config_invalid",

@@ -122,6 +122,15 @@ function M.run(dir, tokens, secret)
         calls.exit and calls.exit.status == 500
         and calls.exit.headers["x-attestgate-reason"] == "config_invalid" and #calls.logs == 1)
 
+    -- Counted in the shared dict the test's nginx.conf declares, under the filter's names.
+    local dict = ngx.shared.attestgate_counters
+    local function count(name) return dict and dict:get(name) or 0 end
+    check("every decision is counted under the filter's names",
+        count("attestgate.allowed") == 1 and count("attestgate.denied.token_expired") == 1
+        and count("attestgate.monitored_denied.token_missing") == 1
+        and count("attestgate.denied.config_invalid") == 1 and count("attestgate.denied") == 2,
+        dict and table.concat(dict:get_keys(0), ",") or "no shared dict")
+
     return table.concat(report, "\n") .. "\n"
 end
 

@@ -31,6 +31,8 @@ int main(int argc, char **argv) {
     OFF(attestgate_decision, remove);
     OFF(attestgate_decision, set);
     OFF(attestgate_decision, set_len);
+    OFF(attestgate_decision, counters);
+    OFF(attestgate_decision, counters_len);
     if (argc < 2) {
         return 2;
     }
@@ -68,6 +70,9 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < decision->set_len; i++) {
         printf("header %.*s: %.*s\n", (int)decision->set[i].name.len, decision->set[i].name.ptr,
                (int)decision->set[i].value.len, decision->set[i].value.ptr);
+    }
+    for (size_t i = 0; i < decision->counters_len; i++) {
+        printf("counter %.*s\n", (int)decision->counters[i].len, decision->counters[i].ptr);
     }
     attestgate_decision_free(decision);
     attestgate_gate_free(gate);
