@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use attestgate_policy::plan::{self, Action};
+use attestgate_policy::plan::{host_refusal, plan_request, Action};
 use attestgate_policy::remote::Dynamic;
 use attestgate_policy::{binding_hash, Config, Decision, Explanation, Gate, Reason, Request};
 use attestgate_testkit::{claims_with_expiry, SigningKey};
@@ -162,8 +162,7 @@ pub fn body_limit(gate: &Gate, request: Value) -> Result<Option<usize>, String> 
 pub fn plan(gate: &Gate, request: Value, body: Option<Vec<u8>>, now: i64) -> Result<Value, String> {
     let mut request = build_request(gate, None, request_spec(request)?);
     request.body = body;
-    let (decision, action, _) =
-        plan::plan_request(gate, None, &request, now, &mut Dynamic::default());
+    let (decision, action, _) = plan_request(gate, None, &request, now, &mut Dynamic::default());
     let decision = serde_json::to_value(&*decision).map_err(|err| err.to_string())?;
     Ok(json!({ "decision": decision, "action": action_json(action) }))
 }
@@ -176,7 +175,7 @@ pub fn refusal(reason: &str) -> Result<Value, String> {
         .into_iter()
         .find(|r| r.as_str() == reason)
         .ok_or_else(|| format!("unknown reason `{reason}`"))?;
-    Ok(action_json(plan::host_refusal(reason, &[])))
+    Ok(action_json(host_refusal(reason, &[])))
 }
 
 fn action_json(action: Action) -> Value {
