@@ -27,7 +27,7 @@ ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
 .PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin worker worker-test
-.PHONY: fuzz fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
+.PHONY: fuzz fuzz-cmin fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
 .PHONY: soak soak-smoke
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
@@ -218,6 +218,10 @@ help:
 ## fuzz: every cargo-fuzz target (fuzz/) for FUZZ_SECONDS each (default 60); nightly + cargo-fuzz
 fuzz:
 	./fuzz/run.sh $(FUZZ_SECONDS)
+
+## fuzz-cmin: minimize the kept corpora (fuzz/corpus/<target>, committed) in place
+fuzz-cmin:
+	./fuzz/run.sh --cmin
 
 ## fuzz-smoke: every fuzz target for 20 s (CI), built without AddressSanitizer (a shorter build)
 fuzz-smoke:

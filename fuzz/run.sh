@@ -1,11 +1,28 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for a bounded time (make fuzz / make fuzz-smoke).
 #   fuzz/run.sh [SECONDS]     default: $FUZZ_SECONDS, else 60
+#   fuzz/run.sh --cmin        minimize fuzz/corpus/<target> in place (make fuzz-cmin)
 # Seeds come from the request corpus (attestgate-corpus --fuzz-seeds); what libFuzzer finds
-# new is kept in fuzz/corpus/<target>, crashes in fuzz/artifacts/<target>. Needs the nightly
-# toolchain and cargo-fuzz (installed here when missing).
+# new is kept in fuzz/corpus/<target> (committed, minimized with --cmin), crashes in
+# fuzz/artifacts/<target>. Needs the nightly toolchain and cargo-fuzz (installed here when
+# missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if [[ ${1:-} == --cmin ]]; then
+  # Minimizes each target's kept corpus in place (libFuzzer's merge: the fewest, smallest
+  # inputs with the same coverage), for committing; AddressSanitizer build.
+  targets=${FUZZ_TARGETS:-"token config check signature route policy_input"}
+  mkdir -p fuzz/logs
+  for target in $targets; do
+    before=$(find "fuzz/corpus/$target" -type f | wc -l)
+    (cd fuzz && cargo +nightly fuzz cmin "$target" "corpus/$target" -- -timeout=10 \
+        -rss_limit_mb=2048 -malloc_limit_mb=2048) >"fuzz/logs/cmin-$target.log" 2>&1 \
+      || { tail -20 "fuzz/logs/cmin-$target.log" >&2; exit 1; }
+    echo "fuzz cmin: $target $before -> $(find "fuzz/corpus/$target" -type f | wc -l) files"
+  done
+  exit 0
+fi
 
 seconds=${1:-${FUZZ_SECONDS:-60}}
 # Extra `cargo fuzz build/run` flags. `make fuzz-smoke` (CI) uses `--sanitizer none`: about
