@@ -277,8 +277,9 @@ end
 -- M.run(gate, host) decides the current request and carries out the answer through `host`,
 -- a table of functions: gather() -> request table or nil, err; read_body(max) -> body or
 -- nil, err; clear_header(name); set_header(name, value); respond(status, headers, body);
--- remember(decision) (optional); count(names) (optional); log(level, ...). M.nginx is NGINX's (ngx.*); the Kong plugin
--- (native/kong/attestgate/handler.lua) passes one made of Kong's PDK.
+-- remember(decision) (optional); count(names) (optional); log(level, ...). M.nginx is
+-- NGINX's (ngx.*); the Kong plugin (native/kong/attestgate/handler.lua) passes one made of
+-- Kong's PDK.
 
 M.INTERNAL_ERROR_HEADERS = {
     { "content-type", "application/json" },
