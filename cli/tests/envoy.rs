@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use attestgate_testkit::upstream::RecordingUpstream;
 use base64ct::{Base64, Encoding};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -1259,102 +1260,23 @@ fn a_signed_post_body_end_to_end() {
     );
 }
 
-/// An upstream that records what it received: each request's target exactly as sent and its
-/// headers. It answers every request as the echo upstream does, so `assert_reached_upstream`
-/// holds for it too.
-/// Each request's target and headers, in arrival order.
-type Seen = Vec<(String, Vec<(String, String)>)>;
-
-struct Recorder {
-    port: u16,
-    seen: std::sync::Arc<std::sync::Mutex<Seen>>,
-}
-
-impl Recorder {
-    fn start() -> Recorder {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let record = std::sync::Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let record = std::sync::Arc::clone(&record);
-                std::thread::spawn(move || Recorder::serve(stream, &record));
-            }
-        });
-        Recorder { port, seen }
-    }
-
-    /// Requests on one connection until it closes: head, then a content-length body.
-    fn serve(mut stream: std::net::TcpStream, record: &std::sync::Mutex<Seen>) {
-        use std::io::Write;
-        let mut buffer = Vec::new();
-        let mut chunk = [0u8; 16384];
-        loop {
-            let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                }
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            let mut lines = head.split("\r\n");
-            let target = lines
-                .next()
-                .and_then(|l| l.split(' ').nth(1))
-                .unwrap_or_default()
-                .to_owned();
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                .collect();
-            let length = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            while buffer.len() < end + 4 + length {
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                }
-            }
-            buffer.drain(..end + 4 + length);
-            record.lock().unwrap().push((target, headers));
-            let body = "{\"upstream\":\"reached\"}\n";
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if stream.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
-
-    fn seen(&self) -> Seen {
-        self.seen.lock().unwrap().clone()
-    }
-
-    /// The example template with its `upstream` cluster sent to this recorder.
-    fn template(&self, config: &Value) -> String {
-        let template =
-            std::fs::read_to_string(root().join("envoy-examples/envoy.yaml.in")).unwrap();
-        let cluster_endpoint =
-            "endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}";
-        assert!(template.contains(cluster_endpoint));
-        let literal = serde_json::to_string(&config.to_string()).unwrap();
-        template
-            .replace(
-                cluster_endpoint,
-                &format!(
-                    "endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}",
-                    self.port
-                ),
-            )
-            .replace("{{ATTESTGATE_CONFIG}}", &literal)
-    }
+/// The example template with its `upstream` cluster sent to a recording upstream (the
+/// example's echo upstream answers as it does, so `assert_reached_upstream` holds for either).
+fn template_to(upstream: &RecordingUpstream, config: &Value) -> String {
+    let template = std::fs::read_to_string(root().join("envoy-examples/envoy.yaml.in")).unwrap();
+    let cluster_endpoint =
+        "endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}";
+    assert!(template.contains(cluster_endpoint));
+    let literal = serde_json::to_string(&config.to_string()).unwrap();
+    template
+        .replace(
+            cluster_endpoint,
+            &format!(
+                "endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}",
+                upstream.port()
+            ),
+        )
+        .replace("{{ATTESTGATE_CONFIG}}", &literal)
 }
 
 /// Issue #15: with the per-route example's rules (bypass `/health`, monitor `/beta`), no
@@ -1363,7 +1285,7 @@ impl Recorder {
 /// under every reading an upstream may give it.
 #[test]
 fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let config = serde_json::json!({
         "keys": {"approov_secret": secret("per-route")},
         "rules": [
@@ -1371,7 +1293,7 @@ fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
             {"name": "beta", "path_prefix": "/beta", "mode": "monitor"},
         ],
     });
-    let envoy = Envoy::start_with("path-tricks", &recorder.template(&config));
+    let envoy = Envoy::start_with("path-tricks", &template_to(&recorder, &config));
     let tricks = [
         "/beta%2F..%2Fadmin",
         "/beta/..%2fadmin",
@@ -1412,8 +1334,9 @@ fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
             .iter()
             .all(|p| p == "/health" || p == "/beta" || p.starts_with("/beta/"))
     };
-    let seen = recorder.seen();
-    for (target, _) in &seen {
+    let seen = recorder.requests();
+    for request in &seen {
+        let target = &request.target;
         assert!(
             inside(target),
             "an unauthenticated request reached {target} (statuses: {statuses:?})"
@@ -1421,7 +1344,7 @@ fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
     }
     assert_eq!(
         seen.iter()
-            .filter(|(t, _)| t == "/health" || t == "/beta/x")
+            .filter(|r| r.target == "/health" || r.target == "/beta/x")
             .count(),
         2,
         "{seen:?}"
@@ -1433,16 +1356,16 @@ fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
     }
     println!(
         "path tricks in Envoy: {statuses:?}; the upstream saw {:?}",
-        seen.iter().map(|(t, _)| t).collect::<Vec<_>>()
+        seen.iter().map(|r| &r.target).collect::<Vec<_>>()
     );
 
     // What Envoy (normalize_path, merge_slashes, UNESCAPE_AND_FORWARD) forwards for each
     // trick, with a gate that lets everything through: the corpus' Envoy overrides say the
     // gate sees these paths.
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let open =
         serde_json::json!({ "keys": {"approov_secret": secret("per-route")}, "mode": "monitor" });
-    let envoy = Envoy::start_with("path-forwarded", &recorder.template(&open));
+    let envoy = Envoy::start_with("path-forwarded", &template_to(&recorder, &open));
     let forwarded = [
         ("/beta/..%2fadmin", "/admin"),
         ("/beta/..%5Cadmin", "/admin"),
@@ -1460,7 +1383,7 @@ fn no_path_trick_reaches_the_upstream_outside_a_bypass_or_monitor_rule() {
         };
         raw_request(envoy.port, &request);
     }
-    let seen: Vec<String> = recorder.seen().into_iter().map(|(t, _)| t).collect();
+    let seen: Vec<String> = recorder.requests().into_iter().map(|r| r.target).collect();
     let want: Vec<&str> = forwarded.iter().map(|(_, got)| *got).collect();
     assert_eq!(seen, want, "what Envoy forwards");
 }
@@ -1473,7 +1396,7 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
     use attestgate_policy::signature::AccountKey;
     use attestgate_testkit::{ApproovSigner, InstallSigner, SigningKey};
 
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
     let account = "YWNjb3VudC1tZXNzYWdlLXNpZ25pbmcta2V5LTMyYnl0ZXMhIQ==";
     let config = serde_json::json!({
@@ -1483,7 +1406,7 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
                       "account_secret": account},
         "claim_to_headers": [{"claim": "did", "header": "x-device-id"}],
     });
-    let envoy = Envoy::start_with("sdk-signed", &recorder.template(&config));
+    let envoy = Envoy::start_with("sdk-signed", &template_to(&recorder, &config));
     let install = InstallSigner::from_slice(&[11; 32]).unwrap();
     let now = unix_now();
     let claims = serde_json::json!({"exp": now + 300, "did": "device-1", "ipk": install.ipk()});
@@ -1552,22 +1475,12 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
     raw_exchange(envoy.port, &unsigned, body).assert_denied(401, "request_signature_missing");
     // What the upstream received: the verified device id once, no token, no client copy of
     // the gate's headers; the body and its digest intact.
-    let seen = recorder.seen();
+    let seen = recorder.requests();
     assert_eq!(seen.len(), 4, "{seen:?}");
-    for (target, headers) in &seen {
-        let values = |name: &str| {
-            headers
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .collect::<Vec<_>>()
-        };
-        assert!(values("approov-token").is_empty(), "{target}: {headers:?}");
-        assert_eq!(values("x-device-id"), ["device-1"], "{target}: {headers:?}");
-        assert!(
-            values("x-attestgate-decision").is_empty(),
-            "{target}: {headers:?}"
-        );
+    for request in &seen {
+        assert!(!request.has("approov-token"), "{request:?}");
+        assert_eq!(request.values("x-device-id"), ["device-1"], "{request:?}");
+        assert!(!request.has("x-attestgate-decision"), "{request:?}");
     }
 }
 
@@ -1621,7 +1534,7 @@ fn library_signed_requests_pass_real_envoy() {
     use attestgate_testkit::{InstallSigner, SigningKey};
 
     let dir = scratch("library-signed");
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
     let account = "aW50ZXJvcCBhY2NvdW50IGtleTogaG1hYy1zaGEyNTYsIDMyKw==";
     let config = serde_json::json!({
@@ -1631,7 +1544,7 @@ fn library_signed_requests_pass_real_envoy() {
                       "account_secret": account,
                       "accept": "either"},
     });
-    let envoy = Envoy::start_with("library-signed", &recorder.template(&config));
+    let envoy = Envoy::start_with("library-signed", &template_to(&recorder, &config));
     let key_file = root().join("policy-engine/tests/data/keys/es256.json");
     let jwk: Value = serde_json::from_str(&std::fs::read_to_string(&key_file).unwrap()).unwrap();
     let install = InstallSigner::from_jwk(&jwk).unwrap();
@@ -1704,20 +1617,15 @@ fn library_signed_requests_pass_real_envoy() {
     }
     // What the upstream received: the two requests per member, without the token; the POSTs
     // with their digest and signature intact.
-    let seen = recorder.seen();
+    let seen = recorder.requests();
     assert_eq!(seen.len(), reached, "{seen:?}");
-    for (target, headers) in &seen {
-        assert!(
-            !headers.iter().any(|(n, _)| n == "approov-token"),
-            "{target}: {headers:?}"
-        );
-        let signed = headers.iter().any(|(n, _)| n == "signature-input");
-        let digest = headers.iter().any(|(n, _)| n == "content-digest");
-        assert!(signed, "{target}: {headers:?}");
+    for request in &seen {
+        assert!(!request.has("approov-token"), "{request:?}");
+        assert!(request.has("signature-input"), "{request:?}");
         assert_eq!(
-            digest,
-            target.starts_with("/v1/pay"),
-            "{target}: {headers:?}"
+            request.has("content-digest"),
+            request.target.starts_with("/v1/pay"),
+            "{request:?}"
         );
     }
     let counters = envoy.counters();

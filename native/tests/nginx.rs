@@ -15,12 +15,13 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use attestgate_corpus::Runner;
 use attestgate_policy::plan::{action_for, Action};
 use attestgate_policy::Gate;
+use attestgate_testkit::upstream::{ReceivedRequest, RecordingUpstream};
 use serde_json::Value;
 
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
@@ -63,96 +64,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// One request the upstream received: target and headers (names lower-cased, in order).
-type Seen = Vec<(String, Vec<(String, String)>)>;
-
-/// An upstream on loopback that records every request and answers 200.
-struct Recorder {
-    port: u16,
-    seen: Arc<Mutex<Seen>>,
-}
-
-impl Recorder {
-    fn start() -> Recorder {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let record = Arc::clone(&seen);
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let record = Arc::clone(&record);
-                std::thread::spawn(move || Recorder::serve(stream, &record));
-            }
-        });
-        Recorder { port, seen }
-    }
-
-    fn serve(mut stream: TcpStream, record: &Mutex<Seen>) {
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-        let mut buffer = Vec::new();
-        let mut chunk = [0u8; 16384];
-        loop {
-            let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                }
-                continue;
-            };
-            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-            let mut lines = head.split("\r\n");
-            let target = lines
-                .next()
-                .and_then(|l| l.split(' ').nth(1))
-                .unwrap_or_default()
-                .to_owned();
-            let headers: Vec<(String, String)> = lines
-                .filter_map(|l| l.split_once(':'))
-                .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-                .collect();
-            let length = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .and_then(|(_, v)| v.parse::<usize>().ok())
-                .unwrap_or(0);
-            while buffer.len() < end + 4 + length {
-                match stream.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buffer.extend_from_slice(&chunk[..n]),
-                }
-            }
-            buffer.drain(..end + 4 + length);
-            record.lock().unwrap().push((target, headers));
-            let body = "{\"upstream\":\"reached\"}\n";
-            let reply = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if stream.write_all(reply.as_bytes()).is_err() {
-                return;
-            }
-        }
-    }
-
-    /// The request nginx forwarded with this `x-test-request-id`.
-    fn by_id(&self, id: &str) -> Option<(String, Vec<(String, String)>)> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, headers)| {
-                headers
-                    .iter()
-                    .any(|(n, v)| n == "x-test-request-id" && v == id)
-            })
-            .cloned()
-    }
-
-    fn count(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
 }
 
 /// A running nginx (master and workers), stopped on drop.
@@ -496,7 +407,7 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
     // NGINX's clock moves while the cases run: leave out the few cases whose outcome would
     // change within a minute (named on stderr).
     let dropped = materialized.retain_stable(60).unwrap();
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let servers: Vec<Server> = materialized
         .gates
         .iter()
@@ -506,7 +417,7 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
             extra: String::new(),
         })
         .collect();
-    let nginx = Nginx::start("corpus", &servers, recorder.port);
+    let nginx = Nginx::start("corpus", &servers, recorder.port());
     let (mut failures, mut ran, mut not_here, mut allowed, mut nginx_own) =
         (Vec::new(), 0, 0, 0, 0);
     for (gate, port) in materialized.gates.iter().zip(&nginx.ports) {
@@ -539,7 +450,7 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
                 let id = reply.header("x-test-request-id").unwrap_or_default();
                 if reply.status != expect.status
                     || reply.header("x-test-decision").is_some()
-                    || recorder.by_id(id).is_some()
+                    || recorder.find("x-test-request-id", id).is_some()
                 {
                     failures.push(format!(
                         "{label}: expected NGINX's own {}, got {reply:?}",
@@ -579,7 +490,7 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
                 ));
             }
             let id = reply.header("x-test-request-id").unwrap_or_default();
-            let upstream = recorder.by_id(id);
+            let upstream = recorder.find("x-test-request-id", id);
             match (action_for(&native, &decision), upstream) {
                 (Action::Respond { body, .. }, None) => {
                     let json: Value = serde_json::from_str(&reply.body).unwrap_or_default();
@@ -593,7 +504,7 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
                         ));
                     }
                 }
-                (Action::Continue { remove, set }, Some((target, headers))) => {
+                (Action::Continue { remove, set }, Some(ReceivedRequest { target, headers })) => {
                     allowed += 1;
                     if target != request.path {
                         failures.push(format!(
@@ -662,7 +573,7 @@ fn h(name: &str, value: &str) -> (String, String) {
 /// forwards a denial with the decision headers; `forward: true` keeps the token.
 #[test]
 fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let base = format!(
         r#""keys":{{"approov_secret":"{SECRET}"}},
            "claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}},{{"claim":"sub","header":"X-App-User"}}]"#
@@ -672,7 +583,7 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
         server("monitor", format!(r#"{{{base},"mode":"monitor"}}"#)),
         server("forward", format!(r#"{{{base},"forward":true}}"#)),
     ];
-    let nginx = Nginx::start("headers", &servers, recorder.port);
+    let nginx = Nginx::start("headers", &servers, recorder.port());
     let (enforce, monitor, forward) = (nginx.ports[0], nginx.ports[1], nginx.ports[2]);
     let now = unix_now();
     let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1", "sub": "user-1"}));
@@ -697,7 +608,10 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
             .header("x-test-request-id")
             .unwrap_or_default()
             .to_owned();
-        (reply, recorder.by_id(&id).map(|(_, headers)| headers))
+        (
+            reply,
+            recorder.find("x-test-request-id", &id).map(|r| r.headers),
+        )
     };
     let values = |headers: &[(String, String)], name: &str| -> Vec<String> {
         headers
@@ -791,7 +705,7 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
 /// format), under the filter's names.
 #[test]
 fn every_decision_is_counted_across_workers_under_the_filters_names() {
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let base = format!(
         r#""keys":{{"approov_secret":"{SECRET}"}},
            "claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]"#
@@ -806,7 +720,7 @@ fn every_decision_is_counted_across_workers_under_the_filters_names() {
         },
         server("monitor", format!(r#"{{{base},"mode":"monitor"}}"#)),
     ];
-    let nginx = Nginx::start("counters", &servers, recorder.port);
+    let nginx = Nginx::start("counters", &servers, recorder.port());
     let (enforce, monitor) = (nginx.ports[0], nginx.ports[1]);
     let now = unix_now();
     let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
@@ -894,7 +808,7 @@ fn every_decision_is_counted_across_workers_under_the_filters_names() {
 /// aborts start-up), with one clear line in the error log naming the problem.
 #[test]
 fn a_bad_config_refuses_to_start() {
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     for (config, says) in [
         (
             format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}},"moode":"monitor"}}"#),
@@ -916,7 +830,7 @@ fn a_bad_config_refuses_to_start() {
             server("bad", config),
         ];
         let started = Instant::now();
-        let log = match Nginx::try_start("bad-config", &servers, recorder.port) {
+        let log = match Nginx::try_start("bad-config", &servers, recorder.port()) {
             Ok(nginx) => panic!("nginx started with a bad config:\n{}", nginx.log()),
             Err(log) => log,
         };
@@ -945,14 +859,14 @@ fn a_bad_config_refuses_to_start() {
 /// flat (VmRSS before and after, printed).
 #[test]
 fn a_short_load_run_keeps_every_answer_right_and_memory_flat() {
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let servers = [server(
         "load",
         format!(
             r#"{{"keys":{{"approov_secret":"{SECRET}"}},"claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]}}"#
         ),
     )];
-    let nginx = Nginx::start("load", &servers, recorder.port);
+    let nginx = Nginx::start("load", &servers, recorder.port());
     let port = nginx.ports[0];
     let now = unix_now();
     // 64 devices' tokens, and for each one an expired and a forged one.
@@ -1095,14 +1009,14 @@ fn a_signed_body_is_read_and_decided_on() {
                    "signature": {"mode": "required", "components": components, "max_body_bytes": 4096}}],
     })
     .to_string();
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let mut on_file = server("file", config.clone());
     // A body over 64 bytes goes to a temporary file: the module must read it from there.
     on_file.extra = "client_body_buffer_size 64;".to_owned();
     let nginx = Nginx::start(
         "signed-body",
         &[server("memory", config), on_file],
-        recorder.port,
+        recorder.port(),
     );
     let install = InstallSigner::from_slice(&[9; 32]).unwrap();
     let now = unix_now();
@@ -1202,7 +1116,7 @@ fn a_signed_body_is_read_and_decided_on() {
 /// makes (`native/kong/spec/handler_spec.lua`). This is NOT a running Kong.
 #[test]
 fn the_kong_plugin_against_a_pdk_stand_in() {
-    let recorder = Recorder::start();
+    let recorder = RecordingUpstream::start().unwrap();
     let now = unix_now();
     let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
     let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-1"}));
@@ -1223,7 +1137,7 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
     }}"#,
         dir = kong.display().to_string(),
     );
-    let nginx = Nginx::start("kong", &[spec], recorder.port);
+    let nginx = Nginx::start("kong", &[spec], recorder.port());
     let reply = Conn::open(nginx.ports[0])
         .send("GET", "/kong-spec", "localhost", &[], b"")
         .unwrap();

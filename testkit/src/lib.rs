@@ -2,7 +2,8 @@
 //!
 //! Minting (signing) attestation tokens, signing requests as an app does (RFC 9421, install
 //! and account keys) and generating keys ([`keygen`]), used by `attestgate mint` / `sign` /
-//! `keygen`, by tests, by the JavaScript build and by demos; a gateway never links it:
+//! `keygen`, by tests, by the JavaScript build and by demos (and, for the end-to-end tests, an
+//! upstream that records what a gateway forwarded: [`upstream`]); a gateway never links it:
 //! a [`SigningKey`] is parsed from a private JWK (or, Approov-style, from a base64 HMAC
 //! secret) and signs a JSON object of claims into a compact JWS (`header.payload.signature`).
 //!
@@ -31,6 +32,9 @@ use serde_json::{Map, Value};
 use attestgate_policy::{Algorithm as Alg, MIN_RSA_BITS};
 
 pub mod keygen;
+// A loopback server and threads: native tests only (the JS build links this crate too).
+#[cfg(not(target_family = "wasm"))]
+pub mod upstream;
 
 /// Errors from loading a signing key or signing a token.
 #[derive(Debug, thiserror::Error)]

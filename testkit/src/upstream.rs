@@ -1,0 +1,178 @@
+//! An upstream that records what it received, for end-to-end tests of real gateways.
+//!
+//! A header the gate strips or sets is only proven at the far side of the gateway: the
+//! Envoy, NGINX and Kong tests point their upstream at a [`RecordingUpstream`] and assert on
+//! the requests it saw, each with its target exactly as sent and its headers in order.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//!
+//! let upstream = attestgate_testkit::upstream::RecordingUpstream::start()?;
+//! let mut client = std::net::TcpStream::connect(("127.0.0.1", upstream.port()))?;
+//! client.write_all(b"GET /a%2Fb HTTP/1.1\r\nHost: x\r\nX-Device-Id: d1\r\n\r\n")?;
+//! let mut reply = [0u8; 12];
+//! client.read_exact(&mut reply)?;
+//! assert_eq!(&reply, b"HTTP/1.1 200");
+//!
+//! let seen = upstream.requests();
+//! assert_eq!(seen[0].target, "/a%2Fb");
+//! assert_eq!(seen[0].values("x-device-id"), ["d1"]);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// The body of every answer: what the echo upstream of the examples answers too, so a test's
+/// "reached the upstream" check holds for either.
+pub const REPLY_BODY: &str = "{\"upstream\":\"reached\"}\n";
+
+/// One request as the upstream received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedRequest {
+    /// The request target exactly as sent (`/a%2Fb?x=1`).
+    pub target: String,
+    /// The headers in arrival order, names lower-cased, values trimmed.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ReceivedRequest {
+    /// Every value of the header `name` (lower case), in order.
+    ///
+    /// ```
+    /// let request = attestgate_testkit::upstream::ReceivedRequest {
+    ///     target: "/".into(),
+    ///     headers: vec![("x-a".into(), "1".into()), ("x-a".into(), "2".into())],
+    /// };
+    /// assert_eq!(request.values("x-a"), ["1", "2"]);
+    /// assert!(request.values("x-b").is_empty());
+    /// ```
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// Whether the header `name` (lower case) arrived at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.headers.iter().any(|(n, _)| n == name)
+    }
+}
+
+/// A loopback HTTP/1.1 server that answers every request 200 with [`REPLY_BODY`] and keeps
+/// what it received. It serves each connection on its own thread (keep-alive, bodies by
+/// `content-length`) until the test process ends.
+#[derive(Debug)]
+pub struct RecordingUpstream {
+    port: u16,
+    seen: Arc<Mutex<Vec<ReceivedRequest>>>,
+}
+
+impl RecordingUpstream {
+    /// Binds a free port on 127.0.0.1 and starts serving.
+    pub fn start() -> io::Result<RecordingUpstream> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&seen);
+        std::thread::Builder::new()
+            .name("recording-upstream".into())
+            .spawn(move || {
+                for stream in listener.incoming().flatten() {
+                    let record = Arc::clone(&record);
+                    // A connection that cannot get a thread is dropped: the test sees it.
+                    let _ = std::thread::Builder::new().spawn(move || serve(stream, &record));
+                }
+            })?;
+        Ok(RecordingUpstream { port, seen })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<ReceivedRequest> {
+        self.lock().clone()
+    }
+
+    /// How many requests were received so far.
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The first request that carried the header `name: value` (name in lower case), as a
+    /// test tags each of its requests with an id.
+    pub fn find(&self, name: &str, value: &str) -> Option<ReceivedRequest> {
+        self.lock()
+            .iter()
+            .find(|r| r.headers.iter().any(|(n, v)| n == name && v == value))
+            .cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ReceivedRequest>> {
+        self.seen.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Requests on one connection until it closes: the head, then a `content-length` body.
+fn serve(mut stream: TcpStream, record: &Mutex<Vec<ReceivedRequest>>) {
+    // A gateway that holds a connection open and idle must not keep this thread forever.
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 16384];
+    loop {
+        let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            }
+            continue;
+        };
+        let request = parse_head(buffer.get(..end).unwrap_or_default());
+        let length = request
+            .values("content-length")
+            .first()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let whole = end + 4 + length;
+        while buffer.len() < whole {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            }
+        }
+        buffer.drain(..whole);
+        record
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request);
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{REPLY_BODY}",
+            REPLY_BODY.len()
+        );
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn parse_head(head: &[u8]) -> ReceivedRequest {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let target = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .unwrap_or_default()
+        .to_owned();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    ReceivedRequest { target, headers }
+}
