@@ -152,3 +152,35 @@ fn the_lua_module_states_the_same_codes() {
         (-4, -5, -6)
     );
 }
+
+/// The Lua code names two counters itself (a failure of the glue, the Kong plugin's refused
+/// config), where no decision carries them: each must be one of the core's names, or a
+/// dashboard would read them under another name in NGINX and Kong than in Envoy.
+#[test]
+fn every_counter_the_lua_code_names_is_the_cores() {
+    let known = attestgate_policy::plan::all_counter_names();
+    let mut named = Vec::new();
+    for file in ["lua/attestgate.lua", "kong/attestgate/handler.lua"] {
+        let text = read(file);
+        // Every string literal that starts `"attestgate.`: up to its closing quote.
+        for (at, _) in text.match_indices("\"attestgate.") {
+            let rest = &text[at + 1..];
+            let piece = &rest[..rest.find('"').unwrap_or(rest.len())];
+            let name_like = piece
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c == '.');
+            if piece.starts_with("attestgate.") && name_like {
+                assert!(
+                    known.iter().any(|name| name == piece),
+                    "{file} counts `{piece}`, which the core does not name"
+                );
+                named.push(piece.to_owned());
+            }
+        }
+    }
+    // The two the glue counts itself, found where they are written.
+    assert!(named.iter().any(|n| n == attestgate_policy::plan::ERRORS));
+    let refused =
+        attestgate_policy::plan::refusal_counters(attestgate_policy::Reason::ConfigInvalid);
+    assert!(refused.iter().all(|r| named.contains(r)), "{named:?}");
+}
