@@ -318,7 +318,8 @@ fn interpret(entrypoint: &str, value: &Value) -> Result<PolicyOutcome, String> {
     })
 }
 
-/// Compiled patterns a policy's `regex.match` and `regex.replace` keep between evaluations.
+/// Compiled patterns a policy's `regex.match`, `regex.replace` and
+/// `regex.find_all_string_submatch_n` keep between evaluations.
 /// regorus compiles the pattern on every call (its own cache is a process-wide static behind
 /// its `cache` feature); compiling costs far more than matching, and patterns are nearly
 /// always constants of the policy.
@@ -387,12 +388,13 @@ fn string_args<'a, const N: usize>(
     Ok(Some(strings))
 }
 
-/// `regex.match` and `regex.replace` as regorus' builtins compute them (strict builtin errors,
-/// its default), with the compiled patterns cached: regorus looks up an engine's extensions
-/// before its builtins.
+/// `regex.match`, `regex.replace` and `regex.find_all_string_submatch_n` as regorus' builtins
+/// compute them (strict builtin errors, its default), with the compiled patterns cached:
+/// regorus looks up an engine's extensions before its builtins.
 fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
     let regexes = Regexes::new();
     let cache = regexes.clone();
+    let submatches = regexes.clone();
     engine.add_extension(
         "regex.match".to_owned(),
         2,
@@ -420,6 +422,48 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
                     None => Value::Undefined,
                 },
             )
+        }),
+    )?;
+    engine.add_extension(
+        "regex.find_all_string_submatch_n".to_owned(),
+        3,
+        Box::new(move |args: Vec<Value>| {
+            let name = "regex.find_all_string_submatch_n";
+            if args.contains(&Value::Undefined) {
+                return Ok(Value::Undefined);
+            }
+            let (Some([pattern, value]), Some(n)) = (
+                string_args::<2>(name, args.get(..2).unwrap_or(&[]))?,
+                args.get(2),
+            ) else {
+                return Ok(Value::Undefined);
+            };
+            let Value::Number(n) = n else {
+                anyhow::bail!("`{name}` expects numeric argument. Got `{n}` instead");
+            };
+            // As regorus: the pattern is compiled before `n` is checked, and a negative (or
+            // huge) `n` means every match.
+            let found = submatches.with(pattern, |regex| {
+                if !n.is_integer() {
+                    return None;
+                }
+                let limit = n
+                    .as_i64()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(usize::MAX);
+                let matches = regex.captures_iter(value).take(limit).map(|captures| {
+                    let groups = captures
+                        .iter()
+                        .map(|group| Value::String(group.map_or("", |g| g.as_str()).into()));
+                    Value::from(groups.collect::<Vec<_>>())
+                });
+                Some(Value::from(matches.collect::<Vec<_>>()))
+            })?;
+            match found {
+                Some(Some(matches)) => Ok(matches),
+                Some(None) => anyhow::bail!("n must be an integer"),
+                None => anyhow::bail!("invalid regex"),
+            }
         }),
     )
 }
@@ -654,7 +698,7 @@ missing if not regex.match(`a`, input.missing)"#,
             engine
                 .add_policy(
                     "p.rego".into(),
-                    "package p\nm := regex.match(input.p, input.s)\nr := regex.replace(input.s, input.p, \"_\")".into(),
+                    "package p\nm := regex.match(input.p, input.s)\nr := regex.replace(input.s, input.p, \"_\")\nf := regex.find_all_string_submatch_n(input.p, input.s, object.get(input, \"n\", -1))".into(),
                 )
                 .unwrap();
             engine.set_input(Value::from_json_str(input).unwrap());
@@ -672,12 +716,28 @@ missing if not regex.match(`a`, input.missing)"#,
             r#"{"p": "a", "s": 2}"#,
             r#"{"p": "a"}"#,
             r#"{"p": "a{1000}{1000}", "s": "a"}"#,
+            r#"{"p": "0*([0-9]*)[^.]*(?:\\.|$)", "s": "2.04..1-beta."}"#,
+            r#"{"p": "(a)|(b)", "s": "abab", "n": 3}"#,
+            r#"{"p": "a", "s": "aaa", "n": 0}"#,
+            r#"{"p": "a", "s": "aaa", "n": 1.5}"#,
+            r#"{"p": "a", "s": "aaa", "n": "1"}"#,
+            r#"{"p": "(", "s": "aaa", "n": 1.5}"#,
+            r#"{"p": "a", "s": "aaa", "n": 1e30}"#,
+            r#"{"p": "", "s": ""}"#,
         ] {
-            for query in ["data.p.m", "data.p.r"] {
+            for query in ["data.p.m", "data.p.r", "data.p.f"] {
                 let (theirs, ours) = regorus(query, input);
                 assert_eq!(theirs, ours, "{query} on {input}");
             }
         }
+        let (_, ours) = regorus("data.p.f", r#"{"p": "(a)|(b)", "s": "abab", "n": 3}"#);
+        assert_eq!(
+            ours,
+            Ok(
+                Value::from_json_str(r#"[["a", "a", ""], ["b", "", "b"], ["a", "a", ""]]"#)
+                    .unwrap()
+            )
+        );
     }
 
     #[test]
