@@ -26,6 +26,9 @@ use serde_json::Value;
 
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 const MODULES: &str = "/usr/lib/nginx/modules";
+/// The header NGINX sets to its `$request_id` on both the reply and the proxied request, so a
+/// test finds the request the upstream received for a reply.
+const REQUEST_ID: &str = "x-test-request-id";
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -114,15 +117,16 @@ fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String 
         local d = ngx.ctx.attestgate
         if d then ngx.header["x-test-decision"] = (d.allow and "allow" or "deny") .. ";" .. d.reason end
       }}
-      add_header x-test-request-id $request_id always;
+      add_header {request_id} $request_id always;
       proxy_pass http://recorder;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header x-test-request-id $request_id;
+      proxy_set_header {request_id} $request_id;
     }}
   }}
 "#,
             name = server.name,
+            request_id = REQUEST_ID,
             extra = server.extra,
             n = index + 1,
         ));
@@ -447,10 +451,10 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
             if expect.reason.is_empty() {
                 // NGINX answers itself before the gate runs (the case's override says why):
                 // no decision, nothing upstream.
-                let id = reply.header("x-test-request-id").unwrap_or_default();
+                let id = reply.header(REQUEST_ID).unwrap_or_default();
                 if reply.status != expect.status
                     || reply.header("x-test-decision").is_some()
-                    || recorder.find("x-test-request-id", id).is_some()
+                    || recorder.find(REQUEST_ID, id).is_some()
                 {
                     failures.push(format!(
                         "{label}: expected NGINX's own {}, got {reply:?}",
@@ -489,8 +493,8 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
                     "{label}: the case expects {expect:?}, nginx {seen:?}"
                 ));
             }
-            let id = reply.header("x-test-request-id").unwrap_or_default();
-            let upstream = recorder.find("x-test-request-id", id);
+            let id = reply.header(REQUEST_ID).unwrap_or_default();
+            let upstream = recorder.find(REQUEST_ID, id);
             match (action_for(&native, &decision), upstream) {
                 (Action::Respond { body, .. }, None) => {
                     let json: Value = serde_json::from_str(&reply.body).unwrap_or_default();
@@ -604,11 +608,8 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
         let reply = Conn::open(port)
             .send("GET", "/v1/shapes?x=1", "api.example.com", headers, b"")
             .expect("a reply");
-        let id = reply
-            .header("x-test-request-id")
-            .unwrap_or_default()
-            .to_owned();
-        (reply, recorder.find("x-test-request-id", &id))
+        let id = reply.header(REQUEST_ID).unwrap_or_default().to_owned();
+        (reply, recorder.find(REQUEST_ID, &id))
     };
 
     // Allowed: the claims replace every spoofed copy; the token and the decision headers go.
