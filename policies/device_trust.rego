@@ -143,7 +143,7 @@ _list(x) := x if {
 # List settings restrict every platform, or only the platforms named when the
 # setting is an object (app ids and signers usually differ between stores).
 # Undefined when the setting imposes no restriction on this token's platform
-# (a setting not given imposes none: the caller's `_given.key` is undefined).
+# (a setting not given imposes none: the caller's `given.key` is undefined).
 _restriction(setting, platform) := s if {
 	s := _list(setting)
 	count(s) > 0
@@ -181,12 +181,11 @@ _version_lt(have, want) if {
 	array.concat(h, [[0, ""] | some _ in w]) < array.concat(w, [[0, ""] | some _ in h])
 }
 
-# One component's number, as _version_lt reads it (its tests use it).
-# Zeros are stripped first because to_number parses JSON, which rejects "08";
-# nothing left (no digits, or only zeros) reads as "0".
+# One component's number, read by _version_lt's pattern: its digits without
+# leading zeros (to_number parses JSON, which rejects "08"); none read as "0".
 _int(s) := to_number(object.get({"": "0"}, d, d)) if {
-	d := trim_left(trim_suffix(s, trim_left(s, "0123456789")), "0")
-} else := 0
+	d := regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, s, 1)[0][1]
+}
 
 # YYYY-MM-DD, ASCII digits only (what `^[0-9]{4}-[0-9]{2}-[0-9]{2}$` matches),
 # checked without compiling a regex: three dash-separated fields of 4, 2 and 2

@@ -369,8 +369,9 @@ impl Regexes {
     }
 }
 
-/// The string arguments of a regex builtin: `Ok(None)` when one is undefined (the builtin is
-/// then undefined too), an error like regorus' own when one is not a string.
+/// The first `N` arguments of a regex builtin, which must be strings: `Ok(None)` when any
+/// argument is undefined (the builtin is then undefined too), an error like regorus' own when
+/// one of the `N` is not a string.
 fn string_args<'a, const N: usize>(
     name: &str,
     args: &'a [Value],
@@ -429,23 +430,22 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
         3,
         Box::new(move |args: Vec<Value>| {
             let name = "regex.find_all_string_submatch_n";
-            if args.contains(&Value::Undefined) {
-                return Ok(Value::Undefined);
-            }
-            let (Some([pattern, value]), Some(n)) = (
-                string_args::<2>(name, args.get(..2).unwrap_or(&[]))?,
-                args.get(2),
-            ) else {
+            // string_args checks every argument for undefined, as regorus does first.
+            let Some([pattern, value]) = string_args::<2>(name, &args)? else {
                 return Ok(Value::Undefined);
             };
-            let Value::Number(n) = n else {
-                anyhow::bail!("`{name}` expects numeric argument. Got `{n}` instead");
+            let n = match args.get(2) {
+                Some(Value::Number(n)) => n,
+                Some(other) => {
+                    anyhow::bail!("`{name}` expects numeric argument. Got `{other}` instead")
+                }
+                None => anyhow::bail!("`{name}` expects 3 arguments"),
             };
             // As regorus: the pattern is compiled before `n` is checked, and a negative (or
             // huge) `n` means every match.
             let found = submatches.with(pattern, |regex| {
                 if !n.is_integer() {
-                    return None;
+                    anyhow::bail!("n must be an integer");
                 }
                 let limit = n
                     .as_i64()
@@ -457,11 +457,10 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
                         .map(|group| Value::String(group.map_or("", |g| g.as_str()).into()));
                     Value::from(groups.collect::<Vec<_>>())
                 });
-                Some(Value::from(matches.collect::<Vec<_>>()))
+                Ok(Value::from(matches.collect::<Vec<_>>()))
             })?;
             match found {
-                Some(Some(matches)) => Ok(matches),
-                Some(None) => anyhow::bail!("n must be an integer"),
+                Some(matches) => matches,
                 None => anyhow::bail!("invalid regex"),
             }
         }),
