@@ -1,14 +1,15 @@
-//! A strict pre-check for the JSON inside a token.
+//! A strict parser for the JSON inside a token.
 //!
 //! `serde_json` keeps the last of duplicate object keys and nests up to 128 levels. In a token
 //! either is a smell (RFC 8725 §3.1: parsers that disagree on duplicates let an attacker show
-//! one value to the verifier and another to the app), so we walk the document once, without
-//! building it, and reject duplicates and deep nesting before anything else reads it.
+//! one value to the verifier and another to the app), so the document is read in one pass that
+//! rejects duplicates and deep nesting as it builds the value: the claims are then used as
+//! built, never parsed a second time by a laxer reader.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 /// Why a JSON document was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,16 +26,17 @@ pub(crate) enum StrictJsonError {
     TooDeep(usize),
 }
 
-/// Checks that `bytes` hold exactly one JSON value with no duplicate object keys and at most
-/// `max_depth` levels of nesting (a flat object is depth 1).
-pub(crate) fn check(bytes: &[u8], max_depth: usize) -> Result<(), StrictJsonError> {
+/// The one JSON value `bytes` hold, refused unless that is all they hold, no object repeats a
+/// key and it nests at most `max_depth` levels (a flat object is depth 1); numbers and strings
+/// read as `serde_json::from_slice` reads them.
+pub(crate) fn parse(bytes: &[u8], max_depth: usize) -> Result<Value, StrictJsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let outcome = Walker {
         depth_left: max_depth,
         max_depth,
     }
     .deserialize(&mut de)
-    .and_then(|()| de.end());
+    .and_then(|value| de.end().map(|()| value));
     outcome.map_err(|err| {
         let text = err.to_string();
         // Our own findings travel through serde's error as a tagged message; map them back.
@@ -71,62 +73,74 @@ impl Walker {
 }
 
 impl<'de> DeserializeSeed<'de> for Walker {
-    type Value = ();
+    type Value = Value;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Walker {
-    type Value = ();
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("any json value")
     }
 
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
     }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
+    fn visit_i64<E>(self, n: i64) -> Result<Value, E> {
+        Ok(Value::from(n))
     }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
+    fn visit_u64<E>(self, n: u64) -> Result<Value, E> {
+        Ok(Value::from(n))
     }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
+    fn visit_f64<E>(self, n: f64) -> Result<Value, E> {
+        // JSON has no NaN or infinity (serde_json refuses 1e400), so `from_f64` always holds.
+        Ok(serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number))
     }
-    fn visit_str<E>(self, _: &str) -> Result<(), E> {
-        Ok(())
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::String(s.to_owned()))
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::String(s))
     }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let inner = self.nested()?;
-        while seq.next_element_seed(inner)?.is_some() {}
-        Ok(())
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let inner = self.nested()?;
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(inner)? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let inner = self.nested()?;
+        let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            if seen.contains(&key) {
+            // Refused before its value is read, as the key is met.
+            if object.contains_key(&key) {
                 return Err(de::Error::custom(format_args!("{DUPLICATE_TAG}{key}")));
             }
-            map.next_value_seed(inner)?;
-            seen.insert(key);
+            let value = map.next_value_seed(inner)?;
+            object.insert(key, value);
         }
-        Ok(())
+        Ok(Value::Object(object))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check(bytes: &[u8], max_depth: usize) -> Result<(), StrictJsonError> {
+        parse(bytes, max_depth).map(drop)
+    }
 
     #[test]
     fn accepts_flat_and_nested_documents() {
@@ -144,6 +158,55 @@ mod tests {
             check(br#"{"a":{"x":1,"x":2}}"#, 4),
             Err(StrictJsonError::DuplicateKey("x".into()))
         );
+    }
+
+    #[test]
+    fn parses_what_serde_json_parses() {
+        let text = br#"{"s":"\u00e9\n","n":[0,-1,18446744073709551615,1.5,1e3,-0.0],"o":{"t":true,"z":null}}"#;
+        assert_eq!(
+            parse(text, 4),
+            Ok(serde_json::from_slice::<Value>(text).unwrap())
+        );
+        assert_eq!(
+            parse(br#"{"a":1,"a":2}"#, 4),
+            Err(StrictJsonError::DuplicateKey("a".into()))
+        );
+    }
+
+    /// JSONTestSuite's parsing cases (tests/data/JSONTestSuite): every document is accepted,
+    /// and read, exactly as `serde_json::from_slice` reads it, but for repeated keys; the
+    /// depth limit is set past serde_json's own (128) so that only serde_json's applies.
+    #[test]
+    fn reads_json_test_suite_as_serde_json_does() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/JSONTestSuite/test_parsing"
+        );
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&path).unwrap();
+            let ours = parse(&bytes, 1_000);
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(_) if name.contains("duplicated_key") => {
+                    assert!(
+                        matches!(ours, Err(StrictJsonError::DuplicateKey(_))),
+                        "{name}: {ours:?}"
+                    );
+                }
+                Ok(theirs) => assert_eq!(ours, Ok(theirs), "{name}"),
+                Err(_) => assert!(ours.is_err(), "{name}: accepted as {ours:?}"),
+            }
+            if name.starts_with("y_") {
+                assert!(ours.is_ok() || name.contains("duplicated_key"), "{name}");
+            }
+            if name.starts_with("n_") {
+                assert!(ours.is_err(), "{name}");
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 317);
     }
 
     #[test]

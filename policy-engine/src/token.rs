@@ -4,7 +4,8 @@
 //! structural checks, and a [`VerifiedToken`] only after a pinned key, the clock, the issuer and
 //! the audience all agree. Nothing downstream ever sees unverified claims.
 
-use base64ct::{Base64UrlUnpadded, Encoding};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use jwt_compact::{Claims, ParseError, TimeOptions, UntrustedToken};
 use serde::Deserialize;
@@ -180,13 +181,10 @@ fn verify_signed_by(
         verify_with_pinned_key(signing_input, untrusted.signature_bytes(), alg, kid, keys)?;
     }
 
-    // Only now, with the signature good, is the claims JSON worth reading.
-    if let Some(claims) = signing_input.split('.').nth(1) {
-        strict_json(claims, "claims", options)?;
-    }
-    let claims: Claims<Map<String, Value>> = untrusted
-        .deserialize_claims_unchecked()
-        .map_err(|err| TokenError::Claims(err.to_string()))?;
+    // Only now, with the signature good, is the claims JSON worth reading: once, strictly, and
+    // used as read (the same segment jwt-compact decoded and the signature covers).
+    let segment = signing_input.split('.').nth(1).unwrap_or_default();
+    let claims = into_claims(strict_json(segment, "claims", options)?)?;
     let claims = check_time(claims, options, now)?;
     check_issuer_and_audience(&claims, options)?;
     Ok(VerifiedToken {
@@ -201,10 +199,49 @@ fn strict_json(
     segment: &str,
     part: &'static str,
     options: &VerifyOptions,
-) -> Result<(), TokenError> {
-    let bytes = Base64UrlUnpadded::decode_vec(segment)
+) -> Result<Value, TokenError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
         .map_err(|_| TokenError::Structure("invalid base64url"))?;
-    json::check(&bytes, options.max_json_depth).map_err(|error| TokenError::Json { part, error })
+    json::parse(&bytes, options.max_json_depth).map_err(|error| TokenError::Json { part, error })
+}
+
+/// The claims object with `exp`, `nbf` and `iat` read as jwt-compact's `Claims` reads them.
+fn into_claims(document: Value) -> Result<Claims<Map<String, Value>>, TokenError> {
+    let Value::Object(mut custom) = document else {
+        return Err(TokenError::Claims("claims are not a json object".into()));
+    };
+    let expiration = timestamp(custom.remove("exp"), "exp")?;
+    let not_before = timestamp(custom.remove("nbf"), "nbf")?;
+    let issued_at = timestamp(custom.remove("iat"), "iat")?;
+    let mut claims = Claims::new(custom);
+    claims.expiration = expiration;
+    claims.not_before = not_before;
+    claims.issued_at = issued_at;
+    Ok(claims)
+}
+
+/// A NumericDate claim as jwt-compact's timestamp visitor reads one: whole seconds, a
+/// fraction cut off (saturating at the i64 range), refused when not a number or outside the
+/// dates `chrono` represents.
+fn timestamp(value: Option<Value>, name: &str) -> Result<Option<DateTime<Utc>>, TokenError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let Value::Number(number) = value else {
+        return Err(TokenError::Claims(format!("`{name}` is not a number")));
+    };
+    let seconds = match (number.as_u64(), number.as_i64(), number.as_f64()) {
+        (Some(positive), _, _) => i64::try_from(positive).ok(),
+        (None, Some(negative), _) => Some(negative),
+        #[allow(clippy::cast_possible_truncation)] // saturating, as jwt-compact casts it
+        (None, None, Some(float)) => Some(float as i64),
+        (None, None, None) => None,
+    };
+    seconds
+        .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+        .map(Some)
+        .ok_or_else(|| TokenError::Claims(format!("`{name}` is out of range")))
 }
 
 /// With a `kid`, only that key may verify and its pinned algorithm must be the token's. Without
@@ -306,7 +343,7 @@ fn check_issuer_and_audience(
 /// The token's JOSE header decoded for display, verifying nothing.
 pub(crate) fn untrusted_header(raw: &str) -> Option<serde_json::Value> {
     let segment = raw.split('.').next()?;
-    let bytes = base64ct::Base64UrlUnpadded::decode_vec(segment).ok()?;
+    let bytes = URL_SAFE_NO_PAD.decode(segment).ok()?;
     serde_json::from_slice(&bytes).ok()
 }
 
@@ -314,6 +351,99 @@ pub(crate) fn untrusted_header(raw: &str) -> Option<serde_json::Value> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// The claims are read in one strict pass (`json::parse`, then `into_claims`) where they
+    /// were read by jwt-compact's `Claims`: for every document the strict pass accepts, both
+    /// must agree on the outcome and on every claim.
+    #[test]
+    fn claims_are_read_as_jwt_compact_reads_them() {
+        let dates = [
+            "1700000000",
+            "1700000000.999",
+            "0",
+            "-0",
+            "-5",
+            "-1.5",
+            "1e3",
+            "1.7e9",
+            "0.5",
+            "9223372036854775807",
+            "9223372036854775808",
+            "18446744073709551615",
+            "18446744073709551616",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "1e300",
+            "-1e300",
+            "8210266876799",
+            "8210266876800",
+            "8210298412799",
+            "8210298412800",
+            "-8334601228800",
+            "-8334632851201",
+            "-8334632851200",
+            "\"1700000000\"",
+            "null",
+            "true",
+            "[]",
+            "{}",
+            "[1700000000]",
+        ];
+        let mut documents = vec![
+            "{}".to_owned(),
+            "[]".to_owned(),
+            "1".to_owned(),
+            "\"exp\"".to_owned(),
+            "null".to_owned(),
+            r#"{"did":"d","att":{"app":{"id":"x"}},"n":[1,2.5,-3],"e":{}}"#.to_owned(),
+        ];
+        for date in dates {
+            for name in ["exp", "nbf", "iat"] {
+                documents.push(format!(r#"{{"{name}":{date},"did":"d"}}"#));
+            }
+            documents.push(format!(r#"{{"exp":{date},"nbf":{date},"iat":{date}}}"#));
+        }
+        for text in &documents {
+            let ours = json::parse(text.as_bytes(), 8)
+                .map_err(|err| panic!("{text}: {err}"))
+                .and_then(into_claims);
+            let theirs = serde_json::from_str::<Claims<Map<String, Value>>>(text);
+            match (&ours, &theirs) {
+                (Ok(ours), Ok(theirs)) => assert_eq!(ours, theirs, "{text}"),
+                (Err(_), Err(_)) => {}
+                _ => panic!("{text}: ours {ours:?}, jwt-compact's {theirs:?}"),
+            }
+        }
+    }
+
+    /// A segment is decoded by `base64` here and by jwt-compact's base64ct: both must accept
+    /// exactly the same strings (no padding, no stray bits in the last symbol) as the same bytes.
+    #[test]
+    fn segments_decode_as_base64ct_decodes_them() {
+        use base64ct::{Base64UrlUnpadded, Encoding as _};
+        let alphabet = b"AQgw_-9zBCDEfghij=+/. ";
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut compared = 0;
+        for length in 0..=9 {
+            for _ in 0..4_000 {
+                let text: String = (0..length)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 7;
+                        seed ^= seed << 17;
+                        char::from(alphabet[(seed % alphabet.len() as u64) as usize])
+                    })
+                    .collect();
+                assert_eq!(
+                    URL_SAFE_NO_PAD.decode(&text).ok(),
+                    Base64UrlUnpadded::decode_vec(&text).ok(),
+                    "{text:?}"
+                );
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 40_000);
+    }
 
     fn cfg(prefix: Option<&str>) -> TokenConfig {
         TokenConfig {
