@@ -22,10 +22,11 @@
 # partial-set body as on three or four builtin calls, on a function call as on
 # two, on reading a rule's value again as on one (docs/performance.md). So every
 # check is a set comprehension inside one rule (_findings) that holds its reason
-# when the check fails, the settings are read through a local, and claims are
-# read by path: object.get(att, ["app", "id"], d) is d wherever the path is
-# missing or runs into something that is not an object, so a malformed token
-# never errors.
+# when the check fails, and the settings are gathered into a local. A claim is
+# read by reference (att.app.version) where its absence already decides as a
+# default would: a reference that is missing or runs into something that is not
+# an object is undefined, never an error, so a malformed token never errors.
+# Where a default decides otherwise, object.get(att, ["app", "id"], d) gives d.
 package attestgate
 
 import rego.v1
@@ -36,10 +37,8 @@ decision := {"allow": count(deny) == 0, "reasons": sort([r | some r in deny])}
 
 # --- deny reasons ------------------------------------------------------------
 
-deny contains "attestation_missing" if not is_object(object.get(input, ["token", "claims", "att"], null))
-
-# Undefined without attestation: then nothing below is meaningful, and
-# attestation_missing is the one reason.
+# Without attestation nothing below is meaningful: attestation_missing is then
+# the one reason (the else of _findings).
 deny contains reason if some reason in _findings
 
 _findings := union({
@@ -59,23 +58,23 @@ _findings := union({
 		not object.get(att, ["app", "installer"], null) in allowed
 	},
 	{"app_version_too_old" |
-		want := object.get(given, "min_app_version", "")
+		want := given.min_app_version
 		want != ""
-		not _version_at_least(object.get(att, ["app", "version"], null), want)
+		not _version_at_least(att.app.version, want)
 	},
 	# The platform is a key of min_os_version here; only a string names one.
 	{"os_version_too_old" |
 		is_string(platform)
 		want := object.get(given, ["min_os_version", platform], "")
 		want != ""
-		not _version_at_least(object.get(att, ["device", "os_version"], null), want)
+		not _version_at_least(att.device.os_version, want)
 	},
 	# Zero-padded ISO dates order correctly as strings; anything else fails closed.
 	{"patch_level_too_old" |
 		platform == "android"
-		want := object.get(given, "min_patch_level", "")
+		want := given.min_patch_level
 		want != ""
-		not _patch_at_least(object.get(att, ["device", "patch_level"], null), want)
+		not _patch_at_least(att.device.patch_level, want)
 	},
 	{"integrity_not_met" |
 		platform == "android"
@@ -83,23 +82,18 @@ _findings := union({
 		some required in _list(object.get(given, "required_integrity", ["MEETS_DEVICE_INTEGRITY"]))
 		not required in have
 	},
-	# Reported booleans: reason -> [claim section, key, setting that overrides it].
-	# allow_debuggable covers both debug signals: together they mean "dev build".
-	# Tampering has no override: a patched or re-signed binary is never trusted.
-	# A reported boolean is only "safe" when it is absent or literally false, so a
-	# null or a stringly "true" from a sloppy attestation service fails closed.
-	{reason |
-		some reason, [section, key, setting] in {
-			"device_rooted": ["device", "rooted", "allow_rooted"],
-			"emulator": ["device", "emulator", "allow_emulator"],
-			"bootloader_unlocked": ["device", "bootloader_unlocked", "allow_bootloader_unlocked"],
-			"app_debuggable": ["app", "debuggable", "allow_debuggable"],
-			"debugger_attached": ["runtime", "debugger", "allow_debuggable"],
-			"app_tampered": ["runtime", "app_tampered", ""],
-		}
-		object.get(att, [section, key], false) != false
-		object.get(given, setting, false) != true
-	},
+	# Reported booleans, each with the setting that overrides it. allow_debuggable
+	# covers both debug signals: together they mean "dev build". Tampering has no
+	# override: a patched or re-signed binary is never trusted. A reported boolean
+	# is only "safe" when it is absent or literally false, so a null or a stringly
+	# "true" from a sloppy attestation service fails closed; only a literal true
+	# setting overrides.
+	{"device_rooted" | att.device.rooted != false; not given.allow_rooted == true},
+	{"emulator" | att.device.emulator != false; not given.allow_emulator == true},
+	{"bootloader_unlocked" | att.device.bootloader_unlocked != false; not given.allow_bootloader_unlocked == true},
+	{"app_debuggable" | att.app.debuggable != false; not given.allow_debuggable == true},
+	{"debugger_attached" | att.runtime.debugger != false; not given.allow_debuggable == true},
+	{"app_tampered" | att.runtime.app_tampered != false},
 	# Any hook denies unless denied_hooks is given; then only those do.
 	{"hooking_detected" |
 		object.get(given, "denied_hooks", null) == null
@@ -116,21 +110,18 @@ _findings := union({
 	{"risk_score_too_high" | not is_number(limit)},
 	{"risk_score_too_high" | is_number(score); is_number(limit); score > limit},
 }) if {
-	att := object.get(input, ["token", "claims", "att"], null)
+	att := input.token.claims.att
 	is_object(att)
 	platform := object.get(att, ["device", "platform"], null)
 	hooks := _list(object.get(att, ["runtime", "hooks"], []))
 	score := object.get(att, ["risk", "score"], 0)
-	given := _given
+	# null counts as absent so `key: ~` in YAML config means "use the default".
+	settings := object.get(data, "device_trust", {})
+	given := {key: v | is_object(settings); some key, v in settings; v != null}
 	limit := object.get(given, "max_risk_score", 70)
-}
+} else := {"attestation_missing"}
 
 # --- settings ----------------------------------------------------------------
-
-# null counts as absent so `key: ~` in YAML config means "use the default".
-default _given := {}
-
-_given := {key: v | some key, v in data.device_trust; v != null} if is_object(data.device_trust)
 
 # A lone string is a one-item list: forgiving for hand-written config, and a
 # scalar `hooks: "frida"` from a sloppy service must still count as a hook.
@@ -161,12 +152,6 @@ _lower(x) := lower(x) if {
 
 # Undefined (=> deny) when the reported version is missing or not a string or a
 # number (YAML turns an unquoted 15.0 into a number; "%v" prints a string as is).
-_version_at_least(have, want) if {
-	type_name(have) in {"string", "number"}
-	type_name(want) in {"string", "number"}
-	not _version_lt(sprintf("%v", [have]), sprintf("%v", [want]))
-}
-
 # Each component's leading digits ("3-beta" -> 3, no digits -> 0) without
 # leading zeros, as [digit count, digits]: for numbers written without leading
 # zeros that pair orders as the numbers do, and "0", "00" and "" all read as
@@ -175,13 +160,18 @@ _version_at_least(have, want) if {
 # would). Each side is padded with as many [0, ""] as the other has components:
 # both then have the same length, and arrays of one length order at their first
 # differing component.
-_version_lt(have, want) if {
-	h := [[count(m[1]), m[1]] | some m in regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, have, -1)]
-	w := [[count(m[1]), m[1]] | some m in regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, want, -1)]
-	array.concat(h, [[0, ""] | some _ in w]) < array.concat(w, [[0, ""] | some _ in h])
+_version_at_least(have, want) if {
+	type_name(have) in {"string", "number"}
+	type_name(want) in {"string", "number"}
+	h := [[count(m[1]), m[1]] | some m in regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, sprintf("%v", [have]), -1)]
+	w := [[count(m[1]), m[1]] | some m in regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, sprintf("%v", [want]), -1)]
+	array.concat(h, [[0, ""] | some _ in w]) >= array.concat(w, [[0, ""] | some _ in h])
 }
 
-# One component's number, read by _version_lt's pattern: its digits without
+# The same order, strictly below (and true when either side is no version).
+_version_lt(have, want) if not _version_at_least(have, want)
+
+# One component's number, read by _version_at_least's pattern: its digits without
 # leading zeros (to_number parses JSON, which rejects "08"); none read as "0".
 _int(s) := to_number(object.get({"": "0"}, d, d)) if {
 	d := regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, s, 1)[0][1]
