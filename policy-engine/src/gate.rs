@@ -1019,24 +1019,52 @@ fn policy_input_document(
             }
         }
     }
-    serde_json::json!({
-        "token": {
-            "header": { "alg": alg.name(), "kid": kid, "typ": typ },
-            "claims": claims,
-        },
-        "request": {
-            "method": request.method,
-            "path": request.path,
-            "host": request.host,
-            "headers": headers,
-            "source_ip": request.source_ip,
-        },
-        "binding": binding,
+    // Built member by member: `json!` would serialize the claims and headers into copies
+    // (`to_value`) where they can be moved.
+    let object = |members: Vec<(&str, Value)>| {
+        Value::Object(
+            members
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+        )
+    };
+    let text = |value: Option<String>| value.map_or(Value::Null, Value::String);
+    object(vec![
+        (
+            "token",
+            object(vec![
+                (
+                    "header",
+                    object(vec![
+                        ("alg", Value::from(alg.name())),
+                        ("kid", text(kid)),
+                        ("typ", text(typ)),
+                    ]),
+                ),
+                ("claims", Value::Object(claims)),
+            ]),
+        ),
+        (
+            "request",
+            object(vec![
+                ("method", Value::from(request.method.as_str())),
+                ("path", Value::from(request.path.as_str())),
+                ("host", Value::from(request.host.as_str())),
+                ("headers", Value::Object(headers)),
+                ("source_ip", text(request.source_ip.clone())),
+            ]),
+        ),
+        // Two booleans: serializing them costs nothing worth a second spelling of their names.
+        ("binding", serde_json::to_value(binding).unwrap_or_default()),
         // Listed devices are refused before the policy runs; the id is there for rules.
-        "device": { "id": device, "listed": false },
-        "now": now,
-        "rule": rule,
-    })
+        (
+            "device",
+            object(vec![("id", text(device)), ("listed", Value::Bool(false))]),
+        ),
+        ("now", Value::from(now)),
+        ("rule", text(rule.map(str::to_owned))),
+    ])
 }
 
 /// Follows a dotted path (`att.device.platform`) through nested objects.
@@ -1177,5 +1205,67 @@ mod tests {
         assert!(rule("/beta/x").unwrap().is_some());
         assert!(rule("/betamax").unwrap().is_none());
         assert!(rule("/beta/..;/admin").is_err());
+    }
+
+    /// The input document, built member by member, is the document `json!` spells out.
+    #[test]
+    fn policy_input_document_has_the_documented_shape() {
+        let claims = serde_json::json!({"did": "d1", "att": {"app": {"id": "x"}}, "exp": 5});
+        let Value::Object(claims) = claims.clone() else {
+            unreachable!()
+        };
+        let request = Request::new("POST", "/pay?x=1")
+            .with_host("api.example.com")
+            .with_header("Approov-Token", "t")
+            .with_header("Accept", "a")
+            .with_header("accept", "b")
+            .with_source_ip("203.0.113.7");
+        let binding = BindingOutcome {
+            checked: true,
+            valid: false,
+        };
+        let built = policy_input_document(
+            &request,
+            "approov-token",
+            (Algorithm::Hs256, Some("k1".into()), None, claims.clone()),
+            binding,
+            Some("d1".into()),
+            1_700_000_000,
+            Some("payments"),
+        );
+        let expected = serde_json::json!({
+            "token": {
+                "header": { "alg": "HS256", "kid": "k1", "typ": null },
+                "claims": claims,
+            },
+            "request": {
+                "method": "POST",
+                "path": "/pay?x=1",
+                "host": "api.example.com",
+                "headers": { "accept": "a,b" },
+                "source_ip": "203.0.113.7",
+            },
+            "binding": { "checked": true, "valid": false },
+            "device": { "id": "d1", "listed": false },
+            "now": 1_700_000_000,
+            "rule": "payments",
+        });
+        assert_eq!(built, expected);
+        let bare = policy_input_document(
+            &Request::new("GET", "/"),
+            "approov-token",
+            (Algorithm::Es256, None, Some("JWT".into()), Map::new()),
+            BindingOutcome::default(),
+            None,
+            0,
+            None,
+        );
+        assert_eq!(
+            bare["token"]["header"],
+            serde_json::json!({"alg": "ES256", "kid": null, "typ": "JWT"})
+        );
+        assert_eq!(bare["request"]["source_ip"], Value::Null);
+        assert_eq!(bare["device"]["id"], Value::Null);
+        assert_eq!(bare["rule"], Value::Null);
     }
 }

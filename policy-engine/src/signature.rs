@@ -1709,14 +1709,18 @@ impl SignatureOutcome {
     /// `input.signature`: `{present, valid, components, error, install, account}`, the last
     /// two each `{present, valid, components, error}`.
     pub(crate) fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut outcome = serde_json::json!({
             "present": self.present,
             "valid": self.valid,
             "components": self.components,
             "error": self.error.as_ref().map(ToString::to_string),
-            "install": self.install.to_json(),
-            "account": self.account.to_json(),
-        })
+        });
+        // Inserted, not interpolated: `json!` would serialize each member's value into a copy.
+        if let Some(members) = outcome.as_object_mut() {
+            members.insert("install".to_owned(), self.install.to_json());
+            members.insert("account".to_owned(), self.account.to_json());
+        }
+        outcome
     }
 }
 
