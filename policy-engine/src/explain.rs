@@ -7,7 +7,6 @@
 //! different story. Hosts on the request path call `check`; this does more work and returns
 //! untrusted data.
 
-use base64ct::{Base64UrlUnpadded, Encoding};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -250,9 +249,9 @@ fn decode_untrusted(raw: &str) -> DecodedToken {
     };
     let header = json(0, "header");
     let claims = json(1, "claims");
-    let signature_bytes = match raw.split('.').nth(2).map(Base64UrlUnpadded::decode_vec) {
-        Some(Ok(bytes)) => Some(bytes.len()),
-        Some(Err(_)) => {
+    let signature_bytes = match raw.split('.').nth(2).map(token::segment_bytes) {
+        Some(Some(bytes)) => Some(bytes.len()),
+        Some(None) => {
             problems.push("signature: not base64url".to_owned());
             None
         }
@@ -272,7 +271,7 @@ fn decode_untrusted(raw: &str) -> DecodedToken {
 
 fn decode_segment(raw: &str, index: usize) -> Result<Value, String> {
     let segment = raw.split('.').nth(index).ok_or("missing")?;
-    let bytes = Base64UrlUnpadded::decode_vec(segment).map_err(|_| "not base64url")?;
+    let bytes = token::segment_bytes(segment).ok_or("not base64url")?;
     serde_json::from_slice(&bytes).map_err(|err| format!("not JSON ({err})"))
 }
 
