@@ -1484,6 +1484,127 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
     }
 }
 
+/// Issue #26, item 0: no spelling of a gate-owned header reaches the upstream. With Envoy's
+/// own default (`headers_with_underscores_action: ALLOW`) the filter strips every spelling a
+/// CGI-style upstream folds into the gate's header; with the examples' HCM setting Envoy
+/// refuses the request before the filter.
+#[test]
+fn no_spelling_of_a_gate_header_reaches_the_upstream() {
+    use attestgate_testkit::{upstream::spellings, SigningKey};
+
+    let recorder = RecordingUpstream::start().unwrap();
+    let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+    let config = serde_json::json!({
+        "keys": {"approov_secret": secret},
+        "rules": [{"name": "beta", "path_prefix": "/beta", "mode": "monitor"}],
+        "claim_to_headers": [{"claim": "did", "header": "x-device-id"}],
+    });
+    let examples = template_to(&recorder, &config);
+    let setting = "common_http_protocol_options: {headers_with_underscores_action: REJECT_REQUEST}";
+    assert!(examples.contains(setting), "the template no longer sets it");
+    let defaults = examples.replace(setting, "");
+    let now = unix_now();
+    let token = SigningKey::hs256_from_base64_secret(secret)
+        .unwrap()
+        .sign(
+            serde_json::json!({"exp": now + 300, "did": "device-1"})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+    let mut spoofs: Vec<(String, String)> = Vec::new();
+    for owned in [
+        "x-device-id",
+        "x-attestgate-decision",
+        "x-attestgate-reason",
+        "approov-token",
+    ] {
+        for name in spellings(owned) {
+            // The one token header the gate reads carries the token.
+            if !name.eq_ignore_ascii_case("approov-token") {
+                spoofs.push((name, "spoofed".to_owned()));
+            }
+        }
+    }
+    let request = |path: &str, token: Option<&str>| attestgate_corpus::CaseRequest {
+        method: "GET".to_owned(),
+        path: path.to_owned(),
+        authority: "api.example.com".to_owned(),
+        headers: spoofs
+            .iter()
+            .cloned()
+            .chain(token.map(|t| ("approov-token".to_owned(), t.to_owned())))
+            .chain([
+                ("x-test-case".to_owned(), path.to_owned()),
+                ("x_app_flavour".to_owned(), "kept".to_owned()),
+            ])
+            .collect(),
+    };
+    {
+        let envoy = Envoy::start_with("spellings-defaults", &defaults);
+        raw_request(envoy.port, &request("/v1/enforced", Some(&token))).assert_reached_upstream();
+        // Monitor mode lets a missing token through with the gate's own decision headers.
+        raw_request(envoy.port, &request("/beta/monitored", None)).assert_reached_upstream();
+        raw_request(envoy.port, &request("/v1/denied", None)).assert_denied(401, "token_missing");
+    }
+    let seen = recorder.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    for received in &seen {
+        let spoofed: Vec<_> = received
+            .headers
+            .iter()
+            .filter(|(_, v)| v == "spoofed")
+            .collect();
+        assert!(
+            spoofed.is_empty(),
+            "{spoofed:?} reached the upstream: {received:?}"
+        );
+        assert!(
+            received.cgi_values("approov-token").is_empty(),
+            "{received:?}"
+        );
+    }
+    let enforced = recorder.find("x-test-case", "/v1/enforced").unwrap();
+    // Envoy's default forwards underscored names: the test would prove nothing otherwise.
+    assert_eq!(enforced.values("x_app_flavour"), ["kept"], "{enforced:?}");
+    assert_eq!(
+        enforced.cgi_values("x-device-id"),
+        ["device-1"],
+        "{enforced:?}"
+    );
+    assert!(
+        enforced.cgi_values("x-attestgate-decision").is_empty(),
+        "{enforced:?}"
+    );
+    let monitored = recorder.find("x-test-case", "/beta/monitored").unwrap();
+    assert!(
+        monitored.cgi_values("x-device-id").is_empty(),
+        "{monitored:?}"
+    );
+    assert_eq!(
+        monitored.cgi_values("x-attestgate-decision"),
+        ["deny"],
+        "{monitored:?}"
+    );
+    assert_eq!(
+        monitored.cgi_values("x-attestgate-reason"),
+        ["token_missing"],
+        "{monitored:?}"
+    );
+
+    // The examples' setting: Envoy answers 400 itself and nothing goes upstream.
+    let envoy = Envoy::start_with("spellings-examples", &examples);
+    let refused = raw_request(envoy.port, &request("/v1/refused", Some(&token)));
+    assert_eq!(refused.status, 400, "{refused:?}");
+    let mut dashed = request("/v1/dashed", Some(&token));
+    dashed.headers.retain(|(name, _)| !name.contains('_'));
+    raw_request(envoy.port, &dashed).assert_reached_upstream();
+    drop(envoy);
+    assert!(recorder.find("x-test-case", "/v1/refused").is_none());
+    let dashed = recorder.find("x-test-case", "/v1/dashed").unwrap();
+    assert_eq!(dashed.cgi_values("x-device-id"), ["device-1"], "{dashed:?}");
+}
+
 /// Runs `scripts/interop/rfc9421.py` (PyPI `http-message-signatures` 3.x) and returns its
 /// stdout; the package missing, or the script failing, is a failure.
 fn interop_script(args: &[&str]) -> String {

@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use attestgate_policy::plan::action_for;
+use attestgate_policy::plan::{action_for, same_header_when_folded};
 use attestgate_policy::remote::Dynamic;
 use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason};
 
@@ -27,7 +27,7 @@ pub fn plan(
 ) -> (Decision, Action) {
     let request = request_facts(headers, source_address);
     let decision = gate.check_with(&request, now, dynamic);
-    let action = action_for(gate, &decision);
+    let action = action_for(gate, &decision, &request);
     (decision, action)
 }
 
@@ -70,7 +70,8 @@ pub fn config_id(text: &str) -> String {
 /// `proxy_pass` still forwards it). Only in-place replacement is exact there, and only for a
 /// header that came at most once: each header to set is replaced (or added), each header to
 /// strip that came is replaced by an empty value. `Err(name)` when a header the gate strips or
-/// sets came more than once: its extra copies could not be kept from the upstream.
+/// sets came more than once, or another spelling of a header it sets came (`x_device_id`
+/// beside the gate's `x-device-id`): its extra copies could not be kept from the upstream.
 ///
 /// ```
 /// use attestgate_filter::plan::replace_in_place;
@@ -103,9 +104,12 @@ pub fn replace_in_place(
         if set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
             continue;
         }
+        // `x_device_id` blanked beside the gate's `x-device-id` would still reach an
+        // upstream that folds the two as a second, empty copy of the gate's header.
+        let folds_into_a_set_header = set.iter().any(|(n, _)| same_header_when_folded(n, name));
         match copies(name) {
             0 => {}
-            1 => edits.push((name.clone(), String::new())),
+            1 if !folds_into_a_set_header => edits.push((name.clone(), String::new())),
             _ => return Err(name.clone()),
         }
     }

@@ -201,7 +201,7 @@ fn an_allowed_request_is_planned_exactly_as_the_core_plans_it() {
         .with_source_ip("127.0.0.1");
     let decision = core.check(&request, NOW);
     assert_eq!(
-        action_for(&core, &decision),
+        action_for(&core, &decision, &request),
         Action::Continue {
             remove: got.remove.clone(),
             set: got.set.clone()

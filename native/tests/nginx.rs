@@ -464,7 +464,8 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
                 nginx_own += 1;
                 continue;
             }
-            let decision = native.check(&request.to_request(), materialized.now);
+            let gate_request = request.to_request();
+            let decision = native.check(&gate_request, materialized.now);
             let want = Seen1 {
                 allow: decision.allow,
                 status: decision.status,
@@ -495,7 +496,7 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
             }
             let id = reply.header(REQUEST_ID).unwrap_or_default();
             let upstream = recorder.find(REQUEST_ID, id);
-            match (action_for(&native, &decision), upstream) {
+            match (action_for(&native, &decision, &gate_request), upstream) {
                 (Action::Respond { body, .. }, None) => {
                     let json: Value = serde_json::from_str(&reply.body).unwrap_or_default();
                     if reply.body != body
@@ -684,6 +685,135 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
         std::slice::from_ref(&good)
     );
     assert_eq!(upstream.values("x-device-id"), ["dev-1"]);
+    let log = nginx.log();
+    assert!(!log.contains("[error]"), "{log}");
+}
+
+/// Issue #26, item 0: with `underscores_in_headers on` (as Kong's template sets it), NGINX
+/// hands the gate `x_device_id` beside `x-device-id`, and `$http_x_device_id`, CGI, WSGI, Rack
+/// and PHP read either as the gate's header. No spelling of a gate-owned header reaches the
+/// upstream: allowed, monitored or forwarded.
+#[test]
+fn no_spelling_of_a_gate_header_reaches_the_upstream() {
+    use attestgate_testkit::upstream::spellings;
+
+    let recorder = RecordingUpstream::start().unwrap();
+    let base = format!(
+        r#""keys":{{"approov_secret":"{SECRET}"}},
+           "claim_to_headers":[{{"claim":"did","header":"x-device-id"}}]"#
+    );
+    let underscores = |name: &str, config: String| Server {
+        extra: "underscores_in_headers on;".to_owned(),
+        ..server(name, config)
+    };
+    let servers = [
+        underscores("enforce", format!("{{{base}}}")),
+        underscores("monitor", format!(r#"{{{base},"mode":"monitor"}}"#)),
+        underscores("forward", format!(r#"{{{base},"forward":true}}"#)),
+    ];
+    let nginx = Nginx::start("spellings", &servers, recorder.port());
+    let now = unix_now();
+    let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
+    let mut spoofs: Vec<(String, String)> = Vec::new();
+    for owned in [
+        "x-device-id",
+        "x-attestgate-decision",
+        "x-attestgate-reason",
+        "approov-token",
+    ] {
+        for name in spellings(owned) {
+            if !name.eq_ignore_ascii_case("approov-token") {
+                spoofs.push((name, "spoofed".to_owned()));
+            }
+        }
+    }
+    let send = |port: u16, token: Option<&str>| {
+        let mut headers = spoofs.clone();
+        headers.extend(token.map(|t| h("approov-token", t)));
+        let reply = Conn::open(port)
+            .send("GET", "/v1/shapes", "api.example.com", &headers, b"")
+            .expect("a reply");
+        let id = reply.header(REQUEST_ID).unwrap_or_default().to_owned();
+        (reply, recorder.find(REQUEST_ID, &id))
+    };
+    let no_spoof_arrived = |upstream: &attestgate_testkit::upstream::ReceivedRequest| {
+        let spoofed: Vec<_> = upstream
+            .headers
+            .iter()
+            .filter(|(_, v)| v == "spoofed")
+            .collect();
+        assert!(
+            spoofed.is_empty(),
+            "{spoofed:?} reached the upstream: {upstream:?}"
+        );
+    };
+    // The test means something only if NGINX forwards underscored names at all.
+    let (reply, upstream) = send(nginx.ports[0], Some(&good));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let upstream = upstream.expect("allowed");
+    no_spoof_arrived(&upstream);
+    assert_eq!(
+        upstream.cgi_values("x-device-id"),
+        ["dev-1"],
+        "{upstream:?}"
+    );
+    assert!(
+        upstream.cgi_values("approov-token").is_empty(),
+        "{upstream:?}"
+    );
+    assert!(
+        upstream.cgi_values("x-attestgate-decision").is_empty(),
+        "{upstream:?}"
+    );
+
+    let (reply, upstream) = send(nginx.ports[1], None);
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let upstream = upstream.expect("monitored");
+    no_spoof_arrived(&upstream);
+    assert_eq!(
+        upstream.cgi_values("x-attestgate-decision"),
+        ["deny"],
+        "{upstream:?}"
+    );
+    assert_eq!(
+        upstream.cgi_values("x-attestgate-reason"),
+        ["token_missing"],
+        "{upstream:?}"
+    );
+    assert!(
+        upstream.cgi_values("x-device-id").is_empty(),
+        "{upstream:?}"
+    );
+
+    let (reply, upstream) = send(nginx.ports[2], Some(&good));
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let upstream = upstream.expect("forwarded");
+    no_spoof_arrived(&upstream);
+    assert_eq!(
+        upstream.cgi_values("approov-token"),
+        [good.as_str()],
+        "{upstream:?}"
+    );
+    assert_eq!(
+        upstream.cgi_values("x-device-id"),
+        ["dev-1"],
+        "{upstream:?}"
+    );
+
+    // And NGINX does forward an underscored header the gate does not own.
+    let reply = Conn::open(nginx.ports[0])
+        .send(
+            "GET",
+            "/v1/shapes",
+            "api.example.com",
+            &[h("approov-token", &good), h("x_app_flavour", "kept")],
+            b"",
+        )
+        .expect("a reply");
+    let upstream = recorder
+        .find(REQUEST_ID, reply.header(REQUEST_ID).unwrap_or_default())
+        .expect("allowed");
+    assert_eq!(upstream.values("x_app_flavour"), ["kept"], "{upstream:?}");
     let log = nginx.log();
     assert!(!log.contains("[error]"), "{log}");
 }

@@ -36,8 +36,11 @@ pub const REASON_HEADER: &str = "x-attestgate-reason";
 /// use attestgate_policy::plan::{action_for, Action};
 /// use attestgate_policy::{Gate, Request};
 /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
-/// let decision = gate.check(&Request::new("GET", "/"), 1_700_000_000);
-/// let Action::Respond { status, body, .. } = action_for(&gate, &decision) else { panic!() };
+/// let request = Request::new("GET", "/");
+/// let decision = gate.check(&request, 1_700_000_000);
+/// let Action::Respond { status, body, .. } = action_for(&gate, &decision, &request) else {
+///     panic!()
+/// };
 /// assert_eq!(status, 401);
 /// assert!(body.starts_with(r#"{"error":"token_missing","reasons":["#));
 /// ```
@@ -90,7 +93,7 @@ pub fn plan_request(
             CacheOutcome::Uncached,
         ),
     };
-    let action = action_for(gate, &decision);
+    let action = action_for(gate, &decision, request);
     (decision, action, outcome)
 }
 
@@ -150,20 +153,28 @@ fn strip_port(address: &str) -> String {
 /// The action for a decision: a denial becomes a JSON reply with the reason header; an
 /// allowed request loses the token header (unless `forward`) and every client-sent copy of
 /// the gate's own headers (the `claim_to_headers` targets, [`DECISION_HEADER`],
-/// [`REASON_HEADER`]), then gets the verified claim and policy headers; monitor mode adds
-/// the decision and reason headers to a denial it lets through.
+/// [`REASON_HEADER`], the policy's headers), then gets the verified claim and policy headers;
+/// monitor mode adds the decision and reason headers to a denial it lets through.
+///
+/// A copy is any header of `request` whose name an upstream may read as the gate's: in any
+/// case, and with `_` (or any other byte that is not a letter or digit) for `-`
+/// ([`same_header_when_folded`]). CGI, WSGI, Rack and PHP hand both `X-Device-Id` and
+/// `X_Device_Id` to the application as `HTTP_X_DEVICE_ID`, and NGINX's `$http_x_device_id`
+/// reads either, so the client's `x_device_id` must go as surely as its `x-device-id`.
 ///
 /// ```
 /// use attestgate_policy::plan::{action_for, Action};
 /// use attestgate_policy::{Gate, Request};
 /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},
 ///                               "mode":"monitor"}"#).unwrap();
-/// let decision = gate.check(&Request::new("GET", "/"), 1_700_000_000);
-/// let Action::Continue { remove, set } = action_for(&gate, &decision) else { panic!() };
+/// let request = Request::new("GET", "/").with_header("X_Attestgate_Decision", "allow");
+/// let decision = gate.check(&request, 1_700_000_000);
+/// let Action::Continue { remove, set } = action_for(&gate, &decision, &request) else { panic!() };
 /// assert!(remove.contains(&"approov-token".to_owned()));
+/// assert!(remove.contains(&"x_attestgate_decision".to_owned()));
 /// assert!(set.contains(&("x-attestgate-reason".to_owned(), "token_missing".to_owned())));
 /// ```
-pub fn action_for(gate: &Gate, decision: &Decision) -> Action {
+pub fn action_for(gate: &Gate, decision: &Decision, request: &Request) -> Action {
     let config = gate.config();
     if !decision.allow {
         let mut headers = vec![
@@ -180,6 +191,7 @@ pub fn action_for(gate: &Gate, decision: &Decision) -> Action {
             body: decision.error_body(),
         };
     }
+    let token_header = config.token.header.as_str();
     // Headers the gate vouches for are never taken from the client.
     let mut remove: Vec<String> = config
         .claim_to_headers
@@ -188,7 +200,7 @@ pub fn action_for(gate: &Gate, decision: &Decision) -> Action {
         .chain([DECISION_HEADER.to_owned(), REASON_HEADER.to_owned()])
         .collect();
     if !config.forward {
-        remove.push(config.token.header.to_ascii_lowercase());
+        remove.push(token_header.to_ascii_lowercase());
     }
     let mut set: Vec<(String, String)> = decision.headers.clone().into_iter().collect();
     if decision.mode == Mode::Monitor && decision.verdict == Verdict::Deny {
@@ -198,7 +210,55 @@ pub fn action_for(gate: &Gate, decision: &Decision) -> Action {
             decision.reason.as_str().to_owned(),
         ));
     }
+    let owned: Vec<&str> = remove
+        .iter()
+        .map(String::as_str)
+        .chain(set.iter().map(|(name, _)| name.as_str()))
+        .chain([token_header])
+        .collect();
+    let mut spellings: Vec<String> = Vec::new();
+    for (name, _) in &request.headers {
+        // A host removes a header by name in any case: only other spellings need naming.
+        let listed = |list: &[String]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+        let set_here = set.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+        if set_here || listed(&remove) || listed(&spellings) {
+            continue;
+        }
+        // With `forward`, the token header itself goes on; its other spellings do not.
+        if config.forward && name.eq_ignore_ascii_case(token_header) {
+            continue;
+        }
+        if owned
+            .iter()
+            .any(|gate_name| same_header_when_folded(name, gate_name))
+        {
+            spellings.push(name.to_ascii_lowercase());
+        }
+    }
+    remove.extend(spellings);
     Action::Continue { remove, set }
+}
+
+/// Whether an upstream may read two header names as one: ASCII letters compared without
+/// case, digits as they are, and every other byte (`-`, `_`, `.`, …) alike, as CGI-style
+/// environments map them all to `_`.
+///
+/// ```
+/// use attestgate_policy::plan::same_header_when_folded;
+/// assert!(same_header_when_folded("X_Device_Id", "x-device-id"));
+/// assert!(same_header_when_folded("approov.token", "Approov-Token"));
+/// assert!(!same_header_when_folded("x-device-ids", "x-device-id"));
+/// assert!(!same_header_when_folded("x-device-1d", "x-device-id"));
+/// ```
+pub fn same_header_when_folded(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes().zip(b.bytes()).all(|(x, y)| {
+            if x.is_ascii_alphanumeric() || y.is_ascii_alphanumeric() {
+                x.eq_ignore_ascii_case(&y)
+            } else {
+                true
+            }
+        })
 }
 
 /// A refusal the host makes itself (its own failure, a config it could not load, a request
@@ -353,6 +413,116 @@ mod tests {
         assert_eq!(request.host, "api.example.com");
         assert_eq!(request.headers.len(), 1);
         assert_eq!(request.source_ip, None);
+    }
+
+    /// The headers an upstream receives: the client's, less `remove` (in any case), with
+    /// `set` replacing, as every host carries out an [`Action::Continue`].
+    fn upstream_of(request: &Request, action: &Action) -> Vec<(String, String)> {
+        let Action::Continue { remove, set } = action else {
+            panic!("denied: {action:?}")
+        };
+        let mut headers: Vec<(String, String)> = request
+            .headers
+            .iter()
+            .filter(|(name, _)| {
+                !remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+                    && !set.iter().any(|(s, _)| s.eq_ignore_ascii_case(name))
+            })
+            .cloned()
+            .collect();
+        headers.extend(set.iter().cloned());
+        headers
+    }
+
+    /// Seven spellings of a header name, as issue #26 sent them through every host (the
+    /// test kit's `upstream::spellings`, which the end-to-end tests use).
+    fn spellings(name: &str) -> Vec<String> {
+        let underscored = name.replace('-', "_");
+        vec![
+            name.to_owned(),
+            name.to_ascii_uppercase(),
+            name.replacen('x', "X", 1),
+            underscored.clone(),
+            underscored.to_ascii_uppercase(),
+            underscored.replacen('a', "A", 1),
+            name.replace('-', "."),
+        ]
+    }
+
+    #[test]
+    fn no_spelling_of_a_gate_header_reaches_the_upstream() {
+        let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
+        for forward in [false, true] {
+            let config = format!(
+                r#"{{"keys":{{"approov_secret":"{secret}"}},"mode":"monitor","forward":{forward},
+                    "claim_to_headers":[{{"claim":"did","header":"x-device-id"}}]}}"#
+            );
+            let gate = Gate::from_json(&config).unwrap();
+            let mut request = Request::new("GET", "/")
+                .with_header("x-device-ids", "kept")
+                .with_header("x_device", "kept")
+                .with_header("x-attestgate-decisions", "kept");
+            for owned in [
+                "x-device-id",
+                "x-attestgate-decision",
+                "x-attestgate-reason",
+                "approov-token",
+            ] {
+                for spelling in spellings(owned) {
+                    request = request.with_header(spelling, "spoofed");
+                }
+            }
+            let decision = gate.check(&request, 1_700_000_000);
+            let upstream = upstream_of(&request, &action_for(&gate, &decision, &request));
+            for (name, value) in &upstream {
+                let forwarded_token = forward && name.eq_ignore_ascii_case("approov-token");
+                if value == "spoofed" && !forwarded_token {
+                    panic!("forward {forward}: the client's {name} reached the upstream");
+                }
+            }
+            let kept = upstream.iter().filter(|(_, v)| v == "kept").count();
+            assert_eq!(kept, 3, "forward {forward}: {upstream:?}");
+            // The monitor headers are the gate's, once each.
+            let decisions: Vec<_> = upstream
+                .iter()
+                .filter(|(n, _)| same_header_when_folded(n, DECISION_HEADER))
+                .collect();
+            assert_eq!(
+                decisions,
+                [&(DECISION_HEADER.to_owned(), "deny".to_owned())]
+            );
+        }
+    }
+
+    #[test]
+    fn a_policy_header_is_the_gates_in_every_spelling() {
+        let gate = Gate::from_json(
+            r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},"mode":"monitor"}"#,
+        )
+        .unwrap();
+        let request = Request::new("GET", "/")
+            .with_header("X_Risk", "low")
+            .with_header("x-risk", "low");
+        let mut decision = gate.check(&request, 1_700_000_000);
+        decision
+            .headers
+            .insert("x-risk".to_owned(), "high".to_owned());
+        let upstream = upstream_of(&request, &action_for(&gate, &decision, &request));
+        let risk: Vec<_> = upstream
+            .iter()
+            .filter(|(n, _)| same_header_when_folded(n, "x-risk"))
+            .collect();
+        assert_eq!(risk, [&("x-risk".to_owned(), "high".to_owned())]);
+    }
+
+    #[test]
+    fn folding_takes_case_and_separators_only() {
+        assert!(same_header_when_folded("APPROOV_TOKEN", "approov-token"));
+        assert!(same_header_when_folded("a~b", "a-b"));
+        assert!(!same_header_when_folded("approov-tokens", "approov-token"));
+        assert!(!same_header_when_folded("approov-token", "approov-tokem"));
+        assert!(!same_header_when_folded("x-1", "x-2"));
+        assert!(!same_header_when_folded("x-a", "x1a"));
     }
 
     #[test]

@@ -133,6 +133,31 @@ fn a_repeated_gate_header_is_refused_rather_than_half_replaced() {
     assert_eq!(vm.metric("attestgate.denied.duplicate_header"), Some(1));
 }
 
+/// Issue #26: another spelling of a gate header (`_` for `-`) is the same header to an
+/// upstream that folds them. Blanked in place where the gate sets nothing under that name;
+/// refused where the gate sets the header, since a blank second copy would still arrive.
+#[test]
+fn other_spellings_of_gate_headers_are_blanked_or_refused() {
+    let mut vm = vm(&gate_config());
+    let request = HttpRequest::get("/v1/shapes")
+        .header("approov-token", &token())
+        .header("approov_token", "spoofed")
+        .header("X_Attestgate_Decision", "allow");
+    let outcome = vm.send(&request).unwrap();
+    assert!(outcome.reached_upstream(), "{outcome:?}");
+    assert_eq!(values(&outcome, "approov-token"), [""]);
+    assert_eq!(values(&outcome, "approov_token"), [""]);
+    assert_eq!(values(&outcome, "x_attestgate_decision"), [""]);
+    assert_eq!(values(&outcome, "x-device-id"), ["device-1"]);
+    let request = HttpRequest::get("/v1/shapes")
+        .header("approov-token", &token())
+        .header("X_Device_Id", "spoofed");
+    let outcome = vm.send(&request).unwrap();
+    assert!(!outcome.reached_upstream(), "{outcome:?}");
+    assert_eq!(reply(&outcome), (400, "duplicate_header".to_owned()));
+    assert!(vm.failure().is_none(), "{:?}", vm.failure());
+}
+
 fn signed_config(max_body_bytes: usize) -> Value {
     json!({
         "keys": { "approov_secret": SECRET },

@@ -61,6 +61,66 @@ impl ReceivedRequest {
     pub fn has(&self, name: &str) -> bool {
         self.headers.iter().any(|(n, _)| n == name)
     }
+
+    /// Every value an application behind a CGI-style gateway reads as the header `name`:
+    /// RFC 3875 §4.1.18 names the variable `HTTP_` + the name upper-cased with `-` as `_`,
+    /// so `X-Device-Id` and `x_device_id` both arrive as `HTTP_X_DEVICE_ID` (as in WSGI, Rack
+    /// and PHP). A gate header is only the gate's if this holds its one value.
+    ///
+    /// ```
+    /// let request = attestgate_testkit::upstream::ReceivedRequest {
+    ///     target: "/".into(),
+    ///     headers: vec![("x_device_id".into(), "spoofed".into()), ("x-device-id".into(), "d1".into())],
+    /// };
+    /// assert_eq!(request.cgi_values("X-Device-Id"), ["spoofed", "d1"]);
+    /// ```
+    pub fn cgi_values(&self, name: &str) -> Vec<&str> {
+        let variable = cgi_variable(name);
+        self.headers
+            .iter()
+            .filter(|(n, _)| cgi_variable(n) == variable)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+}
+
+/// `X-Device-Id` → `HTTP_X_DEVICE_ID` (RFC 3875 §4.1.18).
+fn cgi_variable(name: &str) -> String {
+    format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// The seven spellings of a header name that issue #26 sent through every host: as given,
+/// upper case, title case, and the same three with `_` for `-`, and `.` for `-`. A gate must
+/// keep every one of them from the upstream.
+///
+/// ```
+/// let spellings = attestgate_testkit::upstream::spellings("x-device-id");
+/// assert_eq!(spellings, ["x-device-id", "X-DEVICE-ID", "X-Device-Id", "x_device_id",
+///                        "X_DEVICE_ID", "X_Device_Id", "x.device.id"]);
+/// ```
+pub fn spellings(name: &str) -> Vec<String> {
+    let title = |separator: char| {
+        name.split('-')
+            .map(|word| {
+                let mut chars = word.chars();
+                chars.next().map_or_else(String::new, |first| {
+                    first.to_ascii_uppercase().to_string() + &chars.as_str().to_ascii_lowercase()
+                })
+            })
+            .collect::<Vec<_>>()
+            .join(&separator.to_string())
+    };
+    let lower = name.to_ascii_lowercase();
+    let underscored = lower.replace('-', "_");
+    vec![
+        lower.clone(),
+        lower.to_ascii_uppercase(),
+        title('-'),
+        underscored.clone(),
+        underscored.to_ascii_uppercase(),
+        title('_'),
+        lower.replace('-', "."),
+    ]
 }
 
 /// A loopback HTTP/1.1 server that answers every request 200 with [`REPLY_BODY`] and keeps
