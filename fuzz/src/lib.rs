@@ -422,6 +422,38 @@ fn oracle_rule(gate: &Gate, method: &str, path: &str) -> Option<String> {
     None
 }
 
+/// Whether the path (before `?` or `#`) holds a control byte raw or after one or two rounds
+/// of `%XX` decoding: the oracle for `path_invalid`, written apart from the core's.
+fn oracle_has_control(path: &str) -> bool {
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    if path.chars().any(char::is_control) {
+        return true;
+    }
+    let decode = |text: &[u8]| -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while let Some((&first, tail)) = rest.split_first() {
+            let digit = |at: usize| tail.get(at).and_then(|&d| char::from(d).to_digit(16));
+            match digit(0).zip(digit(1)) {
+                Some((high, low)) if first == b'%' => {
+                    out.push(u8::try_from(high * 16 + low).unwrap_or_default());
+                    rest = tail.get(2..).unwrap_or_default();
+                }
+                _ => {
+                    out.push(first);
+                    rest = tail;
+                }
+            }
+        }
+        out
+    };
+    let once = decode(path.as_bytes());
+    let twice = decode(&once);
+    [once, twice]
+        .iter()
+        .any(|bytes| bytes.iter().any(|&b| b < 0x20 || b == 0x7f))
+}
+
 /// The `route` target: `METHOD PATH` on hostile paths, without a token. Every reading of the
 /// path an upstream might take ([`Request::path_readings`]) falls under one rule, and the
 /// decision is that rule's; readings under different rules are refused as `path_ambiguous`.
@@ -436,6 +468,17 @@ pub fn route(data: &[u8]) {
     let request = Request::new(method, path).with_host("api.example.com");
     let decision = gate.check(&request, NOW);
     check_decision(&decision);
+    // A control character, raw or behind one or two percent-decodings, is refused first.
+    let invalid = oracle_has_control(path);
+    if decision.reason == Reason::PathInvalid || invalid {
+        if !(invalid && decision.reason == Reason::PathInvalid) {
+            violated(
+                "path_invalid exactly when the path holds a control character",
+                &decision,
+            );
+        }
+        return;
+    }
     let readings = request.path_readings();
     let rules: std::collections::BTreeSet<Option<String>> = readings
         .iter()

@@ -156,15 +156,24 @@ pub fn body_limit(gate: &Gate, request: Value) -> Result<Option<usize>, String> 
 /// (`attestgate_policy::plan`, which the proxy-wasm filter and the native library carry out
 /// too), so every host rewrites headers the same way:
 /// `{decision, action}` where `action` is `{forward: true, remove: [name, ...], set: [[name,
-/// value], ...]}` (remove these request headers, then set these, then forward) or `{forward:
-/// false, status, headers: [[name, value], ...], body}` (answer locally; nothing goes on).
-/// `body` is the request body when [`body_limit`] asked for it.
+/// value], ...], path}` (remove these request headers, then set these, then forward; `path`
+/// is the RFC 3986 reading of the path the gate decided on, with the query, for a host whose
+/// client resolves paths itself) or `{forward: false, status, headers: [[name, value], ...],
+/// body}` (answer locally; nothing goes on). `body` is the request body when [`body_limit`]
+/// asked for it.
 pub fn plan(gate: &Gate, request: Value, body: Option<Vec<u8>>, now: i64) -> Result<Value, String> {
     let mut request = build_request(gate, None, request_spec(request)?);
     request.body = body;
     let (decision, action, _) = plan_request(gate, None, &request, now, &mut Dynamic::default());
     let decision = serde_json::to_value(&*decision).map_err(|err| err.to_string())?;
-    Ok(json!({ "decision": decision, "action": action_json(action) }))
+    let mut action = action_json(action);
+    if let Some(forward) = action
+        .as_object_mut()
+        .filter(|a| a.get("forward") == Some(&Value::Bool(true)))
+    {
+        forward.insert("path".to_owned(), json!(request.normalized_target()));
+    }
+    Ok(json!({ "decision": decision, "action": action }))
 }
 
 /// The reply a host gives when it cannot ask the gate (`config_invalid` for a config that

@@ -68,6 +68,10 @@ pub enum Reason {
     /// backslashes, `;` parameters, dot segments), and the readings fall under different
     /// route rules: which rule applies cannot be told, so the request is refused (400).
     PathAmbiguous,
+    /// The path holds a control character (a NUL, a line break), raw, percent-encoded or
+    /// encoded twice: no upstream has a use for one, and servers disagree on where it ends the
+    /// path, so the request is refused (400), in every mode.
+    PathInvalid,
     /// The request body must be read for its signed `content-digest`, and it is longer than
     /// the route's `max_body_bytes` (413).
     BodyTooLarge,
@@ -91,7 +95,7 @@ impl Reason {
     /// let counters: Vec<String> = Reason::ALL.iter().map(|r| format!("attestgate.{r}")).collect();
     /// assert_eq!(counters.first().map(String::as_str), Some("attestgate.allowed"));
     /// ```
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::Allowed,
         Reason::Bypassed,
         Reason::TokenMissing,
@@ -114,6 +118,7 @@ impl Reason {
         Reason::DeviceDenied,
         Reason::RateLimited,
         Reason::PathAmbiguous,
+        Reason::PathInvalid,
         Reason::BodyTooLarge,
         Reason::ConfigInvalid,
         Reason::DuplicateHeader,
@@ -149,6 +154,7 @@ impl Reason {
             Reason::DeviceDenied => "device_denied",
             Reason::RateLimited => "rate_limited",
             Reason::PathAmbiguous => "path_ambiguous",
+            Reason::PathInvalid => "path_invalid",
             Reason::BodyTooLarge => "body_too_large",
             Reason::ConfigInvalid => "config_invalid",
             Reason::DuplicateHeader => "duplicate_header",
@@ -170,7 +176,7 @@ impl Reason {
             Reason::Allowed | Reason::Bypassed => 200,
             Reason::PolicyDenied | Reason::PolicyError | Reason::DeviceDenied => 403,
             Reason::RateLimited => 429,
-            Reason::PathAmbiguous | Reason::DuplicateHeader => 400,
+            Reason::PathAmbiguous | Reason::PathInvalid | Reason::DuplicateHeader => 400,
             Reason::LengthRequired => 411,
             Reason::BodyTooLarge => 413,
             Reason::InternalError | Reason::ConfigInvalid => 500,

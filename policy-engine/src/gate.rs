@@ -91,12 +91,28 @@ pub struct Gate {
     may_need_body: bool,
 }
 
-/// A path whose readings ([`Request::path_readings`]) fall under different route rules.
+/// Why a request's path cannot be routed: it holds a control character, or its readings
+/// ([`Request::path_readings`]) fall under different route rules.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the path reads differently under common upstream conventions ({}) and those readings fall under different route rules", readings.join(", "))]
-pub(crate) struct PathAmbiguity {
-    /// The distinct readings.
-    pub(crate) readings: Vec<String>,
+pub(crate) enum PathRefusal {
+    /// The readings fall under different rules.
+    #[error("the path reads differently under common upstream conventions ({}) and those readings fall under different route rules", readings.join(", "))]
+    Ambiguous {
+        /// The distinct readings.
+        readings: Vec<String>,
+    },
+    /// A control character, raw or percent-encoded ([`Request::path_has_control_character`]).
+    #[error("the path holds a control character (raw, percent-encoded or encoded twice)")]
+    Invalid,
+}
+
+impl PathRefusal {
+    fn reason(&self) -> Reason {
+        match self {
+            PathRefusal::Ambiguous { .. } => Reason::PathAmbiguous,
+            PathRefusal::Invalid => Reason::PathInvalid,
+        }
+    }
 }
 
 /// Which request headers a decision can depend on. The whole-decision cache keys on these
@@ -398,18 +414,18 @@ impl Gate {
     pub(crate) fn check_hooked(
         &self,
         request: &Request,
-        route: Result<Option<&RouteRule>, PathAmbiguity>,
+        route: Result<Option<&RouteRule>, PathRefusal>,
         now: i64,
         dynamic: &mut Dynamic<'_>,
         hooks: &mut dyn Hooks,
     ) -> Decision {
         let rule = match route {
             Ok(rule) => rule,
-            Err(ambiguity) => {
+            Err(refusal) => {
                 // Refused in every mode: no rule can be trusted to be the one that applies.
-                let message = ambiguity.to_string();
+                let message = refusal.to_string();
                 hooks.step(StepId::Route, StepStatus::Failed, &|| message.clone());
-                return Decision::denied(Mode::Enforce, Reason::PathAmbiguous, vec![message]);
+                return Decision::denied(Mode::Enforce, refusal.reason(), vec![message]);
             }
         };
         let mode = rule.and_then(|r| r.mode).unwrap_or(self.config.mode);
@@ -453,12 +469,16 @@ impl Gate {
     /// The first rule matching the request, if any: by method, and by path under every
     /// reading an upstream may give it ([`Request::path_readings`]). When the readings fall
     /// under different rules (or some under a rule and some under none), the request is
-    /// [`PathAmbiguity`]: a bypass or monitor rule must never apply to a path that some
-    /// upstream resolves outside it.
+    /// [`PathRefusal::Ambiguous`]: a bypass or monitor rule must never apply to a path that
+    /// some upstream resolves outside it. A path with a control character is
+    /// [`PathRefusal::Invalid`], with rules or without.
     pub(crate) fn matching_rule(
         &self,
         request: &Request,
-    ) -> Result<Option<&RouteRule>, PathAmbiguity> {
+    ) -> Result<Option<&RouteRule>, PathRefusal> {
+        if request.path_has_control_character() {
+            return Err(PathRefusal::Invalid);
+        }
         if self.config.rules.is_empty() {
             return Ok(None);
         }
@@ -470,7 +490,7 @@ impl Gate {
                 None => chosen = Some(index),
                 Some(first) if first == index => {}
                 Some(_) => {
-                    return Err(PathAmbiguity { readings });
+                    return Err(PathRefusal::Ambiguous { readings });
                 }
             }
         }

@@ -143,11 +143,59 @@ impl Request {
         read_path(self.path_without_query(), Convention::RFC3986)
     }
 
+    /// [`Request::normalized_path`] with the query as received: what a host that must forward
+    /// a path of its own making (the Worker: `fetch()` resolves paths itself) sends upstream,
+    /// one of the readings the gate decided on.
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// assert_eq!(Request::new("GET", "/beta/a/../b?x=../y").normalized_target(), "/beta/b?x=../y");
+    /// assert_eq!(Request::new("GET", "/%62eta#f").normalized_target(), "/beta");
+    /// ```
+    pub fn normalized_target(&self) -> String {
+        let mut target = self.normalized_path();
+        let query = self
+            .path
+            .split_once('#')
+            .map_or(self.path.as_str(), |(before, _)| before)
+            .split_once('?')
+            .map(|(_, query)| query);
+        if let Some(query) = query {
+            target.push('?');
+            target.push_str(query);
+        }
+        target
+    }
+
+    /// Whether the path (without its query) holds a control character: raw, percent-encoded
+    /// (`%00`, `%0a`, `%7f`) or encoded twice (`%2500`). No upstream has a use for one, and
+    /// servers disagree on where a NUL ends a path, so such a path is refused (`path_invalid`).
+    ///
+    /// ```
+    /// use attestgate_policy::Request;
+    /// let control = |p: &str| Request::new("GET", p).path_has_control_character();
+    /// assert!(control("/beta/..%00/admin") && control("/a%250A") && control("/a\tb"));
+    /// assert!(!control("/beta/x?nul=%00") && !control("/caf%C3%A9") && !control("/100%25"));
+    /// ```
+    pub fn path_has_control_character(&self) -> bool {
+        let path = self.path_without_query();
+        if path.chars().any(char::is_control) {
+            return true;
+        }
+        if !path.contains('%') {
+            return false;
+        }
+        let once = percent_decode(path.as_bytes());
+        once.iter().any(|&b| b < 0x20 || b == 0x7f)
+            || percent_decode(&once).iter().any(|&b| b < 0x20 || b == 0x7f)
+    }
+
     /// Every way a common upstream may read the path: with or without `%2F`/`%5C` decoded to
     /// separators, `\` taken as `/` (IIS, some Java and Node servers), `;` segment parameters
     /// dropped (Tomcat, Spring: `/a/..;/b` is `/b`) and repeated slashes merged, dot segments
     /// (encoded or not) resolved in each; repeated slashes kept only where a `..` segment
-    /// follows them. Distinct readings only, the RFC 3986 one first. A
+    /// follows them; and all of that again with `%25` decoded to `%` first (an upstream that
+    /// decodes twice). Distinct readings only, the RFC 3986 one first. A
     /// path that holds none of `%`, `\`, `;`, `//` or a dot segment has one reading.
     ///
     /// ```
@@ -157,6 +205,7 @@ impl Request {
     /// assert!(readings("/beta%2F..%2Fadmin").contains(&"/admin".to_owned()));
     /// assert!(readings("/beta/..;/admin").contains(&"/admin".to_owned()));
     /// assert!(readings("/beta\\..\\admin").contains(&"/admin".to_owned()));
+    /// assert!(readings("/beta/%252e%252e/admin").contains(&"/admin".to_owned()));
     /// ```
     pub fn path_readings(&self) -> Vec<String> {
         let path = self.path_without_query();
@@ -167,10 +216,15 @@ impl Request {
             return vec![read_path(path, Convention::RFC3986)];
         }
         let mut readings: Vec<String> = Vec::with_capacity(4);
-        for convention in Convention::all() {
-            let reading = read_path(path, convention);
-            if !readings.contains(&reading) {
-                readings.push(reading);
+        // An upstream that decodes once more (servlet stacks, a proxy chained behind the
+        // gateway) reads `%252e` as `%2e`, that is `.`.
+        let decoded_twice = decode_percent_signs(path);
+        for text in std::iter::once(path).chain(decoded_twice.as_deref()) {
+            for convention in Convention::all() {
+                let reading = read_path(text, convention);
+                if !readings.contains(&reading) {
+                    readings.push(reading);
+                }
             }
         }
         readings
@@ -278,6 +332,40 @@ fn read_path(path: &str, convention: Convention) -> String {
     path
 }
 
+/// `%25` → `%` (either case), everything else kept; `None` when the path holds no `%25`.
+fn decode_percent_signs(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let has = bytes
+        .windows(3)
+        .any(|w| w.first() == Some(&b'%') && w.get(1..) == Some(&b"25"[..]));
+    has.then(|| path.replace("%25", "%"))
+}
+
+/// Every `%XX` escape decoded to its byte; anything else kept.
+fn percent_decode(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        // Two hex digits; `from_str_radix` alone would take `%+1` as an escape.
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .filter(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) if b == b'%' => {
+                out.push(byte);
+                i += 3;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
 /// `%2F` → `/` and `%5C` → `\` (either case of hex digit); everything else kept.
 fn decode_slashes(path: &str) -> String {
     let mut out = String::with_capacity(path.len());
@@ -377,6 +465,33 @@ mod tests {
         assert_eq!(readings("/x//../health"), ["/health", "/x/health"]);
         assert_eq!(readings("/%2e%2e/%2E/admin"), ["/admin"]);
         assert_eq!(readings(""), ["/"]);
+    }
+
+    #[test]
+    fn a_second_decoding_is_a_reading_too() {
+        assert_eq!(
+            readings("/beta/%252e%252e/admin"),
+            ["/beta/%252e%252e/admin", "/admin"]
+        );
+        assert_eq!(readings("/beta/%252E/x"), ["/beta/%252E/x", "/beta/x"]);
+        assert!(readings("/beta%252F..%252Fadmin").contains(&"/admin".to_owned()));
+        // `%25` alone decodes to a `%` that starts no escape: the same resource.
+        assert_eq!(readings("/100%25"), ["/100%25", "/100%"]);
+    }
+
+    #[test]
+    fn control_characters_raw_encoded_or_encoded_twice() {
+        let control = |p: &str| Request::new("GET", p).path_has_control_character();
+        for path in [
+            "/a\0b", "/a%00", "/a%0d%0a", "/a%7F", "/a%2500", "/a%251f", "/\u{85}",
+        ] {
+            assert!(control(path), "{path:?}");
+        }
+        for path in [
+            "/a", "/a%20b", "/a%2520", "/a?x=%00", "/%zz%0", "/a%25", "/a%+1",
+        ] {
+            assert!(!control(path), "{path:?}");
+        }
     }
 
     #[test]

@@ -122,7 +122,7 @@ impl StepId {
     /// ```
     pub fn of_reason(reason: Reason) -> Option<StepId> {
         Some(match reason {
-            Reason::PathAmbiguous => StepId::Route,
+            Reason::PathAmbiguous | Reason::PathInvalid => StepId::Route,
             Reason::TokenMissing => StepId::Extract,
             Reason::KeysUnavailable | Reason::AlgNotAllowed | Reason::KeyNotFound => StepId::Key,
             Reason::SignatureInvalid => StepId::Signature,

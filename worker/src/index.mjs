@@ -122,11 +122,13 @@ async function gateRequest(request, { gate, origin }) {
   if (!action.forward) return reply(action);
 
   // fetch() parses the URL (WHATWG): it resolves `..`, reads `\` as `/` and percent-encodes
-  // some bytes. The origin must get the path the gate decided on, so a path the parser would
-  // change is refused, as the filter refuses a request it cannot forward exactly.
-  const target = new URL(origin + path);
-  if (target.pathname + target.search !== path) {
-    console.error(`attestgate: path_ambiguous: fetch() would forward ${JSON.stringify(path)} as ${JSON.stringify(target.pathname + target.search)}`);
+  // some bytes. The origin gets the path the gate decided on: its RFC 3986 reading
+  // (`action.path`, dot segments resolved), which every reading the gate checked falls under
+  // with it. Should the parser still change that, the request is refused rather than sent
+  // somewhere the gate did not decide on.
+  const target = new URL(origin + action.path);
+  if (target.pathname + target.search !== action.path) {
+    console.error(`attestgate: path_ambiguous: fetch() would forward ${JSON.stringify(action.path)} as ${JSON.stringify(target.pathname + target.search)}`);
     return reply(hostRefusal("path_ambiguous"));
   }
   const headers = new Headers(request.headers);

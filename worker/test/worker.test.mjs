@@ -59,6 +59,21 @@ const spoofed = [
   ["x-attestgate-reason", "allowed"],
 ];
 
+/** Issue #26: seven spellings of a header name that an origin behind CGI, WSGI, Rack, PHP or
+ * NGINX's $http_* reads as one (the test kit's `upstream::spellings`). */
+const spellings = (name) => {
+  const title = (sep) => name.split("-").map((w) => w[0].toUpperCase() + w.slice(1)).join(sep);
+  const under = name.replaceAll("-", "_");
+  return [name, name.toUpperCase(), title("-"), under, under.toUpperCase(), title("_"), name.replaceAll("-", ".")];
+};
+/** What a CGI-style origin reads as the header `name` (RFC 3875 §4.1.18). */
+const cgi = (name) => `HTTP_${name.toUpperCase().replaceAll("-", "_")}`;
+const cgiValues = (headers, name) => headers.filter(([n]) => cgi(n) === cgi(name)).map(([, v]) => v);
+const everySpelling = ["x-device-id", "x-app-id", "x-attestgate-decision", "x-attestgate-reason", "approov-token"]
+  .flatMap(spellings)
+  .filter((n) => n.toLowerCase() !== "approov-token")
+  .map((n) => [n, "spoofed"]);
+
 describe("headers as in Envoy", () => {
   test("allowed: the token and client copies of gate headers are stripped, verified claims set", async () => {
     const t = token({ did: "device-1", att: { app: "shapes" } });
@@ -104,6 +119,21 @@ describe("headers as in Envoy", () => {
     assert.deepEqual(values(up.headers, "x-app-id"), []);
     assert.deepEqual(values(up.headers, "approov-token"), []);
   });
+  test("no spelling of a gate header reaches the origin (`_` for `-`, any case)", async () => {
+    const noSpoof = (up) => assert.deepEqual(up.headers.filter(([, v]) => v === "spoofed"), [], JSON.stringify(up.headers));
+    const allowed = await through("enforce", { headers: [...everySpelling, ["approov-token", token({ did: "device-1" })]] });
+    assert.equal(allowed.res.status, 200, allowed.res.body);
+    noSpoof(allowed.up);
+    assert.deepEqual(cgiValues(allowed.up.headers, "x-device-id"), ["device-1"]);
+    assert.deepEqual(cgiValues(allowed.up.headers, "approov-token"), []);
+    assert.deepEqual(cgiValues(allowed.up.headers, "x-attestgate-decision"), []);
+    const monitored = await through("monitor", { headers: everySpelling });
+    assert.equal(monitored.res.status, 200, monitored.res.body);
+    noSpoof(monitored.up);
+    assert.deepEqual(cgiValues(monitored.up.headers, "x-attestgate-decision"), ["deny"]);
+    assert.deepEqual(cgiValues(monitored.up.headers, "x-attestgate-reason"), ["token_missing"]);
+    assert.deepEqual(cgiValues(monitored.up.headers, "x-device-id"), []);
+  });
   test("forward: true keeps the token (here in Authorization with a prefix)", async () => {
     const t = token({});
     const { res, up } = await through("forward", { headers: [["authorization", `Bearer ${t}`]] });
@@ -122,10 +152,19 @@ describe("headers as in Envoy", () => {
     assert.equal(up.method, "POST");
     assert.equal(up.body.toString(), body);
   });
-  test("a path fetch() would rewrite is refused, not forwarded as another path", async () => {
+  test("a path with dot segments goes on as the reading the gate decided on", async () => {
+    // Issue #26: every reading of these falls under one rule, so they are forwarded resolved
+    // (what fetch() would send anyway), not refused.
+    for (const [path, forwarded] of [["/beta/a/../b", "/beta/b"], ["/a/./b?x=../y", "/a/b?x=../y"], ["/%62eta/x", "/beta/x"]]) {
+      const { res, up } = await through("monitor", { path });
+      assert.equal(res.status, 200, `${path}: ${res.body}`);
+      assert.equal(up?.url, forwarded, path);
+    }
+  });
+  test("a path fetch() would still rewrite is refused, not forwarded as another path", async () => {
     // Monitor mode lets everything through, so only the Worker's own check stands between a
-    // dot segment and the origin receiving /admin.
-    for (const path of ["/public/../admin", "/a/./b", "/a\\..\\admin", "/a{b}", "/x?'"]) {
+    // backslash and the origin receiving /admin.
+    for (const path of ["/a\\..\\admin", "/a{b}", "/x?'"]) {
       const { res, up } = await through("monitor", { path });
       assert.equal(up, undefined, `${path} reached the origin as ${up?.url}`);
       assert.deepEqual([res.status, res.headers["x-attestgate-reason"]], [400, "path_ambiguous"], path);
