@@ -50,6 +50,30 @@ fn library() -> PathBuf {
     path
 }
 
+/// Whether this process runs as root (effective uid 0, from /proc/self/status).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// NGINX started as root runs its workers as `nobody`, who cannot read a checkout in a
+/// private folder (root's home, mode 700): the Lua module, the library, the Kong plugin.
+/// The test NGINX then keeps its workers as root, so the tests pass from any checkout.
+fn user_directive() -> &'static str {
+    if running_as_root() {
+        "user root;\n"
+    } else {
+        ""
+    }
+}
+
 fn nginx_binary() -> String {
     std::env::var("NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".to_owned())
 }
@@ -134,7 +158,7 @@ fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String 
     format!(
         r#"load_module {MODULES}/ndk_http_module.so;
 load_module {MODULES}/ngx_http_lua_module.so;
-daemon off;
+{user}daemon off;
 master_process on;
 worker_processes 2;
 error_log {dir}/error.log notice;
@@ -164,6 +188,7 @@ http {{
         dir = dir.display(),
         lua = root().join("native/lua").canonicalize().unwrap().display(),
         lib = lib.display().to_string(),
+        user = user_directive(),
     )
 }
 
