@@ -1124,6 +1124,50 @@ fn a_signed_body_is_read_and_decided_on() {
     assert!(!log.contains("[error]"), "{log}");
 }
 
+/// lua-resty-core's header table looks every key up as a header name (its `__index`), so a
+/// client's header named `1` made `headers[1]` look like a list: the module then saw no
+/// header at all (no token: `token_missing`; and a spoofed claim header not stripped under a
+/// bypass or monitor rule). The module reads the table raw.
+#[test]
+fn a_header_named_1_hides_no_header_from_the_gate() {
+    let recorder = RecordingUpstream::start().unwrap();
+    let servers = [server(
+        "header-1",
+        format!(
+            r#"{{"keys":{{"approov_secret":"{SECRET}"}},"claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]}}"#
+        ),
+    )];
+    let nginx = Nginx::start("header-1", &servers, recorder.port());
+    let now = unix_now();
+    let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
+    let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-1"}));
+    for name in ["1", "2"] {
+        let headers = [
+            h(name, "one"),
+            h("x-device-id", "attacker"),
+            h("approov-token", &good),
+        ];
+        let reply = Conn::open(nginx.ports[0])
+            .send("GET", "/v1/shapes", "api.example.com", &headers, b"")
+            .unwrap();
+        assert_eq!(reply.status, 200, "header {name}: {reply:?}");
+        let id = reply.header(REQUEST_ID).unwrap_or_default().to_owned();
+        let upstream = recorder.find(REQUEST_ID, &id).unwrap();
+        assert_eq!(upstream.values("x-device-id"), ["dev-1"], "{upstream:?}");
+        assert!(upstream.values("approov-token").is_empty(), "{upstream:?}");
+        assert_eq!(upstream.values(name), ["one"], "{upstream:?}");
+        let headers = [h(name, "one"), h("approov-token", &expired)];
+        let reply = Conn::open(nginx.ports[0])
+            .send("GET", "/v1/shapes", "api.example.com", &headers, b"")
+            .unwrap();
+        assert_eq!(
+            (reply.status, reply.header("x-attestgate-reason")),
+            (401, Some("token_expired")),
+            "header {name}: {reply:?}"
+        );
+    }
+}
+
 /// The Kong (>= 3.11) plugin, `native/kong/attestgate/{handler,schema}.lua`, run in real NGINX
 /// with the real Lua module and library, but with a minimal stand-in for the few PDK calls it
 /// makes (`native/kong/spec/handler_spec.lua`). This is NOT a running Kong.
