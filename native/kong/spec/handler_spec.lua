@@ -68,6 +68,37 @@ function M.run(secret)
         claim_to_headers = { { claim = "did", header = "X-Device-Id" } }, rules = {} })
     check("an empty array and a list of records pass", ok == true, err)
 
+    ok, err = schema_standin.validate_config(record, { keys = { approov_secret = secret },
+        token = { prefix = "" } })
+    check("an empty string is refused (Kong's strings have len_min 1 unless they say)",
+        ok == nil and tostring(err):find("prefix", 1, true), err)
+
+    -- The stand-in itself: it must refuse what Kong refuses, or the checks above prove little.
+    local function tiny(description, inner)
+        return { name = "tiny", fields = { { config = { type = "record", fields = {
+            { a = { type = "string", description = description } },
+            { inner = inner },
+        } } } } }
+    end
+    local inner = { type = "record", fields = { { x = { type = "string", required = true } } } }
+    check("stand-in: a 9-byte description is refused",
+        schema_standin.check_plugin_schema(tiny("Key type.", inner)) == nil)
+    check("stand-in: a 501-byte description is refused",
+        schema_standin.check_plugin_schema(tiny(string.rep("d", 501), inner)) == nil)
+    local tiny_record = schema_standin.load_plugin_schema(tiny("Ten bytes!", inner))
+    ok = tiny_record and schema_standin.validate_config(tiny_record, { a = "v" })
+    check("stand-in: a nested record without required = false is made required and filled in",
+        tiny_record and not ok)
+    local optional = { type = "record", required = false, fields = inner.fields }
+    tiny_record = schema_standin.load_plugin_schema(tiny("Ten bytes!", optional))
+    check("stand-in: ... and one with required = false stays optional",
+        tiny_record and schema_standin.validate_config(tiny_record, { a = "v" }) == true)
+    local json_record = schema_standin.load_plugin_schema({ name = "tiny", fields = { { config = {
+        type = "record", fields = { { d = { type = "json",
+            json_schema = { inline = { type = "object" } } } } } } } } })
+    check("stand-in: a null json field fails type = object",
+        json_record and schema_standin.validate_config(json_record, {}) == nil)
+
     -- The table the handler receives also holds Kong's own keys: never the gate's business.
     local live = standin.state.live[1]
     check("the stand-in hands over Kong's keys", live.__key__ and live.__seq__
