@@ -182,12 +182,15 @@ local function c_request(r)
     set_str(req.path, r.path or "/")
     set_str(req.host, r.host)
     set_str(req.client_addr, r.client_addr)
-    -- headers: { {name, value}, ... } in order, or { name = value | {value, ...} }
+    -- headers: { {name, value}, ... } in order, or { name = value | {value, ...} }. Read raw:
+    -- ngx.req.get_headers' table (lua-resty-core) has an __index that looks any key up as a
+    -- header name, so headers[1] is a header named "1", and a client sending one would
+    -- otherwise turn the table into an empty list and hide every header from the gate.
     local list = {}
     local headers = r.headers or {}
-    if headers[1] ~= nil then
-        for _, pair in ipairs(headers) do
-            list[#list + 1] = pair
+    if rawget(headers, 1) ~= nil then
+        for i = 1, #headers do
+            list[#list + 1] = rawget(headers, i)
         end
     else
         for name, value in pairs(headers) do

@@ -4,6 +4,13 @@
 //! bounds `between` / `len_min` / `len_max`, a required-one-of `entity_checks`. What Kong's
 //! format cannot say (regex patterns, `not`, cross-field rules, key material, Rego) the
 //! library checks: the schema's `custom_validator` loads the config with it.
+//!
+//! Kong's own rules for a plugin schema hold here (`kong/db/schema/metaschema.lua` and
+//! `entity.lua`, checked by hand against Kong's source and by the stand-in in
+//! `native/kong/spec/`): a description is 10 to 500 bytes; a nested record without
+//! `required = false` is made required and filled in by Kong (`make_records_required`), so
+//! every optional record says `required = false`; a `json` field Kong fills with null when it
+//! is absent, so its inline JSON schema admits null.
 
 use serde_json::Value;
 
@@ -15,7 +22,15 @@ use serde_json::Value;
 /// ```
 pub fn schema_lua(schema: &Value) -> Result<String, String> {
     let mut config = String::new();
-    record(schema, 1, &mut config)?;
+    // The model's own description speaks of the proxy-wasm filter; this is the plugin's.
+    let mut root = schema.clone();
+    if let Some(object) = root.as_object_mut() {
+        object.insert(
+            "description".to_owned(),
+            Value::String(ROOT_DESCRIPTION.to_owned()),
+        );
+    }
+    record(&root, "config", 1, &mut config)?;
     Ok(format!(
         r#"-- GENERATED from attestgate_policy::config_schema() by
 --   cargo run -q -p attestgate-native --example kong_schema > native/kong/attestgate/schema.lua
@@ -49,6 +64,31 @@ return {{
 }}
 "#
     ))
+}
+
+const ROOT_DESCRIPTION: &str =
+    "The gate's JSON config (the filter's config in Envoy) as plugin fields; \
+the library loads it and checks what this schema cannot (key material, Rego, cross-field rules).";
+
+/// Kong's metaschema bounds on `description` (`len_min = 10, len_max = 500`, in bytes).
+const DESCRIPTION_BYTES: std::ops::RangeInclusive<usize> = 10..=500;
+
+/// A field's description as Kong accepts it: one shorter than Kong's minimum is prefixed
+/// with the field's name; one that still does not fit is an error, not a schema Kong refuses.
+fn description(name: &str, text: &str) -> Result<String, String> {
+    let text = if text.len() < *DESCRIPTION_BYTES.start() {
+        format!("`{name}`: {text}")
+    } else {
+        text.to_owned()
+    };
+    if DESCRIPTION_BYTES.contains(&text.len()) {
+        Ok(quote(&text))
+    } else {
+        Err(format!(
+            "the description of `{name}` is {} bytes; Kong accepts 10 to 500: {text:?}",
+            text.len()
+        ))
+    }
 }
 
 fn quote(text: &str) -> String {
@@ -118,7 +158,7 @@ fn string_enum(node: &Value, out: &mut Vec<String>) -> bool {
 }
 
 /// A record for an object with properties (and its `anyOf` of `required` lists).
-fn record(node: &Value, depth: usize, out: &mut String) -> Result<(), String> {
+fn record(node: &Value, name: &str, depth: usize, out: &mut String) -> Result<(), String> {
     let properties = node
         .get("properties")
         .and_then(Value::as_object)
@@ -130,17 +170,20 @@ fn record(node: &Value, depth: usize, out: &mut String) -> Result<(), String> {
         .unwrap_or_default();
     out.push_str("{\n");
     out.push_str(&format!("{}type = \"record\",\n", pad(depth)));
-    if let Some(description) = node.get("description").and_then(Value::as_str) {
+    if let Some(text) = node.get("description").and_then(Value::as_str) {
         out.push_str(&format!(
             "{}description = {},\n",
             pad(depth),
-            quote(description)
+            description(name, text)?
         ));
     }
     out.push_str(&format!("{}fields = {{\n", pad(depth)));
-    for (name, child) in properties {
-        out.push_str(&format!("{}{{ [{}] = ", pad(depth + 1), quote(name)));
-        field(child, required.contains(&name.as_str()), depth + 2, out)?;
+    for (child_name, child) in properties {
+        out.push_str(&format!("{}{{ [{}] = ", pad(depth + 1), quote(child_name)));
+        let place = Place::Field {
+            required: required.contains(&child_name.as_str()),
+        };
+        field(child, child_name, place, depth + 2, out)?;
         out.push_str(" },\n");
     }
     out.push_str(&format!("{}}},\n", pad(depth)));
@@ -166,8 +209,22 @@ fn record(node: &Value, depth: usize, out: &mut String) -> Result<(), String> {
     Ok(())
 }
 
+/// Where a spec sits: a record's field (required or not), or an array's elements / a map's
+/// values (whose `required` Kong sets itself).
+#[derive(Clone, Copy)]
+enum Place {
+    Field { required: bool },
+    Inner,
+}
+
 /// One field's spec.
-fn field(node: &Value, required: bool, depth: usize, out: &mut String) -> Result<(), String> {
+fn field(
+    node: &Value,
+    name: &str,
+    place: Place,
+    depth: usize,
+    out: &mut String,
+) -> Result<(), String> {
     let (mut kinds, _) = types(node);
     // anyOf [X, {type: null}]: the field is X, optional.
     if kinds.is_empty() && node.get("enum").is_none() {
@@ -178,7 +235,7 @@ fn field(node: &Value, required: bool, depth: usize, out: &mut String) -> Result
                 .collect();
             if let [only] = real.as_slice() {
                 if only.get("oneOf").is_none() && only.get("enum").is_none() {
-                    return field(only, required, depth, out);
+                    return field(only, name, place, depth, out);
                 }
             }
         }
@@ -203,10 +260,16 @@ fn field(node: &Value, required: bool, depth: usize, out: &mut String) -> Result
     match kind {
         "object" if node.get("properties").is_some() => {
             let mut text = String::new();
-            record(node, depth, &mut text)?;
-            // record() writes `{ type = "record", ... }`; add `required` inside.
-            if required {
-                text = text.replacen("{\n", &format!("{{\n{}required = true,\n", pad(depth)), 1);
+            record(node, name, depth, &mut text)?;
+            // record() writes `{ type = "record", ... }`; add `required` inside. Kong makes a
+            // nested record without `required = false` required and fills it in
+            // (entity.lua's make_records_required), so an optional one must say so.
+            if let Place::Field { required } = place {
+                text = text.replacen(
+                    "{\n",
+                    &format!("{{\n{}required = {required},\n", pad(depth)),
+                    1,
+                );
             }
             out.push_str(&text);
             return Ok(());
@@ -214,7 +277,7 @@ fn field(node: &Value, required: bool, depth: usize, out: &mut String) -> Result
         "object" => match node.get("additionalProperties") {
             Some(values) if values.is_object() => {
                 let mut inner = String::new();
-                field(values, false, depth, &mut inner)?;
+                field(values, name, Place::Inner, depth, &mut inner)?;
                 attributes.push("type = \"map\"".to_owned());
                 attributes.push("keys = { type = \"string\" }".to_owned());
                 attributes.push(format!("values = {inner}"));
@@ -223,15 +286,18 @@ fn field(node: &Value, required: bool, depth: usize, out: &mut String) -> Result
                 }
             }
             _ => {
-                // Any JSON object: Kong's json type, checked by the library.
+                // Any JSON object: Kong's json type, checked by the library. Kong validates
+                // a json field against its JSON schema even when absent (null), and only so.
                 attributes.push("type = \"json\"".to_owned());
-                attributes.push("json_schema = { inline = { type = \"object\" } }".to_owned());
+                attributes.push(
+                    "json_schema = { inline = { type = { \"object\", \"null\" } } }".to_owned(),
+                );
             }
         },
         "array" => {
             let items = node.get("items").ok_or("an array without items")?;
             let mut inner = String::new();
-            field(items, false, depth, &mut inner)?;
+            field(items, name, Place::Inner, depth, &mut inner)?;
             attributes.push("type = \"array\"".to_owned());
             attributes.push(format!("elements = {inner}"));
             if let Some(n) = number("minItems") {
@@ -273,11 +339,11 @@ fn field(node: &Value, required: bool, depth: usize, out: &mut String) -> Result
         }
         other => return Err(format!("type {other} has no Kong equivalent")),
     }
-    if required {
+    if let Place::Field { required: true } = place {
         attributes.push("required = true".to_owned());
     }
-    if let Some(description) = node.get("description").and_then(Value::as_str) {
-        attributes.push(format!("description = {}", quote(description)));
+    if let Some(text) = node.get("description").and_then(Value::as_str) {
+        attributes.push(format!("description = {}", description(name, text)?));
     }
     out.push_str(&format!("{{ {} }}", attributes.join(", ")));
     Ok(())
@@ -297,6 +363,51 @@ mod tests {
         }
         assert!(lua.contains(r#"at_least_one_of = { "keys", "host_verification" }"#));
         assert!(lua.contains(r#"one_of = { "enforce", "monitor", "bypass" }"#));
+    }
+
+    /// Kong's metaschema: every description 10 to 500 bytes (`kty`'s "Key type." is 9).
+    #[test]
+    fn every_description_fits_kongs_metaschema() {
+        let lua = schema_lua(&attestgate_policy::config_schema()).unwrap();
+        let mut seen = 0;
+        for part in lua.split("description = \"").skip(1) {
+            let mut text = String::new();
+            let mut chars = part.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => text.extend(chars.next()),
+                    '"' => break,
+                    c => text.push(c),
+                }
+            }
+            assert!((10..=500).contains(&text.len()), "{text:?}");
+            seen += 1;
+        }
+        assert!(seen > 50, "{seen}");
+        assert!(lua.contains("description = \"`kty`: Key type.\""));
+        let long = serde_json::json!({"properties": {"x": {"type": "string", "description": "y".repeat(501)}}});
+        assert!(schema_lua(&long).unwrap_err().contains("500"));
+    }
+
+    /// Kong's make_records_required: every optional nested record says `required = false`.
+    #[test]
+    fn every_nested_record_says_whether_it_is_required() {
+        let lua = schema_lua(&attestgate_policy::config_schema()).unwrap();
+        let lines: Vec<&str> = lua.lines().collect();
+        let mut records = 0;
+        for (i, line) in lines.iter().enumerate() {
+            // A record as a field's value: `{ ["name"] = {` then `type = "record",`.
+            if line.trim_start().starts_with("{ [") && line.ends_with("] = {") {
+                let next = lines[i + 1].trim();
+                assert!(
+                    next == "required = false," || next == "required = true,",
+                    "{line} / {next}"
+                );
+                records += 1;
+            }
+        }
+        assert!(records >= 10, "{records}");
+        assert!(lua.contains(r#"type = { "object", "null" }"#));
     }
 
     #[test]

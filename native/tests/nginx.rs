@@ -50,6 +50,30 @@ fn library() -> PathBuf {
     path
 }
 
+/// Whether this process runs as root (effective uid 0, from /proc/self/status).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// NGINX started as root runs its workers as `nobody`, who cannot read a checkout in a
+/// private folder (root's home, mode 700): the Lua module, the library, the Kong plugin.
+/// The test NGINX then keeps its workers as root, so the tests pass from any checkout.
+fn user_directive() -> &'static str {
+    if running_as_root() {
+        "user root;\n"
+    } else {
+        ""
+    }
+}
+
 fn nginx_binary() -> String {
     std::env::var("NGINX").unwrap_or_else(|_| "/usr/sbin/nginx".to_owned())
 }
@@ -134,7 +158,7 @@ fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String 
     format!(
         r#"load_module {MODULES}/ndk_http_module.so;
 load_module {MODULES}/ngx_http_lua_module.so;
-daemon off;
+{user}daemon off;
 master_process on;
 worker_processes 2;
 error_log {dir}/error.log notice;
@@ -164,12 +188,24 @@ http {{
         dir = dir.display(),
         lua = root().join("native/lua").canonicalize().unwrap().display(),
         lib = lib.display().to_string(),
+        user = user_directive(),
     )
 }
 
 impl Nginx {
     /// Writes the config and starts nginx; `Err(error log)` when it does not come up.
     fn try_start(name: &str, servers: &[Server], upstream: u16) -> Result<Nginx, String> {
+        Nginx::try_start_with(name, servers.len(), |dir, ports| {
+            conf(dir, servers, ports, upstream)
+        })
+    }
+
+    /// Starts nginx on `count` free ports with the config `make(dir, ports)` writes.
+    fn try_start_with(
+        name: &str,
+        count: usize,
+        make: impl FnOnce(&Path, &[u16]) -> String,
+    ) -> Result<Nginx, String> {
         let dir = std::env::temp_dir().join(format!(
             "attestgate-nginx-{name}-{}-{}",
             std::process::id(),
@@ -177,12 +213,8 @@ impl Nginx {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ports: Vec<u16> = servers.iter().map(|_| free_port()).collect();
-        std::fs::write(
-            dir.join("nginx.conf"),
-            conf(&dir, servers, &ports, upstream),
-        )
-        .unwrap();
+        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        std::fs::write(dir.join("nginx.conf"), make(&dir, &ports)).unwrap();
         let child = Command::new(nginx_binary())
             .arg("-p")
             .arg(&dir)
@@ -1229,44 +1261,424 @@ fn a_signed_body_is_read_and_decided_on() {
     assert!(!log.contains("[error]"), "{log}");
 }
 
-/// The Kong (>= 3.11) plugin, `native/kong/attestgate/{handler,schema}.lua`, run in real NGINX
-/// with the real Lua module and library, but with a minimal stand-in for the few PDK calls it
-/// makes (`native/kong/spec/handler_spec.lua`). This is NOT a running Kong.
+/// lua-resty-core's header table looks every key up as a header name (its `__index`), so a
+/// client's header named `1` made `headers[1]` look like a list: the module then saw no
+/// header at all (no token: `token_missing`; and a spoofed claim header not stripped under a
+/// bypass or monitor rule). The module reads the table raw.
 #[test]
-fn the_kong_plugin_against_a_pdk_stand_in() {
+fn a_header_named_1_hides_no_header_from_the_gate() {
     let recorder = RecordingUpstream::start().unwrap();
+    let servers = [server(
+        "header-1",
+        format!(
+            r#"{{"keys":{{"approov_secret":"{SECRET}"}},"claim_to_headers":[{{"claim":"did","header":"X-Device-Id"}}]}}"#
+        ),
+    )];
+    let nginx = Nginx::start("header-1", &servers, recorder.port());
     let now = unix_now();
     let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
     let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-1"}));
+    for name in ["1", "2"] {
+        let headers = [
+            h(name, "one"),
+            h("x-device-id", "attacker"),
+            h("approov-token", &good),
+        ];
+        let reply = Conn::open(nginx.ports[0])
+            .send("GET", "/v1/shapes", "api.example.com", &headers, b"")
+            .unwrap();
+        assert_eq!(reply.status, 200, "header {name}: {reply:?}");
+        let id = reply.header(REQUEST_ID).unwrap_or_default().to_owned();
+        let upstream = recorder.find(REQUEST_ID, &id).unwrap();
+        assert_eq!(upstream.values("x-device-id"), ["dev-1"], "{upstream:?}");
+        assert!(upstream.values("approov-token").is_empty(), "{upstream:?}");
+        assert_eq!(upstream.values(name), ["one"], "{upstream:?}");
+        let headers = [h(name, "one"), h("approov-token", &expired)];
+        let reply = Conn::open(nginx.ports[0])
+            .send("GET", "/v1/shapes", "api.example.com", &headers, b"")
+            .unwrap();
+        assert_eq!(
+            (reply.status, reply.header("x-attestgate-reason")),
+            (401, Some("token_expired")),
+            "header {name}: {reply:?}"
+        );
+    }
+}
+
+/// A JSON string as a Lua string literal.
+fn lua_string(text: &str) -> String {
+    let mut out = String::from("\"");
+    for byte in text.bytes() {
+        match byte {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            0x20..=0x7e => out.push(byte as char),
+            other => out.push_str(&format!("\\{other:03}")),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A JSON value as a Lua table constructor (null is `ngx.null`): a plugin config as the
+/// Admin API decodes it.
+fn lua_value(value: &Value) -> String {
+    match value {
+        Value::Null => "ngx.null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => lua_string(s),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(lua_value).collect();
+            format!("{{ {} }}", items.join(", "))
+        }
+        Value::Object(map) => {
+            let fields: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("[{}] = {}", lua_string(k), lua_value(v)))
+                .collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
+    }
+}
+
+/// `max_headers 2000;` when this NGINX has the directive (Debian's 1.22 build does, default
+/// 1000, and answers 400 itself above it; OpenResty, which Kong runs, has no such limit): the
+/// test must reach Kong's own cap of 1000 in `kong.request.get_headers`.
+fn max_headers_directive() -> &'static str {
+    let binary = std::fs::read(nginx_binary()).unwrap_or_default();
+    if binary.windows(11).any(|w| w == b"max_headers") {
+        "max_headers 2000;"
+    } else {
+        ""
+    }
+}
+
+/// NGINX under the Kong stand-in (`native/kong/spec/kong_standin.lua`): Kong's template's
+/// `underscores_in_headers on` and 8k `client_body_buffer_size`, the plugin's schema through
+/// the metaschema at start-up (an error stops NGINX), `configs` through the Admin API's
+/// validation (`{unchecked = ...}`: stored without it), `configure` in init_worker, and one
+/// location per config (`/` the first, `/c2`, `/c3`, ... the others) in front of the recorder.
+fn kong_nginx(name: &str, configs: &[Value], upstream: u16) -> Result<Nginx, String> {
     let kong = root().join("native/kong").canonicalize().unwrap();
-    let mut spec = server(
-        "kong-spec",
-        format!(r#"{{"keys":{{"approov_secret":"{SECRET}"}}}}"#),
-    );
-    spec.extra = format!(
-        r#"location = /kong-spec {{
+    let spec = kong.join("spec");
+    let lua = root().join("native/lua").canonicalize().unwrap();
+    let configs_lua: Vec<String> = configs.iter().map(lua_value).collect();
+    let mut locations = String::new();
+    for n in 1..=configs.len() {
+        let path = if n == 1 {
+            "/".to_owned()
+        } else {
+            format!("/c{n}")
+        };
+        locations.push_str(&format!(
+            r#"
+    location {path} {{
+      access_by_lua_block {{ require("kong_standin").access({n}) }}
+      header_filter_by_lua_block {{ require("kong_standin").report_headers() }}
+      add_header {REQUEST_ID} $request_id always;
+      proxy_pass http://recorder;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header {REQUEST_ID} $request_id;
+    }}"#
+        ));
+    }
+    Nginx::try_start_with(name, 1, |dir, ports| {
+        format!(
+            r#"load_module {MODULES}/ndk_http_module.so;
+load_module {MODULES}/ngx_http_lua_module.so;
+{user}daemon off;
+master_process on;
+worker_processes 2;
+error_log {dir}/error.log notice;
+pid {dir}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  # As Kong's nginx template sets them.
+  underscores_in_headers on;
+  client_body_buffer_size 8k;
+  large_client_header_buffers 8 256k;
+  {max_headers}
+  lua_package_path "{lua}/?.lua;{spec}/?.lua;;";
+  lua_shared_dict attestgate_counters 1m;
+  lua_shared_dict prometheus_metrics 1m;
+  init_by_lua_block {{
+    require("kong_standin").install({kong:?}, {lib:?}, {{ {configs} }})
+  }}
+  init_worker_by_lua_block {{ require("kong_standin").init_worker(true) }}
+  upstream recorder {{ server 127.0.0.1:{upstream}; keepalive 16; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location = /kong-spec {{
       content_by_lua_block {{
-        local spec = dofile({dir:?} .. "/spec/handler_spec.lua")
-        local ok, report = pcall(spec.run, {dir:?}, {{ good = {good:?}, expired = {expired:?} }}, {SECRET:?})
+        local ok, report = pcall(dofile({spec_file:?}).run, {SECRET:?})
         report = ok and report or ("not ok - the spec raised: " .. tostring(report))
         ngx.header["Content-Length"] = #report
         ngx.print(report)
       }}
-    }}"#,
-        dir = kong.display().to_string(),
-    );
-    let nginx = Nginx::start("kong", &[spec], recorder.port());
-    let reply = Conn::open(nginx.ports[0])
+    }}
+    location = /kong-rebuild {{
+      content_by_lua_block {{
+        require("kong_standin").rebuild()
+        ngx.header["Content-Length"] = 8
+        ngx.print("rebuilt\n")
+      }}
+    }}
+    location = /kong-metrics {{
+      content_by_lua_block {{ require("kong_standin").metrics() }}
+    }}{locations}
+  }}
+}}
+"#,
+            user = user_directive(),
+            max_headers = max_headers_directive(),
+            dir = dir.display(),
+            lua = lua.display(),
+            spec = spec.display(),
+            kong = kong.display().to_string(),
+            lib = library().display().to_string(),
+            configs = configs_lua.join(", "),
+            port = ports[0],
+            spec_file = spec.join("handler_spec.lua").display().to_string(),
+        )
+    })
+}
+
+/// The Kong (>= 3.11) plugin, `native/kong/attestgate/{handler,schema}.lua`, in real NGINX
+/// with the real Lua module and library, under a stand-in for Kong's runtime that does what
+/// Kong's source says it does (`native/kong/spec/kong_standin.lua`): the schema through
+/// Kong's metaschema rules, configs through Kong's validation and read back with Kong's own
+/// keys added, rebuilds through `configure`, `kong.response.exit` yielding, Kong's
+/// `get_headers` / `get_raw_body` shapes, `underscores_in_headers on`. This is NOT a running
+/// Kong.
+#[test]
+fn the_kong_plugin_against_a_pdk_stand_in() {
+    use attestgate_policy::signature::SignOptions;
+    use attestgate_testkit::{InstallSigner, SigningKey};
+
+    let recorder = RecordingUpstream::start().unwrap();
+    let components = ["@method", "@target-uri", "authorization", "content-digest"];
+    let main = serde_json::json!({
+        "keys": {"approov_secret": SECRET},
+        "claim_to_headers": [{"claim": "did", "header": "X-Device-Id"}],
+        "rules": [{"name": "pay", "path_prefix": "/v1/pay",
+                   "signature": {"mode": "required", "components": components,
+                                 "max_body_bytes": 16384}}],
+    });
+    // Stored as a data plane may hold what its library refuses (the Admin API would not).
+    let refused = serde_json::json!({"unchecked": {"keys": {"approov_secret": "short"}}});
+    let monitor = serde_json::json!({"keys": {"approov_secret": SECRET}, "mode": "monitor"});
+    let nginx = kong_nginx("kong", &[main, refused, monitor], recorder.port())
+        .unwrap_or_else(|log| panic!("NGINX under the Kong stand-in did not start:\n{log}"));
+    let port = nginx.ports[0];
+
+    // The schema and config handling, inside NGINX.
+    let reply = Conn::open(port)
         .send("GET", "/kong-spec", "localhost", &[], b"")
         .unwrap();
     println!("{}", reply.body);
     assert_eq!(reply.status, 200, "{reply:?}\n{}", nginx.log());
     let lines: Vec<&str> = reply.body.lines().collect();
-    assert!(lines.len() >= 10, "{}", reply.body);
+    assert!(lines.len() >= 14, "{}", reply.body);
     assert!(
         lines.iter().all(|l| l.starts_with("ok - ")),
         "{}\n{}",
         reply.body,
         nginx.log()
     );
+
+    let now = unix_now();
+    let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
+    let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-1"}));
+    let send = |conn: &mut Conn, path: &str, headers: &[(String, String)], body: &[u8]| {
+        let method = if body.is_empty() { "GET" } else { "POST" };
+        let reply = conn
+            .send(method, path, "api.example.com", headers, body)
+            .expect("a reply");
+        let id = reply.header(REQUEST_ID).unwrap_or_default().to_owned();
+        (reply, recorder.find(REQUEST_ID, &id))
+    };
+    let serialized = |reply: &Reply| reply.header("x-test-serialized").unwrap_or("").to_owned();
+
+    // Allowed: the token and the spoofed claim header cleared, the claim set; a header named
+    // `1` hides nothing; the decision for Kong's log plugins; counted through Prometheus.
+    let (reply, upstream) = send(
+        &mut Conn::open(port),
+        "/v1/shapes?a=1",
+        &[
+            h("1", "one"),
+            h("X-Device-Id", "attacker"),
+            h("approov-token", &good),
+        ],
+        b"",
+    );
+    assert_eq!(reply.status, 200, "{reply:?}\n{}", nginx.log());
+    let upstream = upstream.expect("the allowed request reached the upstream");
+    assert_eq!(upstream.values("x-device-id"), ["dev-1"], "{upstream:?}");
+    assert!(upstream.values("approov-token").is_empty(), "{upstream:?}");
+    assert_eq!(upstream.target, "/v1/shapes?a=1");
+    assert_eq!(
+        serialized(&reply),
+        "attestgate{allow=true,monitored=false,reason=allowed,status=200}",
+        "{reply:?}"
+    );
+    assert!(
+        reply
+            .header("x-test-counted")
+            .unwrap_or("")
+            .contains("attestgate.allowed"),
+        "{reply:?}"
+    );
+
+    // Denied: kong.response.exit ends the handler; the JSON denial, nothing upstream.
+    let (reply, upstream) = send(
+        &mut Conn::open(port),
+        "/v1/shapes",
+        &[h("approov-token", &expired)],
+        b"",
+    );
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (401, Some("token_expired")),
+        "{reply:?}"
+    );
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert!(
+        reply.body.contains(r#""error":"token_expired""#),
+        "{reply:?}"
+    );
+    assert!(upstream.is_none());
+    assert!(
+        serialized(&reply).contains("reason=token_expired"),
+        "{reply:?}"
+    );
+
+    // Monitor: the denial goes on with the decision headers.
+    let (reply, upstream) = send(&mut Conn::open(port), "/c3/x", &[], b"");
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let upstream = upstream.unwrap();
+    assert_eq!(upstream.values("x-attestgate-decision"), ["deny"]);
+    assert_eq!(upstream.values("x-attestgate-reason"), ["token_missing"]);
+
+    // More than Kong's 1000 header fields: get_headers truncates, the plugin refuses.
+    let mut many = vec![h("approov-token", &good)];
+    many.extend((0..1000).map(|i| h(&format!("x-filler-{i}"), "v")));
+    let (reply, upstream) = send(&mut Conn::open(port), "/v1/shapes", &many, b"");
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (500, Some("internal_error")),
+        "{reply:?}"
+    );
+    assert!(upstream.is_none());
+
+    // A config the library refuses: every request 500 config_invalid.
+    let (reply, upstream) = send(
+        &mut Conn::open(port),
+        "/c2/x",
+        &[h("approov-token", &good)],
+        b"",
+    );
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (500, Some("config_invalid")),
+        "{reply:?}"
+    );
+    assert!(upstream.is_none());
+    assert!(
+        serialized(&reply).contains("reason=config_invalid"),
+        "{reply:?}"
+    );
+
+    // Signed bodies: one over client_body_buffer_size (8k) is in a file, which Kong's
+    // get_raw_body() does not read; the plugin reads it, bounded by max_body_bytes.
+    let install = InstallSigner::from_slice(&[9; 32]).unwrap();
+    let claims = serde_json::json!({"exp": now + 300, "did": "d1", "ipk": install.ipk()});
+    let signed_token = SigningKey::hs256_from_base64_secret(SECRET)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+    let signed = |body: &[u8]| -> Vec<(String, String)> {
+        let request = attestgate_policy::Request::new("POST", "/v1/pay")
+            .with_host("api.example.com")
+            .with_header("approov-token", signed_token.as_str())
+            .with_header("authorization", "Bearer session-1")
+            .with_body(body.to_vec());
+        install
+            .sign_request(request, &SignOptions::new(components, now))
+            .unwrap()
+            .headers
+            .iter()
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+            .collect()
+    };
+    for size in [100, 12_000] {
+        let body = vec![b'a'; size];
+        let (reply, upstream) = send(&mut Conn::open(port), "/v1/pay", &signed(&body), &body);
+        assert_eq!(
+            reply.status,
+            200,
+            "{size} bytes: {reply:?}\n{}",
+            nginx.log()
+        );
+        assert!(upstream.is_some());
+        let mut changed = body.clone();
+        changed[size - 1] = b'b';
+        let (reply, _) = send(&mut Conn::open(port), "/v1/pay", &signed(&body), &changed);
+        assert_eq!(
+            (reply.status, reply.header("x-attestgate-reason")),
+            (401, Some("request_signature_invalid")),
+            "{size} bytes: {reply:?}"
+        );
+    }
+    let huge = vec![b'a'; 40_000];
+    let (reply, upstream) = send(&mut Conn::open(port), "/v1/pay", &signed(&huge), &huge);
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (413, Some("body_too_large")),
+        "{reply:?}"
+    );
+    assert!(upstream.is_none());
+
+    // A rebuild of Kong's plugin list hands over new config tables: the gate, and its
+    // decision cache, stay (one connection: one worker).
+    let fresh = token(&serde_json::json!({"exp": now + 300, "did": "dev-rebuild"}));
+    let mut conn = Conn::open(port);
+    let counted = |conn: &mut Conn| {
+        let (reply, _) = send(conn, "/v1/shapes", &[h("approov-token", &fresh)], b"");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.header("x-test-counted").unwrap_or("").to_owned()
+    };
+    assert!(counted(&mut conn).contains("attestgate.cache.misses"));
+    assert!(counted(&mut conn).contains("attestgate.cache.hits"));
+    let reply = conn
+        .send("GET", "/kong-rebuild", "localhost", &[], b"")
+        .unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let after = counted(&mut conn);
+    assert!(
+        after.contains("attestgate.cache.hits"),
+        "the rebuild lost the gate's cache: {after}"
+    );
+
+    // The counters, as Kong's Prometheus plugin would export them.
+    let metrics = Conn::open(port)
+        .send("GET", "/kong-metrics", "localhost", &[], b"")
+        .unwrap()
+        .body;
+    for line in [
+        r#"kong_attestgate_total{counter="attestgate.denied.token_expired"} 1"#,
+        r#"kong_attestgate_total{counter="attestgate.denied.config_invalid"} 1"#,
+        r#"kong_attestgate_total{counter="attestgate.monitored_denied.token_missing"} 1"#,
+        r#"kong_attestgate_total{counter="attestgate.errors"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
+    assert!(metrics.contains(r#"kong_attestgate_total{counter="attestgate.allowed"}"#));
 }

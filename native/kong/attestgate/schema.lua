@@ -6,10 +6,11 @@ local typedefs = require "kong.db.schema.typedefs"
 
 local config = {
   type = "record",
-  description = "The attestgate filter's configuration: the same JSON the filter gets in Envoy. Kong passes it to the filter as a JSON string, which on_configure parses and loads; the filter still checks what a schema cannot (key material, Rego, cross-field rules).",
+  description = "The gate's JSON config (the filter's config in Envoy) as plugin fields; the library loads it and checks what this schema cannot (key material, Rego, cross-field rules).",
   fields = {
     { ["audiences"] = { type = "array", elements = { type = "string" }, len_min = 1, description = "Accepted `aud` values, when set: the token's `aud` must contain one of them." } },
     { ["binding"] = {
+      required = false,
       type = "record",
       description = "Token binding: the hash of chosen request headers carried in a claim.",
       fields = {
@@ -19,6 +20,7 @@ local config = {
       },
     } },
     { ["cache"] = {
+      required = false,
       type = "record",
       description = "The per-worker decision cache: on by default, 10 000 entries.",
       fields = {
@@ -34,12 +36,14 @@ local config = {
       },
     }, description = "Verified claims copied into upstream request headers." } },
     { ["denylist"] = {
+      required = false,
       type = "record",
       description = "Devices to refuse (`device_denied`), inline and/or fetched.",
       fields = {
         { ["claim"] = { type = "string", len_min = 1, description = "The claim holding the device id." } },
         { ["devices"] = { type = "array", elements = { type = "string" }, description = "Device ids given inline." } },
         { ["remote"] = {
+          required = false,
           type = "record",
           description = "A list fetched and refreshed like a remote JWKS: `{\"devices\": [\"id\", ...]}`.",
           fields = {
@@ -55,6 +59,7 @@ local config = {
     } },
     { ["forward"] = { type = "boolean", description = "Whether the token header goes on to the upstream (jwt_authn's `forward`)." } },
     { ["host_verification"] = {
+      required = false,
       type = "record",
       description = "Hybrid mode: the gateway verified the token's signature before the filter ran (Envoy's `jwt_authn`, whose BoringSSL is several times faster at ES256/RS256 than verifying in wasm). The gate then checks everything but the signature.",
       fields = {
@@ -64,6 +69,7 @@ local config = {
     } },
     { ["issuer"] = { type = "string", description = "Required `iss` claim, when set." } },
     { ["keys"] = {
+      required = false,
       type = "record",
       description = "The keys tokens may be signed with. Leave empty with `host_verification`.",
       fields = {
@@ -79,7 +85,7 @@ local config = {
             { ["k"] = { type = "string", description = "oct secret, base64url; at least 32 bytes (48 for HS384, 64 for HS512)." } },
             { ["key_ops"] = { type = "array", elements = { type = "string" }, description = "When present, must include \"verify\"." } },
             { ["kid"] = { type = "string", description = "Key id, matched against the token's kid; unique across keys." } },
-            { ["kty"] = { type = "string", one_of = { "oct", "EC", "RSA", "OKP" }, required = true, description = "Key type." } },
+            { ["kty"] = { type = "string", one_of = { "oct", "EC", "RSA", "OKP" }, required = true, description = "`kty`: Key type." } },
             { ["n"] = { type = "string", description = "RSA modulus, base64url; at least 2048 bits." } },
             { ["use"] = { type = "string", one_of = { "sig" }, description = "Only signature keys are accepted." } },
             { ["x"] = { type = "string", description = "EC or OKP public key, base64url." } },
@@ -91,6 +97,7 @@ local config = {
           },
         }, description = "Public JWKs (or `oct` secrets), each pinned to one algorithm." } },
         { ["remote"] = {
+          required = false,
           type = "record",
           description = "A JWKS fetched from an upstream and refreshed, so keys rotate without a redeploy. Used beside the local keys; with no local keys, requests are refused with `keys_unavailable` until the first fetch succeeds.",
           fields = {
@@ -109,10 +116,11 @@ local config = {
     { ["log_decisions"] = { type = "boolean", description = "Whether the filter logs every decision as JSON at debug level (for diagnosis and for `attestgate check --wasm`; off in production, where it costs a serialization per request)." } },
     { ["mode"] = { type = "string", one_of = { "enforce", "monitor" }, description = "Default mode for requests no rule matches (`bypass` only in a rule)." } },
     { ["policy"] = {
+      required = false,
       type = "record",
       description = "Rego device-trust policy. Without one, a verified token is enough.",
       fields = {
-        { ["data"] = { type = "json", json_schema = { inline = { type = "object" } }, description = "Policy data, visible as `data` (the default policy reads `data.device_trust`)." } },
+        { ["data"] = { type = "json", json_schema = { inline = { type = { "object", "null" } } }, description = "Policy data, visible as `data` (the default policy reads `data.device_trust`)." } },
         { ["entrypoint"] = { type = "string", description = "Rule whose value is the decision." } },
         { ["module_files"] = { type = "array", elements = { type = "string" }, len_max = 0, description = "Rego files to read. Only the CLI reads files (it moves them into `modules`); the filter refuses them, and so does the schema." } },
         { ["modules"] = { type = "map", keys = { type = "string" }, values = { type = "string" }, len_min = 1, required = true, description = "Rego v1 modules by file name, inlined: the filter reads no files." } },
@@ -131,6 +139,7 @@ local config = {
         { ["path_prefix"] = { type = "string", description = "Path prefix, matched on segment boundaries unless `prefix_match` says `string`: `/beta` matches `/beta` and `/beta/…`, not `/betamax`." } },
         { ["prefix_match"] = { type = "string", one_of = { "segment", "string" }, description = "How `path_prefix` matches: `segment` (default, like Envoy's `path_separated_prefix`) or `string` (any path that starts with the prefix's characters)." } },
         { ["rate_limit"] = {
+          required = false,
           type = "record",
           description = "Per-device rate limit for matching requests (by source IP when the token has no device id), shared by the gateway's workers.",
           fields = {
@@ -139,6 +148,7 @@ local config = {
           },
         } },
         { ["signature"] = {
+          required = false,
           type = "record",
           description = "Request signatures for matching requests, replacing the top-level `signature`.",
           fields = {
@@ -158,6 +168,7 @@ local config = {
       },
     }, description = "Per-route rules, first match wins." } },
     { ["signature"] = {
+      required = false,
       type = "record",
       description = "Install-key request signatures (RFC 9421) for requests no rule configures; off by default.",
       fields = {
@@ -175,6 +186,7 @@ local config = {
       },
     } },
     { ["token"] = {
+      required = false,
       type = "record",
       description = "Where the token is found in the request.",
       fields = {

@@ -1,135 +1,114 @@
--- The Kong plugin (handler.lua, schema.lua) against the real Lua module and libattestgate.so,
--- with a MINIMAL STAND-IN for the PDK calls the handler makes. This is not a running Kong:
--- native/tests/nginx.rs runs it in real NGINX (content_by_lua) and reads the report.
+-- The Kong plugin's schema and config handling under the Kong stand-in (kong_standin.lua,
+-- kong_schema_standin.lua), with the real Lua module and libattestgate.so. This is not a
+-- running Kong: native/tests/nginx.rs runs it in real NGINX (content_by_lua) and reads the
+-- report; the request path is tested there with real requests through the same stand-in.
 local M = {}
 
-function M.run(dir, tokens, secret)
+function M.run(secret)
     local report = {}
     local function check(name, ok, detail)
         report[#report + 1] = (ok and "ok - " or "not ok - ") .. name
             .. ((not ok and detail) and (": " .. tostring(detail)) or "")
     end
 
-    package.loaded["kong.db.schema.typedefs"] = {
-        no_consumer = { type = "foreign", reference = "consumers", eq = ngx.null },
-        protocols_http = { type = "set", elements = { type = "string" } },
-    }
-    package.loaded["kong.plugins.attestgate.schema"] = nil
-    package.loaded["kong.plugins.attestgate.handler"] = nil
-    package.preload["kong.plugins.attestgate.schema"] = function()
-        return dofile(dir .. "/attestgate/schema.lua")
-    end
-    package.preload["kong.plugins.attestgate.handler"] = function()
-        return dofile(dir .. "/attestgate/handler.lua")
-    end
-
-    local calls
-    local function fake_kong(req)
-        calls = { cleared = {}, set = {}, logs = {} }
-        kong = {
-            request = {
-                get_raw_path = function() return req.path or "/" end,
-                get_raw_query = function() return req.query or "" end,
-                get_headers = function() return req.headers or {} end,
-                get_method = function() return req.method or "GET" end,
-                get_host = function() return "api.example.com" end,
-                get_raw_body = function() return req.body or "" end,
-            },
-            client = { get_forwarded_ip = function() return "127.0.0.1" end },
-            service = { request = {
-                clear_header = function(n) calls.cleared[#calls.cleared + 1] = n end,
-                set_header = function(n, v) calls.set[#calls.set + 1] = n .. "=" .. v end,
-            } },
-            response = { exit = function(status, body, headers)
-                calls.exit = { status = status, body = body, headers = headers }
-            end },
-            log = {
-                err = function(...) calls.logs[#calls.logs + 1] = table.concat({ ... }) end,
-                info = function() end,
-            },
-            ctx = { plugin = {} },
-        }
-    end
-    local function has(list, value)
-        for _, v in ipairs(list) do
-            if v == value then return true end
-        end
-        return false
-    end
-
-    local schema = require "kong.plugins.attestgate.schema"
+    local standin = require "kong_standin"
+    local schema_standin = require "kong_schema_standin"
+    local attestgate = require "attestgate"
     local handler = require "kong.plugins.attestgate.handler"
-    local config
-    for _, entry in ipairs(schema.fields) do
-        if entry.config then config = entry.config end
-    end
+    local schema = require "kong.plugins.attestgate.schema"
+    local record = standin.state.config_record
+
+    check("the schema passes the metaschema stand-in", schema_standin.check_plugin_schema(schema))
     check("the schema is a plugin schema with a config record",
-        schema.name == "attestgate" and config and config.type == "record")
+        schema.name == "attestgate" and record and record.type == "record")
 
-    -- A config as Kong hands it over: every absent optional field is null, arrays are tables.
-    local function conf(extra)
-        local c = {
-            keys = { approov_secret = secret, keys = ngx.null, remote = ngx.null },
-            claim_to_headers = { { claim = "did", header = "X-Device-Id" } },
-            rules = {}, audiences = ngx.null, binding = ngx.null, policy = ngx.null,
-            issuer = ngx.null, forward = false, cache = { entries = 100 }, denylist = ngx.null,
-            signature = ngx.null, token = ngx.null, host_verification = ngx.null,
-            mode = "enforce",
-        }
-        for k, v in pairs(extra or {}) do c[k] = v end
-        return c
+    -- What the Admin API stores and the handler is then given (select), as JSON for the gate.
+    local function stored_json(conf)
+        local ok, err = schema_standin.validate_config(record, conf)
+        if not ok then return nil, err end
+        local wrap = { fields = { { config = record } } }
+        local inserted = schema_standin.process(wrap, { config = conf }, "insert").config
+        local selected = schema_standin.process(wrap, { config = inserted }, "select").config
+        return handler.config_json(selected)
     end
 
-    local ok, err = config.custom_validator(conf())
-    check("the validator accepts a good config (nulls and an empty array)", ok == true, err)
-    ok, err = config.custom_validator(conf({ mode = "sideways" }))
-    check("the validator refuses a bad mode with the library's message",
-        ok == nil and tostring(err):find("sideways", 1, true), err)
-    ok, err = config.custom_validator(conf({ keys = { approov_secret = "short" } }))
-    check("the validator refuses what the schema cannot see (a short secret)", ok == nil, err)
+    -- Kong makes every nested record without `required = false` required and fills it in:
+    -- a minimal config must come through as it was given.
+    local minimal = '{"keys":{"approov_secret":"' .. secret .. '"}}'
+    local text, err = stored_json({ keys = { approov_secret = secret } })
+    check("a minimal config passes Kong's validation and reaches the gate as given",
+        text == minimal, text or err)
+    check("... and the gate loads it", text and attestgate.new(text) ~= nil)
 
-    local enforce = conf()
-    fake_kong({ path = "/v1/shapes", query = "a=1",
-        headers = { ["approov-token"] = tokens.good, ["x-device-id"] = { "spoof", "spoof2" } } })
-    handler:access(enforce)
-    check("allowed: no reply", calls.exit == nil, calls.exit and calls.exit.body)
-    check("allowed: the token and the spoofed claim header are cleared",
-        has(calls.cleared, "approov-token") and has(calls.cleared, "x-device-id")
-        and has(calls.cleared, "x-attestgate-reason"), table.concat(calls.cleared, ","))
-    check("allowed: the verified claim is set", has(calls.set, "x-device-id=dev-1"),
-        table.concat(calls.set, ","))
-    check("allowed: the decision is in kong.ctx.plugin",
-        kong.ctx.plugin.decision and kong.ctx.plugin.decision.reason == "allowed")
+    -- A json field absent is null to Kong's validation (policy.data).
+    local modules = { ["p.rego"] = "package attestgate\nimport rego.v1\ndefault allow := true\n" }
+    text, err = stored_json({ keys = { approov_secret = secret },
+        policy = { modules = modules, entrypoint = "data.attestgate.allow" } })
+    check("a policy without data (a null json field) passes Kong's validation",
+        text ~= nil and not text:find('"data"', 1, true), text or err)
+    text, err = stored_json({ keys = { approov_secret = secret },
+        policy = { modules = modules, entrypoint = "data.attestgate.allow",
+                   data = { device_trust = { min = 3 } } } })
+    check("policy data (a json object) reaches the gate",
+        text ~= nil and text:find('"data":{"device_trust":{"min":3}}', 1, true), text or err)
 
-    fake_kong({ path = "/v1/shapes", headers = { ["approov-token"] = tokens.expired } })
-    handler:access(enforce)
-    check("denied: 401 token_expired with the JSON body",
-        calls.exit and calls.exit.status == 401
-        and calls.exit.headers["x-attestgate-reason"] == "token_expired"
-        and calls.exit.headers["content-type"] == "application/json"
-        and calls.exit.body:find('"error":"token_expired"', 1, true) ~= nil
-        and #calls.set == 0 and #calls.cleared == 0)
+    local ok
+    ok, err = schema_standin.validate_config(record, { keys = { approov_secret = secret },
+        mode = "sideways" })
+    check("a bad mode is refused", ok == nil and tostring(err):find("mode", 1, true), err)
+    ok, err = schema_standin.validate_config(record, { keys = { approov_secret = "short" } })
+    check("what the schema cannot see (a short secret) is refused by the library",
+        ok == nil and tostring(err):find("secret", 1, true), err)
+    ok, err = schema_standin.validate_config(record, { mode = "monitor" })
+    check("neither keys nor host_verification is refused (at_least_one_of)", ok == nil, err)
+    ok, err = schema_standin.validate_config(record, { keys = { approov_secret = secret },
+        moode = "monitor" })
+    check("an unknown field is refused", ok == nil and tostring(err):find("moode", 1, true), err)
+    ok, err = schema_standin.validate_config(record, { keys = { approov_secret = secret },
+        claim_to_headers = { { claim = "did", header = "X-Device-Id" } }, rules = {} })
+    check("an empty array and a list of records pass", ok == true, err)
 
-    fake_kong({ path = "/v1/shapes", headers = {} })
-    handler:access(conf({ mode = "monitor" }))
-    check("monitor: a denial goes on with the decision headers",
-        calls.exit == nil and has(calls.set, "x-attestgate-decision=deny")
-        and has(calls.set, "x-attestgate-reason=token_missing"), table.concat(calls.set, ","))
+    ok, err = schema_standin.validate_config(record, { keys = { approov_secret = secret },
+        token = { prefix = "" } })
+    check("an empty string is refused (Kong's strings have len_min 1 unless they say)",
+        ok == nil and tostring(err):find("prefix", 1, true), err)
 
-    fake_kong({ path = "/v1/shapes", headers = { ["approov-token"] = tokens.good } })
-    handler:access(conf({ mode = "sideways" }))
-    check("a config the library refuses: 500 config_invalid, logged",
-        calls.exit and calls.exit.status == 500
-        and calls.exit.headers["x-attestgate-reason"] == "config_invalid" and #calls.logs == 1)
+    -- The stand-in itself: it must refuse what Kong refuses, or the checks above prove little.
+    local function tiny(description, inner)
+        return { name = "tiny", fields = { { config = { type = "record", fields = {
+            { a = { type = "string", description = description } },
+            { inner = inner },
+        } } } } }
+    end
+    local inner = { type = "record", fields = { { x = { type = "string", required = true } } } }
+    check("stand-in: a 9-byte description is refused",
+        schema_standin.check_plugin_schema(tiny("Key type.", inner)) == nil)
+    check("stand-in: a 501-byte description is refused",
+        schema_standin.check_plugin_schema(tiny(string.rep("d", 501), inner)) == nil)
+    local tiny_record = schema_standin.load_plugin_schema(tiny("Ten bytes!", inner))
+    ok = tiny_record and schema_standin.validate_config(tiny_record, { a = "v" })
+    check("stand-in: a nested record without required = false is made required and filled in",
+        tiny_record and not ok)
+    local optional = { type = "record", required = false, fields = inner.fields }
+    tiny_record = schema_standin.load_plugin_schema(tiny("Ten bytes!", optional))
+    check("stand-in: ... and one with required = false stays optional",
+        tiny_record and schema_standin.validate_config(tiny_record, { a = "v" }) == true)
+    local json_record = schema_standin.load_plugin_schema({ name = "tiny", fields = { { config = {
+        type = "record", fields = { { d = { type = "json",
+            json_schema = { inline = { type = "object" } } } } } } } } })
+    check("stand-in: a null json field fails type = object",
+        json_record and schema_standin.validate_config(json_record, {}) == nil)
 
-    -- Counted in the shared dict the test's nginx.conf declares, under the filter's names.
-    local dict = ngx.shared.attestgate_counters
-    local function count(name) return dict and dict:get(name) or 0 end
-    check("every decision is counted under the filter's names",
-        count("attestgate.allowed") == 1 and count("attestgate.denied.token_expired") == 1
-        and count("attestgate.monitored_denied.token_missing") == 1
-        and count("attestgate.denied.config_invalid") == 1 and count("attestgate.denied") == 2,
-        dict and table.concat(dict:get_keys(0), ",") or "no shared dict")
+    -- The table the handler receives also holds Kong's own keys: never the gate's business.
+    local live = standin.state.live[1]
+    check("the stand-in hands over Kong's keys", live.__key__ and live.__seq__
+        and live.service_id and live.__plugin_id and live.__ws_id ~= nil)
+    text, err = handler.config_json(live)
+    check("Kong's keys are not encoded", text and not text:find("__", 1, true)
+        and not text:find("service_id", 1, true) and not text:find("plugin_instance_name", 1, true),
+        text or err)
+    local gate, gate_err = attestgate.new(text or "")
+    check("the config Kong hands over loads", gate ~= nil, gate_err)
 
     return table.concat(report, "\n") .. "\n"
 end
