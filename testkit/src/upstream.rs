@@ -62,6 +62,19 @@ impl ReceivedRequest {
         self.headers.iter().any(|(n, _)| n == name)
     }
 
+    /// The headers that arrived with this exact value (a test's forgeries, say).
+    ///
+    /// ```
+    /// let request = attestgate_testkit::upstream::ReceivedRequest {
+    ///     target: "/".into(),
+    ///     headers: vec![("x_a".into(), "spoofed".into()), ("x-a".into(), "d1".into())],
+    /// };
+    /// assert_eq!(request.valued("spoofed"), [&("x_a".to_owned(), "spoofed".to_owned())]);
+    /// ```
+    pub fn valued(&self, value: &str) -> Vec<&(String, String)> {
+        self.headers.iter().filter(|(_, v)| v == value).collect()
+    }
+
     /// Every value an application behind a CGI-style gateway reads as the header `name`:
     /// RFC 3875 §4.1.18 names the variable `HTTP_` + the name upper-cased with `-` as `_`,
     /// so `X-Device-Id` and `x_device_id` both arrive as `HTTP_X_DEVICE_ID` (as in WSGI, Rack
@@ -82,6 +95,24 @@ impl ReceivedRequest {
             .map(|(_, v)| v.as_str())
             .collect()
     }
+}
+
+/// A client's forgeries: `(spelling, "spoofed")` for every [`spellings`] of each name, but
+/// for the spellings of `token_header` that the gate reads as the token (any case).
+///
+/// ```
+/// use attestgate_testkit::upstream::spoofed_spellings;
+/// let spoofs = spoofed_spellings(&["approov-token"], "approov-token");
+/// assert_eq!(spoofs.len(), 4); // x_, X_, title_ and . spellings: not the dashed three
+/// assert!(spoofs.iter().all(|(name, value)| !name.contains('-') && value == "spoofed"));
+/// ```
+pub fn spoofed_spellings(names: &[&str], token_header: &str) -> Vec<(String, String)> {
+    names
+        .iter()
+        .flat_map(|name| spellings(name))
+        .filter(|name| !name.eq_ignore_ascii_case(token_header))
+        .map(|name| (name, "spoofed".to_owned()))
+        .collect()
 }
 
 /// `X-Device-Id` → `HTTP_X_DEVICE_ID` (RFC 3875 §4.1.18).
