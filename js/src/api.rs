@@ -394,21 +394,79 @@ mod tests {
     fn what_the_js_build_and_the_worker_cannot_carry_out_is_refused_at_load() {
         let remote = json!({"upstream": "u", "authority": "a.example", "path": "/x"});
         for (extra, field) in [
-            (json!({"rules": [{"rate_limit": {"requests": 1, "per_seconds": 600}}]}), "`rules[0].rate_limit`"),
+            (
+                json!({"rules": [{"rate_limit": {"requests": 1, "per_seconds": 600}}]}),
+                "`rules[0].rate_limit`",
+            ),
             (json!({"denylist": {"remote": remote}}), "`denylist.remote`"),
             (json!({"log_decisions": true}), "`log_decisions`"),
         ] {
-            for (host, name) in [(Host::Js, "the JavaScript build"), (Host::Worker, "the Cloudflare Worker")] {
+            for (host, name) in [
+                (Host::Js, "the JavaScript build"),
+                (Host::Worker, "the Cloudflare Worker"),
+            ] {
                 let checked = check_config(&config(extra.clone()), host);
                 let error = checked["error"].as_str().unwrap_or_default();
-                assert!(error.starts_with(&format!("unsupported {field}")) && error.contains(name), "{error}");
+                assert!(
+                    error.starts_with(&format!("unsupported {field}")) && error.contains(name),
+                    "{error}"
+                );
             }
         }
         let remote_keys = json!({"keys": {"remote": remote}}).to_string();
-        assert!(load(&remote_keys, Host::Worker).unwrap_err().contains("unsupported `keys.remote`"));
+        assert!(load(&remote_keys, Host::Worker)
+            .unwrap_err()
+            .contains("unsupported `keys.remote`"));
         assert_eq!(host(None), Ok(Host::Js));
         assert_eq!(host(Some("worker")), Ok(Host::Worker));
         assert!(host(Some("envoy")).is_err() && host(Some("nope")).is_err());
+    }
+
+    /// Request signatures in the JavaScript build (and the Worker, which calls these two): the
+    /// body is asked for when a signature covers `content-digest`, verified when handed over,
+    /// refused when tampered with or missing.
+    #[test]
+    fn a_signed_body_is_asked_for_and_verified() {
+        use attestgate_policy::signature::AccountKey;
+        use attestgate_testkit::{ApproovSigner, InstallSigner};
+        const ACCOUNT: &str = "YWNjb3VudC1tZXNzYWdlLXNpZ25pbmcta2V5LTMyYnl0ZXMhIQ==";
+        let install = InstallSigner::from_slice(&[21; 32]).unwrap();
+        let gate = load(
+            &config(
+                json!({"signature": {"mode": "required", "account_secret": ACCOUNT,
+                                         "max_body_bytes": 64}}),
+            ),
+            Host::Worker,
+        )
+        .unwrap();
+        let token = token(json!({"did": "d1", "ipk": install.ipk()}));
+        let body = br#"{"to":"alice","amount":100}"#.to_vec();
+        let request = attestgate_policy::Request::new("POST", "/pay")
+            .with_host("api.example.com")
+            .with_header("approov-token", token.as_str())
+            .with_header("content-type", "application/json")
+            .with_body(body.clone());
+        let signer = ApproovSigner {
+            install: Some(install),
+            account: Some(AccountKey::from_base64(ACCOUNT).unwrap()),
+        };
+        let signed = signer.sign_request(request, NOW).unwrap();
+        let headers: Vec<Value> = signed.headers.iter().map(|(n, v)| json!([n, v])).collect();
+        let spec = json!({"method": "POST", "path": "/pay", "host": "api.example.com", "headers": headers});
+        assert_eq!(body_limit(&gate, spec.clone()).unwrap(), Some(64));
+        let decided = |body: &[u8]| {
+            plan(&gate, spec.clone(), Some(body.to_vec()), NOW).unwrap()["decision"]["reason"]
+                .clone()
+        };
+        assert_eq!(decided(&body), "allowed");
+        assert_eq!(
+            decided(br#"{"to":"mallory","amount":100}"#),
+            "request_signature_invalid"
+        );
+        let unsigned =
+            json!({"method": "POST", "path": "/pay", "headers": [["approov-token", token]]});
+        let planned = plan(&gate, unsigned, Some(body), NOW).unwrap();
+        assert_eq!(planned["decision"]["reason"], "request_signature_missing");
     }
 
     #[test]
@@ -443,7 +501,11 @@ mod tests {
     fn request_fields_reach_the_policy() {
         let policy = r#"package attestgate
 decision := {"allow": false, "reasons": [concat(" ", [input.request.method, input.request.path, input.request.host, input.request.source_ip, input.request.headers["x-a"]])]}"#;
-        let gate = load(&config(json!({"policy": {"modules": {"p.rego": policy}}})), Host::Js).unwrap();
+        let gate = load(
+            &config(json!({"policy": {"modules": {"p.rego": policy}}})),
+            Host::Js,
+        )
+        .unwrap();
         let spec = json!({"method": "PUT", "path": "/x?y", "authority": "api.test",
                           "source_ip": "203.0.113.9", "headers": [["X-A", "1"], ["x-a", "2"]]});
         let decision = check(&gate, Some(&token(json!({}))), spec, NOW).unwrap();

@@ -417,7 +417,13 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
     let refused: Vec<String> = materialized
         .gates
         .iter()
-        .filter_map(|gate| Some(format!("{}: {}", gate.name, gate.refused.get(&Runner::Nginx)?)))
+        .filter_map(|gate| {
+            Some(format!(
+                "{}: {}",
+                gate.name,
+                gate.refused.get(&Runner::Nginx)?
+            ))
+        })
         .collect();
     materialized
         .gates

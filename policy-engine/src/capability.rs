@@ -46,21 +46,26 @@ pub enum Capability {
     /// A decision cache kept between requests. Only a speed-up: a host without one decides
     /// the same, so its absence never refuses a config.
     DecisionCache,
+    /// An upstream the allowed request goes on to, with the header plan carried out. A host
+    /// without one (the CLI decides and prints) has nothing to forward, so its absence never
+    /// refuses a config either.
+    Upstream,
 }
 
 impl Capability {
     /// Every capability, in a stable order (the docs' columns).
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Fetch,
         Capability::SharedState,
         Capability::Body,
         Capability::VerifierRecord,
         Capability::DecisionLog,
         Capability::DecisionCache,
+        Capability::Upstream,
     ];
 
     /// A short stable name: `fetch`, `shared_state`, `body`, `verifier_record`,
-    /// `decision_log`, `decision_cache`.
+    /// `decision_log`, `decision_cache`, `upstream`.
     ///
     /// ```
     /// use attestgate_policy::capability::Capability;
@@ -74,6 +79,7 @@ impl Capability {
             Capability::VerifierRecord => "verifier_record",
             Capability::DecisionLog => "decision_log",
             Capability::DecisionCache => "decision_cache",
+            Capability::Upstream => "upstream",
         }
     }
 
@@ -88,14 +94,18 @@ impl Capability {
             Capability::Fetch => "fetching documents in the background (refreshed, last good kept)",
             Capability::SharedState => "state shared by all the gateway's workers",
             Capability::Body => "the request body",
-            Capability::VerifierRecord => "a gateway JWT verifier's record (Envoy jwt_authn metadata)",
+            Capability::VerifierRecord => {
+                "a gateway JWT verifier's record (Envoy jwt_authn metadata)"
+            }
             Capability::DecisionLog => "a debug log for each decision's JSON",
             Capability::DecisionCache => "a decision cache kept between requests",
+            Capability::Upstream => "an upstream that allowed requests go on to",
         }
     }
 
     /// Whether a host without it must refuse a config that uses it. Only the decision cache
-    /// may be missing: without it every decision is the uncached one.
+    /// and the upstream may be missing: without a cache every decision is the uncached one, and
+    /// without an upstream nothing is forwarded to be wrong.
     ///
     /// ```
     /// use attestgate_policy::capability::Capability;
@@ -103,7 +113,7 @@ impl Capability {
     /// assert!(!Capability::DecisionCache.refuses_without());
     /// ```
     pub fn refuses_without(self) -> bool {
-        self != Capability::DecisionCache
+        !matches!(self, Capability::DecisionCache | Capability::Upstream)
     }
 }
 
@@ -196,9 +206,10 @@ impl Host {
             Host::KongWasm => capability != C::VerifierRecord,
             // A per-worker library called from Lua: no background fetch, no state shared
             // between NGINX workers, no verifier; it returns decisions and logs nothing.
-            Host::Native => matches!(capability, C::Body | C::DecisionCache),
-            // Request in, decision out: no background, no shared state, no cache.
-            Host::Js | Host::Worker => capability == C::Body,
+            Host::Native => matches!(capability, C::Body | C::DecisionCache | C::Upstream),
+            // Request in, decision and header plan out: no background, no shared state, no
+            // cache.
+            Host::Js | Host::Worker => matches!(capability, C::Body | C::Upstream),
             // One request decided offline; the decision is printed (`check` prints it whole).
             Host::Cli => matches!(capability, C::Body | C::DecisionLog),
         }
@@ -206,7 +217,9 @@ impl Host {
 
     /// The hosts that have `capability`, for messages (`Envoy, Kong 3.4-3.10`).
     fn with(capability: Capability) -> impl Iterator<Item = Host> {
-        Host::ALL.into_iter().filter(move |host| host.has(capability))
+        Host::ALL
+            .into_iter()
+            .filter(move |host| host.has(capability))
     }
 }
 
@@ -306,6 +319,12 @@ pub const NEEDS: &[Need] = &[
         what: "the decision cache",
         when: "`entries` above 0",
     },
+    Need {
+        field: "forward",
+        capability: Capability::Upstream,
+        what: "the token header passed upstream",
+        when: "`true`",
+    },
 ];
 
 /// One field of a config that needs something of its host: the field as it appears in this
@@ -377,6 +396,9 @@ pub fn demands(config: &Config) -> Vec<Demand> {
     if config.cache.entries > 0 {
         add("cache", "cache".to_owned());
     }
+    if config.forward {
+        add("forward", "forward".to_owned());
+    }
     found
 }
 
@@ -420,7 +442,10 @@ mod tests {
     fn every_need_is_found_where_it_is_used() {
         let remote = r#"{"upstream":"u","authority":"a","path":"/x"}"#;
         let samples = [
-            ("keys.remote", format!(r#"{{"keys":{{"remote":{remote}}}}}"#)),
+            (
+                "keys.remote",
+                format!(r#"{{"keys":{{"remote":{remote}}}}}"#),
+            ),
             (
                 "denylist.remote",
                 format!(r#"{{"keys":{{}},"denylist":{{"remote":{remote}}}}}"#),
@@ -441,8 +466,12 @@ mod tests {
                 "rules[].signature",
                 r#"{"keys":{},"rules":[{"signature":{"mode":"required"}}]}"#.into(),
             ),
-            ("log_decisions", r#"{"keys":{},"log_decisions":true}"#.into()),
+            (
+                "log_decisions",
+                r#"{"keys":{},"log_decisions":true}"#.into(),
+            ),
             ("cache", r#"{"keys":{}}"#.into()),
+            ("forward", r#"{"keys":{},"forward":true}"#.into()),
         ];
         assert_eq!(samples.len(), NEEDS.len());
         for (field, json) in &samples {

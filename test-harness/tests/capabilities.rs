@@ -11,7 +11,7 @@
 
 mod common;
 
-use attestgate_harness::host::{HttpRequest, Profile, SharedData, Vm};
+use attestgate_harness::host::{HttpCallResponse, HttpRequest, Profile, SharedData, Vm};
 use attestgate_testkit::SigningKey;
 use serde_json::{json, Value};
 
@@ -50,8 +50,9 @@ fn hybrid_mode_is_refused_at_load_in_kong_and_loads_in_envoy() {
     assert!(configured);
     let logs: Vec<&str> = vm.logs().iter().map(|l| l.message.as_str()).collect();
     assert!(
-        logs.iter().any(|l| l.starts_with("unsupported `host_verification`")
-            && l.contains("the proxy-wasm filter in Kong 3.4-3.10 (ngx_wasm_module)")),
+        logs.iter()
+            .any(|l| l.starts_with("unsupported `host_verification`")
+                && l.contains("the proxy-wasm filter in Kong 3.4-3.10 (ngx_wasm_module)")),
         "{logs:?}"
     );
     let outcome = vm
@@ -101,4 +102,73 @@ fn rate_limits_are_per_device_and_shared_by_kong_workers() {
     // Another device has its own bucket.
     assert!(login(&mut first, &token("device-2")).reached_upstream());
     assert!(first.failure().is_none(), "{:?}", first.failure());
+}
+
+fn status(vm: &mut Vm, token: &str) -> (u32, String) {
+    let outcome = vm
+        .send(&HttpRequest::get("/v1/shapes").header("approov-token", token))
+        .unwrap();
+    match outcome.local_response {
+        Some(reply) => (
+            reply.status,
+            reply.header("x-attestgate-reason").unwrap_or("").to_owned(),
+        ),
+        None => (200, "allowed".to_owned()),
+    }
+}
+
+/// `denylist.remote` in Kong's ngx_wasm_module: fetched from `host:port` (Kong has no
+/// clusters), and a listed device refused once the list is in.
+#[test]
+fn the_denylist_is_fetched_from_host_and_port_in_kong() {
+    let config = json!({
+        "keys": {"approov_secret": SECRET},
+        "denylist": {"remote": {"upstream": "127.0.0.1:9001", "authority": "lists.example.com",
+                                "path": "/denylist.json", "refresh_seconds": 60}},
+    });
+    let mut vm = filter(Profile::Kong)
+        .vm(config.to_string().as_bytes())
+        .now(NOW)
+        .start()
+        .unwrap();
+    assert_eq!(status(&mut vm, &token("stolen")).0, 200, "not listed yet");
+    let calls = vm.pending_http_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0].upstream, "127.0.0.1:9001");
+    vm.respond_http_call(
+        calls[0].token,
+        HttpCallResponse::new(200, r#"{"devices": ["stolen"]}"#),
+    )
+    .unwrap();
+    assert_eq!(
+        status(&mut vm, &token("stolen")),
+        (403, "device_denied".to_owned())
+    );
+    assert_eq!(status(&mut vm, &token("other")).0, 200);
+    assert_eq!(vm.metric("attestgate.denylist.fetched"), Some(1));
+}
+
+/// `cache.entries` in both of the filter's hosts: a repeated request is answered from the
+/// decision cache (`attestgate.cache.hits`); with `entries: 0` there is no cache.
+#[test]
+fn the_decision_cache_follows_cache_entries_in_envoy_and_kong() {
+    for profile in Profile::ALL {
+        for (entries, hits) in [(100, Some(1)), (0, None)] {
+            let config = json!({"keys": {"approov_secret": SECRET}, "cache": {"entries": entries}});
+            let mut vm = filter(profile)
+                .vm(config.to_string().as_bytes())
+                .now(NOW)
+                .start()
+                .unwrap();
+            let device = token("device-1");
+            assert_eq!(status(&mut vm, &device).0, 200);
+            assert_eq!(status(&mut vm, &device).0, 200);
+            let got = vm.metric("attestgate.cache.hits").filter(|n| *n > 0);
+            assert_eq!(
+                got.is_some(),
+                hits.is_some(),
+                "{profile:?} entries {entries}: {got:?}"
+            );
+        }
+    }
 }
