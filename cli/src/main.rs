@@ -91,8 +91,8 @@ struct RenderArgs {
     /// The host the config is for (envoy, kong-wasm, native, js, worker, cli): a config that
     /// needs what that host lacks (fetching, shared state, a verifier's record, ...) is refused,
     /// as that host refuses it at load.
-    #[arg(long, default_value = "envoy")]
-    host: String,
+    #[arg(long = "for", value_name = "HOST", default_value = "envoy")]
+    for_host: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -130,8 +130,8 @@ struct CheckArgs {
     /// Load the config as this host does (envoy, kong-wasm, native, js, worker, cli), refusing
     /// what it cannot carry out. The decision is still made here, offline: nothing fetched, no
     /// rate-limit buckets. Default: the CLI itself, which has neither.
-    #[arg(long, default_value = "cli", conflicts_with = "wasm")]
-    host: String,
+    #[arg(long = "for", value_name = "HOST", default_value = "cli", conflicts_with = "wasm")]
+    for_host: String,
 }
 
 /// The request `check` decides and `sign` signs.
@@ -296,7 +296,7 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     let decision = match &args.wasm {
         None => {
             let gate =
-                Gate::for_host(config, host(&args.host)?).context("loading the gate config")?;
+                Gate::for_host(config, host(&args.for_host)?).context("loading the gate config")?;
             let mut request = Request::new(&args.request.method, &args.request.path)
                 .with_host(&args.request.host);
             if let Some(ip) = &args.source_ip {
@@ -634,7 +634,7 @@ fn json_argument(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&contents).with_context(|| format!("{text} is not JSON"))
 }
 
-/// A `--host` value.
+/// A `--for` value.
 fn host(name: &str) -> Result<attestgate_policy::capability::Host> {
     Ok(name.parse()?)
 }
@@ -652,7 +652,7 @@ fn schema(args: &SchemaArgs) -> Result<()> {
 fn render(args: &RenderArgs) -> Result<()> {
     let config = load_config(&args.config)?;
     // Render only what would load: a broken example must not reach Envoy (or the host named).
-    Gate::for_host(config.clone(), host(&args.host)?).context("loading the gate config")?;
+    Gate::for_host(config.clone(), host(&args.for_host)?).context("loading the gate config")?;
     let json = serde_json::to_string(&config)?;
     match &args.envoy_template {
         None => emit(format_args!("{json}"))?,

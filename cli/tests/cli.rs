@@ -1117,7 +1117,7 @@ fn mint_count_prints_distinct_tokens_that_each_verify() {
 }
 
 /// `check` loads a config as the CLI itself (nothing fetched, no buckets, no verifier), so what
-/// it cannot carry out is refused, naming the field and the host; `--host` loads it as another
+/// it cannot carry out is refused, naming the field and the host; `--for` loads it as another
 /// host does, and `render` as Envoy does by default.
 #[test]
 fn check_and_render_refuse_what_their_host_cannot_carry_out() {
@@ -1138,7 +1138,7 @@ fn check_and_render_refuse_what_their_host_cannot_carry_out() {
         "check",
         "--config",
         p(&limited),
-        "--host",
+        "--for",
         "worker",
         "--token",
         "x.y.z",
@@ -1149,7 +1149,7 @@ fn check_and_render_refuse_what_their_host_cannot_carry_out() {
         "check",
         "--config",
         p(&limited),
-        "--host",
+        "--for",
         "envoy",
         "--token",
         "x.y.z",
@@ -1158,8 +1158,8 @@ fn check_and_render_refuse_what_their_host_cannot_carry_out() {
     // render: Envoy by default, another host on request.
     let out = attestgate(&["render", "--config", p(&limited)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let message = check_fails(&["render", "--config", p(&limited), "--host", "native"]);
+    let message = check_fails(&["render", "--config", p(&limited), "--for", "native"]);
     assert!(message.contains("the native library"), "{message}");
-    let message = check_fails(&["render", "--config", p(&limited), "--host", "nginx-plus"]);
+    let message = check_fails(&["render", "--config", p(&limited), "--for", "nginx-plus"]);
     assert!(message.contains("unknown host `nginx-plus`"), "{message}");
 }
