@@ -359,8 +359,10 @@ fn markdown(matrix: &Matrix) -> String {
          [corpus/capabilities.yaml](../corpus/capabilities.yaml); `corpus/tests/capabilities.rs` fails when\n\
          this page is stale, and when a config field is neither shown enforced nor refused in some host.\n\n\
          A host loads its config through `Gate::from_json_for(config, host)`: a field that needs what the\n\
-         host lacks is refused at load with `config_invalid` (`unsupported `<field>` (...): it needs ..., which\n\
-         <host> does not have`), never accepted and silently not enforced.\n\n\
+         host lacks is refused at load with `config_invalid` and a message naming the field and the host\n\
+         (``unsupported `rules[0].rate_limit` (per-device rate limits): it needs state shared by all the\n\
+         gateway's workers, which the Cloudflare Worker does not have; ...``), never accepted and silently\n\
+         not enforced.\n\n\
          Hosts: ",
     );
     let names: Vec<String> = hosts
