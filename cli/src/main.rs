@@ -130,7 +130,12 @@ struct CheckArgs {
     /// Load the config as this host does (envoy, kong-wasm, native, js, worker, cli), refusing
     /// what it cannot carry out. The decision is still made here, offline: nothing fetched, no
     /// rate-limit buckets. Default: the CLI itself, which has neither.
-    #[arg(long = "for", value_name = "HOST", default_value = "cli", conflicts_with = "wasm")]
+    #[arg(
+        long = "for",
+        value_name = "HOST",
+        default_value = "cli",
+        conflicts_with = "wasm"
+    )]
     for_host: String,
 }
 

@@ -237,7 +237,7 @@ fn matrix() -> (Matrix, Vec<String>) {
                         } else {
                             sets(&gate.config, field)
                         };
-                        if runs_here && counts && shown.len() < 1 {
+                        if runs_here && counts && shown.is_empty() {
                             shown.push(format!("corpus `{}`", case.name));
                         }
                     }
