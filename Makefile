@@ -26,7 +26,7 @@ PLAYGROUND_PORT ?= 8000
 ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
-.PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin worker worker-test
+.PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin capabilities worker worker-test
 .PHONY: fuzz fuzz-cmin fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
 .PHONY: soak soak-smoke
 
@@ -128,6 +128,12 @@ nginx-test: native nginx
 	$(CARGO) test -p attestgate-native
 	ATTESTGATE_LIB=$(abspath $(BUILD_DIR)/libattestgate.so) \
 	  $(CARGO) test -p attestgate-native --features e2e -- --test-threads=1 --nocapture
+
+## capabilities: regenerate docs/capabilities.md and README.md's section on what each host
+## refuses, from the core's capability model and corpus/capabilities.yaml
+capabilities:
+	ATTESTGATE_BLESS=1 $(CARGO) test -q -p attestgate-corpus --test capabilities
+	$(CARGO) test -q -p attestgate-corpus --test capabilities
 
 ## kong-plugin: regenerate the Kong (>= 3.11) plugin's schema.lua from the config model
 kong-plugin:

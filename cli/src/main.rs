@@ -88,6 +88,11 @@ struct RenderArgs {
     /// configuration's string value goes.
     #[arg(long)]
     envoy_template: Option<PathBuf>,
+    /// The host the config is for (envoy, kong-wasm, native, js, worker, cli): a config that
+    /// needs what that host lacks (fetching, shared state, a verifier's record, ...) is refused,
+    /// as that host refuses it at load.
+    #[arg(long = "for", value_name = "HOST", default_value = "envoy")]
+    for_host: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,6 +127,16 @@ struct CheckArgs {
     /// The gateway the harness behaves like, with --wasm.
     #[arg(long, value_enum, default_value = "envoy", requires = "wasm")]
     profile: ProfileArg,
+    /// Load the config as this host does (envoy, kong-wasm, native, js, worker, cli), refusing
+    /// what it cannot carry out. The decision is still made here, offline: nothing fetched, no
+    /// rate-limit buckets. Default: the CLI itself, which has neither.
+    #[arg(
+        long = "for",
+        value_name = "HOST",
+        default_value = "cli",
+        conflicts_with = "wasm"
+    )]
+    for_host: String,
 }
 
 /// The request `check` decides and `sign` signs.
@@ -285,7 +300,8 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     };
     let decision = match &args.wasm {
         None => {
-            let gate = Gate::from_config(config).context("loading the gate config")?;
+            let gate =
+                Gate::for_host(config, host(&args.for_host)?).context("loading the gate config")?;
             let mut request = Request::new(&args.request.method, &args.request.path)
                 .with_host(&args.request.host);
             if let Some(ip) = &args.source_ip {
@@ -623,6 +639,11 @@ fn json_argument(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(&contents).with_context(|| format!("{text} is not JSON"))
 }
 
+/// A `--for` value.
+fn host(name: &str) -> Result<attestgate_policy::capability::Host> {
+    Ok(name.parse()?)
+}
+
 fn schema(args: &SchemaArgs) -> Result<()> {
     let schema = attestgate_policy::config_schema();
     let document = if args.kong {
@@ -635,8 +656,8 @@ fn schema(args: &SchemaArgs) -> Result<()> {
 
 fn render(args: &RenderArgs) -> Result<()> {
     let config = load_config(&args.config)?;
-    // Render only what would load: a broken example must not reach Envoy.
-    Gate::from_config(config.clone()).context("loading the gate config")?;
+    // Render only what would load: a broken example must not reach Envoy (or the host named).
+    Gate::for_host(config.clone(), host(&args.for_host)?).context("loading the gate config")?;
     let json = serde_json::to_string(&config)?;
     match &args.envoy_template {
         None => emit(format_args!("{json}"))?,

@@ -1115,3 +1115,51 @@ fn mint_count_prints_distinct_tokens_that_each_verify() {
     ]);
     assert_eq!(out.status.code(), Some(2), "--count 0 is refused");
 }
+
+/// `check` loads a config as the CLI itself (nothing fetched, no buckets, no verifier), so what
+/// it cannot carry out is refused, naming the field and the host; `--for` loads it as another
+/// host does, and `render` as Envoy does by default.
+#[test]
+fn check_and_render_refuse_what_their_host_cannot_carry_out() {
+    let scratch = Scratch::new("capabilities");
+    let limited = scratch.write(
+        "limited.json",
+        &json!({ "keys": { "approov_secret": SECRET },
+                 "rules": [{ "path": "/login", "rate_limit": { "requests": 1, "per_seconds": 600 } }] })
+        .to_string(),
+    );
+    let message = check_fails(&["check", "--config", p(&limited), "--token", "x.y.z"]);
+    assert!(
+        message.contains("unsupported `rules[0].rate_limit`")
+            && message.contains("which the attestgate CLI does not have"),
+        "{message}"
+    );
+    let message = check_fails(&[
+        "check",
+        "--config",
+        p(&limited),
+        "--for",
+        "worker",
+        "--token",
+        "x.y.z",
+    ]);
+    assert!(message.contains("the Cloudflare Worker"), "{message}");
+    // As Envoy loads it: accepted (the token is garbage, so the decision is a denial: exit 1).
+    let out = attestgate(&[
+        "check",
+        "--config",
+        p(&limited),
+        "--for",
+        "envoy",
+        "--token",
+        "x.y.z",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    // render: Envoy by default, another host on request.
+    let out = attestgate(&["render", "--config", p(&limited)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let message = check_fails(&["render", "--config", p(&limited), "--for", "native"]);
+    assert!(message.contains("the native library"), "{message}");
+    let message = check_fails(&["render", "--config", p(&limited), "--for", "nginx-plus"]);
+    assert!(message.contains("unknown host `nginx-plus`"), "{message}");
+}

@@ -860,7 +860,7 @@ fn the_corpus_decides_the_same_in_envoy_as_natively() {
         let config = template.replace("{{ATTESTGATE_CONFIG}}", &literal);
         let envoy = Envoy::start_with(&gate.name.replace('/', "-"), &config);
         for case in &gate.cases {
-            let Some(expect) = case.expect_for(Runner::Envoy) else {
+            let Some(expect) = gate.expect_for(case, Runner::Envoy) else {
                 not_here += 1;
                 continue;
             };

@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use attestgate_policy::capability::Host;
 use attestgate_policy::{Gate, Reason, Request};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -127,6 +128,27 @@ impl Runner {
         Runner::Workerd,
     ];
 
+    /// The hosts this runner loads gates in ([`attestgate_policy::capability::Host`]): none
+    /// for `native` (the core itself, every capability given through `check_with`), Envoy and
+    /// Kong's ngx_wasm_module for the harness's two profiles.
+    ///
+    /// ```
+    /// use attestgate_corpus::Runner;
+    /// use attestgate_policy::capability::Host;
+    /// assert_eq!(Runner::Workerd.hosts(), [Host::Worker]);
+    /// assert!(Runner::Native.hosts().is_empty());
+    /// ```
+    pub fn hosts(self) -> &'static [Host] {
+        match self {
+            Runner::Native => &[],
+            Runner::Harness => &[Host::Envoy, Host::KongWasm],
+            Runner::Envoy => &[Host::Envoy],
+            Runner::Js => &[Host::Js],
+            Runner::Nginx => &[Host::Native],
+            Runner::Workerd => &[Host::Worker],
+        }
+    }
+
     /// The name used in the files: `native`, `harness`, `envoy`, `js`, `nginx`, `workerd`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -203,6 +225,22 @@ pub struct MaterializedGate {
     pub config: Value,
     /// The cases, in file order.
     pub cases: Vec<MaterializedCase>,
+    /// The runners whose host refuses this config at load (it needs what the host lacks:
+    /// [`attestgate_policy::capability`]), with the refusal's message. Such a runner runs
+    /// none of the gate's cases; it shows the refusal instead.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused: BTreeMap<Runner, String>,
+}
+
+impl MaterializedGate {
+    /// What `runner` must see for `case`, or `None` when the case does not run there: not
+    /// one of its runners, or the runner's host refuses this gate.
+    pub fn expect_for(&self, case: &MaterializedCase, runner: Runner) -> Option<Expect> {
+        if self.refused.contains_key(&runner) {
+            return None;
+        }
+        case.expect_for(runner)
+    }
 }
 
 /// One request and what each runner must see.
@@ -443,10 +481,19 @@ impl Corpus {
                             })?;
                     cases.push(materialized);
                 }
+                let mut refused = BTreeMap::new();
+                for runner in Runner::ALL {
+                    for host in runner.hosts() {
+                        if let Err(err) = Gate::from_json_for(&config.to_string(), *host) {
+                            refused.insert(runner, err.to_string());
+                        }
+                    }
+                }
                 gates.push(MaterializedGate {
                     name,
                     config,
                     cases,
+                    refused,
                 });
             }
         }

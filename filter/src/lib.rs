@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use attestgate_policy::capability::Host;
 use attestgate_policy::remote::{Denylist, Dynamic};
 use attestgate_policy::{DecisionCache, Gate, KeySet, Reason};
 use proxy_wasm::hostcalls;
@@ -126,6 +127,14 @@ enum HostKind {
 }
 
 impl HostKind {
+    /// The host as the core's capability model names it.
+    fn capabilities(self) -> Host {
+        match self {
+            HostKind::Envoy => Host::Envoy,
+            HostKind::Ngx => Host::KongWasm,
+        }
+    }
+
     /// In a request: ngx_wasm_module answers `ngx.*` properties (nginx variables), Envoy has
     /// none.
     fn in_request() -> HostKind {
@@ -205,7 +214,10 @@ impl RootContext for AttestRoot {
             Ok(Some(bytes)) => match String::from_utf8(bytes) {
                 Ok(text) => {
                     config_id = plan::config_id(&text);
-                    Gate::from_json(&text).map_err(|err| err.to_string())
+                    // What this host cannot carry out (hybrid mode in ngx_wasm_module) is
+                    // refused by the core's capability model.
+                    Gate::from_json_for(&text, HostKind::at_root().capabilities())
+                        .map_err(|err| err.to_string())
                 }
                 Err(_) => Err("invalid config: not UTF-8".to_owned()),
             },

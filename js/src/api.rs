@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use attestgate_policy::capability::Host;
 use attestgate_policy::plan::{host_refusal, plan_request, Action};
 use attestgate_policy::remote::Dynamic;
 use attestgate_policy::{binding_hash, Config, Decision, Explanation, Gate, Reason, Request};
@@ -10,15 +11,31 @@ use attestgate_testkit::{claims_with_expiry, SigningKey};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-/// Loads a gate from its JSON config, as the filter does. The error is the core's message.
-pub fn load(config: &str) -> Result<Gate, String> {
-    Gate::from_json(config).map_err(|err| err.to_string())
+/// The host this build runs as: `js` (the default: Node, browsers, the playground) or
+/// `worker` (the Cloudflare Worker over it). Any other name is refused: this build is no other
+/// host, and loading as one would accept what it does not carry out.
+pub fn host(name: Option<&str>) -> Result<Host, String> {
+    match name.unwrap_or("js").parse::<Host>() {
+        Ok(host @ (Host::Js | Host::Worker)) => Ok(host),
+        Ok(other) => Err(format!(
+            "the JavaScript build runs as host `js` or `worker`, not `{}`",
+            other.as_str()
+        )),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
-/// `{ok: true, keys: [{kid, alg}], rules, policy: {entrypoints}}` when the config loads,
-/// `{ok: false, error}` when it does not.
-pub fn check_config(config: &str) -> Value {
-    let gate = match load(config) {
+/// Loads a gate from its JSON config for `host` (the core refuses what that host cannot carry
+/// out: fetched keys and denylists, rate limits, hybrid mode, decision logging). The error is
+/// the core's message.
+pub fn load(config: &str, host: Host) -> Result<Gate, String> {
+    Gate::from_json_for(config, host).map_err(|err| err.to_string())
+}
+
+/// `{ok: true, keys: [{kid, alg}], rules, policy: {entrypoints}}` when the config loads in
+/// `host`, `{ok: false, error}` when it does not.
+pub fn check_config(config: &str, host: Host) -> Value {
+    let gate = match load(config, host) {
         Ok(gate) => gate,
         Err(error) => return json!({ "ok": false, "error": error }),
     };
@@ -363,28 +380,107 @@ mod tests {
 
     #[test]
     fn check_config_reports_keys_or_the_error() {
-        let ok = check_config(&config(json!({})));
+        let ok = check_config(&config(json!({})), Host::Js);
         assert_eq!(ok["ok"], true);
         assert_eq!(ok["keys"], json!([{"kid": null, "alg": "HS256"}]));
         assert_eq!(ok["token_header"], "approov-token");
 
-        let weak = check_config(r#"{"keys":{"approov_secret":"c2hvcnQ="}}"#);
+        let weak = check_config(r#"{"keys":{"approov_secret":"c2hvcnQ="}}"#, Host::Js);
         assert_eq!(weak["ok"], false);
         assert_eq!(
             weak["error"],
             "invalid key approov_secret: weak key: HS256 secret is 5 bytes, at least 32 required"
         );
-        let typo = check_config(&config(json!({"leway_seconds": 1})));
+        let typo = check_config(&config(json!({"leway_seconds": 1})), Host::Js);
         assert!(typo["error"]
             .as_str()
             .unwrap()
             .contains("unknown field `leway_seconds`"));
-        assert_eq!(check_config("not json")["ok"], false);
+        assert_eq!(check_config("not json", Host::Js)["ok"], false);
+    }
+
+    #[test]
+    fn what_the_js_build_and_the_worker_cannot_carry_out_is_refused_at_load() {
+        let remote = json!({"upstream": "u", "authority": "a.example", "path": "/x"});
+        for (extra, field) in [
+            (
+                json!({"rules": [{"rate_limit": {"requests": 1, "per_seconds": 600}}]}),
+                "`rules[0].rate_limit`",
+            ),
+            (json!({"denylist": {"remote": remote}}), "`denylist.remote`"),
+            (json!({"log_decisions": true}), "`log_decisions`"),
+        ] {
+            for (host, name) in [
+                (Host::Js, "the JavaScript build"),
+                (Host::Worker, "the Cloudflare Worker"),
+            ] {
+                let checked = check_config(&config(extra.clone()), host);
+                let error = checked["error"].as_str().unwrap_or_default();
+                assert!(
+                    error.starts_with(&format!("unsupported {field}")) && error.contains(name),
+                    "{error}"
+                );
+            }
+        }
+        let remote_keys = json!({"keys": {"remote": remote}}).to_string();
+        assert!(load(&remote_keys, Host::Worker)
+            .unwrap_err()
+            .contains("unsupported `keys.remote`"));
+        assert_eq!(host(None), Ok(Host::Js));
+        assert_eq!(host(Some("worker")), Ok(Host::Worker));
+        assert!(host(Some("envoy")).is_err() && host(Some("nope")).is_err());
+    }
+
+    /// Request signatures in the JavaScript build (and the Worker, which calls these two): the
+    /// body is asked for when a signature covers `content-digest`, verified when handed over,
+    /// refused when tampered with or missing.
+    #[test]
+    fn a_signed_body_is_asked_for_and_verified() {
+        use attestgate_policy::signature::AccountKey;
+        use attestgate_testkit::{ApproovSigner, InstallSigner};
+        const ACCOUNT: &str = "YWNjb3VudC1tZXNzYWdlLXNpZ25pbmcta2V5LTMyYnl0ZXMhIQ==";
+        let install = InstallSigner::from_slice(&[21; 32]).unwrap();
+        let gate = load(
+            &config(
+                json!({"signature": {"mode": "required", "account_secret": ACCOUNT,
+                                         "max_body_bytes": 64}}),
+            ),
+            Host::Worker,
+        )
+        .unwrap();
+        let token = token(json!({"did": "d1", "ipk": install.ipk()}));
+        let body = br#"{"to":"alice","amount":100}"#.to_vec();
+        let request = attestgate_policy::Request::new("POST", "/pay")
+            .with_host("api.example.com")
+            .with_header("approov-token", token.as_str())
+            .with_header("content-type", "application/json")
+            .with_body(body.clone());
+        let signer = ApproovSigner {
+            install: Some(install),
+            account: Some(AccountKey::from_base64(ACCOUNT).unwrap()),
+        };
+        let signed = signer.sign_request(request, NOW).unwrap();
+        let headers: Vec<Value> = signed.headers.iter().map(|(n, v)| json!([n, v])).collect();
+        let spec = json!({"method": "POST", "path": "/pay", "host": "api.example.com", "headers": headers});
+        assert_eq!(body_limit(&gate, spec.clone()).unwrap(), Some(64));
+        let decided = |body: &[u8]| {
+            plan(&gate, spec.clone(), Some(body.to_vec()), NOW).unwrap()["decision"]["reason"]
+                .clone()
+        };
+        assert_eq!(decided(&body), "allowed");
+        assert_eq!(
+            decided(br#"{"to":"mallory","amount":100}"#),
+            "request_signature_invalid"
+        );
+        let unsigned =
+            json!({"method": "POST", "path": "/pay", "headers": [["approov-token", token]]});
+        let planned = plan(&gate, unsigned, Some(body), NOW).unwrap();
+        assert_eq!(planned["decision"]["reason"], "request_signature_missing");
     }
 
     #[test]
     fn check_builds_the_request_like_the_cli() {
-        let gate = load(&config(json!({"token": {"prefix": "Bearer "}}))).unwrap();
+        let gate = load(&config(json!({"token": {"prefix": "Bearer "}})), Host::Js).unwrap();
         let t = token(json!({"did": "d1"}));
         let decision = check(&gate, Some(&format!(" {t}\n")), Value::Null, NOW).unwrap();
         assert!(decision.allow, "{decision:?}");
@@ -414,7 +510,11 @@ mod tests {
     fn request_fields_reach_the_policy() {
         let policy = r#"package attestgate
 decision := {"allow": false, "reasons": [concat(" ", [input.request.method, input.request.path, input.request.host, input.request.source_ip, input.request.headers["x-a"]])]}"#;
-        let gate = load(&config(json!({"policy": {"modules": {"p.rego": policy}}}))).unwrap();
+        let gate = load(
+            &config(json!({"policy": {"modules": {"p.rego": policy}}})),
+            Host::Js,
+        )
+        .unwrap();
         let spec = json!({"method": "PUT", "path": "/x?y", "authority": "api.test",
                           "source_ip": "203.0.113.9", "headers": [["X-A", "1"], ["x-a", "2"]]});
         let decision = check(&gate, Some(&token(json!({}))), spec, NOW).unwrap();
@@ -428,7 +528,7 @@ decision := {"allow": false, "reasons": [concat(" ", [input.request.method, inpu
 
     #[test]
     fn explain_agrees_with_check() {
-        let gate = load(&config(json!({}))).unwrap();
+        let gate = load(&config(json!({})), Host::Js).unwrap();
         let t = token(json!({"did": "d1"}));
         let explained = explain(&gate, Some(&t), Value::Null, NOW + 3_600).unwrap();
         let decision = check(&gate, Some(&t), Value::Null, NOW + 3_600).unwrap();
@@ -498,7 +598,7 @@ decision := {"allow": false, "reasons": [concat(" ", [input.request.method, inpu
         .unwrap();
         let header = t.split('.').next().unwrap();
         assert!(header.starts_with("eyJ"), "{header}");
-        let gate = load(&config(json!({}))).unwrap();
+        let gate = load(&config(json!({})), Host::Js).unwrap();
         // The kid names no key, so the approov secret (no kid) cannot be selected.
         assert_eq!(
             check(&gate, Some(&t), Value::Null, NOW).unwrap().reason,
@@ -536,7 +636,7 @@ decision := {"allow": false, "reasons": [concat(" ", [input.request.method, inpu
     fn modules_are_merged_into_the_config() {
         let base = config(json!({"policy": {"entrypoint": "data.p.decision"}}));
         let merged = with_modules(&base, json!({"p.rego": "package p\ndecision := true"})).unwrap();
-        let gate = load(&merged).unwrap();
+        let gate = load(&merged, Host::Js).unwrap();
         assert!(
             check(&gate, Some(&token(json!({}))), Value::Null, NOW)
                 .unwrap()

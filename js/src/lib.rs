@@ -29,10 +29,13 @@ pub fn version() -> String {
 }
 
 /// Parses and loads a gate config (a JSON string or an object): `{ok: true, keys: [{kid,
-/// alg}], rules, mode, token_header, entrypoints}` or `{ok: false, error}`.
+/// alg}], rules, mode, token_header, entrypoints}` or `{ok: false, error}`. `host` is `"js"`
+/// (the default) or `"worker"`: what that host cannot carry out (fetched keys or denylists,
+/// rate limits, hybrid mode, decision logging) is refused, naming the field and the host.
 #[wasm_bindgen(js_name = checkConfig)]
-pub fn check_config(config: JsValue) -> Result<JsValue, JsError> {
-    to_js(&api::check_config(&text(&config)?))
+pub fn check_config(config: JsValue, host: Option<String>) -> Result<JsValue, JsError> {
+    let host = api::host(host.as_deref()).map_err(|err| JsError::new(&err))?;
+    to_js(&api::check_config(&text(&config)?, host))
 }
 
 /// Decides one request like `attestgate check`, and returns the same decision object.
@@ -46,7 +49,7 @@ pub fn check(
     request: JsValue,
     now: Option<f64>,
 ) -> Result<JsValue, JsError> {
-    Gate::new(config)?.check(token, request, now)
+    Gate::new(config, None)?.check(token, request, now)
 }
 
 /// Like [`check`], with the working: `{decision, rule, mode, token: {raw, header, claims,
@@ -59,7 +62,7 @@ pub fn explain(
     request: JsValue,
     now: Option<f64>,
 ) -> Result<JsValue, JsError> {
-    Gate::new(config)?.explain(token, request, now)
+    Gate::new(config, None)?.explain(token, request, now)
 }
 
 /// A loaded config, for deciding many requests without reloading keys and recompiling Rego.
@@ -72,10 +75,13 @@ pub struct Gate {
 
 #[wasm_bindgen]
 impl Gate {
-    /// Loads a config (a JSON string or an object); throws the core's error if it is refused.
+    /// Loads a config (a JSON string or an object) for `host`, `"js"` (the default) or
+    /// `"worker"` (the Cloudflare Worker passes it); throws the core's error if it is refused,
+    /// among others for what that host cannot carry out.
     #[wasm_bindgen(constructor)]
-    pub fn new(config: JsValue) -> Result<Gate, JsError> {
-        let inner = api::load(&text(&config)?).map_err(|err| JsError::new(&err))?;
+    pub fn new(config: JsValue, host: Option<String>) -> Result<Gate, JsError> {
+        let host = api::host(host.as_deref()).map_err(|err| JsError::new(&err))?;
+        let inner = api::load(&text(&config)?, host).map_err(|err| JsError::new(&err))?;
         Ok(Gate { inner })
     }
 

@@ -42,6 +42,17 @@ describe("checkConfig", () => {
     const rego = ag.checkConfig({ ...hsConfig, policy: { modules: { "p.rego": "package p\nx := {" } } });
     assert.match(rego.error, /^invalid policy: /);
   });
+  test("what the JS build (host js) or the Worker (host worker) cannot carry out is refused", () => {
+    const limited = { ...hsConfig, rules: [{ path: "/login", rate_limit: { requests: 1, per_seconds: 600 } }] };
+    const js = ag.checkConfig(limited);
+    assert.equal(js.ok, false);
+    assert.match(js.error, /^unsupported `rules\[0\]\.rate_limit` .* which the JavaScript build does not have/);
+    assert.match(ag.checkConfig(limited, "worker").error, /which the Cloudflare Worker does not have/);
+    assert.throws(() => new ag.Gate(limited, "worker"), /unsupported `rules\[0\]\.rate_limit`/);
+    // This build is only these two hosts: loading as another would accept what it ignores.
+    assert.throws(() => ag.checkConfig(limited, "envoy"), /runs as host `js` or `worker`/);
+    assert.equal(ag.checkConfig(hsConfig, "worker").ok, true);
+  });
 });
 
 describe("check", () => {

@@ -13,15 +13,16 @@
 //! `panic` is `unwind`, such as the workspace's `native` profile, for that last resort to
 //! work).
 //!
-//! What this host does not have yet (fetching a remote JWKS or denylist, rate-limit buckets,
-//! a gateway verifier's record) is refused at load where its absence would let requests
-//! through, so no config silently weakens here.
+//! What this host does not have (fetching a remote JWKS or denylist, rate-limit buckets, a
+//! gateway verifier's record, a decision log) is refused at load by the core's capability
+//! model (`attestgate_policy::capability`, host `native`), so no config silently weakens here.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::thread::ThreadId;
 
+use attestgate_policy::capability::Host;
 use attestgate_policy::plan::{cache_counter, counters, plan_request, Action};
 use attestgate_policy::remote::Dynamic;
 use attestgate_policy::{DecisionCache, Gate, Mode, Request, Verdict};
@@ -216,9 +217,9 @@ pub unsafe extern "C" fn attestgate_gate_new(
         let bytes = unsafe { bytes_of(config.cast(), config_len, MAX_CONFIG_BYTES, "config") }?;
         let text = std::str::from_utf8(bytes)
             .map_err(|err| Failure::new(ATTESTGATE_ERR_UTF8, format!("config: {err}")))?;
-        let gate = Gate::from_json(text)
+        // What this host cannot carry out is refused here, by the core's capability model.
+        let gate = Gate::from_json_for(text, Host::Native)
             .map_err(|err| Failure::new(ATTESTGATE_ERR_CONFIG, err.to_string()))?;
-        refuse_unsupported(&gate)?;
         let entries = gate.config().cache.entries;
         Ok(Box::new(AttestgateGate {
             gate,
@@ -424,28 +425,6 @@ fn guarded<T>(body: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
             "internal error in libattestgate (a panic was caught)",
         ))
     })
-}
-
-/// Refuses what this host cannot do where doing without would let requests through: the
-/// inline denylist would apply without the fetched one, and requests would go unlimited.
-fn refuse_unsupported(gate: &Gate) -> Result<(), Failure> {
-    let config = gate.config();
-    let unsupported = |what: &str| {
-        Err(Failure::new(
-            ATTESTGATE_ERR_CONFIG,
-            format!("{what} is not supported by the native library (NGINX) yet: use the proxy-wasm filter, or leave it out"),
-        ))
-    };
-    if config.denylist.as_ref().is_some_and(|d| d.remote.is_some()) {
-        return unsupported("denylist.remote (a fetched denylist)");
-    }
-    if config.rules.iter().any(|rule| rule.rate_limit.is_some()) {
-        return unsupported("rules[].rate_limit (per-device rate limits)");
-    }
-    if config.host_verification.is_some() {
-        return unsupported("host_verification (hybrid mode)");
-    }
-    Ok(())
 }
 
 /// Builds the decision the host reads.

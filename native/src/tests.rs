@@ -291,14 +291,33 @@ fn bad_configs_are_refused_with_a_code_and_a_message() {
     assert_eq!(code, ATTESTGATE_ERR_UTF8, "{message}");
     let (code, _) = new_gate(b"").unwrap_err();
     assert_eq!(code, ATTESTGATE_ERR_CONFIG);
-    // What this host cannot do, where doing without would let requests through.
-    for text in [
-        config(r#","rules":[{"path_prefix":"/","rate_limit":{"requests":1,"per_seconds":1}}]"#),
-        config(
-            r#","denylist":{"remote":{"upstream":"lists","authority":"lists.example.com","path":"/deny.json"}}"#,
+    // What this host cannot do, where doing without would let requests through: refused by
+    // the core's capability model, naming the field and this host.
+    for (text, field) in [
+        (
+            config(r#","rules":[{"path_prefix":"/","rate_limit":{"requests":1,"per_seconds":1}}]"#),
+            "`rules[0].rate_limit`",
         ),
-        r#"{"host_verification":{"filter":"envoy.filters.http.jwt_authn","payload_in_metadata":"approov"}}"#
-            .to_owned(),
+        (
+            config(
+                r#","denylist":{"remote":{"upstream":"lists","authority":"lists.example.com","path":"/deny.json"}}"#,
+            ),
+            "`denylist.remote`",
+        ),
+        (
+            // Fetched keys: accepted before, with every token then `keys_unavailable`.
+            config(
+                r#","keys":{"remote":{"upstream":"keys","authority":"keys.example.com","path":"/jwks.json"}}"#,
+            )
+            .replacen(&format!(r#""keys":{{"approov_secret":"{SECRET}"}},"#), "", 1),
+            "`keys.remote`",
+        ),
+        (
+            r#"{"host_verification":{"filter":"envoy.filters.http.jwt_authn","payload_in_metadata":"approov"}}"#
+                .to_owned(),
+            "`host_verification`",
+        ),
+        (config(r#","log_decisions":true"#), "`log_decisions`"),
     ] {
         // The core accepts each of these.
         Gate::from_json(&text).unwrap();
@@ -306,7 +325,8 @@ fn bad_configs_are_refused_with_a_code_and_a_message() {
             Err((code, message)) => {
                 assert_eq!(code, ATTESTGATE_ERR_CONFIG, "{text}: {message}");
                 assert!(
-                    message.contains("not supported by the native library"),
+                    message.starts_with(&format!("unsupported {field}"))
+                        && message.contains("the native library (NGINX / OpenResty, Kong >= 3.11)"),
                     "{text}: {message}"
                 );
             }

@@ -1,5 +1,6 @@
 //! One error enum per boundary: loading a config, and verifying a token.
 
+use crate::capability::{Capability, Host};
 use crate::decision::Reason;
 use crate::json::StrictJsonError;
 
@@ -37,6 +38,39 @@ pub enum ConfigError {
     /// The Rego policy failed to compile.
     #[error("invalid policy: {0}")]
     Policy(String),
+    /// A field needs something of its host that this host does not have (a fetched JWKS
+    /// where nothing fetches, rate limits without shared state, ...): the host would accept
+    /// the field and not enforce it. [`crate::capability`] decides; the message names the
+    /// field, the host and the hosts that have what it needs.
+    ///
+    /// ```
+    /// use attestgate_policy::capability::{Capability, Host};
+    /// use attestgate_policy::{ConfigError, Gate};
+    /// let config = r#"{ "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" },
+    ///                   "rules": [{ "rate_limit": { "requests": 1, "per_seconds": 600 } }] }"#;
+    /// let error = Gate::from_json_for(config, Host::Native).unwrap_err();
+    /// let ConfigError::Unsupported { field, host, capability } = &error else { panic!() };
+    /// assert_eq!((field.as_str(), *host, *capability),
+    ///            ("rules[0].rate_limit", Host::Native, Capability::SharedState));
+    /// assert!(error.to_string().starts_with("unsupported `rules[0].rate_limit`"));
+    /// ```
+    #[error(
+        "unsupported `{field}` ({what}): it needs {needs}, which {host} does not have; leave it \
+         out, or run the gate where it is enforced ({hosts})",
+        what = crate::capability::NEEDS.iter()
+            .find(|need| field_matches(need.field, field))
+            .map_or("", |need| need.what),
+        needs = capability.description(),
+        hosts = crate::capability::hosts_with(*capability),
+    )]
+    Unsupported {
+        /// The field in this config: `keys.remote`, `rules[2].rate_limit`.
+        field: String,
+        /// The host that refuses it.
+        host: Host,
+        /// What the field needs and the host lacks.
+        capability: Capability,
+    },
     /// A field has a value that parses but makes no sense.
     #[error("invalid `{field}`: {message}")]
     Invalid {
@@ -45,6 +79,27 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Whether a config's field (`rules[2].rate_limit`) is the schema path `rules[].rate_limit`.
+fn field_matches(schema_path: &str, field: &str) -> bool {
+    let mut plain = String::with_capacity(field.len());
+    let mut in_index = false;
+    for c in field.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                plain.push('[');
+            }
+            ']' => {
+                in_index = false;
+                plain.push(']');
+            }
+            _ if in_index => {}
+            _ => plain.push(c),
+        }
+    }
+    plain == schema_path
 }
 
 /// Why a token failed verification. Each maps to a stable [`Reason`].

@@ -186,16 +186,40 @@ impl Gate {
     /// assert!(matches!(Gate::from_json("[]"), Err(ConfigError::Parse(_))));
     /// ```
     pub fn from_json(text: &str) -> Result<Gate, ConfigError> {
-        // serde also reads a struct from an array of its fields in order; with every field
-        // optional, `[]` would load as the default config.
-        if text.trim_start().starts_with('[') {
-            return Err(ConfigError::Parse(
-                "invalid type: sequence, expected struct Config (a JSON object)".to_owned(),
-            ));
-        }
-        let config: Config =
-            serde_json::from_str(text).map_err(|err| ConfigError::Parse(err.to_string()))?;
-        Gate::from_config(config)
+        Gate::from_config(parse(text)?)
+    }
+
+    /// [`Gate::from_json`] for a host: also refuses what `host` cannot carry out
+    /// ([`crate::capability::refused`]) with [`ConfigError::Unsupported`]. Every host loads
+    /// its config through this (or [`Gate::for_host`]).
+    ///
+    /// ```
+    /// use attestgate_policy::capability::Host;
+    /// use attestgate_policy::Gate;
+    /// let config = r#"{ "host_verification": { "payload_in_metadata": "p" } }"#;
+    /// assert!(Gate::from_json_for(config, Host::Envoy).is_ok());
+    /// let error = Gate::from_json_for(config, Host::KongWasm).unwrap_err().to_string();
+    /// assert!(error.contains("`host_verification`") && error.contains("Kong 3.4-3.10"), "{error}");
+    /// ```
+    pub fn from_json_for(text: &str, host: crate::capability::Host) -> Result<Gate, ConfigError> {
+        let config: Config = parse(text)?;
+        Gate::for_host(config, host)
+    }
+
+    /// [`Gate::from_config`] for a host: also refuses what `host` cannot carry out.
+    ///
+    /// ```
+    /// use attestgate_policy::capability::Host;
+    /// use attestgate_policy::{Config, ConfigError, Gate};
+    /// let config: Config = serde_json::from_str(r#"{ "log_decisions": true,
+    ///     "keys": { "approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" } }"#).unwrap();
+    /// assert!(Gate::for_host(config.clone(), Host::Envoy).is_ok());
+    /// assert!(matches!(Gate::for_host(config, Host::Worker), Err(ConfigError::Unsupported { .. })));
+    /// ```
+    pub fn for_host(config: Config, host: crate::capability::Host) -> Result<Gate, ConfigError> {
+        let gate = Gate::from_config(config)?;
+        refuse_unsupported(gate.config(), host)?;
+        Ok(gate)
     }
 
     /// Validates a config, parses its keys and compiles its policy.
@@ -1095,6 +1119,30 @@ fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
         value = value.as_object()?.get(part)?;
     }
     Some(value)
+}
+
+/// A config from its JSON text.
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    // serde also reads a struct from an array of its fields in order; with every field
+    // optional, `[]` would load as the default config.
+    if text.trim_start().starts_with('[') {
+        return Err(ConfigError::Parse(
+            "invalid type: sequence, expected struct Config (a JSON object)".to_owned(),
+        ));
+    }
+    serde_json::from_str(text).map_err(|err| ConfigError::Parse(err.to_string()))
+}
+
+/// The capability check both host loaders share.
+fn refuse_unsupported(config: &Config, host: crate::capability::Host) -> Result<(), ConfigError> {
+    match crate::capability::refused(config, host) {
+        Some(demand) => Err(ConfigError::Unsupported {
+            field: demand.field,
+            host,
+            capability: demand.need.capability,
+        }),
+        None => Ok(()),
+    }
 }
 
 fn validate(config: &Config) -> Result<(), ConfigError> {

@@ -32,7 +32,9 @@
 //! # What a host uses
 //!
 //! - Load: [`Gate::from_json`] or [`Gate::from_config`] with a [`Config`]; a refusal is a
-//!   [`ConfigError`].
+//!   [`ConfigError`]. A host loads with [`Gate::from_json_for`] / [`Gate::for_host`], naming
+//!   itself ([`capability::Host`]): a config that needs what the host lacks (fetching, shared
+//!   state, a verifier's record, ...) is refused there ([`capability`]).
 //! - Decide: [`Gate::check`] (or [`Gate::check_with`] and a [`remote::Dynamic`] for fetched
 //!   keys, a fetched denylist, rate limits and hybrid mode) on a [`Request`], giving a
 //!   [`Decision`] with its stable [`Reason`]; [`DecisionCache`] answers the same, faster, per
@@ -50,6 +52,7 @@
 
 mod binding;
 mod cache;
+pub mod capability;
 mod config;
 mod decision;
 mod digest;

@@ -13,6 +13,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("digest", 0),
     ("config", 1),
     ("decision", 2),
+    ("capability", 2),
     ("steps", 3),
     ("error", 4),
     ("keys", 5),

@@ -96,7 +96,7 @@ fn the_corpus_decides_the_same_in_the_harness_as_natively() {
                 .start()
                 .unwrap_or_else(|e| panic!("{profile:?} {}: {e:#}", gate.name));
             for case in &gate.cases {
-                let Some(expect) = case.expect_for(Runner::Harness) else {
+                let Some(expect) = gate.expect_for(case, Runner::Harness) else {
                     not_here += 1;
                     continue;
                 };

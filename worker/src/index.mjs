@@ -76,7 +76,9 @@ function load(configText, env) {
       }
       config = { ...config, keys: { ...keys, approov_secret: secret } };
     }
-    return { gate: new Gate(JSON.stringify(config)), origin };
+    // As host "worker": the core refuses what the Worker cannot carry out (fetched keys or
+    // denylists, rate limits, hybrid mode, decision logging), naming the field.
+    return { gate: new Gate(JSON.stringify(config), "worker"), origin };
   } catch (err) {
     return { error: String(err?.message ?? err) };
   }

@@ -21,6 +21,17 @@ let origin;
 let workerd;
 let url;
 
+const remote = { upstream: "keys.example.com:443", authority: "keys.example.com", path: "/jwks.json" };
+/** Configs that need what the Worker lacks, and the field the refusal must name. */
+const unsupported = {
+  rate_limit: {
+    config: { keys: { approov_secret: SECRET }, rules: [{ path_prefix: "/", rate_limit: { requests: 1, per_seconds: 600 } }] },
+    field: "rules[0].rate_limit",
+  },
+  keys_remote: { config: { keys: { remote } }, field: "keys.remote" },
+  denylist_remote: { config: { keys: { approov_secret: SECRET }, denylist: { remote } }, field: "denylist.remote" },
+};
+
 before(async () => {
   origin = await startOrigin();
   const env = (config, extra = {}) => ({ ATTESTGATE_CONFIG: JSON.stringify(config), ORIGIN: origin.origin, ...extra });
@@ -34,6 +45,8 @@ before(async () => {
     { name: "weak_secret", bindings: env({}, { APPROOV_SECRET: "c2hvcnQ=" }) },
     { name: "secret_twice", bindings: env({ keys: { approov_secret: SECRET } }, { APPROOV_SECRET: SECRET }) },
     { name: "no_origin", bindings: { ATTESTGATE_CONFIG: JSON.stringify({ keys: { approov_secret: SECRET } }) } },
+    // What the Worker cannot carry out (issue #26: a limit of 1 per 600 s let 7 of 7 through).
+    ...Object.entries(unsupported).map(([name, { config }]) => ({ name, bindings: env(config) })),
   ];
   workerd = await startWorkerd(workers);
   url = workerd.urls;
@@ -205,6 +218,27 @@ describe("config from the environment", () => {
       const deadline = Date.now() + 5_000;
       while (!logged.test(workerd.logs()) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50));
       assert.match(workerd.logs(), logged);
+    });
+  }
+});
+
+describe("what the Worker cannot carry out is refused at load, not ignored", () => {
+  for (const [worker, { field }] of Object.entries(unsupported)) {
+    test(`${field}: every request is 500 config_invalid, nothing reaches the origin`, async () => {
+      // Seven requests from one device with a valid token: with the limit ignored, all seven
+      // went through; refused at load, none does.
+      const t = token({ did: "device-rl" });
+      for (let i = 0; i < 7; i++) {
+        const { res, up } = await through(worker, { path: `/v1/shapes?i=${i}`, headers: [["approov-token", t]] });
+        assert.equal(up, undefined, `request ${i} reached the origin`);
+        assert.deepEqual([res.status, res.headers["x-attestgate-reason"]], [500, "config_invalid"], res.body);
+        assert.deepEqual(JSON.parse(res.body), { error: "config_invalid", reasons: [] });
+      }
+      const logged = `attestgate: config_invalid: unsupported \`${field}\``;
+      const named = (logs) => logs.split("\n").some((l) => l.includes(logged) && l.includes("which the Cloudflare Worker does not have"));
+      const deadline = Date.now() + 5_000;
+      while (!named(workerd.logs()) && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50));
+      assert.ok(named(workerd.logs()), `no log line naming ${field} and the Worker in:\n${workerd.logs()}`);
     });
   }
 });
