@@ -1496,7 +1496,7 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
 /// refuses the request before the filter.
 #[test]
 fn no_spelling_of_a_gate_header_reaches_the_upstream() {
-    use attestgate_testkit::{upstream::spoofed_spellings, SigningKey};
+    use attestgate_testkit::{upstream::spoofed_gate_headers, SigningKey};
 
     let recorder = RecordingUpstream::start().unwrap();
     let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
@@ -1518,15 +1518,7 @@ fn no_spelling_of_a_gate_header_reaches_the_upstream() {
                 .unwrap(),
         )
         .unwrap();
-    let spoofs = spoofed_spellings(
-        &[
-            "x-device-id",
-            "x-attestgate-decision",
-            "x-attestgate-reason",
-            "approov-token",
-        ],
-        "approov-token",
-    );
+    let spoofs = spoofed_gate_headers();
     let request = |path: &str, token: Option<&str>| attestgate_corpus::CaseRequest {
         method: "GET".to_owned(),
         path: path.to_owned(),

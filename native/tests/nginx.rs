@@ -747,7 +747,7 @@ fn the_token_and_spoofed_gate_headers_never_reach_the_upstream() {
 /// upstream: allowed, monitored or forwarded.
 #[test]
 fn no_spelling_of_a_gate_header_reaches_the_upstream() {
-    use attestgate_testkit::upstream::spoofed_spellings;
+    use attestgate_testkit::upstream::spoofed_gate_headers;
 
     let recorder = RecordingUpstream::start().unwrap();
     let base = format!(
@@ -766,15 +766,7 @@ fn no_spelling_of_a_gate_header_reaches_the_upstream() {
     let nginx = Nginx::start("spellings", &servers, recorder.port());
     let now = unix_now();
     let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-1"}));
-    let spoofs = spoofed_spellings(
-        &[
-            "x-device-id",
-            "x-attestgate-decision",
-            "x-attestgate-reason",
-            "approov-token",
-        ],
-        "approov-token",
-    );
+    let spoofs = spoofed_gate_headers();
     let send = |port: u16, token: Option<&str>| {
         let mut headers = spoofs.clone();
         headers.extend(token.map(|t| h("approov-token", t)));

@@ -115,6 +115,26 @@ pub fn spoofed_spellings(names: &[&str], token_header: &str) -> Vec<(String, Str
         .collect()
 }
 
+/// The gate-owned headers of the end-to-end tests' usual config (`approov-token`, a
+/// `claim_to_headers` target `x-device-id`, the monitor headers) in every spelling but the
+/// token header's own: what those tests send to prove none reaches the upstream.
+///
+/// ```
+/// let spoofs = attestgate_testkit::upstream::spoofed_gate_headers();
+/// assert_eq!(spoofs.len(), 3 * 7 + 4);
+/// ```
+pub fn spoofed_gate_headers() -> Vec<(String, String)> {
+    spoofed_spellings(
+        &[
+            "x-device-id",
+            "x-attestgate-decision",
+            "x-attestgate-reason",
+            "approov-token",
+        ],
+        "approov-token",
+    )
+}
+
 /// `X-Device-Id` → `HTTP_X_DEVICE_ID` (RFC 3875 §4.1.18).
 fn cgi_variable(name: &str) -> String {
     format!("HTTP_{}", name.to_ascii_uppercase().replace('-', "_"))
