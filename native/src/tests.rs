@@ -582,10 +582,9 @@ fn the_remote_sources_are_read_from_the_config() {
     };
     let mut present = -1;
     // SAFETY: valid pointers.
-    assert_eq!(
-        unsafe { attestgate_gate_remote(gate, ATTESTGATE_DOC_JWKS, &mut source, &mut present) },
-        ATTESTGATE_OK
-    );
+    let code =
+        unsafe { attestgate_gate_remote(gate, ATTESTGATE_DOC_JWKS, &mut source, &mut present) };
+    assert_eq!(code, ATTESTGATE_OK);
     assert_eq!(present, 1);
     assert_eq!(
         (
@@ -604,10 +603,9 @@ fn the_remote_sources_are_read_from_the_config() {
         (7, 900, 4096)
     );
     // SAFETY: valid pointers.
-    assert_eq!(
-        unsafe { attestgate_gate_remote(gate, ATTESTGATE_DOC_DENYLIST, &mut source, &mut present) },
-        ATTESTGATE_OK
-    );
+    let code =
+        unsafe { attestgate_gate_remote(gate, ATTESTGATE_DOC_DENYLIST, &mut source, &mut present) };
+    assert_eq!(code, ATTESTGATE_OK);
     assert_eq!(
         (present, read(source.path), source.refresh_seconds),
         (1, "/deny.json".to_owned(), 300)
@@ -630,10 +628,9 @@ fn the_remote_sources_are_read_from_the_config() {
     // A gate without sources says so.
     let plain = new_gate(config("").as_bytes()).unwrap();
     // SAFETY: valid pointers.
-    assert_eq!(
-        unsafe { attestgate_gate_remote(plain, ATTESTGATE_DOC_JWKS, &mut source, &mut present) },
-        ATTESTGATE_OK
-    );
+    let code =
+        unsafe { attestgate_gate_remote(plain, ATTESTGATE_DOC_JWKS, &mut source, &mut present) };
+    assert_eq!(code, ATTESTGATE_OK);
     assert_eq!(present, 0);
     assert_eq!(
         set_document(plain, ATTESTGATE_DOC_JWKS, jwks("k1", SECRET).as_bytes())
