@@ -177,8 +177,7 @@ http {{
   lua_package_path "{lua}/?.lua;;";
   # The gate's counters, added up across workers (attestgate.metrics() prints them).
   lua_shared_dict attestgate_counters 1m;
-  # Fetched keys and denylists: one fetch for both workers.
-  lua_shared_dict attestgate_remote 1m;
+{remote_dict}
   init_worker_by_lua_block {{ assert(require("attestgate").init_worker()) }}
   init_by_lua_block {{
     local attestgate = require "attestgate"
@@ -192,8 +191,16 @@ http {{
         lua = root().join("native/lua").canonicalize().unwrap().display(),
         lib = lib.display().to_string(),
         user = user_directive(),
+        remote_dict = if servers.iter().any(|s| s.extra.contains(NO_REMOTE_DICT)) {
+            ""
+        } else {
+            "  # Fetched keys and denylists: one fetch for both workers.\n  lua_shared_dict attestgate_remote 1m;"
+        },
     )
 }
+
+/// In a server's `extra`: leave `lua_shared_dict attestgate_remote` out of the config.
+const NO_REMOTE_DICT: &str = "# no lua_shared_dict attestgate_remote";
 
 impl Nginx {
     /// Writes the config and starts nginx; `Err(error log)` when it does not come up.
@@ -2144,4 +2151,41 @@ fn a_fetched_denylist_and_an_unknown_kid_in_nginx() {
     }
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(keys.served("/jwks.json"), fetched + 1);
+}
+
+/// Without `lua_shared_dict attestgate_remote`, each worker fetches for itself: the keys are
+/// still fetched and rotated in every worker, and the key server sees each worker's fetches.
+#[test]
+fn without_the_shared_dict_each_worker_fetches_for_itself() {
+    let recorder = RecordingUpstream::start().unwrap();
+    let keys = KeyServer::start();
+    keys.answer("/jwks.json", ok(test_jwks("es256")));
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port),
+                            "authority": "keys.test", "path": "/jwks.json",
+                            "refresh_seconds": 1}},
+    });
+    let servers = [Server {
+        extra: format!("{NO_REMOTE_DICT}\n    {METRICS}"),
+        ..server("remote-per-worker", config.to_string())
+    }];
+    let nginx = Nginx::start("remote-per-worker", &servers, recorder.port());
+    let port = nginx.ports[0];
+    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
+    let (old, new) = (
+        mint_with("es256", &claims),
+        mint_with("es256_other", &claims),
+    );
+    eventually(10, "the JWKS is fetched", || get(port, &old).status == 200);
+    let before = keys.served("/jwks.json");
+    std::thread::sleep(Duration::from_secs(3));
+    let fetches = keys.served("/jwks.json") - before;
+    // Two workers, a fetch a second each.
+    assert!((4..=8).contains(&fetches), "{fetches} fetches in 3 s");
+    keys.answer("/jwks.json", ok(test_jwks("es256_other")));
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..10 {
+        assert_eq!(get(port, &old).status, 401);
+        assert_eq!(get(port, &new).status, 200);
+    }
 }
