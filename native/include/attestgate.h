@@ -38,6 +38,11 @@ extern "C" {
 #define ATTESTGATE_ERR_CONFIG (-4)    /* the gate refuses the config (the message says why) */
 #define ATTESTGATE_ERR_THREAD (-5)    /* the gate was created on another thread */
 #define ATTESTGATE_ERR_INTERNAL (-6)  /* a bug inside the library: fail closed */
+#define ATTESTGATE_ERR_DOCUMENT (-7)  /* a fetched document refused: the last good one is kept */
+
+/* Kinds of fetched documents. */
+#define ATTESTGATE_DOC_JWKS 1         /* keys.remote */
+#define ATTESTGATE_DOC_DENYLIST 2     /* denylist.remote */
 
 /* Caps on what the library reads. */
 #define ATTESTGATE_MAX_CONFIG_BYTES (64u << 20) /* config JSON */
@@ -45,6 +50,7 @@ extern "C" {
 #define ATTESTGATE_MAX_HEADERS 16384u           /* header fields of one request */
 #define ATTESTGATE_MAX_BODY_BYTES (256u << 20)  /* a body handed over (only the route's */
                                                 /* max_body_bytes + 1 are read) */
+#define ATTESTGATE_MAX_DOCUMENT_BYTES (64u << 20) /* a fetched document (max_bytes first) */
 
 /* A byte string: ptr may be NULL only when len is 0. */
 typedef struct attestgate_str {
@@ -88,6 +94,16 @@ typedef struct attestgate_decision {
                                       /* "attestgate.cache.hits", ... (as the Envoy filter's) */
 } attestgate_decision;
 
+/* Where a fetched document comes from, as the config says (views into the gate). */
+typedef struct attestgate_remote_source {
+    attestgate_str upstream;          /* host:port */
+    attestgate_str authority;         /* the request's Host */
+    attestgate_str path;              /* the request target */
+    uint32_t refresh_seconds;         /* seconds between fetches */
+    uint32_t timeout_ms;              /* how long one fetch may take */
+    size_t max_bytes;                 /* the largest body accepted */
+} attestgate_remote_source;
+
 typedef struct attestgate_gate attestgate_gate;
 
 /* The library's version, a static NUL-terminated string ("0.1.0"). */
@@ -119,6 +135,23 @@ int attestgate_needs_body(const attestgate_gate *gate, const attestgate_request 
  */
 int attestgate_decide(const attestgate_gate *gate, const attestgate_request *request,
                       attestgate_decision **out, attestgate_str **error);
+
+/*
+ * Where the gate's document of `kind` (ATTESTGATE_DOC_*) is fetched from: *present is 1 and
+ * *out filled when the config has that source (keys.remote, denylist.remote), else 0. The
+ * strings live as long as the gate. The library fetches nothing: the host does, on its timer.
+ */
+int attestgate_gate_remote(const attestgate_gate *gate, int kind, attestgate_remote_source *out,
+                           int *present);
+
+/*
+ * Hands the gate the body of a good (200) response to its fetch of `kind`. A JWKS with a
+ * usable key or a denylist {"devices": [...]} replaces what the gate held (a changed one
+ * empties the decision cache); anything else, or more than the source's max_bytes, is
+ * ATTESTGATE_ERR_DOCUMENT with a message, and the gate keeps its last good document.
+ */
+int attestgate_gate_set_document(const attestgate_gate *gate, int kind, const uint8_t *body,
+                                 size_t body_len, attestgate_str **error);
 
 /* Frees a decision (NULL is fine). */
 void attestgate_decision_free(attestgate_decision *decision);

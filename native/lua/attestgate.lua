@@ -58,6 +58,15 @@ typedef struct attestgate_decision {
     size_t counters_len;
 } attestgate_decision;
 
+typedef struct attestgate_remote_source {
+    attestgate_str upstream;
+    attestgate_str authority;
+    attestgate_str path;
+    uint32_t refresh_seconds;
+    uint32_t timeout_ms;
+    size_t max_bytes;
+} attestgate_remote_source;
+
 typedef struct attestgate_gate attestgate_gate;
 
 const char *attestgate_version(void);
@@ -68,6 +77,10 @@ int attestgate_needs_body(const attestgate_gate *gate, const attestgate_request 
                           int *needs_body, size_t *max_body_bytes);
 int attestgate_decide(const attestgate_gate *gate, const attestgate_request *request,
                       attestgate_decision **out, attestgate_str **error);
+int attestgate_gate_remote(const attestgate_gate *gate, int kind, attestgate_remote_source *out,
+                           int *present);
+int attestgate_gate_set_document(const attestgate_gate *gate, int kind, const uint8_t *body,
+                                 size_t body_len, attestgate_str **error);
 void attestgate_decision_free(attestgate_decision *decision);
 void attestgate_string_free(attestgate_str *string);
 ]]
@@ -84,6 +97,7 @@ end
 -- The status codes of attestgate.h.
 M.OK, M.ERR_NULL, M.ERR_UTF8, M.ERR_TOO_LARGE = 0, -1, -2, -3
 M.ERR_CONFIG, M.ERR_THREAD, M.ERR_INTERNAL = -4, -5, -6
+M.ERR_DOCUMENT, M.DOC_JWKS, M.DOC_DENYLIST = -7, 1, 2
 
 -- The reply for a failure of the host glue or the library: fail closed, as the filter does.
 M.INTERNAL_ERROR_BODY = '{"error":"internal_error","reasons":[]}'
@@ -125,7 +139,16 @@ function M.new(config_json)
         return nil, take_error(code, err_box)
     end
     local handle = ffi.gc(out[0], loaded.attestgate_gate_free)
-    return setmetatable({ handle = handle }, Gate)
+    local gate = setmetatable({ handle = handle }, Gate)
+    local sources, source_err = M.sources_of(gate)
+    if not sources then
+        return nil, source_err
+    end
+    gate.sources = sources
+    if #sources > 0 then
+        M.fetching[gate] = true
+    end
+    return gate
 end
 
 --- Reads a config file and loads it.
@@ -275,6 +298,413 @@ function Gate:decide(r)
     return result
 end
 
+-- Fetched documents ----------------------------------------------------------------------------
+--
+-- keys.remote and denylist.remote: the library fetches nothing; this module does, on a timer
+-- in every worker (ngx.timer.every, started by attestgate.init_worker() in
+-- init_worker_by_lua*, or by the first request a gate decides), with a bounded HTTP/1.1 GET
+-- over lua-nginx-module's cosocket. The body goes to the library
+-- (attestgate_gate_set_document), which parses it as the filter does and keeps the last good
+-- document when it refuses one.
+--
+-- One fetch serves every worker when the shared dict attestgate.remote_dict (default
+-- "attestgate_remote") is declared: a worker claims the fetch (dict:add of a lock), stores
+-- the body it fetched there with a new version, and every worker, on its timer and before
+-- each decision, hands a stored body with a newer version to its own gate. So a rotated JWKS
+-- reaches all workers at their next request, and the key server sees one fetch per interval.
+-- Without the dict each worker fetches for itself (the same code, on a per-worker table).
+--
+-- As the filter: a failed, timed-out, oversized, non-200 or refused response keeps the last
+-- good document and is retried after 30 s (or refresh_seconds, if shorter); a key_not_found
+-- decision pulls the next JWKS fetch forward at most once per refresh interval. Counters:
+-- attestgate.{jwks,denylist}.fetch{ed,_failed}.
+
+M.remote_dict = "attestgate_remote"
+M.RETRY_SECONDS = 30
+-- Bounds of a response's head: a key server answering more is refused.
+M.MAX_HEADER_LINES, M.MAX_HEADER_BYTES = 100, 16384
+-- Gates whose config fetches (weak: a gate no longer used is let go).
+M.fetching = setmetatable({}, { __mode = "k" })
+
+local KINDS = {
+    { kind = 1, name = "jwks", field = "keys.remote",
+      counters = { fetched = "attestgate.jwks.fetched", failed = "attestgate.jwks.fetch_failed" } },
+    { kind = 2, name = "denylist", field = "denylist.remote",
+      counters = { fetched = "attestgate.denylist.fetched",
+                   failed = "attestgate.denylist.fetch_failed" } },
+}
+
+-- upstream is host:port (as on Kong's ngx_wasm_module): a name (resolved with NGINX's
+-- `resolver`), an IPv4 address, or [IPv6]; the port 1-65535.
+local function parse_upstream(text)
+    local host, port = text:match("^%[([%x:.]+)%]:(%d+)$")
+    if not host then
+        host, port = text:match("^([%w.-]+):(%d+)$")
+    end
+    port = tonumber(port)
+    if not host or not port or port < 1 or port > 65535 then
+        return nil
+    end
+    return host, port
+end
+
+--- The gate's remote sources ({kind, name, host, port, authority, path, refresh, timeout_ms,
+--- max_bytes, id}); nil, err when an upstream is not host:port (the config is then refused).
+function M.sources_of(gate)
+    local sources = {}
+    local C = lib()
+    for _, k in ipairs(KINDS) do
+        local src = ffi.new("attestgate_remote_source[1]")
+        local present = ffi.new("int[1]")
+        local code = C.attestgate_gate_remote(gate.handle, k.kind, src, present)
+        if code ~= 0 then
+            return nil, "attestgate_gate_remote: error " .. tostring(code)
+        end
+        if present[0] == 1 then
+            local s = src[0]
+            local upstream = str(s.upstream)
+            local host, port = parse_upstream(upstream)
+            if not host then
+                return nil, "`" .. k.field .. ".upstream` must be host:port here (NGINX and Kong"
+                    .. " fetch it with a cosocket), not " .. string.format("%q", upstream)
+            end
+            local source = {
+                kind = k.kind, name = k.name, counters = k.counters, host = host, port = port,
+                authority = str(s.authority), path = str(s.path),
+                refresh = tonumber(s.refresh_seconds), timeout_ms = tonumber(s.timeout_ms),
+                max_bytes = tonumber(s.max_bytes), seen = nil,
+            }
+            source.retry = math.min(source.refresh, M.RETRY_SECONDS)
+            local where = k.name .. "\n" .. upstream .. "\n" .. source.authority .. "\n" .. source.path
+            source.id = "attestgate:" .. k.name .. ":" .. ((ngx and ngx.md5) and ngx.md5(where) or where)
+            sources[#sources + 1] = source
+        end
+    end
+    return sources
+end
+
+--- Hands a fetched body to the gate: true, or nil and the library's reason (the gate then
+--- keeps its last good document).
+function Gate:set_document(kind, body)
+    local err_box = ffi.new("attestgate_str *[1]")
+    local code = lib().attestgate_gate_set_document(self.handle, kind, body, #body, err_box)
+    if code ~= 0 then
+        return nil, take_error(code, err_box)
+    end
+    return true
+end
+
+-- The same calls as a shared dict's, on a table of this worker: where documents are kept
+-- when no shared dict is declared.
+local LocalStore = {}
+LocalStore.__index = LocalStore
+
+function LocalStore:get(key)
+    local entry = self.t[key]
+    if entry and entry.exp and entry.exp <= ngx.now() then
+        self.t[key] = nil
+        entry = nil
+    end
+    if entry then
+        return entry.value, entry.flags
+    end
+    return nil
+end
+
+function LocalStore:set(key, value, exptime, flags)
+    self.t[key] = { value = value, flags = flags,
+                    exp = (exptime and exptime > 0) and (ngx.now() + exptime) or nil }
+    return true
+end
+
+function LocalStore:add(key, value, exptime)
+    if self:get(key) ~= nil then
+        return false, "exists"
+    end
+    return self:set(key, value, exptime)
+end
+
+function LocalStore:delete(key)
+    self.t[key] = nil
+end
+
+function LocalStore:incr(key, value, init)
+    local new = (self:get(key) or init or 0) + value
+    self:set(key, new)
+    return new
+end
+
+local local_store = setmetatable({ t = {} }, LocalStore)
+
+local function store()
+    return (ngx.shared and ngx.shared[M.remote_dict]) or local_store
+end
+
+-- Counted by the worker that fetched; M.fetch_count_hook (the Kong plugin's Prometheus
+-- counter) sees them too.
+local function count_fetch(name)
+    M.count({ name })
+    if M.fetch_count_hook then
+        pcall(M.fetch_count_hook, { name })
+    end
+end
+
+-- A stored body newer than what this gate holds goes to the gate.
+local function sync(gate, source, st)
+    local version = st:get(source.id .. ".version")
+    if version == nil or version == source.seen then
+        return
+    end
+    local body, flags = st:get(source.id .. ".body")
+    if body == nil then
+        return
+    end
+    source.seen = flags
+    local ok, err = gate:set_document(source.kind, body)
+    if not ok then
+        -- Only bodies the library took are stored: this is a bug, not a fetch.
+        ngx.log(ngx.ERR, "attestgate: ", source.name, ": stored document refused: ", err)
+    end
+end
+
+--- One bounded HTTP/1.1 GET: the body of a 200 answer, or nil and why.
+function M.http_get(source)
+    local deadline = ngx.now() + source.timeout_ms / 1000
+    local sock = ngx.socket.tcp()
+    local function left()
+        local ms = math.floor((deadline - ngx.now()) * 1000)
+        if ms < 1 then
+            return nil
+        end
+        sock:settimeout(ms)
+        return ms
+    end
+    local function fail(why)
+        sock:close()
+        return nil, why
+    end
+    left()
+    local ok, err = sock:connect(source.host, source.port)
+    if not ok then
+        return fail("cannot connect to " .. source.host .. ":" .. source.port .. ": " .. tostring(err))
+    end
+    local request = "GET " .. source.path .. " HTTP/1.1\r\nHost: " .. source.authority
+        .. "\r\nAccept: application/json\r\nUser-Agent: attestgate/" .. M._VERSION
+        .. "\r\nConnection: close\r\n\r\n"
+    if not left() then return fail("timed out") end
+    ok, err = sock:send(request)
+    if not ok then
+        return fail("cannot send: " .. tostring(err))
+    end
+    if not left() then return fail("timed out") end
+    local line
+    line, err = sock:receive("*l")
+    if not line then
+        return fail("no status line: " .. tostring(err))
+    end
+    local status = line:match("^HTTP/1%.[01] (%d%d%d)")
+    if not status then
+        return fail("not an HTTP/1.x status line")
+    end
+    local length, chunked, head_bytes = nil, false, #line
+    for i = 1, M.MAX_HEADER_LINES + 1 do
+        if i > M.MAX_HEADER_LINES then
+            return fail("more than " .. M.MAX_HEADER_LINES .. " header lines")
+        end
+        if not left() then return fail("timed out") end
+        line, err = sock:receive("*l")
+        if not line then
+            return fail("the header ends early: " .. tostring(err))
+        end
+        head_bytes = head_bytes + #line
+        if head_bytes > M.MAX_HEADER_BYTES then
+            return fail("a head over " .. M.MAX_HEADER_BYTES .. " bytes")
+        end
+        if line == "" then
+            break
+        end
+        local name, value = line:match("^([^:]+):%s*(.-)%s*$")
+        name = name and name:lower()
+        if name == "content-length" then
+            if length ~= nil or not value:match("^%d+$") then
+                return fail("a bad content-length")
+            end
+            length = tonumber(value)
+        elseif name == "transfer-encoding" then
+            chunked = value:lower() == "chunked"
+            if not chunked then
+                return fail("transfer-encoding " .. value)
+            end
+        end
+    end
+    if status ~= "200" then
+        return fail("status " .. status)
+    end
+    local max = source.max_bytes
+    local body
+    if chunked then
+        local parts, total = {}, 0
+        while true do
+            if not left() then return fail("timed out") end
+            line, err = sock:receive("*l")
+            local size = line and tonumber(line:match("^(%x+)"), 16)
+            if not size then
+                return fail("a bad chunk size: " .. tostring(err or line))
+            end
+            if size == 0 then
+                break
+            end
+            total = total + size
+            if total > max then
+                return fail("a body over max_bytes (" .. max .. ")")
+            end
+            if not left() then return fail("timed out") end
+            local data
+            data, err = sock:receive(size)
+            if not data then
+                return fail("the body ends early: " .. tostring(err))
+            end
+            parts[#parts + 1] = data
+            if not left() then return fail("timed out") end
+            sock:receive("*l")
+        end
+        body = table.concat(parts)
+    elseif length then
+        if length > max then
+            return fail("a body of " .. length .. " bytes, over max_bytes (" .. max .. ")")
+        end
+        if not left() then return fail("timed out") end
+        body, err = sock:receive(length)
+        if not body then
+            return fail("the body ends early: " .. tostring(err))
+        end
+    else
+        -- Until the server closes: at most max + 1 bytes.
+        if not left() then return fail("timed out") end
+        local partial
+        body, err, partial = sock:receive(max + 1)
+        if not body then
+            if err ~= "closed" then
+                return fail("reading the body: " .. tostring(err))
+            end
+            body = partial or ""
+        end
+        if #body > max then
+            return fail("a body over max_bytes (" .. max .. ")")
+        end
+    end
+    sock:close()
+    return body
+end
+
+-- Fetches `source` for `gate` when it is due and no other worker has claimed it.
+local function maybe_fetch(gate, source, st, now)
+    if source.busy or now < (st:get(source.id .. ".next") or 0) then
+        return
+    end
+    -- The claim lapses by itself should this worker die mid-fetch.
+    local claim_for = math.ceil(source.timeout_ms / 1000) + 5
+    if not st:add(source.id .. ".lock", true, claim_for) then
+        return
+    end
+    source.busy = true
+    local ok, body, err = pcall(M.http_get, source)
+    if ok and body then
+        local taken
+        taken, err = gate:set_document(source.kind, body)
+        if taken then
+            local version = st:incr(source.id .. ".seq", 1, 0)
+            local stored, store_err = st:set(source.id .. ".body", body, 0, version)
+            if stored then
+                st:set(source.id .. ".version", version)
+            else
+                ngx.log(ngx.ERR, "attestgate: ", source.name, ": cannot share the document (",
+                    tostring(store_err), "): make lua_shared_dict ", M.remote_dict, " bigger")
+            end
+            source.seen = version
+            st:set(source.id .. ".next", now + source.refresh)
+            count_fetch(source.counters.fetched)
+            ngx.log(ngx.INFO, "attestgate: ", source.name, ": fetched ", #body, " bytes")
+        end
+    elseif not ok then
+        err = body
+    end
+    if err then
+        st:set(source.id .. ".next", now + source.retry)
+        count_fetch(source.counters.failed)
+        ngx.log(ngx.WARN, "attestgate: ", source.name, ": fetch failed, keeping the last good",
+            " one (retry in ", source.retry, " s): ", tostring(err))
+    end
+    st:delete(source.id .. ".lock")
+    source.busy = false
+end
+
+local function tick(premature)
+    if premature then
+        return
+    end
+    local st = store()
+    local now = ngx.time()
+    for gate in pairs(M.fetching) do
+        for _, source in ipairs(gate.sources) do
+            local ok, err = pcall(sync, gate, source, st)
+            if ok then
+                ok, err = pcall(maybe_fetch, gate, source, st, now)
+            end
+            if not ok then
+                source.busy = false
+                ngx.log(ngx.ERR, "attestgate: ", source.name, ": ", tostring(err))
+            end
+        end
+    end
+end
+
+local timer_started = false
+
+--- Starts this worker's fetch timer (once): call it in init_worker_by_lua*. The first
+--- request a fetching gate decides starts it too, should that have been left out.
+function M.init_worker()
+    if timer_started then
+        return true
+    end
+    local ok, err = ngx.timer.every(1, tick)
+    if not ok then
+        return nil, "attestgate: cannot start the fetch timer: " .. tostring(err)
+    end
+    timer_started = true
+    -- The first fetch now, not in a second.
+    ngx.timer.at(0, tick)
+    return true
+end
+
+-- Before a decision: the documents other workers stored since, and the timer.
+local function before_decision(gate)
+    if not timer_started then
+        local ok, err = M.init_worker()
+        if not ok then
+            ngx.log(ngx.ERR, err)
+        end
+    end
+    local st = store()
+    for _, source in ipairs(gate.sources) do
+        sync(gate, source, st)
+    end
+end
+
+-- After one: an unknown kid pulls the next JWKS fetch forward, once per refresh interval,
+-- so forged kids cannot make it fetch in a loop.
+local function after_decision(gate, d)
+    if d.reason ~= "key_not_found" then
+        return
+    end
+    local st = store()
+    for _, source in ipairs(gate.sources) do
+        if source.kind == M.DOC_JWKS and st:add(source.id .. ".early", true, source.refresh) then
+            st:set(source.id .. ".next", 0)
+        end
+    end
+end
+
 -- Hosts ------------------------------------------------------------------------------------
 --
 -- M.run(gate, host) decides the current request and carries out the answer through `host`,
@@ -305,9 +735,15 @@ local function run(gate, host)
         end
         r.body = body
     end
+    if gate.sources and #gate.sources > 0 then
+        before_decision(gate)
+    end
     local d, decide_err = gate:decide(r)
     if not d then
         return false, decide_err
+    end
+    if gate.sources and #gate.sources > 0 then
+        after_decision(gate, d)
     end
     if host.remember then
         host.remember({ allow = d.allow, monitored = d.monitored, status = d.status,

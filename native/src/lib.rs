@@ -13,9 +13,16 @@
 //! `panic` is `unwind`, such as the workspace's `native` profile, for that last resort to
 //! work).
 //!
-//! What this host does not have (fetching a remote JWKS or denylist, rate-limit buckets, a
-//! gateway verifier's record, a decision log) is refused at load by the core's capability
-//! model (`attestgate_policy::capability`, host `native`), so no config silently weakens here.
+//! Fetched documents (`keys.remote`, `denylist.remote`): the library fetches nothing itself.
+//! The host reads where to fetch from ([`attestgate_gate_remote`]), fetches on its own timer
+//! (the Lua module: an `ngx.timer` with a cosocket) and hands each body over with
+//! [`attestgate_gate_set_document`], which parses it with the core's `parse_jwks` /
+//! `Denylist::parse`, keeps the last good document on a refusal, and empties the decision cache
+//! when the document changes. Every decision then uses what the gate holds (`Dynamic`).
+//!
+//! What this host does not have (rate-limit buckets, a gateway verifier's record, a decision
+//! log) is refused at load by the core's capability model (`attestgate_policy::capability`,
+//! host `native`), so no config silently weakens here.
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int};
@@ -24,8 +31,8 @@ use std::thread::ThreadId;
 
 use attestgate_policy::capability::Host;
 use attestgate_policy::plan::{cache_counter, counters, plan_request, Action};
-use attestgate_policy::remote::Dynamic;
-use attestgate_policy::{DecisionCache, Gate, Mode, Request, Verdict};
+use attestgate_policy::remote::{parse_jwks, Denylist, Dynamic};
+use attestgate_policy::{DecisionCache, Gate, KeySet, Mode, RemoteSource, Request, Verdict};
 
 /// Success.
 pub const ATTESTGATE_OK: c_int = 0;
@@ -41,6 +48,14 @@ pub const ATTESTGATE_ERR_CONFIG: c_int = -4;
 pub const ATTESTGATE_ERR_THREAD: c_int = -5;
 /// A bug inside the library: the host must fail closed.
 pub const ATTESTGATE_ERR_INTERNAL: c_int = -6;
+/// A fetched document the gate refuses (not a JWKS with a usable key, not a denylist, over
+/// the source's `max_bytes`, or a kind the config does not fetch): the last good one is kept.
+pub const ATTESTGATE_ERR_DOCUMENT: c_int = -7;
+
+/// A fetched JWKS (`keys.remote`).
+pub const ATTESTGATE_DOC_JWKS: c_int = 1;
+/// A fetched denylist (`denylist.remote`).
+pub const ATTESTGATE_DOC_DENYLIST: c_int = 2;
 
 /// Most config bytes read.
 pub const MAX_CONFIG_BYTES: usize = 64 << 20;
@@ -50,6 +65,8 @@ pub const MAX_FIELD_BYTES: usize = 16 << 20;
 pub const MAX_HEADERS: usize = 16384;
 /// Most body bytes a host may hand over (only the route's `max_body_bytes` + 1 are read).
 pub const MAX_BODY_BYTES: usize = 256 << 20;
+/// Most bytes of a fetched document handed over (the source's `max_bytes` applies first).
+pub const MAX_DOCUMENT_BYTES: usize = 64 << 20;
 
 /// A byte string; `ptr` may be NULL only when `len` is 0.
 #[repr(C)]
@@ -160,11 +177,36 @@ struct ErrorBox {
     _text: String,
 }
 
-/// A loaded gate with this worker's decision cache (`attestgate_gate`).
+/// Where a fetched document comes from (`attestgate_remote_source`), as the config says:
+/// views into the gate, valid while it lives.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct AttestgateRemoteSource {
+    /// `upstream`: `host:port` in NGINX and Kong.
+    pub upstream: AttestgateStr,
+    /// `authority`: the request's `Host`.
+    pub authority: AttestgateStr,
+    /// `path`: the request target.
+    pub path: AttestgateStr,
+    /// Seconds between fetches.
+    pub refresh_seconds: u32,
+    /// How long one fetch may take.
+    pub timeout_ms: u32,
+    /// The largest body accepted.
+    pub max_bytes: usize,
+}
+
+/// A loaded gate with this worker's decision cache and fetched documents (`attestgate_gate`).
 #[derive(Debug)]
 pub struct AttestgateGate {
     gate: Gate,
     cache: RefCell<DecisionCache>,
+    /// The last good fetched JWKS; `None` before the first.
+    keys: RefCell<Option<KeySet>>,
+    /// The last good fetched denylist; `None` before the first.
+    denylist: RefCell<Option<Denylist>>,
+    /// The bodies they were parsed from (JWKS, denylist), to tell a changed document.
+    bodies: RefCell<(Vec<u8>, Vec<u8>)>,
     thread: ThreadId,
 }
 
@@ -224,6 +266,9 @@ pub unsafe extern "C" fn attestgate_gate_new(
         Ok(Box::new(AttestgateGate {
             gate,
             cache: RefCell::new(DecisionCache::new(entries)),
+            keys: RefCell::new(None),
+            denylist: RefCell::new(None),
+            bodies: RefCell::new((Vec::new(), Vec::new())),
             thread: std::thread::current().id(),
         }))
     });
@@ -357,8 +402,15 @@ pub unsafe extern "C" fn attestgate_decide(
             )
         })?;
         let cache = cache.enabled().then_some(&mut *cache);
+        let keys = handle.keys.try_borrow().map_err(|_| busy())?;
+        let denylist = handle.denylist.try_borrow().map_err(|_| busy())?;
+        let mut dynamic = Dynamic {
+            remote_keys: keys.as_ref(),
+            denylist: denylist.as_ref(),
+            ..Dynamic::default()
+        };
         let (decision, action, outcome) =
-            plan_request(&handle.gate, cache, &facts, now, &mut Dynamic::default());
+            plan_request(&handle.gate, cache, &facts, now, &mut dynamic);
         let counters = counters(&decision)
             .into_iter()
             .chain(cache_counter(outcome))
@@ -380,6 +432,148 @@ pub unsafe extern "C" fn attestgate_decide(
             unsafe { out.write(Box::into_raw(decision).cast::<AttestgateDecision>()) };
             ATTESTGATE_OK
         }
+        // SAFETY: `error` is NULL or writable.
+        Err(failure) => unsafe { fail(error, failure) },
+    }
+}
+
+fn busy() -> Failure {
+    Failure::new(
+        ATTESTGATE_ERR_INTERNAL,
+        "the gate is already in use (re-entered)",
+    )
+}
+
+/// The config's remote source of `kind`, when it has one.
+fn source_of(gate: &Gate, kind: c_int) -> Result<Option<&RemoteSource>, Failure> {
+    let config = gate.config();
+    match kind {
+        ATTESTGATE_DOC_JWKS => Ok(config.keys.remote.as_ref()),
+        ATTESTGATE_DOC_DENYLIST => Ok(config.denylist.as_ref().and_then(|d| d.remote.as_ref())),
+        other => Err(Failure::new(
+            ATTESTGATE_ERR_DOCUMENT,
+            format!("unknown document kind {other} (1: JWKS, 2: denylist)"),
+        )),
+    }
+}
+
+/// Where the gate's document of `kind` (`ATTESTGATE_DOC_JWKS`, `ATTESTGATE_DOC_DENYLIST`) is
+/// fetched from: `*present` is 1 and `*out` the source when the config has one, else
+/// `*present` is 0. The strings point into the gate and live as long as it.
+///
+/// # Safety
+///
+/// `gate` is NULL or a live gate; `out` and `present` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn attestgate_gate_remote(
+    gate: *const AttestgateGate,
+    kind: c_int,
+    out: *mut AttestgateRemoteSource,
+    present: *mut c_int,
+) -> c_int {
+    if out.is_null() || present.is_null() {
+        return ATTESTGATE_ERR_NULL;
+    }
+    let result = guarded(|| {
+        // SAFETY: the caller passes `gate` NULL or live.
+        let handle = unsafe { gate_of(gate) }?;
+        Ok(
+            source_of(&handle.gate, kind)?.map(|source| AttestgateRemoteSource {
+                upstream: AttestgateStr::of(&source.upstream),
+                authority: AttestgateStr::of(&source.authority),
+                path: AttestgateStr::of(&source.path),
+                refresh_seconds: source.refresh_seconds,
+                timeout_ms: source.timeout_ms,
+                max_bytes: source.max_bytes,
+            }),
+        )
+    });
+    match result {
+        Ok(source) => {
+            // SAFETY: both out pointers are not NULL (checked above) and writable.
+            unsafe {
+                present.write(c_int::from(source.is_some()));
+                if let Some(source) = source {
+                    out.write(source);
+                }
+            }
+            ATTESTGATE_OK
+        }
+        Err(failure) => failure.code,
+    }
+}
+
+/// Hands the gate a fetched document of `kind`: the body of a good response (status 200) to
+/// the fetch its config describes. A JWKS with at least one usable key, or a denylist
+/// `{"devices": [...]}`, replaces what the gate held, and the decision cache is emptied when
+/// it differs from it; anything else (garbage, no usable key, more than the source's
+/// `max_bytes`) is refused with `ATTESTGATE_ERR_DOCUMENT` and a message, and the gate keeps
+/// its last good document. Keys a JWKS holds that this gate cannot use are skipped.
+///
+/// # Safety
+///
+/// `gate` is NULL or a live gate; `body` points to `body_len` readable bytes (or is NULL with
+/// 0); `error` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn attestgate_gate_set_document(
+    gate: *const AttestgateGate,
+    kind: c_int,
+    body: *const u8,
+    body_len: usize,
+    error: *mut *mut AttestgateStr,
+) -> c_int {
+    // SAFETY: the caller passes `error` NULL or writable.
+    unsafe { clear_error(error) };
+    let result = guarded(|| {
+        // SAFETY: the caller passes `gate` NULL or live.
+        let handle = unsafe { gate_of(gate) }?;
+        let source = source_of(&handle.gate, kind)?.ok_or_else(|| {
+            Failure::new(
+                ATTESTGATE_ERR_DOCUMENT,
+                if kind == ATTESTGATE_DOC_JWKS {
+                    "the config has no keys.remote"
+                } else {
+                    "the config has no denylist.remote"
+                },
+            )
+        })?;
+        if body_len > source.max_bytes {
+            return Err(Failure::new(
+                ATTESTGATE_ERR_DOCUMENT,
+                format!(
+                    "a body of {body_len} bytes, over max_bytes ({})",
+                    source.max_bytes
+                ),
+            ));
+        }
+        // SAFETY: the caller passes `body` valid for `body_len` bytes.
+        let bytes = unsafe { bytes_of(body, body_len, MAX_DOCUMENT_BYTES, "document") }?;
+        if kind == ATTESTGATE_DOC_JWKS {
+            let (keys, _skipped) = parse_jwks(bytes)
+                .map_err(|message| Failure::new(ATTESTGATE_ERR_DOCUMENT, message))?;
+            *handle.keys.try_borrow_mut().map_err(|_| busy())? = Some(keys);
+        } else {
+            let list = Denylist::parse(bytes)
+                .map_err(|message| Failure::new(ATTESTGATE_ERR_DOCUMENT, message))?;
+            *handle.denylist.try_borrow_mut().map_err(|_| busy())? = Some(list);
+        }
+        let mut bodies = handle.bodies.try_borrow_mut().map_err(|_| busy())?;
+        let slot = if kind == ATTESTGATE_DOC_JWKS {
+            &mut bodies.0
+        } else {
+            &mut bodies.1
+        };
+        let changed = slot.as_slice() != bytes;
+        if changed {
+            slot.clear();
+            slot.extend_from_slice(bytes);
+            // Nothing decided under the old document may be served under the new one.
+            handle.cache.try_borrow_mut().map_err(|_| busy())?.clear();
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ATTESTGATE_OK,
         // SAFETY: `error` is NULL or writable.
         Err(failure) => unsafe { fail(error, failure) },
     }

@@ -299,20 +299,6 @@ fn bad_configs_are_refused_with_a_code_and_a_message() {
             "`rules[0].rate_limit`",
         ),
         (
-            config(
-                r#","denylist":{"remote":{"upstream":"lists","authority":"lists.example.com","path":"/deny.json"}}"#,
-            ),
-            "`denylist.remote`",
-        ),
-        (
-            // Fetched keys: accepted before, with every token then `keys_unavailable`.
-            config(
-                r#","keys":{"remote":{"upstream":"keys","authority":"keys.example.com","path":"/jwks.json"}}"#,
-            )
-            .replacen(&format!(r#""keys":{{"approov_secret":"{SECRET}"}},"#), "", 1),
-            "`keys.remote`",
-        ),
-        (
             r#"{"host_verification":{"filter":"envoy.filters.http.jwt_authn","payload_in_metadata":"approov"}}"#
                 .to_owned(),
             "`host_verification`",
@@ -530,4 +516,222 @@ fn a_gate_is_refused_on_another_thread() {
     assert_eq!(code, ATTESTGATE_ERR_THREAD);
     // SAFETY: freed once, on its own thread.
     unsafe { attestgate_gate_free(gate as *mut AttestgateGate) };
+}
+
+const OTHER: &str = "b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMh";
+
+fn jwks(kid: &str, secret: &str) -> String {
+    let k = secret
+        .trim_end_matches('=')
+        .replace('+', "-")
+        .replace('/', "_");
+    format!(r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"{kid}","k":"{k}"}}]}}"#)
+}
+
+fn kid_token(kid: &str, secret: &str, did: &str) -> String {
+    let claims = serde_json::json!({"exp": NOW + 300, "did": did});
+    SigningKey::hs256_from_base64_secret(secret)
+        .unwrap()
+        .with_kid(Some(kid.to_owned()))
+        .sign(claims.as_object().unwrap())
+        .unwrap()
+}
+
+fn set_document(
+    gate: *const AttestgateGate,
+    kind: c_int,
+    body: &[u8],
+) -> Result<(), (c_int, String)> {
+    let mut error = std::ptr::null_mut();
+    // SAFETY: valid pointers and length.
+    let code =
+        unsafe { attestgate_gate_set_document(gate, kind, body.as_ptr(), body.len(), &mut error) };
+    if code == ATTESTGATE_OK {
+        assert!(error.is_null());
+        return Ok(());
+    }
+    assert!(!error.is_null());
+    // SAFETY: the error came from the library.
+    let message = read(unsafe { *error });
+    // SAFETY: freed once.
+    unsafe { attestgate_string_free(error) };
+    Err((code, message))
+}
+
+fn remote_config() -> String {
+    r#"{"keys":{"remote":{"upstream":"127.0.0.1:9","authority":"keys.example.com","path":"/jwks.json","refresh_seconds":7,"timeout_ms":900,"max_bytes":4096}},
+        "denylist":{"remote":{"upstream":"127.0.0.1:9","authority":"lists.example.com","path":"/deny.json"}}}"#
+        .to_owned()
+}
+
+fn reason_for(gate: *const AttestgateGate, token: &str) -> String {
+    let owned = Owned::new(&[("approov-token", token)]);
+    decide(gate, &owned.request("/")).unwrap().reason
+}
+
+#[test]
+fn the_remote_sources_are_read_from_the_config() {
+    let gate = new_gate(remote_config().as_bytes()).unwrap();
+    let mut source = AttestgateRemoteSource {
+        upstream: s(b""),
+        authority: s(b""),
+        path: s(b""),
+        refresh_seconds: 0,
+        timeout_ms: 0,
+        max_bytes: 0,
+    };
+    let mut present = -1;
+    // SAFETY: valid pointers.
+    let code =
+        unsafe { attestgate_gate_remote(gate, ATTESTGATE_DOC_JWKS, &mut source, &mut present) };
+    assert_eq!(code, ATTESTGATE_OK);
+    assert_eq!(present, 1);
+    assert_eq!(
+        (
+            read(source.upstream),
+            read(source.authority),
+            read(source.path)
+        ),
+        (
+            "127.0.0.1:9".to_owned(),
+            "keys.example.com".to_owned(),
+            "/jwks.json".to_owned()
+        )
+    );
+    assert_eq!(
+        (source.refresh_seconds, source.timeout_ms, source.max_bytes),
+        (7, 900, 4096)
+    );
+    // SAFETY: valid pointers.
+    let code =
+        unsafe { attestgate_gate_remote(gate, ATTESTGATE_DOC_DENYLIST, &mut source, &mut present) };
+    assert_eq!(code, ATTESTGATE_OK);
+    assert_eq!(
+        (present, read(source.path), source.refresh_seconds),
+        (1, "/deny.json".to_owned(), 300)
+    );
+    // SAFETY: valid pointers; an unknown kind and NULL out-pointers are errors.
+    unsafe {
+        assert_eq!(
+            attestgate_gate_remote(gate, 3, &mut source, &mut present),
+            ATTESTGATE_ERR_DOCUMENT
+        );
+        assert_eq!(
+            attestgate_gate_remote(gate, 1, std::ptr::null_mut(), &mut present),
+            ATTESTGATE_ERR_NULL
+        );
+        assert_eq!(
+            attestgate_gate_remote(std::ptr::null(), 1, &mut source, &mut present),
+            ATTESTGATE_ERR_NULL
+        );
+    }
+    // A gate without sources says so.
+    let plain = new_gate(config("").as_bytes()).unwrap();
+    // SAFETY: valid pointers.
+    let code =
+        unsafe { attestgate_gate_remote(plain, ATTESTGATE_DOC_JWKS, &mut source, &mut present) };
+    assert_eq!(code, ATTESTGATE_OK);
+    assert_eq!(present, 0);
+    assert_eq!(
+        set_document(plain, ATTESTGATE_DOC_JWKS, jwks("k1", SECRET).as_bytes())
+            .unwrap_err()
+            .0,
+        ATTESTGATE_ERR_DOCUMENT
+    );
+    // SAFETY: freed once each.
+    unsafe {
+        attestgate_gate_free(gate);
+        attestgate_gate_free(plain);
+    }
+}
+
+#[test]
+fn fetched_keys_rotate_and_a_refused_document_keeps_the_last_good_one() {
+    let gate = new_gate(remote_config().as_bytes()).unwrap();
+    let old = kid_token("k1", SECRET, "dev-1");
+    let new = kid_token("k2", OTHER, "dev-1");
+    // Before the first document: no key to check with.
+    assert_eq!(reason_for(gate, &old), "keys_unavailable");
+    set_document(gate, ATTESTGATE_DOC_JWKS, jwks("k1", SECRET).as_bytes()).unwrap();
+    assert_eq!(reason_for(gate, &old), "allowed");
+    // Cached now; a rotation must not be answered from the cache.
+    assert_eq!(reason_for(gate, &old), "allowed");
+    assert_eq!(reason_for(gate, &new), "key_not_found");
+    set_document(gate, ATTESTGATE_DOC_JWKS, jwks("k2", OTHER).as_bytes()).unwrap();
+    assert_eq!(reason_for(gate, &new), "allowed");
+    assert_eq!(reason_for(gate, &old), "key_not_found");
+    // Garbage, no usable key, a denylist, oversized: refused, the last good keys kept.
+    let big = format!("{}{}", jwks("k3", SECRET), " ".repeat(4096));
+    for bad in [
+        &b"<html>502</html>"[..],
+        br#"{"keys":[]}"#,
+        br#"{"devices":[]}"#,
+        b"",
+        big.as_bytes(),
+    ] {
+        let (code, message) = set_document(gate, ATTESTGATE_DOC_JWKS, bad).unwrap_err();
+        assert_eq!(code, ATTESTGATE_ERR_DOCUMENT, "{message}");
+        assert!(!message.is_empty());
+        assert_eq!(reason_for(gate, &new), "allowed");
+        assert_eq!(reason_for(gate, &old), "key_not_found");
+    }
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
+}
+
+#[test]
+fn a_fetched_denylist_refuses_listed_devices_and_keeps_the_last_good_list() {
+    let gate = new_gate(remote_config().as_bytes()).unwrap();
+    set_document(gate, ATTESTGATE_DOC_JWKS, jwks("k1", SECRET).as_bytes()).unwrap();
+    let lost = kid_token("k1", SECRET, "lost");
+    let good = kid_token("k1", SECRET, "good");
+    assert_eq!(reason_for(gate, &lost), "allowed");
+    set_document(gate, ATTESTGATE_DOC_DENYLIST, br#"{"devices":["lost"]}"#).unwrap();
+    assert_eq!(reason_for(gate, &lost), "device_denied");
+    assert_eq!(reason_for(gate, &good), "allowed");
+    for bad in [&b"[]"[..], br#"{"devices":[1]}"#, b"not json"] {
+        assert_eq!(
+            set_document(gate, ATTESTGATE_DOC_DENYLIST, bad)
+                .unwrap_err()
+                .0,
+            ATTESTGATE_ERR_DOCUMENT
+        );
+        assert_eq!(reason_for(gate, &lost), "device_denied");
+    }
+    set_document(gate, ATTESTGATE_DOC_DENYLIST, br#"{"devices":[]}"#).unwrap();
+    assert_eq!(reason_for(gate, &lost), "allowed");
+    // NULL with a length, another thread: errors, never a crash.
+    let mut error = std::ptr::null_mut();
+    // SAFETY: the NULL body is the point.
+    let code = unsafe {
+        attestgate_gate_set_document(
+            gate,
+            ATTESTGATE_DOC_DENYLIST,
+            std::ptr::null(),
+            3,
+            &mut error,
+        )
+    };
+    assert_eq!(code, ATTESTGATE_ERR_NULL);
+    // SAFETY: freed once.
+    unsafe { attestgate_string_free(error) };
+    let address = gate as usize;
+    let code = std::thread::spawn(move || {
+        let body = br#"{"devices":[]}"#;
+        // SAFETY: the gate lives; the library refuses the other thread.
+        unsafe {
+            attestgate_gate_set_document(
+                address as *const AttestgateGate,
+                ATTESTGATE_DOC_DENYLIST,
+                body.as_ptr(),
+                body.len(),
+                std::ptr::null_mut(),
+            )
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(code, ATTESTGATE_ERR_THREAD);
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
 }

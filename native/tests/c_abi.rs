@@ -13,7 +13,9 @@ use std::mem::{offset_of, size_of};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use attestgate::{AttestgateDecision, AttestgateHeader, AttestgateRequest, AttestgateStr};
+use attestgate::{
+    AttestgateDecision, AttestgateHeader, AttestgateRemoteSource, AttestgateRequest, AttestgateStr,
+};
 
 fn library() -> PathBuf {
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -119,6 +121,26 @@ fn a_c_host_sees_the_rust_layout_and_gets_answers() {
         (
             "attestgate_decision.counters_len",
             offset_of!(AttestgateDecision, counters_len),
+        ),
+        (
+            "attestgate_remote_source",
+            size_of::<AttestgateRemoteSource>(),
+        ),
+        (
+            "attestgate_remote_source.path",
+            offset_of!(AttestgateRemoteSource, path),
+        ),
+        (
+            "attestgate_remote_source.refresh_seconds",
+            offset_of!(AttestgateRemoteSource, refresh_seconds),
+        ),
+        (
+            "attestgate_remote_source.timeout_ms",
+            offset_of!(AttestgateRemoteSource, timeout_ms),
+        ),
+        (
+            "attestgate_remote_source.max_bytes",
+            offset_of!(AttestgateRemoteSource, max_bytes),
         ),
     ]
     .into_iter()

@@ -68,6 +68,8 @@ fn the_lua_cdef_declares_exactly_the_header() {
         "attestgate_decide",
         "attestgate_decision_free",
         "attestgate_string_free",
+        "attestgate_gate_remote",
+        "attestgate_gate_set_document",
     ] {
         assert!(
             tokens(declarations).contains(&format!("{name} (")),
@@ -92,6 +94,15 @@ fn the_header_states_the_librarys_codes_and_caps() {
         (
             "ATTESTGATE_ERR_INTERNAL",
             attestgate::ATTESTGATE_ERR_INTERNAL,
+        ),
+        (
+            "ATTESTGATE_ERR_DOCUMENT",
+            attestgate::ATTESTGATE_ERR_DOCUMENT,
+        ),
+        ("ATTESTGATE_DOC_JWKS", attestgate::ATTESTGATE_DOC_JWKS),
+        (
+            "ATTESTGATE_DOC_DENYLIST",
+            attestgate::ATTESTGATE_DOC_DENYLIST,
         ),
     ] {
         let written = if value < 0 {
@@ -118,6 +129,11 @@ fn the_header_states_the_librarys_codes_and_caps() {
             attestgate::MAX_BODY_BYTES,
         ),
         ("ATTESTGATE_MAX_HEADERS", "16384u", attestgate::MAX_HEADERS),
+        (
+            "ATTESTGATE_MAX_DOCUMENT_BYTES",
+            "(64u << 20)",
+            attestgate::MAX_DOCUMENT_BYTES,
+        ),
     ] {
         let line = header
             .lines()
@@ -143,6 +159,15 @@ fn the_lua_module_states_the_same_codes() {
     let lua = read("lua/attestgate.lua");
     assert!(lua.contains("M.OK, M.ERR_NULL, M.ERR_UTF8, M.ERR_TOO_LARGE = 0, -1, -2, -3"));
     assert!(lua.contains("M.ERR_CONFIG, M.ERR_THREAD, M.ERR_INTERNAL = -4, -5, -6"));
+    assert!(lua.contains("M.ERR_DOCUMENT, M.DOC_JWKS, M.DOC_DENYLIST = -7, 1, 2"));
+    assert_eq!(
+        (
+            attestgate::ATTESTGATE_ERR_DOCUMENT,
+            attestgate::ATTESTGATE_DOC_JWKS,
+            attestgate::ATTESTGATE_DOC_DENYLIST
+        ),
+        (-7, 1, 2)
+    );
     assert_eq!(
         (
             attestgate::ATTESTGATE_ERR_CONFIG,

@@ -177,6 +177,8 @@ http {{
   lua_package_path "{lua}/?.lua;;";
   # The gate's counters, added up across workers (attestgate.metrics() prints them).
   lua_shared_dict attestgate_counters 1m;
+{remote_dict}
+  init_worker_by_lua_block {{ assert(require("attestgate").init_worker()) }}
   init_by_lua_block {{
     local attestgate = require "attestgate"
     attestgate.library = {lib:?}
@@ -189,8 +191,16 @@ http {{
         lua = root().join("native/lua").canonicalize().unwrap().display(),
         lib = lib.display().to_string(),
         user = user_directive(),
+        remote_dict = if servers.iter().any(|s| s.extra.contains(NO_REMOTE_DICT)) {
+            ""
+        } else {
+            "  # Fetched keys and denylists: one fetch for both workers.\n  lua_shared_dict attestgate_remote 1m;"
+        },
     )
 }
+
+/// In a server's `extra`: leave `lua_shared_dict attestgate_remote` out of the config.
+const NO_REMOTE_DICT: &str = "# no lua_shared_dict attestgate_remote";
 
 impl Nginx {
     /// Writes the config and starts nginx; `Err(error log)` when it does not come up.
@@ -594,7 +604,14 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
             }
         }
     }
-    let log = nginx.log();
+    // remote/remote_only fetches from a port where nothing listens: lua-nginx-module logs
+    // the cosocket's refused connect at [error] itself (lua_socket_log_errors), in the timer.
+    let log: String = nginx
+        .log()
+        .lines()
+        .filter(|l| !(l.contains("connect() failed") && l.contains("context: ngx.timer")))
+        .map(|l| format!("{l}\n"))
+        .collect();
     drop(nginx);
     assert!(
         !log.contains("[error]") && !log.contains("[alert]") && !log.contains("[crit]"),
@@ -976,9 +993,13 @@ fn a_bad_config_refuses_to_start() {
             "unsupported `rules[0].rate_limit`",
         ),
         (
-            // Fetched keys: nothing fetches them here (the core's capability model refuses).
+            // Fetched keys over a cosocket: the upstream must be host:port.
             r#"{"keys":{"remote":{"upstream":"keys","authority":"keys.example.com","path":"/jwks.json"}}}"#.to_owned(),
-            "unsupported `keys.remote`",
+            "`keys.remote.upstream` must be host:port",
+        ),
+        (
+            r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},"denylist":{"remote":{"upstream":"127.0.0.1:99999","authority":"l","path":"/d.json"}}}"#.to_owned(),
+            "`denylist.remote.upstream` must be host:port",
         ),
     ] {
         let servers = [
@@ -1715,4 +1736,448 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
         assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
     }
     assert!(metrics.contains(r#"kong_attestgate_total{counter="attestgate.allowed"}"#));
+}
+
+// Fetched keys and denylists ------------------------------------------------------------------
+
+/// How the key server answers one path.
+#[derive(Clone)]
+struct Answer {
+    status: u16,
+    body: String,
+    /// Chunked transfer encoding instead of a content-length.
+    chunked: bool,
+}
+
+fn ok(body: String) -> Answer {
+    Answer {
+        status: 200,
+        body,
+        chunked: false,
+    }
+}
+
+/// A loopback HTTP/1.1 server answering each path as told (404 for others), counting the
+/// requests per path; it can go down.
+struct KeyServer {
+    port: u16,
+    answers: Arc<std::sync::Mutex<BTreeMap<String, Answer>>>,
+    served: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl KeyServer {
+    fn start() -> KeyServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Mutex;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answers: Arc<Mutex<BTreeMap<String, Answer>>> = Arc::default();
+        let served: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, n, halt) = (Arc::clone(&answers), Arc::clone(&served), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .unwrap();
+                let mut request = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => request.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&request).into_owned();
+                let path = text.split(' ').nth(1).unwrap_or("").to_owned();
+                *n.lock().unwrap().entry(path.clone()).or_default() += 1;
+                let answer = a.lock().unwrap().get(&path).cloned().unwrap_or(Answer {
+                    status: 404,
+                    body: "not here".to_owned(),
+                    chunked: false,
+                });
+                let head = format!(
+                    "HTTP/1.1 {} X\r\ncontent-type: application/json\r\nconnection: close\r\n",
+                    answer.status
+                );
+                let reply = if answer.chunked {
+                    let mut body = String::new();
+                    for piece in answer.body.as_bytes().chunks(7) {
+                        body.push_str(&format!("{:x}\r\n", piece.len()));
+                        body.push_str(&String::from_utf8_lossy(piece));
+                        body.push_str("\r\n");
+                    }
+                    format!("{head}transfer-encoding: chunked\r\n\r\n{body}0\r\n\r\n")
+                } else {
+                    format!(
+                        "{head}content-length: {}\r\n\r\n{}",
+                        answer.body.len(),
+                        answer.body
+                    )
+                };
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+        KeyServer {
+            port,
+            answers,
+            served,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn answer(&self, path: &str, answer: Answer) {
+        self.answers.lock().unwrap().insert(path.to_owned(), answer);
+    }
+
+    fn served(&self, path: &str) -> usize {
+        self.served.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    /// Stops listening: connections are refused from now on.
+    fn shut_down(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+impl Drop for KeyServer {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+fn test_jwks(key: &str) -> String {
+    std::fs::read_to_string(root().join(format!("policy-engine/tests/data/keys/{key}.pub.json")))
+        .unwrap()
+}
+
+fn mint_with(key: &str, claims: &Value) -> String {
+    let path = root().join(format!("policy-engine/tests/data/keys/{key}.json"));
+    let jwk: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    attestgate_testkit::SigningKey::from_jwk(&jwk)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap()
+}
+
+/// Polls until `f` holds, for up to `seconds`.
+fn eventually(seconds: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !f() {
+        assert!(Instant::now() < deadline, "not within {seconds} s: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+const METRICS: &str = r#"location = /attestgate-metrics {
+      content_by_lua_block { require("attestgate").metrics() }
+    }"#;
+
+/// A counter's value, from attestgate.metrics().
+fn counter(port: u16, name: &str) -> u64 {
+    let reply = Conn::open(port)
+        .send("GET", "/attestgate-metrics", "localhost", &[], b"")
+        .expect("a reply");
+    reply
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}: ")))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+/// A new connection each time: NGINX hands them to either worker.
+fn get(port: u16, token: &str) -> Reply {
+    Conn::open(port)
+        .send(
+            "GET",
+            "/v1/shapes",
+            "api.example.com",
+            &[h("approov-token", token)],
+            b"",
+        )
+        .expect("a reply")
+}
+
+/// A fetched JWKS in real NGINX, rotated while requests flow: 503 keys_unavailable before
+/// the first good fetch, then the served key; after a rotation the new key, and once it
+/// verifies the old one never again, in either worker; a garbage, oversized or 500 answer
+/// and the key server going down keep the last good keys and count `fetch_failed`.
+#[test]
+fn fetched_keys_rotate_in_nginx_and_the_last_good_ones_survive_bad_answers() {
+    let recorder = RecordingUpstream::start().unwrap();
+    let mut keys = KeyServer::start();
+    keys.answer(
+        "/jwks.json",
+        Answer {
+            status: 500,
+            body: test_jwks("es256"),
+            chunked: false,
+        },
+    );
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port),
+                            "authority": "keys.test", "path": "/jwks.json",
+                            "refresh_seconds": 1, "timeout_ms": 1000, "max_bytes": 2048}},
+        "claim_to_headers": [{"claim": "did", "header": "x-device-id"}],
+    });
+    let servers = [Server {
+        extra: METRICS.to_owned(),
+        ..server("remote-keys", config.to_string())
+    }];
+    let nginx = Nginx::start("remote-keys", &servers, recorder.port());
+    let port = nginx.ports[0];
+    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
+    let (old, new) = (
+        mint_with("es256", &claims),
+        mint_with("es256_other", &claims),
+    );
+
+    // The key server answers 500: no keys yet.
+    eventually(10, "a failed first fetch", || {
+        counter(port, "attestgate.jwks.fetch_failed") >= 1
+    });
+    let reply = get(port, &old);
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (503, Some("keys_unavailable")),
+        "{reply:?}"
+    );
+    assert_eq!(counter(port, "attestgate.jwks.fetched"), 0);
+
+    keys.answer("/jwks.json", ok(test_jwks("es256")));
+    eventually(10, "the first JWKS is fetched", || {
+        get(port, &old).status == 200
+    });
+    for _ in 0..6 {
+        assert_eq!(get(port, &old).status, 200);
+        let reply = get(port, &new);
+        assert_eq!(
+            (reply.status, reply.header("x-attestgate-reason")),
+            (401, Some("signature_invalid")),
+            "{reply:?}"
+        );
+    }
+    // One fetch a second serves both workers (a claim through the shared dict).
+    let before = keys.served("/jwks.json");
+    std::thread::sleep(Duration::from_secs(3));
+    let fetches = keys.served("/jwks.json") - before;
+    assert!((1..=4).contains(&fetches), "{fetches} fetches in 3 s");
+
+    // Rotate (this time chunked): the new key verifies; once it does, the old one never again.
+    keys.answer(
+        "/jwks.json",
+        Answer {
+            chunked: true,
+            ..ok(test_jwks("es256_other"))
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "the new key never verified");
+        let (a, b) = (get(port, &old), get(port, &new));
+        assert!(matches!(a.status, 200 | 401) && matches!(b.status, 200 | 401));
+        if b.status == 200 {
+            break;
+        }
+    }
+    let check_rotated = || {
+        for _ in 0..8 {
+            assert_eq!(get(port, &old).status, 401);
+            assert_eq!(get(port, &new).status, 200);
+        }
+    };
+    check_rotated();
+
+    // Garbage, an oversized JWKS (the old keys padded past max_bytes), a 500: each a failed
+    // fetch that keeps the keys.
+    let padded = format!("{}{}", test_jwks("es256"), " ".repeat(2048));
+    for bad in [
+        ok("<html>502 Bad Gateway</html>".to_owned()),
+        ok(padded.clone()),
+        Answer {
+            chunked: true,
+            ..ok(padded)
+        },
+        ok(r#"{"keys":[]}"#.to_owned()),
+        Answer {
+            status: 500,
+            ..ok(test_jwks("es256"))
+        },
+    ] {
+        let failed = counter(port, "attestgate.jwks.fetch_failed");
+        keys.answer("/jwks.json", bad);
+        eventually(10, "a failed fetch", || {
+            counter(port, "attestgate.jwks.fetch_failed") > failed
+        });
+        check_rotated();
+    }
+
+    // The key server goes away: fetches fail, the last good keys stay.
+    keys.answer("/jwks.json", ok(test_jwks("es256_other")));
+    std::thread::sleep(Duration::from_millis(1500));
+    let failed = counter(port, "attestgate.jwks.fetch_failed");
+    keys.shut_down();
+    eventually(10, "a fetch fails", || {
+        counter(port, "attestgate.jwks.fetch_failed") > failed
+    });
+    check_rotated();
+    assert!(counter(port, "attestgate.jwks.fetched") >= 2);
+    assert_eq!(counter(port, "attestgate.errors"), 0);
+    let log = nginx.log();
+    assert!(
+        log.contains("fetch failed, keeping the last good one"),
+        "{log}"
+    );
+}
+
+fn oct_jwks(keys: &[(&str, &str)]) -> String {
+    let keys: Vec<Value> = keys
+        .iter()
+        .map(|(kid, secret)| {
+            let k = secret
+                .trim_end_matches('=')
+                .replace('+', "-")
+                .replace('/', "_");
+            serde_json::json!({"kty": "oct", "alg": "HS256", "kid": kid, "k": k})
+        })
+        .collect();
+    serde_json::json!({ "keys": keys }).to_string()
+}
+
+fn oct_token(kid: &str, secret: &str, did: &str) -> String {
+    let claims = serde_json::json!({"did": did, "exp": unix_now() + 600});
+    attestgate_testkit::SigningKey::hs256_from_base64_secret(secret)
+        .unwrap()
+        .with_kid(Some(kid.to_owned()))
+        .sign(claims.as_object().unwrap())
+        .unwrap()
+}
+
+const OTHER_SECRET: &str = "b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMh";
+
+/// A fetched denylist in real NGINX (with the JWKS from the same server): a listed device is
+/// refused `device_denied`, an update takes effect, a garbled list keeps the last good one.
+/// And an unknown `kid` pulls the next JWKS fetch forward once per refresh interval, not per
+/// request.
+#[test]
+fn a_fetched_denylist_and_an_unknown_kid_in_nginx() {
+    let recorder = RecordingUpstream::start().unwrap();
+    let keys = KeyServer::start();
+    keys.answer("/jwks.json", ok(oct_jwks(&[("k1", SECRET)])));
+    keys.answer("/deny.json", ok(r#"{"devices":["lost"]}"#.to_owned()));
+    let at = format!("127.0.0.1:{}", keys.port);
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": at, "authority": "keys.test", "path": "/jwks.json",
+                            "refresh_seconds": 600}},
+        "denylist": {"remote": {"upstream": at, "authority": "lists.test", "path": "/deny.json",
+                                "refresh_seconds": 1}},
+    });
+    let servers = [Server {
+        extra: METRICS.to_owned(),
+        ..server("remote-lists", config.to_string())
+    }];
+    let nginx = Nginx::start("remote-lists", &servers, recorder.port());
+    let port = nginx.ports[0];
+    let (lost, good) = (
+        oct_token("k1", SECRET, "lost"),
+        oct_token("k1", SECRET, "good"),
+    );
+    eventually(10, "both documents are fetched", || {
+        get(port, &lost).header("x-attestgate-reason") == Some("device_denied")
+    });
+    for _ in 0..4 {
+        let reply = get(port, &lost);
+        assert_eq!(
+            (reply.status, reply.header("x-attestgate-reason")),
+            (403, Some("device_denied"))
+        );
+        assert_eq!(get(port, &good).status, 200);
+    }
+    keys.answer("/deny.json", ok(r#"{"devices":["good"]}"#.to_owned()));
+    eventually(10, "the new list", || get(port, &good).status == 403);
+    for _ in 0..4 {
+        assert_eq!(get(port, &lost).status, 200);
+        assert_eq!(get(port, &good).status, 403);
+    }
+    for bad in [r#"{"devices":[1]}"#, "[]", "not json"] {
+        let failed = counter(port, "attestgate.denylist.fetch_failed");
+        keys.answer("/deny.json", ok(bad.to_owned()));
+        eventually(10, "a failed fetch", || {
+            counter(port, "attestgate.denylist.fetch_failed") > failed
+        });
+        assert_eq!(get(port, &good).status, 403);
+        assert_eq!(get(port, &lost).status, 200);
+    }
+    assert!(counter(port, "attestgate.denylist.fetched") >= 2);
+
+    // The JWKS refreshes every 600 s; a token with a kid it does not hold pulls the next fetch
+    // forward, once per interval: the rotated key verifies without waiting 10 minutes, and a
+    // flood of unknown kids does not make NGINX fetch in a loop.
+    let fetched = keys.served("/jwks.json");
+    keys.answer(
+        "/jwks.json",
+        ok(oct_jwks(&[("k1", SECRET), ("k2", OTHER_SECRET)])),
+    );
+    let rotated = oct_token("k2", OTHER_SECRET, "d2");
+    let reply = get(port, &rotated);
+    assert_eq!(reply.header("x-attestgate-reason"), Some("key_not_found"));
+    eventually(5, "the early fetch", || get(port, &rotated).status == 200);
+    for i in 0..20 {
+        let forged = oct_token(&format!("forged-{i}"), OTHER_SECRET, "d3");
+        assert_eq!(
+            get(port, &forged).header("x-attestgate-reason"),
+            Some("key_not_found")
+        );
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(keys.served("/jwks.json"), fetched + 1);
+}
+
+/// Without `lua_shared_dict attestgate_remote`, each worker fetches for itself: the keys are
+/// still fetched and rotated in every worker, and the key server sees each worker's fetches.
+#[test]
+fn without_the_shared_dict_each_worker_fetches_for_itself() {
+    let recorder = RecordingUpstream::start().unwrap();
+    let keys = KeyServer::start();
+    keys.answer("/jwks.json", ok(test_jwks("es256")));
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port),
+                            "authority": "keys.test", "path": "/jwks.json",
+                            "refresh_seconds": 1}},
+    });
+    let servers = [Server {
+        extra: format!("{NO_REMOTE_DICT}\n    {METRICS}"),
+        ..server("remote-per-worker", config.to_string())
+    }];
+    let nginx = Nginx::start("remote-per-worker", &servers, recorder.port());
+    let port = nginx.ports[0];
+    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
+    let (old, new) = (
+        mint_with("es256", &claims),
+        mint_with("es256_other", &claims),
+    );
+    eventually(10, "the JWKS is fetched", || get(port, &old).status == 200);
+    let before = keys.served("/jwks.json");
+    std::thread::sleep(Duration::from_secs(3));
+    let fetches = keys.served("/jwks.json") - before;
+    // Two workers, a fetch a second each.
+    assert!((4..=8).contains(&fetches), "{fetches} fetches in 3 s");
+    keys.answer("/jwks.json", ok(test_jwks("es256_other")));
+    std::thread::sleep(Duration::from_secs(3));
+    for _ in 0..10 {
+        assert_eq!(get(port, &old).status, 401);
+        assert_eq!(get(port, &new).status, 200);
+    }
 }

@@ -204,9 +204,14 @@ impl Host {
             Host::Envoy => true,
             // The same filter; ngx_wasm_module has no dynamic metadata from a JWT verifier.
             Host::KongWasm => capability != C::VerifierRecord,
-            // A per-worker library called from Lua: no background fetch, no state shared
-            // between NGINX workers, no verifier; it returns decisions and logs nothing.
-            Host::Native => matches!(capability, C::Body | C::DecisionCache | C::Upstream),
+            // A per-worker library called from Lua, whose module fetches remote documents on
+            // an ngx.timer with a cosocket (attestgate_gate_set_document); no state shared
+            // between NGINX workers for buckets, no verifier; it returns decisions and logs
+            // nothing.
+            Host::Native => matches!(
+                capability,
+                C::Fetch | C::Body | C::DecisionCache | C::Upstream
+            ),
             // Request in, decision and header plan out: no background, no shared state, no
             // cache.
             Host::Js | Host::Worker => matches!(capability, C::Body | C::Upstream),

@@ -209,6 +209,17 @@ function Handler:init_worker()
         metric = prometheus:counter("attestgate_total",
             "attestgate decisions, errors and decision-cache lookups, by the filter's counter names",
             { "counter" })
+        -- Fetches of keys.remote / denylist.remote are counted there too.
+        attestgate.fetch_count_hook = function(names)
+            for _, name in ipairs(names) do
+                metric:inc(1, { name })
+            end
+        end
+    end
+    -- The timer that fetches keys.remote / denylist.remote (attestgate.lua), per worker.
+    local ok, err = attestgate.init_worker()
+    if not ok then
+        kong.log.err(err)
     end
 end
 

@@ -33,6 +33,11 @@ int main(int argc, char **argv) {
     OFF(attestgate_decision, set_len);
     OFF(attestgate_decision, counters);
     OFF(attestgate_decision, counters_len);
+    SIZE(attestgate_remote_source);
+    OFF(attestgate_remote_source, path);
+    OFF(attestgate_remote_source, refresh_seconds);
+    OFF(attestgate_remote_source, timeout_ms);
+    OFF(attestgate_remote_source, max_bytes);
     if (argc < 2) {
         return 2;
     }
