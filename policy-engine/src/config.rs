@@ -233,7 +233,7 @@ impl KeysConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSource {
-    /// Where to send the request: an Envoy cluster name, or `host:port` on Kong.
+    /// Where to send the request: an Envoy cluster name, or `host:port` on Kong and NGINX.
     #[schemars(length(min = 1))]
     pub upstream: String,
     /// The request's `:authority`.
