@@ -116,6 +116,31 @@ fn server(name: &str, config: String) -> Server {
     }
 }
 
+/// The start of every test NGINX's config: the Lua modules, two workers, the run directory
+/// `dir` for the pid, the log and the temp files, and `http {` opened.
+fn preamble(dir: &Path) -> String {
+    format!(
+        r#"load_module {MODULES}/ndk_http_module.so;
+load_module {MODULES}/ngx_http_lua_module.so;
+{user}daemon off;
+master_process on;
+worker_processes 2;
+error_log {dir}/error.log notice;
+pid {dir}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+"#,
+        user = user_directive(),
+        dir = dir.display(),
+    )
+}
+
 fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String {
     let lib = library();
     let mut init = String::new();
@@ -156,22 +181,7 @@ fn conf(dir: &Path, servers: &[Server], ports: &[u16], upstream: u16) -> String 
         ));
     }
     format!(
-        r#"load_module {MODULES}/ndk_http_module.so;
-load_module {MODULES}/ngx_http_lua_module.so;
-{user}daemon off;
-master_process on;
-worker_processes 2;
-error_log {dir}/error.log notice;
-pid {dir}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  # The corpus sends tokens of 100 KiB and 80 extra headers: NGINX must hand them to the gate.
+        r#"{preamble}  # The corpus sends tokens of 100 KiB and 80 extra headers: NGINX must hand them to the gate.
   large_client_header_buffers 8 256k;
   client_body_buffer_size 1m;
   lua_package_path "{lua}/?.lua;;";
@@ -187,10 +197,9 @@ http {{
   upstream recorder {{ server 127.0.0.1:{upstream}; keepalive 16; }}
 {blocks}}}
 "#,
-        dir = dir.display(),
+        preamble = preamble(dir),
         lua = root().join("native/lua").canonicalize().unwrap().display(),
         lib = lib.display().to_string(),
-        user = user_directive(),
         remote_dict = if servers.iter().any(|s| s.extra.contains(NO_REMOTE_DICT)) {
             ""
         } else {
@@ -1416,22 +1425,7 @@ fn kong_nginx(name: &str, configs: &[Value], upstream: u16) -> Result<Nginx, Str
     }
     Nginx::try_start_with(name, 1, |dir, ports| {
         format!(
-            r#"load_module {MODULES}/ndk_http_module.so;
-load_module {MODULES}/ngx_http_lua_module.so;
-{user}daemon off;
-master_process on;
-worker_processes 2;
-error_log {dir}/error.log notice;
-pid {dir}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  # As Kong's nginx template sets them.
+            r#"{preamble}  # As Kong's nginx template sets them.
   underscores_in_headers on;
   client_body_buffer_size 8k;
   large_client_header_buffers 8 256k;
@@ -1467,9 +1461,8 @@ http {{
   }}
 }}
 "#,
-            user = user_directive(),
+            preamble = preamble(dir),
             max_headers = max_headers_directive(),
-            dir = dir.display(),
             lua = lua.display(),
             spec = spec.display(),
             kong = kong.display().to_string(),
