@@ -201,13 +201,41 @@ pub struct AttestgateRemoteSource {
 pub struct AttestgateGate {
     gate: Gate,
     cache: RefCell<DecisionCache>,
-    /// The last good fetched JWKS; `None` before the first.
-    keys: RefCell<Option<KeySet>>,
-    /// The last good fetched denylist; `None` before the first.
-    denylist: RefCell<Option<Denylist>>,
-    /// The bodies they were parsed from (JWKS, denylist), to tell a changed document.
-    bodies: RefCell<(Vec<u8>, Vec<u8>)>,
+    /// The last good fetched JWKS.
+    keys: RefCell<Fetched<KeySet>>,
+    /// The last good fetched denylist.
+    denylist: RefCell<Fetched<Denylist>>,
     thread: ThreadId,
+}
+
+/// A fetched document as last accepted, with the body it was parsed from (to tell a changed
+/// one): `document` is `None` before the first.
+#[derive(Debug)]
+struct Fetched<T> {
+    document: Option<T>,
+    body: Vec<u8>,
+}
+
+impl<T> Default for Fetched<T> {
+    fn default() -> Fetched<T> {
+        Fetched {
+            document: None,
+            body: Vec::new(),
+        }
+    }
+}
+
+impl<T> Fetched<T> {
+    /// Takes a newly parsed document; whether its body differs from the last one.
+    fn replace(&mut self, document: T, body: &[u8]) -> bool {
+        self.document = Some(document);
+        let changed = self.body.as_slice() != body;
+        if changed {
+            self.body.clear();
+            self.body.extend_from_slice(body);
+        }
+        changed
+    }
 }
 
 /// What went wrong, for the caller.
@@ -266,9 +294,8 @@ pub unsafe extern "C" fn attestgate_gate_new(
         Ok(Box::new(AttestgateGate {
             gate,
             cache: RefCell::new(DecisionCache::new(entries)),
-            keys: RefCell::new(None),
-            denylist: RefCell::new(None),
-            bodies: RefCell::new((Vec::new(), Vec::new())),
+            keys: RefCell::default(),
+            denylist: RefCell::default(),
             thread: std::thread::current().id(),
         }))
     });
@@ -405,8 +432,8 @@ pub unsafe extern "C" fn attestgate_decide(
         let keys = handle.keys.try_borrow().map_err(|_| busy())?;
         let denylist = handle.denylist.try_borrow().map_err(|_| busy())?;
         let mut dynamic = Dynamic {
-            remote_keys: keys.as_ref(),
-            denylist: denylist.as_ref(),
+            remote_keys: keys.document.as_ref(),
+            denylist: denylist.document.as_ref(),
             ..Dynamic::default()
         };
         let (decision, action, outcome) =
@@ -548,25 +575,18 @@ pub unsafe extern "C" fn attestgate_gate_set_document(
         }
         // SAFETY: the caller passes `body` valid for `body_len` bytes.
         let bytes = unsafe { bytes_of(body, body_len, MAX_DOCUMENT_BYTES, "document") }?;
-        if kind == ATTESTGATE_DOC_JWKS {
+        let changed = if kind == ATTESTGATE_DOC_JWKS {
             let (keys, _skipped) = parse_jwks(bytes)
                 .map_err(|message| Failure::new(ATTESTGATE_ERR_DOCUMENT, message))?;
-            *handle.keys.try_borrow_mut().map_err(|_| busy())? = Some(keys);
+            let mut held = handle.keys.try_borrow_mut().map_err(|_| busy())?;
+            held.replace(keys, bytes)
         } else {
             let list = Denylist::parse(bytes)
                 .map_err(|message| Failure::new(ATTESTGATE_ERR_DOCUMENT, message))?;
-            *handle.denylist.try_borrow_mut().map_err(|_| busy())? = Some(list);
-        }
-        let mut bodies = handle.bodies.try_borrow_mut().map_err(|_| busy())?;
-        let slot = if kind == ATTESTGATE_DOC_JWKS {
-            &mut bodies.0
-        } else {
-            &mut bodies.1
+            let mut held = handle.denylist.try_borrow_mut().map_err(|_| busy())?;
+            held.replace(list, bytes)
         };
-        let changed = slot.as_slice() != bytes;
         if changed {
-            slot.clear();
-            slot.extend_from_slice(bytes);
             // Nothing decided under the old document may be served under the new one.
             handle.cache.try_borrow_mut().map_err(|_| busy())?.clear();
         }

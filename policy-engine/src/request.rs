@@ -332,13 +332,9 @@ fn read_path(path: &str, convention: Convention) -> String {
     path
 }
 
-/// `%25` → `%` (either case), everything else kept; `None` when the path holds no `%25`.
+/// `%25` → `%`, everything else kept; `None` when the path holds no `%25`.
 fn decode_percent_signs(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let has = bytes
-        .windows(3)
-        .any(|w| w.first() == Some(&b'%') && w.get(1..) == Some(&b"25"[..]));
-    has.then(|| path.replace("%25", "%"))
+    path.contains("%25").then(|| path.replace("%25", "%"))
 }
 
 /// Every `%XX` escape decoded to its byte; anything else kept.
