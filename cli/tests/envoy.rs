@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use attestgate_testkit::upstream::RecordingUpstream;
+use attestgate_testkit::upstream::{Answer, DocumentServer, RecordingUpstream};
 use base64ct::{Base64, Encoding};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -985,76 +985,6 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-/// A tiny HTTP server on loopback serving one document that the test can change, and stop.
-struct KeyServer {
-    port: u16,
-    body: std::sync::Arc<std::sync::Mutex<String>>,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl KeyServer {
-    fn start(body: String) -> KeyServer {
-        use std::io::Write;
-        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-        use std::sync::{Arc, Mutex};
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let body = Arc::new(Mutex::new(body));
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicUsize::new(0));
-        let (b, s, n) = (Arc::clone(&body), Arc::clone(&stop), Arc::clone(&served));
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::SeqCst) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(2)))
-                    .unwrap();
-                let mut request = [0u8; 4096];
-                let _ = stream.read(&mut request);
-                let body = b.lock().unwrap().clone();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                n.fetch_add(1, Ordering::SeqCst);
-            }
-        });
-        KeyServer {
-            port,
-            body,
-            stop,
-            served,
-            thread: Some(thread),
-        }
-    }
-
-    fn serve(&self, body: String) {
-        *self.body.lock().unwrap() = body;
-    }
-
-    /// Stops listening: connections are refused from now on.
-    fn shut_down(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for KeyServer {
-    fn drop(&mut self) {
-        self.shut_down();
-    }
-}
-
 fn test_jwks(key: &str) -> String {
     std::fs::read_to_string(root().join(format!("policy-engine/tests/data/keys/{key}.pub.json")))
         .unwrap()
@@ -1115,7 +1045,8 @@ fn remote_jwks_example_end_to_end() {
 
 #[test]
 fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() {
-    let mut server = KeyServer::start(test_jwks("es256"));
+    let mut server = DocumentServer::start().unwrap();
+    server.answer("/jwks.json", Answer::ok(test_jwks("es256")));
     let config = serde_json::json!({
         "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test",
                             "path": "/jwks.json", "refresh_seconds": 1, "timeout_ms": 1000}},
@@ -1127,7 +1058,7 @@ fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() 
     let template = format!(
         "{}port_value: {}{}",
         &template[..at],
-        server.port,
+        server.port(),
         &template[at + "port_value: 8082".len()..]
     );
     let envoy = Envoy::start_with(
@@ -1146,7 +1077,7 @@ fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() 
 
     // Rotate while requests flow: every answer is a clean 200 or 401, never an error, and once
     // the new key verifies the old one never does again.
-    server.serve(test_jwks("es256_other"));
+    server.answer("/jwks.json", Answer::ok(test_jwks("es256_other")));
     let (mut rotated, mut answers) = (false, 0);
     let deadline = Instant::now() + Duration::from_secs(15);
     while !rotated {
@@ -1176,7 +1107,7 @@ fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() 
     for _ in 0..10 {
         envoy.get("/", Some(&new)).assert_reached_upstream();
     }
-    assert!(server.served.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    assert!(server.served("/jwks.json") >= 2);
 }
 
 /// Install-key request signatures (issue #9) in real Envoy: on a route whose signature covers

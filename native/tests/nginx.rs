@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use attestgate_corpus::Runner;
 use attestgate_policy::plan::{action_for, Action};
 use attestgate_policy::Gate;
-use attestgate_testkit::upstream::{ReceivedRequest, RecordingUpstream};
+use attestgate_testkit::upstream::{Answer, DocumentServer, ReceivedRequest, RecordingUpstream};
 use serde_json::Value;
 
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
@@ -1733,124 +1733,6 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
 
 // Fetched keys and denylists ------------------------------------------------------------------
 
-/// How the key server answers one path.
-#[derive(Clone)]
-struct Answer {
-    status: u16,
-    body: String,
-    /// Chunked transfer encoding instead of a content-length.
-    chunked: bool,
-}
-
-fn ok(body: String) -> Answer {
-    Answer {
-        status: 200,
-        body,
-        chunked: false,
-    }
-}
-
-/// A loopback HTTP/1.1 server answering each path as told (404 for others), counting the
-/// requests per path; it can go down.
-struct KeyServer {
-    port: u16,
-    answers: Arc<std::sync::Mutex<BTreeMap<String, Answer>>>,
-    served: Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl KeyServer {
-    fn start() -> KeyServer {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::Mutex;
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let answers: Arc<Mutex<BTreeMap<String, Answer>>> = Arc::default();
-        let served: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let (a, n, halt) = (Arc::clone(&answers), Arc::clone(&served), Arc::clone(&stop));
-        let thread = std::thread::spawn(move || {
-            while !halt.load(Ordering::SeqCst) {
-                let Ok((mut stream, _)) = listener.accept() else {
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                };
-                stream.set_nonblocking(false).unwrap();
-                stream
-                    .set_read_timeout(Some(Duration::from_secs(2)))
-                    .unwrap();
-                let mut request = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(k) => request.extend_from_slice(&chunk[..k]),
-                    }
-                }
-                let text = String::from_utf8_lossy(&request).into_owned();
-                let path = text.split(' ').nth(1).unwrap_or("").to_owned();
-                *n.lock().unwrap().entry(path.clone()).or_default() += 1;
-                let answer = a.lock().unwrap().get(&path).cloned().unwrap_or(Answer {
-                    status: 404,
-                    body: "not here".to_owned(),
-                    chunked: false,
-                });
-                let head = format!(
-                    "HTTP/1.1 {} X\r\ncontent-type: application/json\r\nconnection: close\r\n",
-                    answer.status
-                );
-                let reply = if answer.chunked {
-                    let mut body = String::new();
-                    for piece in answer.body.as_bytes().chunks(7) {
-                        body.push_str(&format!("{:x}\r\n", piece.len()));
-                        body.push_str(&String::from_utf8_lossy(piece));
-                        body.push_str("\r\n");
-                    }
-                    format!("{head}transfer-encoding: chunked\r\n\r\n{body}0\r\n\r\n")
-                } else {
-                    format!(
-                        "{head}content-length: {}\r\n\r\n{}",
-                        answer.body.len(),
-                        answer.body
-                    )
-                };
-                let _ = stream.write_all(reply.as_bytes());
-            }
-        });
-        KeyServer {
-            port,
-            answers,
-            served,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn answer(&self, path: &str, answer: Answer) {
-        self.answers.lock().unwrap().insert(path.to_owned(), answer);
-    }
-
-    fn served(&self, path: &str) -> usize {
-        self.served.lock().unwrap().get(path).copied().unwrap_or(0)
-    }
-
-    /// Stops listening: connections are refused from now on.
-    fn shut_down(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            thread.join().unwrap();
-        }
-    }
-}
-
-impl Drop for KeyServer {
-    fn drop(&mut self) {
-        self.shut_down();
-    }
-}
-
 fn test_jwks(key: &str) -> String {
     std::fs::read_to_string(root().join(format!("policy-engine/tests/data/keys/{key}.pub.json")))
         .unwrap()
@@ -1910,7 +1792,7 @@ fn get(port: u16, token: &str) -> Reply {
 #[test]
 fn fetched_keys_rotate_in_nginx_and_the_last_good_ones_survive_bad_answers() {
     let recorder = RecordingUpstream::start().unwrap();
-    let mut keys = KeyServer::start();
+    let mut keys = DocumentServer::start().unwrap();
     keys.answer(
         "/jwks.json",
         Answer {
@@ -1920,7 +1802,7 @@ fn fetched_keys_rotate_in_nginx_and_the_last_good_ones_survive_bad_answers() {
         },
     );
     let config = serde_json::json!({
-        "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port),
+        "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port()),
                             "authority": "keys.test", "path": "/jwks.json",
                             "refresh_seconds": 1, "timeout_ms": 1000, "max_bytes": 2048}},
         "claim_to_headers": [{"claim": "did", "header": "x-device-id"}],
@@ -1949,7 +1831,7 @@ fn fetched_keys_rotate_in_nginx_and_the_last_good_ones_survive_bad_answers() {
     );
     assert_eq!(counter(port, "attestgate.jwks.fetched"), 0);
 
-    keys.answer("/jwks.json", ok(test_jwks("es256")));
+    keys.answer("/jwks.json", Answer::ok(test_jwks("es256")));
     eventually(10, "the first JWKS is fetched", || {
         get(port, &old).status == 200
     });
@@ -1973,7 +1855,7 @@ fn fetched_keys_rotate_in_nginx_and_the_last_good_ones_survive_bad_answers() {
         "/jwks.json",
         Answer {
             chunked: true,
-            ..ok(test_jwks("es256_other"))
+            ..Answer::ok(test_jwks("es256_other"))
         },
     );
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1997,16 +1879,16 @@ fn fetched_keys_rotate_in_nginx_and_the_last_good_ones_survive_bad_answers() {
     // fetch that keeps the keys.
     let padded = format!("{}{}", test_jwks("es256"), " ".repeat(2048));
     for bad in [
-        ok("<html>502 Bad Gateway</html>".to_owned()),
-        ok(padded.clone()),
+        Answer::ok("<html>502 Bad Gateway</html>".to_owned()),
+        Answer::ok(padded.clone()),
         Answer {
             chunked: true,
-            ..ok(padded)
+            ..Answer::ok(padded)
         },
-        ok(r#"{"keys":[]}"#.to_owned()),
+        Answer::ok(r#"{"keys":[]}"#.to_owned()),
         Answer {
             status: 500,
-            ..ok(test_jwks("es256"))
+            ..Answer::ok(test_jwks("es256"))
         },
     ] {
         let failed = counter(port, "attestgate.jwks.fetch_failed");
@@ -2018,7 +1900,7 @@ fn fetched_keys_rotate_in_nginx_and_the_last_good_ones_survive_bad_answers() {
     }
 
     // The key server goes away: fetches fail, the last good keys stay.
-    keys.answer("/jwks.json", ok(test_jwks("es256_other")));
+    keys.answer("/jwks.json", Answer::ok(test_jwks("es256_other")));
     std::thread::sleep(Duration::from_millis(1500));
     let failed = counter(port, "attestgate.jwks.fetch_failed");
     keys.shut_down();
@@ -2067,10 +1949,13 @@ const OTHER_SECRET: &str = "b3RoZXItc2VjcmV0LW9mLXRoaXJ0eS10d28tYnl0ZXMh";
 #[test]
 fn a_fetched_denylist_and_an_unknown_kid_in_nginx() {
     let recorder = RecordingUpstream::start().unwrap();
-    let keys = KeyServer::start();
-    keys.answer("/jwks.json", ok(oct_jwks(&[("k1", SECRET)])));
-    keys.answer("/deny.json", ok(r#"{"devices":["lost"]}"#.to_owned()));
-    let at = format!("127.0.0.1:{}", keys.port);
+    let keys = DocumentServer::start().unwrap();
+    keys.answer("/jwks.json", Answer::ok(oct_jwks(&[("k1", SECRET)])));
+    keys.answer(
+        "/deny.json",
+        Answer::ok(r#"{"devices":["lost"]}"#.to_owned()),
+    );
+    let at = format!("127.0.0.1:{}", keys.port());
     let config = serde_json::json!({
         "keys": {"remote": {"upstream": at, "authority": "keys.test", "path": "/jwks.json",
                             "refresh_seconds": 600}},
@@ -2098,7 +1983,10 @@ fn a_fetched_denylist_and_an_unknown_kid_in_nginx() {
         );
         assert_eq!(get(port, &good).status, 200);
     }
-    keys.answer("/deny.json", ok(r#"{"devices":["good"]}"#.to_owned()));
+    keys.answer(
+        "/deny.json",
+        Answer::ok(r#"{"devices":["good"]}"#.to_owned()),
+    );
     eventually(10, "the new list", || get(port, &good).status == 403);
     for _ in 0..4 {
         assert_eq!(get(port, &lost).status, 200);
@@ -2106,7 +1994,7 @@ fn a_fetched_denylist_and_an_unknown_kid_in_nginx() {
     }
     for bad in [r#"{"devices":[1]}"#, "[]", "not json"] {
         let failed = counter(port, "attestgate.denylist.fetch_failed");
-        keys.answer("/deny.json", ok(bad.to_owned()));
+        keys.answer("/deny.json", Answer::ok(bad.to_owned()));
         eventually(10, "a failed fetch", || {
             counter(port, "attestgate.denylist.fetch_failed") > failed
         });
@@ -2121,7 +2009,7 @@ fn a_fetched_denylist_and_an_unknown_kid_in_nginx() {
     let fetched = keys.served("/jwks.json");
     keys.answer(
         "/jwks.json",
-        ok(oct_jwks(&[("k1", SECRET), ("k2", OTHER_SECRET)])),
+        Answer::ok(oct_jwks(&[("k1", SECRET), ("k2", OTHER_SECRET)])),
     );
     let rotated = oct_token("k2", OTHER_SECRET, "d2");
     let reply = get(port, &rotated);
@@ -2143,10 +2031,10 @@ fn a_fetched_denylist_and_an_unknown_kid_in_nginx() {
 #[test]
 fn without_the_shared_dict_each_worker_fetches_for_itself() {
     let recorder = RecordingUpstream::start().unwrap();
-    let keys = KeyServer::start();
-    keys.answer("/jwks.json", ok(test_jwks("es256")));
+    let keys = DocumentServer::start().unwrap();
+    keys.answer("/jwks.json", Answer::ok(test_jwks("es256")));
     let config = serde_json::json!({
-        "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port),
+        "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port()),
                             "authority": "keys.test", "path": "/jwks.json",
                             "refresh_seconds": 1}},
     });
@@ -2167,7 +2055,7 @@ fn without_the_shared_dict_each_worker_fetches_for_itself() {
     let fetches = keys.served("/jwks.json") - before;
     // Two workers, a fetch a second each.
     assert!((4..=8).contains(&fetches), "{fetches} fetches in 3 s");
-    keys.answer("/jwks.json", ok(test_jwks("es256_other")));
+    keys.answer("/jwks.json", Answer::ok(test_jwks("es256_other")));
     std::thread::sleep(Duration::from_secs(3));
     for _ in 0..10 {
         assert_eq!(get(port, &old).status, 401);

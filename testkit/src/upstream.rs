@@ -20,9 +20,12 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The body of every answer: what the echo upstream of the examples answers too, so a test's
@@ -286,4 +289,180 @@ fn parse_head(head: &[u8]) -> ReceivedRequest {
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     ReceivedRequest { target, headers }
+}
+
+/// How a [`DocumentServer`] answers one path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The status code.
+    pub status: u16,
+    /// The body.
+    pub body: String,
+    /// Chunked transfer encoding instead of a `content-length`.
+    pub chunked: bool,
+}
+
+impl Answer {
+    /// A 200 with this body and a `content-length`.
+    ///
+    /// ```
+    /// let answer = attestgate_testkit::upstream::Answer::ok("{}");
+    /// assert_eq!((answer.status, answer.chunked), (200, false));
+    /// ```
+    pub fn ok(body: impl Into<String>) -> Answer {
+        Answer {
+            status: 200,
+            body: body.into(),
+            chunked: false,
+        }
+    }
+}
+
+/// A loopback HTTP/1.1 server for the documents a gateway fetches (a JWKS, a denylist): it
+/// answers each path as told (404 for others), counts the requests per path, and can go down,
+/// after which connections are refused. The end-to-end tests of fetched keys use it in Envoy
+/// and NGINX.
+///
+/// ```
+/// use std::io::{Read, Write};
+/// use attestgate_testkit::upstream::{Answer, DocumentServer};
+///
+/// let server = DocumentServer::start()?;
+/// server.answer("/jwks.json", Answer::ok(r#"{"keys":[]}"#));
+/// let mut client = std::net::TcpStream::connect(("127.0.0.1", server.port()))?;
+/// client.write_all(b"GET /jwks.json HTTP/1.1\r\nHost: keys\r\n\r\n")?;
+/// let mut reply = String::new();
+/// client.read_to_string(&mut reply)?;
+/// assert!(reply.starts_with("HTTP/1.1 200") && reply.ends_with(r#"{"keys":[]}"#));
+/// assert_eq!(server.served("/jwks.json"), 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct DocumentServer {
+    port: u16,
+    answers: Arc<Mutex<BTreeMap<String, Answer>>>,
+    served: Arc<Mutex<BTreeMap<String, usize>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl DocumentServer {
+    /// Listens on a free loopback port, answering 404 until told otherwise.
+    pub fn start() -> io::Result<DocumentServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        listener.set_nonblocking(true)?;
+        let port = listener.local_addr()?.port();
+        let answers: Arc<Mutex<BTreeMap<String, Answer>>> = Arc::default();
+        let served: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, n, halt) = (Arc::clone(&answers), Arc::clone(&served), Arc::clone(&stop));
+        let thread = std::thread::spawn(move || {
+            while !halt.load(Ordering::SeqCst) {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = answer_one(stream, &a, &n);
+            }
+        });
+        Ok(DocumentServer {
+            port,
+            answers,
+            served,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// From now on, answers `path` with `answer`.
+    pub fn answer(&self, path: &str, answer: Answer) {
+        self.answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), answer);
+    }
+
+    /// How many requests for `path` it has had.
+    pub fn served(&self, path: &str) -> usize {
+        self.served
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Stops listening: connections are refused from now on.
+    pub fn shut_down(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for DocumentServer {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// Reads one request's head and answers it as told, counting its path.
+fn answer_one(
+    mut stream: TcpStream,
+    answers: &Mutex<BTreeMap<String, Answer>>,
+    served: &Mutex<BTreeMap<String, usize>>,
+) -> io::Result<()> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut request = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => request.extend_from_slice(chunk.get(..k).unwrap_or_default()),
+        }
+    }
+    let text = String::from_utf8_lossy(&request).into_owned();
+    let path = text.split(' ').nth(1).unwrap_or("").to_owned();
+    *served
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(path.clone())
+        .or_default() += 1;
+    let answer = answers
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&path)
+        .cloned()
+        .unwrap_or(Answer {
+            status: 404,
+            body: "not here".to_owned(),
+            chunked: false,
+        });
+    let head = format!(
+        "HTTP/1.1 {} X\r\ncontent-type: application/json\r\nconnection: close\r\n",
+        answer.status
+    );
+    let reply = if answer.chunked {
+        let mut body = String::new();
+        for piece in answer.body.as_bytes().chunks(7) {
+            body.push_str(&format!("{:x}\r\n", piece.len()));
+            body.push_str(&String::from_utf8_lossy(piece));
+            body.push_str("\r\n");
+        }
+        format!("{head}transfer-encoding: chunked\r\n\r\n{body}0\r\n\r\n")
+    } else {
+        format!(
+            "{head}content-length: {}\r\n\r\n{}",
+            answer.body.len(),
+            answer.body
+        )
+    };
+    stream.write_all(reply.as_bytes())
 }
