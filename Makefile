@@ -172,12 +172,12 @@ js-test: playground-files cli js/node_modules/.package-lock.json
 js/node_modules/.package-lock.json: js/package.json js/package-lock.json
 	cd js && npm ci --no-audit --no-fund
 
-## worker: the Cloudflare Worker in build/worker/ (worker/src/index.mjs next to the JS build;
+## worker: the Cloudflare Worker in build/worker/ (worker/src/*.mjs next to the JS build;
 ## deploy with wrangler, see worker/README.md)
 worker: js
 	@mkdir -p $(WORKER_DIR)
-	cp worker/src/index.mjs $(JS_DIR)/attestgate_js.js $(JS_DIR)/attestgate_js_bg.wasm $(WORKER_DIR)/
-	@echo "built $(WORKER_DIR)/index.mjs (+ attestgate_js.js, attestgate_js_bg.wasm)"
+	cp worker/src/*.mjs $(JS_DIR)/attestgate_js.js $(JS_DIR)/attestgate_js_bg.wasm $(WORKER_DIR)/
+	@echo "built $(WORKER_DIR)/index.mjs (+ the other worker/src/*.mjs, attestgate_js.js, attestgate_js_bg.wasm)"
 
 ## worker-test: the Worker in real workerd (npm, pinned) on loopback before a recording origin:
 ## the corpus decides as the native core, headers as in Envoy, a bad config fails closed

@@ -2,7 +2,8 @@
 //! that host, `corpus/capabilities.yaml`), refused at load (the core's capability model,
 //! policy-engine/src/capability.rs), or of no effect (a speed-up the host does without). A
 //! field in neither list fails. The same data generates docs/capabilities.md and README.md's
-//! section on what each host refuses; `ATTESTGATE_BLESS=1` (`make capabilities`) rewrites them.
+//! "Where it runs" table (its rows' text from corpus/targets.yaml, what each refuses at load
+//! from the model); `ATTESTGATE_BLESS=1` (`make capabilities`) rewrites them.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -22,7 +23,7 @@ use serde_json::{json, Value};
 
 const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
 const README_BEGIN: &str =
-    "<!-- BEGIN generated: what each host refuses (make capabilities; corpus/tests/capabilities.rs) -->";
+    "<!-- BEGIN generated: where it runs (make capabilities; corpus/targets.yaml, corpus/tests/capabilities.rs) -->";
 const README_END: &str = "<!-- END generated -->";
 
 fn root() -> PathBuf {
@@ -42,6 +43,15 @@ struct Entry {
     tests: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     refused_by_core: bool,
+}
+
+/// One row of corpus/targets.yaml: README's "Where it runs".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Target {
+    target: String,
+    hosts: Vec<String>,
+    status: String,
 }
 
 /// What a host does with a field.
@@ -437,20 +447,58 @@ fn markdown(matrix: &Matrix) -> String {
     out
 }
 
+/// README's "Where it runs" table: each row's text from corpus/targets.yaml, and what it
+/// refuses at load from the capability model.
 fn readme_section() -> String {
-    let mut out = format!("{README_BEGIN}\n\nWhat each host refuses at load, because it lacks what the field needs ([docs/capabilities.md](docs/capabilities.md), from the core's capability model):\n\n");
-    for host in Host::ALL {
-        let refused: Vec<String> = NEEDS
+    let text = std::fs::read_to_string(root().join("corpus/targets.yaml")).unwrap();
+    let targets: Vec<Target> = serde_yaml::from_str(&text).unwrap();
+    let mut out = format!(
+        "{README_BEGIN}\n\n| target | status | refused at load ([why](docs/capabilities.md)) |\n|---|---|---|\n"
+    );
+    let mut covered = Vec::new();
+    for target in &targets {
+        assert!(!target.hosts.is_empty(), "{}: no hosts", target.target);
+        let hosts: Vec<Host> = target
+            .hosts
             .iter()
-            .filter(|need| need.capability.refuses_without() && !host.has(need.capability))
-            .map(|need| format!("`{}` ({})", need.field, need.what))
+            .map(|name| name.parse().unwrap_or_else(|err| panic!("{}: {err}", target.target)))
             .collect();
-        let list = if refused.is_empty() {
-            "nothing".to_owned()
-        } else {
-            refused.join(", ")
-        };
-        let _ = writeln!(out, "- **{}** (`{}`): {list}.", host.name(), host.as_str());
+        covered.extend(hosts.iter().copied());
+        // What every one of its hosts refuses (a row over several hosts says per host).
+        let refusals: Vec<String> = hosts
+            .iter()
+            .map(|host| {
+                let fields: Vec<String> = NEEDS
+                    .iter()
+                    .filter(|need| need.capability.refuses_without() && !host.has(need.capability))
+                    .map(|need| format!("`{}`", need.field))
+                    .collect();
+                let list = if fields.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    fields.join(", ")
+                };
+                if hosts.len() > 1 {
+                    format!("as `{}`: {list}", host.as_str())
+                } else {
+                    list
+                }
+            })
+            .collect();
+        let status = target.status.trim().replace('\n', " ");
+        let _ = writeln!(
+            out,
+            "| {} | {status} | {} |",
+            target.target,
+            refusals.join("; ")
+        );
+    }
+    for host in Host::ALL {
+        assert!(
+            covered.contains(&host),
+            "corpus/targets.yaml has no row for host `{}`",
+            host.as_str()
+        );
     }
     out.push('\n');
     out.push_str(README_END);

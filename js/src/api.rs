@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use attestgate_policy::capability::Host;
 use attestgate_policy::plan::{host_refusal, plan_request, Action};
-use attestgate_policy::remote::Dynamic;
+use attestgate_policy::remote::{DocumentError, DocumentKind, Fetched};
 use attestgate_policy::{binding_hash, Config, Decision, Explanation, Gate, Reason, Request};
 use attestgate_testkit::{claims_with_expiry, SigningKey};
 use serde::Deserialize;
@@ -178,10 +178,17 @@ pub fn body_limit(gate: &Gate, request: Value) -> Result<Option<usize>, String> 
 /// client resolves paths itself) or `{forward: false, status, headers: [[name, value], ...],
 /// body}` (answer locally; nothing goes on). `body` is the request body when [`body_limit`]
 /// asked for it.
-pub fn plan(gate: &Gate, request: Value, body: Option<Vec<u8>>, now: i64) -> Result<Value, String> {
+/// `fetched` is what the host fetched for the gate ([`set_document`]).
+pub fn plan(
+    gate: &Gate,
+    fetched: &Fetched,
+    request: Value,
+    body: Option<Vec<u8>>,
+    now: i64,
+) -> Result<Value, String> {
     let mut request = build_request(gate, None, request_spec(request)?);
     request.body = body;
-    let (decision, action, _) = plan_request(gate, None, &request, now, &mut Dynamic::default());
+    let (decision, action, _) = plan_request(gate, None, &request, now, &mut fetched.dynamic());
     let decision = serde_json::to_value(&*decision).map_err(|err| err.to_string())?;
     let mut action = action_json(action);
     if let Some(forward) = action
@@ -191,6 +198,46 @@ pub fn plan(gate: &Gate, request: Value, body: Option<Vec<u8>>, now: i64) -> Res
         forward.insert("path".to_owned(), json!(request.normalized_target()));
     }
     Ok(json!({ "decision": decision, "action": action }))
+}
+
+/// What the gate's config says to fetch, for a host that fetches (the Worker): `[{kind,
+/// field, upstream, authority, path, refresh_seconds, timeout_ms, max_bytes}]`, `kind` being
+/// `jwks` or `denylist` and `field` the config field (`keys.remote`, `denylist.remote`).
+pub fn remote_sources(gate: &Gate) -> Value {
+    let sources: Vec<Value> = DocumentKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let source = kind.source(gate.config())?;
+            Some(json!({
+                "kind": kind.as_str(),
+                "field": kind.field(),
+                "upstream": source.upstream,
+                "authority": source.authority,
+                "path": source.path,
+                "refresh_seconds": source.refresh_seconds,
+                "timeout_ms": source.timeout_ms,
+                "max_bytes": source.max_bytes,
+            }))
+        })
+        .collect();
+    Value::Array(sources)
+}
+
+/// Hands the gate the body of a good response (status 200) to one of its fetches
+/// ([`remote_sources`]): `{changed, skipped: [message, ...]}` when it is taken (`changed`: it
+/// differs from the last one; `skipped`: JWKS keys this gate cannot use), the core's message
+/// when it is refused (the last good document stays).
+pub fn set_document(
+    gate: &Gate,
+    fetched: &mut Fetched,
+    kind: &str,
+    body: &[u8],
+) -> Result<Value, String> {
+    let kind: DocumentKind = kind.parse().map_err(|err: DocumentError| err.to_string())?;
+    let accepted = fetched
+        .accept(gate.config(), kind, body)
+        .map_err(|err| format!("{}: {err}", kind.field()))?;
+    Ok(json!({ "changed": accepted.changed, "skipped": accepted.skipped }))
 }
 
 /// The reply a host gives when it cannot ask the gate (`config_invalid` for a config that
@@ -402,33 +449,97 @@ mod tests {
     #[test]
     fn what_the_js_build_and_the_worker_cannot_carry_out_is_refused_at_load() {
         let remote = json!({"upstream": "u", "authority": "a.example", "path": "/x"});
-        for (extra, field) in [
+        let both = [
+            (Host::Js, "the JavaScript build"),
+            (Host::Worker, "the Cloudflare Worker"),
+        ];
+        let js_only = &both[..1];
+        for (extra, field, refused_by) in [
             (
                 json!({"rules": [{"rate_limit": {"requests": 1, "per_seconds": 600}}]}),
                 "`rules[0].rate_limit`",
+                &both[..],
             ),
-            (json!({"denylist": {"remote": remote}}), "`denylist.remote`"),
-            (json!({"log_decisions": true}), "`log_decisions`"),
+            // The Worker fetches (worker/src/index.mjs); the JavaScript build does not.
+            (json!({"denylist": {"remote": remote}}), "`denylist.remote`", js_only),
+            (json!({"keys": {"remote": remote}}), "`keys.remote`", js_only),
+            (json!({"log_decisions": true}), "`log_decisions`", &both[..]),
         ] {
-            for (host, name) in [
-                (Host::Js, "the JavaScript build"),
-                (Host::Worker, "the Cloudflare Worker"),
-            ] {
+            for (host, name) in both {
                 let checked = check_config(&config(extra.clone()), host);
                 let error = checked["error"].as_str().unwrap_or_default();
-                assert!(
-                    error.starts_with(&format!("unsupported {field}")) && error.contains(name),
-                    "{error}"
-                );
+                if refused_by.iter().any(|(refusing, _)| *refusing == host) {
+                    assert!(
+                        error.starts_with(&format!("unsupported {field}")) && error.contains(name),
+                        "{error}"
+                    );
+                } else {
+                    assert_eq!(checked["ok"], true, "{field} in {name}: {checked}");
+                }
             }
         }
-        let remote_keys = json!({"keys": {"remote": remote}}).to_string();
-        assert!(load(&remote_keys, Host::Worker)
-            .unwrap_err()
-            .contains("unsupported `keys.remote`"));
         assert_eq!(host(None), Ok(Host::Js));
         assert_eq!(host(Some("worker")), Ok(Host::Worker));
         assert!(host(Some("envoy")).is_err() && host(Some("nope")).is_err());
+    }
+
+    /// The Worker's fetched documents: what to fetch comes from the config, a good body is
+    /// taken (and a repeated one is no change), a bad one is refused and the last good keys
+    /// keep deciding, and a denylist fetched later refuses its devices.
+    #[test]
+    fn fetched_documents_are_described_taken_and_decided_with() {
+        let remote = |path: &str| {
+            json!({"upstream": "https://keys.example", "authority": "keys.example",
+                   "path": path, "refresh_seconds": 60, "max_bytes": 400})
+        };
+        let fetching = json!({"keys": {"remote": remote("/jwks")},
+                              "denylist": {"remote": remote("/denied")}})
+        .to_string();
+        let gate = load(&fetching, Host::Worker).unwrap();
+        let sources = remote_sources(&gate);
+        assert_eq!(sources[0]["kind"], "jwks");
+        assert_eq!(sources[0]["field"], "keys.remote");
+        assert_eq!(sources[0]["upstream"], "https://keys.example");
+        assert_eq!(sources[0]["refresh_seconds"], 60);
+        assert_eq!(sources[0]["timeout_ms"], 5000);
+        assert_eq!(sources[1]["kind"], "denylist");
+        assert_eq!(sources[1]["path"], "/denied");
+        assert_eq!(remote_sources(&load(&config(json!({})), Host::Worker).unwrap()), json!([]));
+
+        let mut fetched = Fetched::default();
+        let key = SigningKey::hs256_from_base64_secret(SECRET)
+            .unwrap()
+            .with_kid(Some("k1".to_owned()));
+        let did = json!({"did": "dev-1"}).as_object().cloned().unwrap();
+        let claims = claims_with_expiry(did, NOW, Some(300));
+        let token = key.sign(&claims).unwrap();
+        let request = json!({"headers": [["approov-token", token]]});
+        let reason = |fetched: &Fetched| {
+            plan(&gate, fetched, request.clone(), None, NOW).unwrap()["decision"]["reason"].clone()
+        };
+        assert_eq!(reason(&fetched), "keys_unavailable");
+
+        let k = SECRET.trim_end_matches('=');
+        let jwks = json!({"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": k}]}).to_string();
+        let taken = set_document(&gate, &mut fetched, "jwks", jwks.as_bytes()).unwrap();
+        assert_eq!(taken, json!({"changed": true, "skipped": []}));
+        assert_eq!(reason(&fetched), "allowed");
+        assert_eq!(
+            set_document(&gate, &mut fetched, "jwks", jwks.as_bytes()).unwrap()["changed"],
+            false
+        );
+        let refused = set_document(&gate, &mut fetched, "jwks", b"<html>502</html>").unwrap_err();
+        assert!(refused.starts_with("keys.remote: "), "{refused}");
+        let long = format!(r#"{{"keys": [], "pad": "{}"}}"#, "x".repeat(400));
+        let refused = set_document(&gate, &mut fetched, "jwks", long.as_bytes()).unwrap_err();
+        assert!(refused.contains("over max_bytes (400)"), "{refused}");
+        assert_eq!(reason(&fetched), "allowed", "the last good keys stay");
+
+        set_document(&gate, &mut fetched, "denylist", br#"{"devices": ["dev-1"]}"#).unwrap();
+        assert_eq!(reason(&fetched), "device_denied");
+        assert!(set_document(&gate, &mut fetched, "keys", b"{}")
+            .unwrap_err()
+            .contains("unknown document kind `keys`"));
     }
 
     /// Request signatures in the JavaScript build (and the Worker, which calls these two): the
@@ -464,7 +575,7 @@ mod tests {
         let spec = json!({"method": "POST", "path": "/pay", "host": "api.example.com", "headers": headers});
         assert_eq!(body_limit(&gate, spec.clone()).unwrap(), Some(64));
         let decided = |body: &[u8]| {
-            plan(&gate, spec.clone(), Some(body.to_vec()), NOW).unwrap()["decision"]["reason"]
+            plan(&gate, &Fetched::default(), spec.clone(), Some(body.to_vec()), NOW).unwrap()["decision"]["reason"]
                 .clone()
         };
         assert_eq!(decided(&body), "allowed");
@@ -474,7 +585,7 @@ mod tests {
         );
         let unsigned =
             json!({"method": "POST", "path": "/pay", "headers": [["approov-token", token]]});
-        let planned = plan(&gate, unsigned, Some(body), NOW).unwrap();
+        let planned = plan(&gate, &Fetched::default(), unsigned, Some(body), NOW).unwrap();
         assert_eq!(planned["decision"]["reason"], "request_signature_missing");
     }
 

@@ -71,6 +71,8 @@ pub fn explain(
 #[derive(Debug)]
 pub struct Gate {
     inner: core::Gate,
+    /// What the host fetched for it (`setDocument`), used by every `plan`.
+    fetched: core::remote::Fetched,
 }
 
 #[wasm_bindgen]
@@ -82,7 +84,10 @@ impl Gate {
     pub fn new(config: JsValue, host: Option<String>) -> Result<Gate, JsError> {
         let host = api::host(host.as_deref()).map_err(|err| JsError::new(&err))?;
         let inner = api::load(&text(&config)?, host).map_err(|err| JsError::new(&err))?;
-        Ok(Gate { inner })
+        Ok(Gate {
+            inner,
+            fetched: core::remote::Fetched::default(),
+        })
     }
 
     /// See the free function [`check`].
@@ -125,9 +130,44 @@ impl Gate {
         body: Option<Vec<u8>>,
         now: Option<f64>,
     ) -> Result<JsValue, JsError> {
-        let planned = api::plan(&self.inner, json(&request)?, body, seconds(now)?)
-            .map_err(|err| JsError::new(&err))?;
+        let planned = api::plan(
+            &self.inner,
+            &self.fetched,
+            json(&request)?,
+            body,
+            seconds(now)?,
+        )
+        .map_err(|err| JsError::new(&err))?;
         to_js(&planned)
+    }
+
+    /// What the config says to fetch (only the Worker loads such a config): `[{kind, field,
+    /// upstream, authority, path, refresh_seconds, timeout_ms, max_bytes}]`, `kind` being
+    /// `"jwks"` (`keys.remote`) or `"denylist"` (`denylist.remote`); `[]` when it fetches
+    /// nothing.
+    ///
+    /// ```js
+    /// for (const source of gate.remoteSources()) schedule(source.kind, source.path, source.refresh_seconds);
+    /// ```
+    #[wasm_bindgen(js_name = remoteSources)]
+    pub fn remote_sources(&self) -> Result<JsValue, JsError> {
+        to_js(&api::remote_sources(&self.inner))
+    }
+
+    /// Hands over the body (a `Uint8Array`) of a good response (status 200) to the fetch of
+    /// `kind` (`"jwks"` or `"denylist"`): returns `{changed, skipped: [message, ...]}` when
+    /// the gate takes it, and throws the core's message when it refuses it (not a JWKS with a
+    /// usable key, not a denylist, over `max_bytes`): the gate keeps its last good document.
+    /// Every later [`Gate::plan`] decides with what the gate holds.
+    ///
+    /// ```js
+    /// const { changed } = gate.setDocument("jwks", new Uint8Array(await response.arrayBuffer()));
+    /// ```
+    #[wasm_bindgen(js_name = setDocument)]
+    pub fn set_document(&mut self, kind: &str, body: &[u8]) -> Result<JsValue, JsError> {
+        let taken = api::set_document(&self.inner, &mut self.fetched, kind, body)
+            .map_err(|err| JsError::new(&err))?;
+        to_js(&taken)
     }
 
     /// See the free function [`explain`].

@@ -31,8 +31,8 @@ use std::thread::ThreadId;
 
 use attestgate_policy::capability::Host;
 use attestgate_policy::plan::{cache_counter, counters, plan_request, Action};
-use attestgate_policy::remote::{parse_jwks, Denylist, Dynamic};
-use attestgate_policy::{DecisionCache, Gate, KeySet, Mode, RemoteSource, Request, Verdict};
+use attestgate_policy::remote::{DocumentKind, Fetched};
+use attestgate_policy::{DecisionCache, Gate, Mode, Request, Verdict};
 
 /// Success.
 pub const ATTESTGATE_OK: c_int = 0;
@@ -201,41 +201,9 @@ pub struct AttestgateRemoteSource {
 pub struct AttestgateGate {
     gate: Gate,
     cache: RefCell<DecisionCache>,
-    /// The last good fetched JWKS.
-    keys: RefCell<Fetched<KeySet>>,
-    /// The last good fetched denylist.
-    denylist: RefCell<Fetched<Denylist>>,
+    /// The last good fetched JWKS and denylist.
+    fetched: RefCell<Fetched>,
     thread: ThreadId,
-}
-
-/// A fetched document as last accepted, with the body it was parsed from (to tell a changed
-/// one): `document` is `None` before the first.
-#[derive(Debug)]
-struct Fetched<T> {
-    document: Option<T>,
-    body: Vec<u8>,
-}
-
-impl<T> Default for Fetched<T> {
-    fn default() -> Fetched<T> {
-        Fetched {
-            document: None,
-            body: Vec::new(),
-        }
-    }
-}
-
-impl<T> Fetched<T> {
-    /// Takes a newly parsed document; whether its body differs from the last one.
-    fn replace(&mut self, document: T, body: &[u8]) -> bool {
-        self.document = Some(document);
-        let changed = self.body.as_slice() != body;
-        if changed {
-            self.body.clear();
-            self.body.extend_from_slice(body);
-        }
-        changed
-    }
 }
 
 /// What went wrong, for the caller.
@@ -294,8 +262,7 @@ pub unsafe extern "C" fn attestgate_gate_new(
         Ok(Box::new(AttestgateGate {
             gate,
             cache: RefCell::new(DecisionCache::new(entries)),
-            keys: RefCell::default(),
-            denylist: RefCell::default(),
+            fetched: RefCell::default(),
             thread: std::thread::current().id(),
         }))
     });
@@ -429,13 +396,8 @@ pub unsafe extern "C" fn attestgate_decide(
             )
         })?;
         let cache = cache.enabled().then_some(&mut *cache);
-        let keys = handle.keys.try_borrow().map_err(|_| busy())?;
-        let denylist = handle.denylist.try_borrow().map_err(|_| busy())?;
-        let mut dynamic = Dynamic {
-            remote_keys: keys.document.as_ref(),
-            denylist: denylist.document.as_ref(),
-            ..Dynamic::default()
-        };
+        let fetched = handle.fetched.try_borrow().map_err(|_| busy())?;
+        let mut dynamic = fetched.dynamic();
         let (decision, action, outcome) =
             plan_request(&handle.gate, cache, &facts, now, &mut dynamic);
         let counters = counters(&decision)
@@ -471,12 +433,11 @@ fn busy() -> Failure {
     )
 }
 
-/// The config's remote source of `kind`, when it has one.
-fn source_of(gate: &Gate, kind: c_int) -> Result<Option<&RemoteSource>, Failure> {
-    let config = gate.config();
+/// The document kind a C caller names.
+fn kind_of(kind: c_int) -> Result<DocumentKind, Failure> {
     match kind {
-        ATTESTGATE_DOC_JWKS => Ok(config.keys.remote.as_ref()),
-        ATTESTGATE_DOC_DENYLIST => Ok(config.denylist.as_ref().and_then(|d| d.remote.as_ref())),
+        ATTESTGATE_DOC_JWKS => Ok(DocumentKind::Jwks),
+        ATTESTGATE_DOC_DENYLIST => Ok(DocumentKind::Denylist),
         other => Err(Failure::new(
             ATTESTGATE_ERR_DOCUMENT,
             format!("unknown document kind {other} (1: JWKS, 2: denylist)"),
@@ -505,7 +466,9 @@ pub unsafe extern "C" fn attestgate_gate_remote(
         // SAFETY: the caller passes `gate` NULL or live.
         let handle = unsafe { gate_of(gate) }?;
         Ok(
-            source_of(&handle.gate, kind)?.map(|source| AttestgateRemoteSource {
+            kind_of(kind)?
+                .source(handle.gate.config())
+                .map(|source| AttestgateRemoteSource {
                 upstream: AttestgateStr::of(&source.upstream),
                 authority: AttestgateStr::of(&source.authority),
                 path: AttestgateStr::of(&source.path),
@@ -554,38 +517,15 @@ pub unsafe extern "C" fn attestgate_gate_set_document(
     let result = guarded(|| {
         // SAFETY: the caller passes `gate` NULL or live.
         let handle = unsafe { gate_of(gate) }?;
-        let source = source_of(&handle.gate, kind)?.ok_or_else(|| {
-            Failure::new(
-                ATTESTGATE_ERR_DOCUMENT,
-                if kind == ATTESTGATE_DOC_JWKS {
-                    "the config has no keys.remote"
-                } else {
-                    "the config has no denylist.remote"
-                },
-            )
-        })?;
-        if body_len > source.max_bytes {
-            return Err(Failure::new(
-                ATTESTGATE_ERR_DOCUMENT,
-                format!(
-                    "a body of {body_len} bytes, over max_bytes ({})",
-                    source.max_bytes
-                ),
-            ));
-        }
+        let kind = kind_of(kind)?;
+        // The source's max_bytes is checked by the core; MAX_DOCUMENT_BYTES caps the read.
         // SAFETY: the caller passes `body` valid for `body_len` bytes.
         let bytes = unsafe { bytes_of(body, body_len, MAX_DOCUMENT_BYTES, "document") }?;
-        let changed = if kind == ATTESTGATE_DOC_JWKS {
-            let (keys, _skipped) = parse_jwks(bytes)
-                .map_err(|message| Failure::new(ATTESTGATE_ERR_DOCUMENT, message))?;
-            let mut held = handle.keys.try_borrow_mut().map_err(|_| busy())?;
-            held.replace(keys, bytes)
-        } else {
-            let list = Denylist::parse(bytes)
-                .map_err(|message| Failure::new(ATTESTGATE_ERR_DOCUMENT, message))?;
-            let mut held = handle.denylist.try_borrow_mut().map_err(|_| busy())?;
-            held.replace(list, bytes)
-        };
+        let mut fetched = handle.fetched.try_borrow_mut().map_err(|_| busy())?;
+        let changed = fetched
+            .accept(handle.gate.config(), kind, bytes)
+            .map_err(|error| Failure::new(ATTESTGATE_ERR_DOCUMENT, error.to_string()))?
+            .changed;
         if changed {
             // Nothing decided under the old document may be served under the new one.
             handle.cache.try_borrow_mut().map_err(|_| busy())?.clear();

@@ -1731,6 +1731,56 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
     assert!(metrics.contains(r#"kong_attestgate_total{counter="attestgate.allowed"}"#));
 }
 
+/// Fetched keys in the Kong (>= 3.11) plugin under the stand-in: the gates the plugin builds in
+/// `configure` are fetched for by the Lua module's timer (started in the plugin's
+/// `init_worker`), the first JWKS is taken, a rotated one replaces it, and a refused answer keeps
+/// the last good keys. Without `attestgate_remote` in Kong's `nginx_http_lua_shared_dict`, the
+/// one worker fetches for itself.
+#[test]
+fn fetched_keys_rotate_in_the_kong_plugin_under_the_stand_in() {
+    let recorder = RecordingUpstream::start().unwrap();
+    let mut keys = DocumentServer::start().unwrap();
+    keys.answer("/jwks.json", Answer::ok(test_jwks("es256")));
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port()),
+                            "authority": "keys.test", "path": "/jwks.json",
+                            "refresh_seconds": 1, "timeout_ms": 1000}},
+    });
+    let nginx = kong_nginx("kong-remote", &[config], recorder.port())
+        .unwrap_or_else(|log| panic!("NGINX under the Kong stand-in did not start:\n{log}"));
+    let port = nginx.ports[0];
+    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
+    let (old, new) = (
+        mint_with("es256", &claims),
+        mint_with("es256_other", &claims),
+    );
+    let reason = |token: &str| {
+        let reply = get(port, token);
+        (reply.status, reply.header("x-attestgate-reason").map(str::to_owned))
+    };
+
+    eventually(10, "the first JWKS is fetched under the Kong stand-in", || {
+        reason(&old).0 == 200
+    });
+    assert_eq!(reason(&new), (401, Some("signature_invalid".to_owned())));
+
+    keys.answer("/jwks.json", Answer::ok(test_jwks("es256_other")));
+    eventually(10, "the rotated JWKS is taken", || reason(&new).0 == 200);
+    assert_eq!(reason(&old), (401, Some("signature_invalid".to_owned())));
+
+    keys.answer("/jwks.json", Answer::ok("<html>502 Bad Gateway</html>".to_owned()));
+    let served = keys.served("/jwks.json");
+    eventually(10, "two refused fetches", || {
+        keys.served("/jwks.json") >= served + 2
+    });
+    assert_eq!(reason(&new).0, 200, "the last good keys were dropped");
+    let log = nginx.log();
+    assert!(
+        !log.contains("[alert]") && !log.contains("[crit]"),
+        "alerts in nginx's log:\n{log}"
+    );
+}
+
 // Fetched keys and denylists ------------------------------------------------------------------
 
 fn test_jwks(key: &str) -> String {

@@ -14,10 +14,10 @@
 //! let config = r#"{ "keys": { "remote": { "upstream": "keys", "authority": "keys.example.com",
 //!                                          "path": "/jwks.json" } } }"#;
 //! assert!(Gate::from_json_for(config, Host::Envoy).is_ok()); // Envoy fetches it
-//! let error = Gate::from_json_for(config, Host::Worker).unwrap_err();
+//! let error = Gate::from_json_for(config, Host::Js).unwrap_err();
 //! assert!(matches!(error, ConfigError::Unsupported { capability: Capability::Fetch, .. }));
 //! assert!(error.to_string().contains("`keys.remote`"));
-//! assert!(error.to_string().contains("the Cloudflare Worker"));
+//! assert!(error.to_string().contains("the JavaScript build"));
 //! ```
 
 use crate::config::{Config, SignatureConfig, SignatureMode};
@@ -214,7 +214,10 @@ impl Host {
             ),
             // Request in, decision and header plan out: no background, no shared state, no
             // cache.
-            Host::Js | Host::Worker => matches!(capability, C::Body | C::Upstream),
+            Host::Js => matches!(capability, C::Body | C::Upstream),
+            // The same, and the Worker fetches remote documents itself (fetch() and the Cache
+            // API, refreshed in ctx.waitUntil, the last good copy kept in the isolate).
+            Host::Worker => matches!(capability, C::Fetch | C::Body | C::Upstream),
             // One request decided offline; the decision is printed (`check` prints it whole).
             Host::Cli => matches!(capability, C::Body | C::DecisionLog),
         }

@@ -11,7 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 
-use crate::config::RateLimit;
+use crate::config::{Config, RateLimit, RemoteSource};
 use crate::keys::KeySet;
 
 /// The host's current view of the remote documents and its rate limiter.
@@ -190,6 +190,243 @@ impl Denylist {
 /// ```
 pub fn parse_jwks(body: &[u8]) -> Result<(KeySet, Vec<String>), String> {
     KeySet::from_jwks(body)
+}
+
+/// Which fetched document: a JWKS (`keys.remote`) or a denylist (`denylist.remote`).
+///
+/// ```
+/// use attestgate_policy::remote::DocumentKind;
+/// assert_eq!("jwks".parse::<DocumentKind>(), Ok(DocumentKind::Jwks));
+/// assert_eq!(DocumentKind::Denylist.field(), "denylist.remote");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DocumentKind {
+    /// A JWKS, `keys.remote`.
+    Jwks,
+    /// A device denylist, `denylist.remote`.
+    Denylist,
+}
+
+impl DocumentKind {
+    /// Both kinds, in a stable order.
+    pub const ALL: [DocumentKind; 2] = [DocumentKind::Jwks, DocumentKind::Denylist];
+
+    /// `jwks` or `denylist`.
+    ///
+    /// ```
+    /// assert_eq!(attestgate_policy::remote::DocumentKind::Jwks.as_str(), "jwks");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentKind::Jwks => "jwks",
+            DocumentKind::Denylist => "denylist",
+        }
+    }
+
+    /// The config field that says where it is fetched from.
+    ///
+    /// ```
+    /// assert_eq!(attestgate_policy::remote::DocumentKind::Jwks.field(), "keys.remote");
+    /// ```
+    pub fn field(self) -> &'static str {
+        match self {
+            DocumentKind::Jwks => "keys.remote",
+            DocumentKind::Denylist => "denylist.remote",
+        }
+    }
+
+    /// Where `config` fetches this document from, when it does.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::DocumentKind;
+    /// let gate = attestgate_policy::Gate::from_json(r#"{ "keys": { "remote": {
+    ///     "upstream": "jwks", "authority": "keys.example.com", "path": "/jwks.json" } } }"#).unwrap();
+    /// assert_eq!(DocumentKind::Jwks.source(gate.config()).unwrap().path, "/jwks.json");
+    /// assert!(DocumentKind::Denylist.source(gate.config()).is_none());
+    /// ```
+    pub fn source(self, config: &Config) -> Option<&RemoteSource> {
+        match self {
+            DocumentKind::Jwks => config.keys.remote.as_ref(),
+            DocumentKind::Denylist => config.denylist.as_ref().and_then(|d| d.remote.as_ref()),
+        }
+    }
+}
+
+impl std::str::FromStr for DocumentKind {
+    type Err = DocumentError;
+    fn from_str(text: &str) -> Result<DocumentKind, DocumentError> {
+        DocumentKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| DocumentError::UnknownKind(text.to_owned()))
+    }
+}
+
+/// Why a fetched document was refused; the holder keeps its last good one.
+///
+/// ```
+/// use attestgate_policy::remote::{DocumentError, DocumentKind, Fetched};
+/// let gate = attestgate_policy::Gate::from_json(r#"{ "keys": { "approov_secret":
+///     "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" } }"#).unwrap();
+/// let error = Fetched::default().accept(gate.config(), DocumentKind::Jwks, b"{}").unwrap_err();
+/// assert_eq!(error, DocumentError::NotFetched(DocumentKind::Jwks));
+/// assert_eq!(error.to_string(), "the config has no keys.remote");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocumentError {
+    /// Neither `jwks` nor `denylist`.
+    #[error("unknown document kind `{0}` (expected jwks or denylist)")]
+    UnknownKind(String),
+    /// The config does not fetch this kind of document.
+    #[error("the config has no {}", .0.field())]
+    NotFetched(DocumentKind),
+    /// Longer than the source's `max_bytes`.
+    #[error("a body of {length} bytes, over max_bytes ({max_bytes})")]
+    TooLarge {
+        /// The body's length.
+        length: usize,
+        /// The source's `max_bytes`.
+        max_bytes: usize,
+    },
+    /// Not a JWKS with a usable key, or not a denylist.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What [`Fetched::accept`] took.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accepted {
+    /// The body differs from the last accepted one: a host with a decision cache empties it,
+    /// since nothing decided under the old document may be served under the new one.
+    pub changed: bool,
+    /// Keys of a JWKS this gate cannot use, skipped (with why), for the host's log.
+    pub skipped: Vec<String>,
+}
+
+/// The fetched documents a host holds for one gate: the last good JWKS and denylist, each
+/// with the body it was parsed from. The host fetches (on its own timer, its own client) and
+/// hands every good response's body to [`Fetched::accept`]; each decision then uses
+/// [`Fetched::dynamic`].
+///
+/// ```
+/// use attestgate_policy::remote::{DocumentKind, Fetched};
+/// use attestgate_policy::{Gate, Reason, Request};
+/// use attestgate_testkit::SigningKey;
+/// let secret = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE";
+/// let gate = Gate::from_json(r#"{ "keys": { "remote": {
+///     "upstream": "jwks", "authority": "keys.example.com", "path": "/jwks.json" } } }"#).unwrap();
+/// let token = SigningKey::hs256_from_base64_secret(secret).unwrap().with_kid(Some("k1".to_owned()))
+///     .sign(serde_json::json!({ "exp": 1_700_000_300 }).as_object().unwrap()).unwrap();
+/// let request = Request::new("GET", "/").with_header("approov-token", token);
+///
+/// let mut fetched = Fetched::default();
+/// let decide = |fetched: &Fetched| gate.check_with(&request, 1_700_000_000, &mut fetched.dynamic());
+/// assert_eq!(decide(&fetched).reason, Reason::KeysUnavailable);
+/// let jwks = format!(r#"{{"keys":[{{"kty":"oct","alg":"HS256","kid":"k1","k":"{secret}"}}]}}"#);
+/// assert!(fetched.accept(gate.config(), DocumentKind::Jwks, jwks.as_bytes()).unwrap().changed);
+/// assert!(decide(&fetched).allow);
+/// // A bad answer is refused and the last good keys stay.
+/// assert!(fetched.accept(gate.config(), DocumentKind::Jwks, b"<html>502</html>").is_err());
+/// assert!(decide(&fetched).allow);
+/// ```
+#[derive(Debug, Default)]
+pub struct Fetched {
+    keys: Option<Held<KeySet>>,
+    denylist: Option<Held<Denylist>>,
+}
+
+/// A document as last accepted, with the body it was parsed from (to tell a changed one).
+#[derive(Debug)]
+struct Held<T> {
+    document: T,
+    body: Vec<u8>,
+}
+
+/// Puts `document` in `slot`; whether its body differs from the one held before.
+fn hold<T>(slot: &mut Option<Held<T>>, document: T, body: &[u8]) -> bool {
+    let changed = slot.as_ref().is_none_or(|held| held.body != body);
+    *slot = Some(Held {
+        document,
+        body: body.to_vec(),
+    });
+    changed
+}
+
+impl Fetched {
+    /// Takes the body of a good response (status 200) to the fetch `config` describes for
+    /// `kind`. A JWKS with at least one usable key, or a denylist `{"devices": [...]}`,
+    /// replaces what was held; anything else (garbage, no usable key, more than the source's
+    /// `max_bytes`, a kind the config does not fetch) is refused and the last good document
+    /// stays.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::{DocumentError, DocumentKind, Fetched};
+    /// let gate = attestgate_policy::Gate::from_json(r#"{ "keys": { "approov_secret":
+    ///     "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" }, "denylist": { "remote": {
+    ///     "upstream": "lists", "authority": "lists.example.com", "path": "/denied",
+    ///     "max_bytes": 64 } } }"#).unwrap();
+    /// let mut fetched = Fetched::default();
+    /// let list = br#"{"devices": ["dev-1"]}"#;
+    /// assert!(fetched.accept(gate.config(), DocumentKind::Denylist, list).unwrap().changed);
+    /// assert!(!fetched.accept(gate.config(), DocumentKind::Denylist, list).unwrap().changed);
+    /// let long = format!(r#"{{"devices": ["{}"]}}"#, "d".repeat(64));
+    /// assert!(matches!(fetched.accept(gate.config(), DocumentKind::Denylist, long.as_bytes()),
+    ///     Err(DocumentError::TooLarge { max_bytes: 64, .. })));
+    /// ```
+    pub fn accept(
+        &mut self,
+        config: &Config,
+        kind: DocumentKind,
+        body: &[u8],
+    ) -> Result<Accepted, DocumentError> {
+        let source = kind.source(config).ok_or(DocumentError::NotFetched(kind))?;
+        if body.len() > source.max_bytes {
+            return Err(DocumentError::TooLarge {
+                length: body.len(),
+                max_bytes: source.max_bytes,
+            });
+        }
+        match kind {
+            DocumentKind::Jwks => {
+                let (keys, skipped) = parse_jwks(body).map_err(DocumentError::Invalid)?;
+                let changed = hold(&mut self.keys, keys, body);
+                Ok(Accepted { changed, skipped })
+            }
+            DocumentKind::Denylist => {
+                let list = Denylist::parse(body).map_err(DocumentError::Invalid)?;
+                let changed = hold(&mut self.denylist, list, body);
+                Ok(Accepted {
+                    changed,
+                    skipped: Vec::new(),
+                })
+            }
+        }
+    }
+
+    /// Whether a good document of `kind` was ever accepted.
+    ///
+    /// ```
+    /// use attestgate_policy::remote::{DocumentKind, Fetched};
+    /// assert!(!Fetched::default().holds(DocumentKind::Jwks));
+    /// ```
+    pub fn holds(&self, kind: DocumentKind) -> bool {
+        match kind {
+            DocumentKind::Jwks => self.keys.is_some(),
+            DocumentKind::Denylist => self.denylist.is_some(),
+        }
+    }
+
+    /// What a decision sees of them: the last good keys and denylist, no rate limiter and no
+    /// verifier record (a host adds its own).
+    pub fn dynamic(&self) -> Dynamic<'_> {
+        Dynamic {
+            remote_keys: self.keys.as_ref().map(|held| &held.document),
+            denylist: self.denylist.as_ref().map(|held| &held.document),
+            ..Dynamic::default()
+        }
+    }
 }
 
 /// Token-bucket state: milli-tokens left and when they were counted (unix seconds).

@@ -10,24 +10,30 @@
 //   APPROOV_SECRET     optional secret: merged in as keys.approov_secret
 //   ORIGIN             where allowed requests go, e.g. https://origin.example.com
 //
+// A config that fetches its keys or denylist (`keys.remote`, `denylist.remote`) is served by
+// remote.mjs: fetch() and the Cache API, the last good copy kept in the isolate.
+//
 // Fails closed: a config that does not load (or no ORIGIN) answers every request with 500
 // {"error":"config_invalid","reasons":[]} and logs why with console.error; it never forwards.
 import wasm from "./attestgate_js_bg.wasm";
 import { Gate, initSync, refusal } from "./attestgate_js.js";
+import { readUpTo } from "./read.mjs";
+import { afterDecision, refreshDue, sourcesOf } from "./remote.mjs";
 
-/** The gate of this isolate, built once per config text: {key, gate, origin} or {key, error}. */
+/** The gate of this isolate, built once per config text: {key, gate, origin, sources} or
+ * {key, error}; `retired` once a newer config replaced it (its fetches then stop). */
 let loaded = null;
 let wasmReady = false;
 
 export default {
-  async fetch(request, env) {
+  async fetch(request, env, ctx) {
     const state = current(env);
     if (state.error !== undefined) {
       console.error(`attestgate: config_invalid: ${state.error}`);
       return reply(hostRefusal("config_invalid"));
     }
     try {
-      return await gateRequest(request, state);
+      return await gateRequest(request, state, ctx);
     } catch (err) {
       console.error(`attestgate: internal_error: ${err?.stack ?? err}`);
       return reply(hostRefusal("internal_error"));
@@ -40,6 +46,7 @@ function current(env) {
   const config = text(env.ATTESTGATE_CONFIG);
   const key = JSON.stringify([config, text(env.APPROOV_SECRET), text(env.ORIGIN)]);
   if (loaded?.key !== key) {
+    if (loaded !== null) loaded.retired = true;
     loaded?.gate?.free();
     loaded = { key, ...load(config, env) };
   }
@@ -76,9 +83,15 @@ function load(configText, env) {
       }
       config = { ...config, keys: { ...keys, approov_secret: secret } };
     }
-    // As host "worker": the core refuses what the Worker cannot carry out (fetched keys or
-    // denylists, rate limits, hybrid mode, decision logging), naming the field.
-    return { gate: new Gate(JSON.stringify(config), "worker"), origin };
+    // As host "worker": the core refuses what the Worker cannot carry out (rate limits,
+    // hybrid mode, decision logging), naming the field.
+    const gate = new Gate(JSON.stringify(config), "worker");
+    try {
+      return { gate, origin, sources: sourcesOf(gate) };
+    } catch (err) {
+      gate.free();
+      throw err;
+    }
   } catch (err) {
     return { error: String(err?.message ?? err) };
   }
@@ -106,7 +119,8 @@ function text(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
-async function gateRequest(request, { gate, origin }) {
+async function gateRequest(request, state, ctx) {
+  const { gate, origin } = state;
   const path = rawPath(request.url);
   const facts = {
     method: request.method,
@@ -119,8 +133,10 @@ async function gateRequest(request, { gate, origin }) {
   if (client) facts.source_ip = client;
 
   const limit = gate.bodyLimit(facts);
-  const body = limit === undefined ? undefined : await readUpTo(request, limit + 1);
-  const { action } = gate.plan(facts, body, Math.floor(Date.now() / 1000));
+  const body = limit === undefined ? undefined : await readUpTo(request.body, limit + 1);
+  await refreshDue(state, ctx);
+  const { decision, action } = gate.plan(facts, body, Math.floor(Date.now() / 1000));
+  afterDecision(state, decision);
   if (!action.forward) return reply(action);
 
   // fetch() parses the URL (WHATWG): it resolves `..`, reads `\` as `/` and percent-encodes
@@ -150,30 +166,6 @@ function rawPath(url) {
   const authority = url.indexOf("//");
   const slash = url.indexOf("/", authority < 0 ? 0 : authority + 2);
   return slash < 0 ? "/" : url.slice(slash);
-}
-
-/** At most `max` bytes of the body: the gate refuses a body longer than its limit. */
-async function readUpTo(request, max) {
-  if (request.body === null) return new Uint8Array(0);
-  const reader = request.body.getReader();
-  const chunks = [];
-  let total = 0;
-  while (total < max) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    total += value.byteLength;
-  }
-  if (total >= max) await reader.cancel();
-  const bytes = new Uint8Array(Math.min(total, max));
-  let at = 0;
-  for (const chunk of chunks) {
-    const part = chunk.subarray(0, bytes.length - at);
-    bytes.set(part, at);
-    at += part.length;
-    if (at === bytes.length) break;
-  }
-  return bytes;
 }
 
 /** The Rust refusal when the core is loaded, the same reply written out when it is not

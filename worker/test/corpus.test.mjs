@@ -72,7 +72,7 @@ for (const gateCase of corpus.gates) {
     const tokenHeader = lower(config.token?.header ?? "approov-token");
     const claimHeaders = (config.claim_to_headers ?? []).map((m) => lower(m.header));
     let native;
-    before(() => (native = new ag.Gate(JSON.stringify(config))));
+    before(() => (native = new ag.Gate(JSON.stringify(config), "worker")));
     after(() => native?.free());
 
     for (const c of gateCase.cases) {

@@ -21,15 +21,17 @@ let origin;
 let workerd;
 let url;
 
-const remote = { upstream: "keys.example.com:443", authority: "keys.example.com", path: "/jwks.json" };
 /** Configs that need what the Worker lacks, and the field the refusal must name. */
 const unsupported = {
   rate_limit: {
     config: { keys: { approov_secret: SECRET }, rules: [{ path_prefix: "/", rate_limit: { requests: 1, per_seconds: 600 } }] },
     field: "rules[0].rate_limit",
   },
-  keys_remote: { config: { keys: { remote } }, field: "keys.remote" },
-  denylist_remote: { config: { keys: { approov_secret: SECRET }, denylist: { remote } }, field: "denylist.remote" },
+  host_verification: {
+    config: { keys: {}, host_verification: { payload_in_metadata: "approov" } },
+    field: "host_verification",
+  },
+  log_decisions: { config: { keys: { approov_secret: SECRET }, log_decisions: true }, field: "log_decisions" },
 };
 
 before(async () => {

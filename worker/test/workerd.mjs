@@ -1,7 +1,7 @@
 // Runs the Worker in real workerd (the npm package pinned in ../package.json) on loopback, in
 // front of a local origin that records what it receives. Every wait is bounded.
 import { spawn } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -51,7 +51,9 @@ const capnpText = (s) => JSON.stringify(s); // only used for names and paths we 
  */
 export async function startWorkerd(workers, { timeoutMs = 60_000 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "attestgate-workerd-"));
-  copyFileSync(join(repo, "worker", "src", "index.mjs"), join(dir, "index.mjs"));
+  // The Worker's own modules (index.mjs and what it imports), as `make worker` copies them.
+  const sources = readdirSync(join(repo, "worker", "src")).filter((f) => f.endsWith(".mjs")).sort();
+  for (const file of sources) copyFileSync(join(repo, "worker", "src", file), join(dir, file));
   copyFileSync(join(jsDir, "attestgate_js.js"), join(dir, "attestgate_js.js"));
   copyFileSync(join(jsDir, "attestgate_js_bg.wasm"), join(dir, "attestgate_js_bg.wasm"));
   const services = [];
@@ -65,7 +67,7 @@ export async function startWorkerd(workers, { timeoutMs = 60_000 } = {}) {
     });
     services.push(`(name = "w${i}", worker = (
       modules = [
-        (name = "index.mjs", esModule = embed "index.mjs"),
+        ${["index.mjs", ...sources.filter((f) => f !== "index.mjs")].map((f) => `(name = ${capnpText(f)}, esModule = embed ${capnpText(f)}),`).join("\n        ")}
         (name = "attestgate_js.js", esModule = embed "attestgate_js.js"),
         (name = "attestgate_js_bg.wasm", wasm = embed "attestgate_js_bg.wasm"),
       ],
