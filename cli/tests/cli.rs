@@ -1139,11 +1139,11 @@ fn check_and_render_refuse_what_their_host_cannot_carry_out() {
         "--config",
         p(&limited),
         "--for",
-        "worker",
+        "js",
         "--token",
         "x.y.z",
     ]);
-    assert!(message.contains("the Cloudflare Worker"), "{message}");
+    assert!(message.contains("the JavaScript build"), "{message}");
     // As Envoy loads it: accepted (the token is garbage, so the decision is a denial: exit 1).
     let out = attestgate(&[
         "check",

@@ -461,7 +461,10 @@ fn readme_section() -> String {
         let hosts: Vec<Host> = target
             .hosts
             .iter()
-            .map(|name| name.parse().unwrap_or_else(|err| panic!("{}: {err}", target.target)))
+            .map(|name| {
+                name.parse()
+                    .unwrap_or_else(|err| panic!("{}: {err}", target.target))
+            })
             .collect();
         covered.extend(hosts.iter().copied());
         // What every one of its hosts refuses (a row over several hosts says per host).

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 
 use attestgate_policy::capability::Host;
 use attestgate_policy::plan::{host_refusal, plan_request, Action};
-use attestgate_policy::remote::{DocumentError, DocumentKind, Fetched};
-use attestgate_policy::{binding_hash, Config, Decision, Explanation, Gate, Reason, Request};
+use attestgate_policy::remote::{Bucket, DocumentError, DocumentKind, Fetched, RateLimiter};
+use attestgate_policy::{
+    binding_hash, Config, Decision, Explanation, Gate, RateLimit, Reason, Request,
+};
 use attestgate_testkit::{claims_with_expiry, SigningKey};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -26,8 +28,8 @@ pub fn host(name: Option<&str>) -> Result<Host, String> {
 }
 
 /// Loads a gate from its JSON config for `host` (the core refuses what that host cannot carry
-/// out: fetched keys and denylists, rate limits, hybrid mode, decision logging). The error is
-/// the core's message.
+/// out: fetched keys and denylists, hybrid mode, decision logging, and in `js` rate limits).
+/// The error is the core's message.
 pub fn load(config: &str, host: Host) -> Result<Gate, String> {
     Gate::from_json_for(config, host).map_err(|err| err.to_string())
 }
@@ -179,16 +181,28 @@ pub fn body_limit(gate: &Gate, request: Value) -> Result<Option<usize>, String> 
 /// body}` (answer locally; nothing goes on). `body` is the request body when [`body_limit`]
 /// asked for it.
 /// `fetched` is what the host fetched for the gate ([`set_document`]).
+///
+/// Rate limits: this build keeps no buckets; the host does (the Worker in a Durable Object).
+/// When the pipeline reaches a rule's `rate_limit`, the result also has `rate_limit: {bucket,
+/// requests, per_seconds}`, the bucket the host must take one request from at the same `now`
+/// (the step counted as taken). When the host's bucket refuses, it plans again with `limited`
+/// naming that bucket and its retry-after: the core decides the same request at the same
+/// `now` alike, so the second plan is the rate-limited decision (429 with `retry-after`, or
+/// the monitor report).
 pub fn plan(
     gate: &Gate,
     fetched: &Fetched,
     request: Value,
     body: Option<Vec<u8>>,
     now: i64,
+    limited: Option<&Limited>,
 ) -> Result<Value, String> {
     let mut request = build_request(gate, None, request_spec(request)?);
     request.body = body;
-    let (decision, action, _) = plan_request(gate, None, &request, now, &mut fetched.dynamic());
+    let mut limiter = Recording::new(limited);
+    let mut dynamic = fetched.dynamic();
+    dynamic.limiter = Some(&mut limiter);
+    let (decision, action, _) = plan_request(gate, None, &request, now, &mut dynamic);
     let decision = serde_json::to_value(&*decision).map_err(|err| err.to_string())?;
     let mut action = action_json(action);
     if let Some(forward) = action
@@ -197,7 +211,96 @@ pub fn plan(
     {
         forward.insert("path".to_owned(), json!(request.normalized_target()));
     }
-    Ok(json!({ "decision": decision, "action": action }))
+    let mut planned = json!({ "decision": decision, "action": action });
+    if let (Some((bucket, limit)), Some(planned)) = (limiter.asked, planned.as_object_mut()) {
+        planned.insert(
+            "rate_limit".to_owned(),
+            json!({ "bucket": bucket, "requests": limit.requests, "per_seconds": limit.per_seconds }),
+        );
+    }
+    Ok(planned)
+}
+
+/// The bucket a host found over its limit, for [`plan`]: `{bucket, retry_after}` (seconds).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limited {
+    /// The bucket key, as [`plan`] named it in `rate_limit.bucket`.
+    pub bucket: String,
+    /// Seconds until the bucket has a request again (the reply's `retry-after`).
+    pub retry_after: u64,
+}
+
+/// Parses [`Limited`]; `null` means no bucket is over its limit.
+pub fn limited_spec(value: Value) -> Result<Option<Limited>, String> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    serde_json::from_value(value)
+        .map(Some)
+        .map_err(|err| format!("invalid limited: {err}"))
+}
+
+/// The rate limiter [`plan`] runs the core with: it keeps no buckets; it records the bucket
+/// the pipeline asked for (one per request at most: the matched rule's), and answers that it
+/// was taken, except for the `limited` bucket, which it answers with its retry-after.
+#[derive(Debug)]
+struct Recording<'a> {
+    limited: Option<&'a Limited>,
+    asked: Option<(String, RateLimit)>,
+}
+
+impl<'a> Recording<'a> {
+    fn new(limited: Option<&'a Limited>) -> Self {
+        Recording {
+            limited,
+            asked: None,
+        }
+    }
+}
+
+impl RateLimiter for Recording<'_> {
+    fn take(&mut self, key: &str, limit: &RateLimit, _now: i64) -> Result<(), u64> {
+        self.asked = Some((key.to_owned(), *limit));
+        match self.limited {
+            Some(limited) if limited.bucket == key => Err(limited.retry_after),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Takes one request from a rate-limit bucket with the core's arithmetic ([`Bucket::take`]),
+/// for a host that keeps the buckets itself (the Worker's Durable Object): `state` is the
+/// bucket's 16-byte form ([`Bucket::to_bytes`]), `None` for a new (full) bucket. Returns the
+/// new state, and `None` when the request was taken or `Some(seconds)` to wait before the
+/// next one. A state of another length is an error, never a new bucket.
+pub fn take_bucket(
+    state: Option<&[u8]>,
+    limit: &RateLimit,
+    now: i64,
+) -> Result<([u8; 16], Option<u64>), String> {
+    let state = match state {
+        None => None,
+        Some(bytes) => Some(
+            Bucket::from_bytes(bytes)
+                .ok_or_else(|| format!("a bucket's state is 16 bytes, not {}", bytes.len()))?,
+        ),
+    };
+    let (bucket, taken) = Bucket::take(state, limit, now);
+    Ok((bucket.to_bytes(), taken.err()))
+}
+
+/// A JavaScript number as a rate limit's `requests` or `per_seconds`: a whole number from 1
+/// to 2^32 - 1, as the config allows.
+pub fn limit_count(name: &str, value: f64) -> Result<u32, String> {
+    if value.is_finite() && value.fract() == 0.0 && value >= 1.0 && value <= f64::from(u32::MAX) {
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // whole, in range
+        Ok(value as u32)
+    } else {
+        Err(format!(
+            "{name} must be a whole number of at least 1, not {value}"
+        ))
+    }
 }
 
 /// What the gate's config says to fetch, for a host that fetches (the Worker): `[{kind,
@@ -455,14 +558,23 @@ mod tests {
         ];
         let js_only = &both[..1];
         for (extra, field, refused_by) in [
+            // The Worker keeps buckets in a Durable Object and fetches (worker/src/); the
+            // JavaScript build does neither.
             (
                 json!({"rules": [{"rate_limit": {"requests": 1, "per_seconds": 600}}]}),
                 "`rules[0].rate_limit`",
-                &both[..],
+                js_only,
             ),
-            // The Worker fetches (worker/src/index.mjs); the JavaScript build does not.
-            (json!({"denylist": {"remote": remote}}), "`denylist.remote`", js_only),
-            (json!({"keys": {"remote": remote}}), "`keys.remote`", js_only),
+            (
+                json!({"denylist": {"remote": remote}}),
+                "`denylist.remote`",
+                js_only,
+            ),
+            (
+                json!({"keys": {"remote": remote}}),
+                "`keys.remote`",
+                js_only,
+            ),
             (json!({"log_decisions": true}), "`log_decisions`", &both[..]),
         ] {
             for (host, name) in both {
@@ -504,7 +616,10 @@ mod tests {
         assert_eq!(sources[0]["timeout_ms"], 5000);
         assert_eq!(sources[1]["kind"], "denylist");
         assert_eq!(sources[1]["path"], "/denied");
-        assert_eq!(remote_sources(&load(&config(json!({})), Host::Worker).unwrap()), json!([]));
+        assert_eq!(
+            remote_sources(&load(&config(json!({})), Host::Worker).unwrap()),
+            json!([])
+        );
 
         let mut fetched = Fetched::default();
         let key = SigningKey::hs256_from_base64_secret(SECRET)
@@ -515,12 +630,14 @@ mod tests {
         let token = key.sign(&claims).unwrap();
         let request = json!({"headers": [["approov-token", token]]});
         let reason = |fetched: &Fetched| {
-            plan(&gate, fetched, request.clone(), None, NOW).unwrap()["decision"]["reason"].clone()
+            plan(&gate, fetched, request.clone(), None, NOW, None).unwrap()["decision"]["reason"]
+                .clone()
         };
         assert_eq!(reason(&fetched), "keys_unavailable");
 
         let k = SECRET.trim_end_matches('=');
-        let jwks = json!({"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": k}]}).to_string();
+        let jwks =
+            json!({"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": k}]}).to_string();
         let taken = set_document(&gate, &mut fetched, "jwks", jwks.as_bytes()).unwrap();
         assert_eq!(taken, json!({"changed": true, "skipped": []}));
         assert_eq!(reason(&fetched), "allowed");
@@ -535,7 +652,13 @@ mod tests {
         assert!(refused.contains("over max_bytes (400)"), "{refused}");
         assert_eq!(reason(&fetched), "allowed", "the last good keys stay");
 
-        set_document(&gate, &mut fetched, "denylist", br#"{"devices": ["dev-1"]}"#).unwrap();
+        set_document(
+            &gate,
+            &mut fetched,
+            "denylist",
+            br#"{"devices": ["dev-1"]}"#,
+        )
+        .unwrap();
         assert_eq!(reason(&fetched), "device_denied");
         assert!(set_document(&gate, &mut fetched, "keys", b"{}")
             .unwrap_err()
@@ -575,7 +698,15 @@ mod tests {
         let spec = json!({"method": "POST", "path": "/pay", "host": "api.example.com", "headers": headers});
         assert_eq!(body_limit(&gate, spec.clone()).unwrap(), Some(64));
         let decided = |body: &[u8]| {
-            plan(&gate, &Fetched::default(), spec.clone(), Some(body.to_vec()), NOW).unwrap()["decision"]["reason"]
+            plan(
+                &gate,
+                &Fetched::default(),
+                spec.clone(),
+                Some(body.to_vec()),
+                NOW,
+                None,
+            )
+            .unwrap()["decision"]["reason"]
                 .clone()
         };
         assert_eq!(decided(&body), "allowed");
@@ -585,8 +716,167 @@ mod tests {
         );
         let unsigned =
             json!({"method": "POST", "path": "/pay", "headers": [["approov-token", token]]});
-        let planned = plan(&gate, &Fetched::default(), unsigned, Some(body), NOW).unwrap();
+        let planned = plan(&gate, &Fetched::default(), unsigned, Some(body), NOW, None).unwrap();
         assert_eq!(planned["decision"]["reason"], "request_signature_missing");
+    }
+
+    /// The Worker's rate-limit round: `plan` names the bucket it reached and counts it taken;
+    /// planned again with that bucket `limited`, it is the 429 (or monitor's report).
+    #[test]
+    fn plan_names_the_bucket_it_reached_and_refuses_the_limited_one() {
+        let rules = |mode: &str| {
+            json!({"mode": mode, "claim_to_headers": [{"claim": "did", "header": "x-device-id"}],
+                   "rules": [{"path": "/open"},
+                             {"path": "/login", "rate_limit": {"requests": 2, "per_seconds": 600}}]})
+        };
+        let gate = load(&config(rules("enforce")), Host::Worker).unwrap();
+        let spec = |path: &str, did: &str| json!({"path": path, "headers": [["approov-token", token(json!({"did": did}))]]});
+        let planned = plan(
+            &gate,
+            &Fetched::default(),
+            spec("/login", "dev-a"),
+            None,
+            NOW,
+            None,
+        )
+        .unwrap();
+        assert_eq!(planned["decision"]["reason"], "allowed");
+        assert_eq!(planned["action"]["forward"], true);
+        assert_eq!(
+            planned["rate_limit"],
+            json!({"bucket": "rule1:device:dev-a", "requests": 2, "per_seconds": 600})
+        );
+        // Another rule without a limit, and a request refused before the rate-limit step,
+        // name no bucket: nothing is to be taken.
+        let open = plan(
+            &gate,
+            &Fetched::default(),
+            spec("/open", "dev-a"),
+            None,
+            NOW,
+            None,
+        )
+        .unwrap();
+        assert_eq!(open.get("rate_limit"), None, "{open}");
+        let forged = json!({"path": "/login", "headers": [["approov-token", "x.y.z"]]});
+        let forged = plan(&gate, &Fetched::default(), forged, None, NOW, None).unwrap();
+        assert_eq!(
+            (
+                forged["decision"]["reason"].clone(),
+                forged.get("rate_limit")
+            ),
+            (json!("token_malformed"), None)
+        );
+
+        let limited = Limited {
+            bucket: "rule1:device:dev-a".to_owned(),
+            retry_after: 300,
+        };
+        let refused = plan(
+            &gate,
+            &Fetched::default(),
+            spec("/login", "dev-a"),
+            None,
+            NOW,
+            Some(&limited),
+        )
+        .unwrap();
+        assert_eq!(refused["decision"]["reason"], "rate_limited");
+        assert_eq!(refused["action"]["forward"], false);
+        assert_eq!(refused["action"]["status"], 429);
+        let headers = refused["action"]["headers"].as_array().unwrap();
+        assert!(
+            headers.contains(&json!(["retry-after", "300"])),
+            "{headers:?}"
+        );
+        assert_eq!(refused["rate_limit"]["bucket"], "rule1:device:dev-a");
+        // Only the named bucket is refused: another device goes on.
+        let other = plan(
+            &gate,
+            &Fetched::default(),
+            spec("/login", "dev-b"),
+            None,
+            NOW,
+            Some(&limited),
+        )
+        .unwrap();
+        assert_eq!(other["decision"]["reason"], "allowed");
+        assert_eq!(other["rate_limit"]["bucket"], "rule1:device:dev-b");
+
+        // Monitor mode reports the limit and lets the request go on.
+        let monitor = load(&config(rules("monitor")), Host::Worker).unwrap();
+        let reported = plan(
+            &monitor,
+            &Fetched::default(),
+            spec("/login", "dev-a"),
+            None,
+            NOW,
+            Some(&limited),
+        )
+        .unwrap();
+        assert_eq!(reported["action"]["forward"], true);
+        let set = reported["action"]["set"].as_array().unwrap();
+        assert!(
+            set.contains(&json!(["x-attestgate-decision", "deny"])),
+            "{set:?}"
+        );
+        assert!(
+            set.contains(&json!(["x-attestgate-reason", "rate_limited"])),
+            "{set:?}"
+        );
+
+        assert_eq!(
+            limited_spec(json!({"bucket": "b", "retry_after": 5})).unwrap(),
+            Some(Limited {
+                bucket: "b".to_owned(),
+                retry_after: 5
+            })
+        );
+        assert_eq!(limited_spec(Value::Null).unwrap(), None);
+        for bad in [
+            json!({"bucket": "b"}),
+            json!({"bucket": "b", "retry_after": -1}),
+            json!({"bucket": "b", "retry_after": 1, "x": 1}),
+        ] {
+            assert!(limited_spec(bad.clone()).is_err(), "{bad}");
+        }
+    }
+
+    /// `takeBucket` is the core's `Bucket::take` over the 16-byte state a Durable Object keeps.
+    #[test]
+    fn take_bucket_counts_down_refills_and_refuses_a_garbled_state() {
+        let limit = RateLimit {
+            requests: 2,
+            per_seconds: 600,
+        };
+        let (state, first) = take_bucket(None, &limit, NOW).unwrap();
+        let (state, second) = take_bucket(Some(&state), &limit, NOW).unwrap();
+        let (full, third) = take_bucket(Some(&state), &limit, NOW).unwrap();
+        assert_eq!((first, second, third), (None, None, Some(300)));
+        // One request comes back every 300 s: half of one after 150.
+        assert_eq!(
+            take_bucket(Some(&full), &limit, NOW + 150).unwrap().1,
+            Some(150)
+        );
+        let (state, later) = take_bucket(Some(&full), &limit, NOW + 300).unwrap();
+        assert_eq!(later, None);
+        assert_eq!(
+            Bucket::from_bytes(&state),
+            Some(Bucket {
+                milli_tokens: 0,
+                updated: NOW + 300
+            })
+        );
+        for bad in [&[0u8; 15][..], &[0u8; 17][..], &[][..]] {
+            assert!(take_bucket(Some(bad), &limit, NOW)
+                .unwrap_err()
+                .contains("16 bytes"));
+        }
+        assert_eq!(limit_count("requests", 2.0), Ok(2));
+        assert_eq!(limit_count("requests", 4_294_967_295.0), Ok(u32::MAX));
+        for bad in [0.0, -1.0, 1.5, 4_294_967_296.0, f64::NAN, f64::INFINITY] {
+            assert!(limit_count("per_seconds", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

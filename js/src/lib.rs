@@ -31,7 +31,8 @@ pub fn version() -> String {
 /// Parses and loads a gate config (a JSON string or an object): `{ok: true, keys: [{kid,
 /// alg}], rules, mode, token_header, entrypoints}` or `{ok: false, error}`. `host` is `"js"`
 /// (the default) or `"worker"`: what that host cannot carry out (fetched keys or denylists,
-/// rate limits, hybrid mode, decision logging) is refused, naming the field and the host.
+/// hybrid mode, decision logging, and in `js` rate limits) is refused, naming the field and
+/// the host.
 #[wasm_bindgen(js_name = checkConfig)]
 pub fn check_config(config: JsValue, host: Option<String>) -> Result<JsValue, JsError> {
     let host = api::host(host.as_deref()).map_err(|err| JsError::new(&err))?;
@@ -124,18 +125,28 @@ impl Gate {
     /// status, headers: [[name, value], ...], body}` (answer locally). `request` as for
     /// [`check`] (the token is in its headers); `body` is a `Uint8Array` when
     /// [`Gate::body_limit`] asked for it; `now` is unix seconds (default: the JavaScript clock).
+    ///
+    /// Rate limits (host `worker`): this build keeps no buckets. When the request reaches a
+    /// rule's `rate_limit`, the result also has `rate_limit: {bucket, requests, per_seconds}`:
+    /// the host takes one request from that bucket (with [`take_bucket`], where it keeps
+    /// them) at the same `now`; the plan counted it taken. If the bucket refuses, the host
+    /// plans again with `limited` = `{bucket, retry_after}` (seconds), which gives the
+    /// rate-limited plan: 429 with `retry-after`, or in monitor mode the report.
     pub fn plan(
         &self,
         request: JsValue,
         body: Option<Vec<u8>>,
         now: Option<f64>,
+        limited: JsValue,
     ) -> Result<JsValue, JsError> {
+        let limited = api::limited_spec(json(&limited)?).map_err(|err| JsError::new(&err))?;
         let planned = api::plan(
             &self.inner,
             &self.fetched,
             json(&request)?,
             body,
             seconds(now)?,
+            limited.as_ref(),
         )
         .map_err(|err| JsError::new(&err))?;
         to_js(&planned)
@@ -195,6 +206,42 @@ impl Gate {
 #[wasm_bindgen]
 pub fn refusal(reason: &str) -> Result<JsValue, JsError> {
     to_js(&api::refusal(reason).map_err(|err| JsError::new(&err))?)
+}
+
+/// Takes one request from a rate-limit bucket with the core's token-bucket arithmetic, for a
+/// host that keeps the buckets (the Worker's Durable Object): `state` is the bucket's state as
+/// a previous call returned it (`undefined` or `null` for a new, full bucket); `requests` and
+/// `perSeconds` are the limit ([`Gate::plan`]'s `rate_limit`); `now` is unix seconds. Returns
+/// `{state: Uint8Array, retryAfter?: number}`: keep `state`; `retryAfter` is set (seconds
+/// to wait) when the bucket was empty and nothing was taken. Throws on a state that is not
+/// one this function returned.
+#[wasm_bindgen(js_name = takeBucket)]
+pub fn take_bucket(
+    state: Option<Vec<u8>>,
+    requests: f64,
+    per_seconds: f64,
+    now: f64,
+) -> Result<JsValue, JsError> {
+    let limit = core::RateLimit {
+        requests: api::limit_count("requests", requests).map_err(|err| JsError::new(&err))?,
+        per_seconds: api::limit_count("per_seconds", per_seconds)
+            .map_err(|err| JsError::new(&err))?,
+    };
+    let now = api::seconds(now).map_err(|err| JsError::new(&err))?;
+    let (state, retry_after) =
+        api::take_bucket(state.as_deref(), &limit, now).map_err(|err| JsError::new(&err))?;
+    let out = js_sys::Object::new();
+    let set = |name: &str, value: &JsValue| {
+        js_sys::Reflect::set(&out, &JsValue::from_str(name), value)
+            .map(|_| ())
+            .map_err(|_| JsError::new("internal error: cannot build the result"))
+    };
+    set("state", &js_sys::Uint8Array::from(&state[..]).into())?;
+    if let Some(seconds) = retry_after {
+        #[allow(clippy::cast_precision_loss)] // seconds, at most a u32 period: exact
+        set("retryAfter", &JsValue::from_f64(seconds as f64))?;
+    }
+    Ok(out.into())
 }
 
 /// Evaluates a Rego query like `attestgate eval`. `modules` is `{file: source}` or `[[file,

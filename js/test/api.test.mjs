@@ -47,11 +47,47 @@ describe("checkConfig", () => {
     const js = ag.checkConfig(limited);
     assert.equal(js.ok, false);
     assert.match(js.error, /^unsupported `rules\[0\]\.rate_limit` .* which the JavaScript build does not have/);
-    assert.match(ag.checkConfig(limited, "worker").error, /which the Cloudflare Worker does not have/);
-    assert.throws(() => new ag.Gate(limited, "worker"), /unsupported `rules\[0\]\.rate_limit`/);
+    assert.throws(() => new ag.Gate(limited), /unsupported `rules\[0\]\.rate_limit`/);
+    // The Worker keeps the buckets in a Durable Object (worker/README.md).
+    assert.equal(ag.checkConfig(limited, "worker").ok, true);
+    const remote = { ...hsConfig, denylist: { remote: { upstream: "u", authority: "a.example", path: "/x" } } };
+    assert.match(ag.checkConfig(remote, "worker").error, /which the Cloudflare Worker does not have/);
+    assert.throws(() => new ag.Gate(remote, "worker"), /unsupported `denylist\.remote`/);
     // This build is only these two hosts: loading as another would accept what it ignores.
     assert.throws(() => ag.checkConfig(limited, "envoy"), /runs as host `js` or `worker`/);
     assert.equal(ag.checkConfig(hsConfig, "worker").ok, true);
+  });
+});
+
+describe("rate limits (host worker): plan names the bucket, takeBucket counts it", () => {
+  const config = { ...hsConfig, rules: [{ path: "/login", rate_limit: { requests: 2, per_seconds: 600 } }] };
+  const request = { path: "/login", headers: [["approov-token", hsToken({ did: "d1" })]] };
+  test("plan names the bucket it reached; with that bucket limited it is the 429", () => {
+    const gate = new ag.Gate(config, "worker");
+    const planned = gate.plan(request, undefined, NOW);
+    assert.equal(planned.action.forward, true);
+    assert.deepEqual(planned.rate_limit, { bucket: "rule0:device:d1", requests: 2, per_seconds: 600 });
+    assert.equal(gate.plan({ path: "/login" }, undefined, NOW).rate_limit, undefined, "token_missing never reaches it");
+    const refused = gate.plan(request, undefined, NOW, { bucket: "rule0:device:d1", retry_after: 300 });
+    assert.deepEqual([refused.action.forward, refused.action.status, refused.decision.reason], [false, 429, "rate_limited"]);
+    assert.deepEqual(refused.action.headers.filter(([n]) => n === "retry-after"), [["retry-after", "300"]]);
+    assert.equal(gate.plan(request, undefined, NOW, { bucket: "rule0:device:other", retry_after: 300 }).action.forward, true);
+    assert.throws(() => gate.plan(request, undefined, NOW, { bucket: "b" }), /invalid limited/);
+    gate.free();
+  });
+  test("takeBucket: the core's token bucket over a 16-byte state", () => {
+    const first = ag.takeBucket(undefined, 2, 600, NOW);
+    assert.ok(first.state instanceof Uint8Array && first.state.length === 16);
+    assert.equal(first.retryAfter, undefined);
+    const second = ag.takeBucket(first.state, 2, 600, NOW);
+    assert.equal(second.retryAfter, undefined);
+    const third = ag.takeBucket(second.state, 2, 600, NOW);
+    assert.equal(third.retryAfter, 300);
+    assert.equal(ag.takeBucket(third.state, 2, 600, NOW + 300).retryAfter, undefined);
+    assert.equal(ag.takeBucket(null, 1, 60, NOW).retryAfter, undefined);
+    assert.throws(() => ag.takeBucket(new Uint8Array(15), 2, 600, NOW), /16 bytes/);
+    assert.throws(() => ag.takeBucket(undefined, 0, 600, NOW), /requests must be a whole number/);
+    assert.throws(() => ag.takeBucket(undefined, 2, 1.5, NOW), /per_seconds must be a whole number/);
   });
 });
 

@@ -465,18 +465,16 @@ pub unsafe extern "C" fn attestgate_gate_remote(
     let result = guarded(|| {
         // SAFETY: the caller passes `gate` NULL or live.
         let handle = unsafe { gate_of(gate) }?;
-        Ok(
-            kind_of(kind)?
-                .source(handle.gate.config())
-                .map(|source| AttestgateRemoteSource {
+        Ok(kind_of(kind)?
+            .source(handle.gate.config())
+            .map(|source| AttestgateRemoteSource {
                 upstream: AttestgateStr::of(&source.upstream),
                 authority: AttestgateStr::of(&source.authority),
                 path: AttestgateStr::of(&source.path),
                 refresh_seconds: source.refresh_seconds,
                 timeout_ms: source.timeout_ms,
                 max_bytes: source.max_bytes,
-            }),
-        )
+            }))
     });
     match result {
         Ok(source) => {

@@ -1739,7 +1739,7 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
 #[test]
 fn fetched_keys_rotate_in_the_kong_plugin_under_the_stand_in() {
     let recorder = RecordingUpstream::start().unwrap();
-    let mut keys = DocumentServer::start().unwrap();
+    let keys = DocumentServer::start().unwrap();
     keys.answer("/jwks.json", Answer::ok(test_jwks("es256")));
     let config = serde_json::json!({
         "keys": {"remote": {"upstream": format!("127.0.0.1:{}", keys.port()),
@@ -1756,19 +1756,27 @@ fn fetched_keys_rotate_in_the_kong_plugin_under_the_stand_in() {
     );
     let reason = |token: &str| {
         let reply = get(port, token);
-        (reply.status, reply.header("x-attestgate-reason").map(str::to_owned))
+        (
+            reply.status,
+            reply.header("x-attestgate-reason").map(str::to_owned),
+        )
     };
 
-    eventually(10, "the first JWKS is fetched under the Kong stand-in", || {
-        reason(&old).0 == 200
-    });
+    eventually(
+        10,
+        "the first JWKS is fetched under the Kong stand-in",
+        || reason(&old).0 == 200,
+    );
     assert_eq!(reason(&new), (401, Some("signature_invalid".to_owned())));
 
     keys.answer("/jwks.json", Answer::ok(test_jwks("es256_other")));
     eventually(10, "the rotated JWKS is taken", || reason(&new).0 == 200);
     assert_eq!(reason(&old), (401, Some("signature_invalid".to_owned())));
 
-    keys.answer("/jwks.json", Answer::ok("<html>502 Bad Gateway</html>".to_owned()));
+    keys.answer(
+        "/jwks.json",
+        Answer::ok("<html>502 Bad Gateway</html>".to_owned()),
+    );
     let served = keys.served("/jwks.json");
     eventually(10, "two refused fetches", || {
         keys.served("/jwks.json") >= served + 2

@@ -194,7 +194,8 @@ impl Host {
     /// use attestgate_policy::capability::{Capability, Host};
     /// assert!(Host::KongWasm.has(Capability::Fetch));
     /// assert!(!Host::KongWasm.has(Capability::VerifierRecord)); // no jwt_authn there
-    /// assert!(!Host::Worker.has(Capability::SharedState));
+    /// assert!(Host::Worker.has(Capability::SharedState)); // a Durable Object
+    /// assert!(!Host::Js.has(Capability::SharedState));
     /// ```
     pub fn has(self, capability: Capability) -> bool {
         use Capability as C;
@@ -216,8 +217,13 @@ impl Host {
             // cache.
             Host::Js => matches!(capability, C::Body | C::Upstream),
             // The same, and the Worker fetches remote documents itself (fetch() and the Cache
-            // API, refreshed in ctx.waitUntil, the last good copy kept in the isolate).
-            Host::Worker => matches!(capability, C::Fetch | C::Body | C::Upstream),
+            // API, refreshed in ctx.waitUntil, the last good copy kept in the isolate) and keeps
+            // rate-limit buckets in a Durable Object that every isolate asks (the
+            // `ATTESTGATE_LIMITER` binding, worker/README.md).
+            Host::Worker => matches!(
+                capability,
+                C::Fetch | C::Body | C::SharedState | C::Upstream
+            ),
             // One request decided offline; the decision is printed (`check` prints it whole).
             Host::Cli => matches!(capability, C::Body | C::DecisionLog),
         }
@@ -417,8 +423,9 @@ pub fn demands(config: &Config) -> Vec<Demand> {
 /// let config: attestgate_policy::Config = serde_json::from_str(
 ///     r#"{ "keys": {}, "rules": [{ "rate_limit": { "requests": 1, "per_seconds": 600 } }] }"#,
 /// ).unwrap();
-/// assert_eq!(refused(&config, Host::Worker).unwrap().field, "rules[0].rate_limit");
+/// assert_eq!(refused(&config, Host::Js).unwrap().field, "rules[0].rate_limit");
 /// assert!(refused(&config, Host::Envoy).is_none());
+/// assert!(refused(&config, Host::Worker).is_none());
 /// ```
 pub fn refused(config: &Config, host: Host) -> Option<Demand> {
     demands(config).into_iter().find(|demand| {

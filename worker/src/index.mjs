@@ -9,14 +9,19 @@
 //   ATTESTGATE_CONFIG  the gate config, JSON (a var, or a secret when it holds keys)
 //   APPROOV_SECRET     optional secret: merged in as keys.approov_secret
 //   ORIGIN             where allowed requests go, e.g. https://origin.example.com
+//   ATTESTGATE_LIMITER a Durable Object namespace of class AttestgateRateLimiter (exported
+//                      here): where the buckets of `rules[].rate_limit` live; a config with a
+//                      rate limit and no such binding is refused
 //
 // A config that fetches its keys or denylist (`keys.remote`, `denylist.remote`) is served by
 // remote.mjs: fetch() and the Cache API, the last good copy kept in the isolate.
 //
 // Fails closed: a config that does not load (or no ORIGIN) answers every request with 500
 // {"error":"config_invalid","reasons":[]} and logs why with console.error; it never forwards.
+import { DurableObject } from "cloudflare:workers";
+
 import wasm from "./attestgate_js_bg.wasm";
-import { Gate, initSync, refusal } from "./attestgate_js.js";
+import { Gate, initSync, refusal, takeBucket } from "./attestgate_js.js";
 import { readUpTo } from "./read.mjs";
 import { afterDecision, refreshDue, sourcesOf } from "./remote.mjs";
 
@@ -33,7 +38,7 @@ export default {
       return reply(hostRefusal("config_invalid"));
     }
     try {
-      return await gateRequest(request, state, ctx);
+      return await gateRequest(request, state, env, ctx);
     } catch (err) {
       console.error(`attestgate: internal_error: ${err?.stack ?? err}`);
       return reply(hostRefusal("internal_error"));
@@ -44,7 +49,7 @@ export default {
 /** The loaded gate for this environment, reloaded only when the config text changes. */
 function current(env) {
   const config = text(env.ATTESTGATE_CONFIG);
-  const key = JSON.stringify([config, text(env.APPROOV_SECRET), text(env.ORIGIN)]);
+  const key = JSON.stringify([config, text(env.APPROOV_SECRET), text(env.ORIGIN), env.ATTESTGATE_LIMITER !== undefined]);
   if (loaded?.key !== key) {
     if (loaded !== null) loaded.retired = true;
     loaded?.gate?.free();
@@ -55,10 +60,7 @@ function current(env) {
 
 function load(configText, env) {
   try {
-    if (!wasmReady) {
-      initSync({ module: wasm });
-      wasmReady = true;
-    }
+    ensureWasm();
     if (configText === undefined || configText.trim() === "") {
       throw new Error("ATTESTGATE_CONFIG is not set");
     }
@@ -83,10 +85,11 @@ function load(configText, env) {
       }
       config = { ...config, keys: { ...keys, approov_secret: secret } };
     }
-    // As host "worker": the core refuses what the Worker cannot carry out (rate limits,
-    // hybrid mode, decision logging), naming the field.
+    // As host "worker": the core refuses what the Worker cannot carry out (hybrid mode,
+    // decision logging), naming the field.
     const gate = new Gate(JSON.stringify(config), "worker");
     try {
+      requireLimiter(config, env);
       return { gate, origin, sources: sourcesOf(gate) };
     } catch (err) {
       gate.free();
@@ -94,6 +97,25 @@ function load(configText, env) {
     }
   } catch (err) {
     return { error: String(err?.message ?? err) };
+  }
+}
+
+function ensureWasm() {
+  if (!wasmReady) {
+    initSync({ module: wasm });
+    wasmReady = true;
+  }
+}
+
+/** A rate limit is enforced only where its buckets can live: without the Durable Object
+ * binding the config is refused, as the core refuses what a host lacks. */
+function requireLimiter(config, env) {
+  const index = (config.rules ?? []).findIndex((rule) => rule?.rate_limit != null);
+  if (index >= 0 && typeof env.ATTESTGATE_LIMITER?.idFromName !== "function") {
+    throw new Error(
+      `\`rules[${index}].rate_limit\` needs the ATTESTGATE_LIMITER binding, a Durable Object namespace ` +
+        "of class AttestgateRateLimiter (worker/README.md); without it the limit would not be enforced",
+    );
   }
 }
 
@@ -119,7 +141,7 @@ function text(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
-async function gateRequest(request, state, ctx) {
+async function gateRequest(request, state, env, ctx) {
   const { gate, origin } = state;
   const path = rawPath(request.url);
   const facts = {
@@ -135,7 +157,17 @@ async function gateRequest(request, state, ctx) {
   const limit = gate.bodyLimit(facts);
   const body = limit === undefined ? undefined : await readUpTo(request.body, limit + 1);
   await refreshDue(state, ctx);
-  const { decision, action } = gate.plan(facts, body, Math.floor(Date.now() / 1000));
+  const now = Math.floor(Date.now() / 1000);
+  let { decision, action, rate_limit: rateLimit } = gate.plan(facts, body, now);
+  if (rateLimit !== undefined) {
+    // The plan counted a request taken from this bucket: take it where the buckets live, and
+    // if that refuses, plan again with the bucket limited (the same decision at the same
+    // `now`, but rate-limited). A limiter that fails throws: 500, nothing forwarded.
+    const retryAfter = await takeFromLimiter(env.ATTESTGATE_LIMITER, rateLimit, now);
+    if (retryAfter !== undefined) {
+      ({ decision, action } = gate.plan(facts, body, now, { bucket: rateLimit.bucket, retry_after: retryAfter }));
+    }
+  }
   afterDecision(state, decision);
   if (!action.forward) return reply(action);
 
@@ -159,6 +191,40 @@ async function gateRequest(request, state, ctx) {
     body: hasBody ? (body ?? request.body) : null,
     redirect: "manual",
   });
+}
+
+/** Takes one request from `limit.bucket` in its Durable Object: `undefined` when taken, else
+ * the seconds to wait. Throws when there is no limiter or it does not answer as it should. */
+async function takeFromLimiter(namespace, { bucket, requests, per_seconds }, now) {
+  if (namespace === undefined) throw new Error("a rate limit was reached without ATTESTGATE_LIMITER");
+  const stub = namespace.get(namespace.idFromName(bucket));
+  const { retryAfter } = await stub.take(requests, per_seconds, now);
+  if (retryAfter !== undefined && !(Number.isInteger(retryAfter) && retryAfter > 0)) {
+    throw new Error(`the rate limiter answered retryAfter ${JSON.stringify(retryAfter)}`);
+  }
+  return retryAfter;
+}
+
+/**
+ * The Durable Object that keeps rate-limit buckets, one object per bucket
+ * (`idFromName(bucket)`): every isolate of the Worker asks the same one, and it handles one
+ * take at a time. The state is the core's 16-byte bucket, in the object's storage; the
+ * arithmetic is the core's (`takeBucket`). A bucket is deleted when it has been full again
+ * for a while (an alarm `per_seconds` after the last take), which is the same as no bucket.
+ */
+export class AttestgateRateLimiter extends DurableObject {
+  /** `{retryAfter}`: `undefined` when one request was taken at `now`, else seconds to wait. */
+  async take(requests, perSeconds, now) {
+    ensureWasm();
+    const taken = takeBucket(await this.ctx.storage.get("bucket"), requests, perSeconds, now);
+    await this.ctx.storage.put("bucket", taken.state);
+    await this.ctx.storage.setAlarm(Date.now() + (perSeconds + 1) * 1000);
+    return { retryAfter: taken.retryAfter };
+  }
+
+  async alarm() {
+    await this.ctx.storage.deleteAll();
+  }
 }
 
 /** The path and query exactly as the request carried them (what the gate decides on). */

@@ -34,6 +34,8 @@ before(async () => {
     corpus.gates.map((g) => ({
       name: g.name,
       bindings: { ATTESTGATE_CONFIG: JSON.stringify(g.config), ORIGIN: origin.origin },
+      // As deployed (wrangler.toml): the Durable Object that keeps rate-limit buckets.
+      durableObjects: [{ className: "AttestgateRateLimiter", binding: "ATTESTGATE_LIMITER" }],
     })),
   );
 });

@@ -1,6 +1,7 @@
 // The Worker in real workerd: headers as Envoy's filter rewrites them, the Approov secret
-// merged in from its own binding, bodies passed through, paths forwarded exactly, and a bad
-// config failing closed (500 JSON, logged, nothing reaches the origin).
+// merged in from its own binding, bodies passed through, paths forwarded exactly, per-device
+// rate limits kept in a Durable Object, and a bad config failing closed (500 JSON, logged,
+// nothing reaches the origin).
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 
@@ -23,16 +24,31 @@ let url;
 
 /** Configs that need what the Worker lacks, and the field the refusal must name. */
 const unsupported = {
-  rate_limit: {
-    config: { keys: { approov_secret: SECRET }, rules: [{ path_prefix: "/", rate_limit: { requests: 1, per_seconds: 600 } }] },
-    field: "rules[0].rate_limit",
-  },
   host_verification: {
     config: { keys: {}, host_verification: { payload_in_metadata: "approov" } },
     field: "host_verification",
   },
   log_decisions: { config: { keys: { approov_secret: SECRET }, log_decisions: true }, field: "log_decisions" },
 };
+
+const limiter = { className: "AttestgateRateLimiter", binding: "ATTESTGATE_LIMITER" };
+/** 2 requests per 600 s per device on /login; /open has no limit. */
+const limitedConfig = (mode) => ({
+  mode,
+  keys: { approov_secret: SECRET },
+  claim_to_headers: claims,
+  rules: [
+    { name: "open", path: "/open" },
+    { name: "login", path: "/login", rate_limit: { requests: 2, per_seconds: 600 } },
+  ],
+});
+/** The Durable Object of a Worker whose limiter is down: every take throws. */
+const brokenLimiter = `import { DurableObject } from "cloudflare:workers";
+export default { fetch() { return new Response("not a gate", { status: 404 }); } };
+export class AttestgateRateLimiter extends DurableObject {
+  async take() { throw new Error("the limiter is down"); }
+}
+`;
 
 before(async () => {
   origin = await startOrigin();
@@ -47,8 +63,18 @@ before(async () => {
     { name: "weak_secret", bindings: env({}, { APPROOV_SECRET: "c2hvcnQ=" }) },
     { name: "secret_twice", bindings: env({ keys: { approov_secret: SECRET } }, { APPROOV_SECRET: SECRET }) },
     { name: "no_origin", bindings: { ATTESTGATE_CONFIG: JSON.stringify({ keys: { approov_secret: SECRET } }) } },
-    // What the Worker cannot carry out (issue #26: a limit of 1 per 600 s let 7 of 7 through).
+    // What the Worker cannot carry out.
     ...Object.entries(unsupported).map(([name, { config }]) => ({ name, bindings: env(config) })),
+    // Rate limits: the buckets in the AttestgateRateLimiter Durable Object (index.mjs).
+    { name: "limited", bindings: env(limitedConfig("enforce")), durableObjects: [limiter] },
+    { name: "limited_monitor", bindings: env(limitedConfig("monitor")), durableObjects: [limiter] },
+    // Another Worker bound to the namespace of "limited": one bucket per device for both.
+    { name: "limited_peer", bindings: env(limitedConfig("enforce")), durableObjects: [{ ...limiter, service: "limited" }] },
+    // A limiter that fails, and a config with a limit but no binding.
+    { name: "broken_limiter", main: brokenLimiter, durableObjects: [{ className: limiter.className }] },
+    { name: "limiter_down", bindings: env(limitedConfig("enforce")), durableObjects: [{ ...limiter, service: "broken_limiter" }] },
+    { name: "no_limiter", bindings: env(limitedConfig("enforce")) },
+    { name: "text_limiter", bindings: env(limitedConfig("enforce"), { ATTESTGATE_LIMITER: "not a namespace" }) },
   ];
   workerd = await startWorkerd(workers);
   url = workerd.urls;
@@ -224,11 +250,89 @@ describe("config from the environment", () => {
   }
 });
 
+/** Waits (bounded: workerd writes the console asynchronously) for a log line matching `line`. */
+async function logged(line) {
+  const found = () => workerd.logs().split("\n").some((l) => line.test(l));
+  const deadline = Date.now() + 5_000;
+  while (!found() && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50));
+  assert.ok(found(), `no log line matching ${line} in:\n${workerd.logs()}`);
+}
+
+describe("per-device rate limits, kept in a Durable Object", () => {
+  const login = (worker, did, i) => through(worker, { method: "POST", path: `/login?i=${i}`, headers: [["approov-token", token({ did })]] });
+  test("rate_limit: a device's 3rd request at 2 per 600 s is 429 with retry-after and never reaches the origin", async () => {
+    for (const i of [1, 2]) {
+      const { res, up } = await login("limited", "rl-a", i);
+      assert.equal(res.status, 200, `request ${i}: ${res.body}`);
+      assert.equal(up?.url, `/login?i=${i}`);
+      assert.deepEqual(values(up.headers, "x-device-id"), ["rl-a"]);
+    }
+    for (const i of [3, 4]) {
+      const { res, up } = await login("limited", "rl-a", i);
+      assert.equal(up, undefined, `request ${i} reached the origin`);
+      assert.deepEqual([res.status, res.headers["x-attestgate-reason"]], [429, "rate_limited"], res.body);
+      assert.equal(res.headers["content-type"], "application/json");
+      assert.equal(JSON.parse(res.body).error, "rate_limited");
+      // One request comes back every 300 s; a second or two may have passed.
+      const wait = Number(res.headers["retry-after"]);
+      assert.ok(Number.isInteger(wait) && wait > 290 && wait <= 300, `retry-after: ${res.headers["retry-after"]}`);
+    }
+    // Another device has its own bucket; a route without a limit takes from none.
+    const other = await login("limited", "rl-b", 5);
+    assert.equal(other.res.status, 200, other.res.body);
+    assert.deepEqual(values(other.up.headers, "x-device-id"), ["rl-b"]);
+    const open = await through("limited", { path: "/open", headers: [["approov-token", token({ did: "rl-a" })]] });
+    assert.equal(open.res.status, 200, open.res.body);
+  });
+  test("rate_limit: two Workers bound to one Durable Object namespace count a device together", async () => {
+    assert.equal((await login("limited", "rl-shared", 1)).res.status, 200);
+    assert.equal((await login("limited_peer", "rl-shared", 2)).res.status, 200);
+    for (const worker of ["limited_peer", "limited"]) {
+      const { res, up } = await login(worker, "rl-shared", 3);
+      assert.equal(up, undefined, `${worker}: the 3rd request reached the origin`);
+      assert.equal(res.status, 429, `${worker}: ${res.body}`);
+    }
+  });
+  test("rate_limit in monitor mode: the 3rd request goes on, reported as rate_limited", async () => {
+    for (const i of [1, 2, 3]) {
+      const { res, up } = await login("limited_monitor", "rl-m", i);
+      assert.equal(res.status, 200, `request ${i}: ${res.body}`);
+      assert.equal(up?.url, `/login?i=${i}`);
+      assert.deepEqual(values(up.headers, "x-device-id"), ["rl-m"]);
+      const reported = i === 3 ? { decision: ["deny"], reason: ["rate_limited"] } : { decision: [], reason: [] };
+      assert.deepEqual(values(up.headers, "x-attestgate-decision"), reported.decision, `request ${i}`);
+      assert.deepEqual(values(up.headers, "x-attestgate-reason"), reported.reason, `request ${i}`);
+      assert.deepEqual(values(up.headers, "retry-after"), []);
+    }
+  });
+  test("rate_limit with a failing Durable Object: 500 internal_error, logged, nothing forwarded", async () => {
+    const { res, up } = await login("limiter_down", "rl-down", 1);
+    assert.equal(up, undefined, "a request reached the origin without its limit");
+    assert.deepEqual([res.status, res.headers["x-attestgate-reason"]], [500, "internal_error"], res.body);
+    assert.deepEqual(JSON.parse(res.body), { error: "internal_error", reasons: [] });
+    await logged(/attestgate: internal_error: .*the limiter is down/);
+    // A route without a limit does not ask the limiter.
+    const open = await through("limiter_down", { path: "/open", headers: [["approov-token", token({ did: "rl-down" })]] });
+    assert.equal(open.res.status, 200, open.res.body);
+  });
+  test("rate_limit without the ATTESTGATE_LIMITER binding: refused at load, 500 config_invalid", async () => {
+    // No binding, or one that is not a Durable Object namespace.
+    for (const worker of ["no_limiter", "text_limiter"]) {
+      for (const path of ["/login", "/open"]) {
+        const { res, up } = await through(worker, { path, headers: [["approov-token", token({ did: "rl-none" })]] });
+        assert.equal(up, undefined, `${worker}: ${path} reached the origin`);
+        assert.deepEqual([res.status, res.headers["x-attestgate-reason"]], [500, "config_invalid"], `${worker}: ${res.body}`);
+        assert.deepEqual(JSON.parse(res.body), { error: "config_invalid", reasons: [] });
+      }
+    }
+    await logged(/attestgate: config_invalid: `rules\[1\]\.rate_limit` needs the ATTESTGATE_LIMITER binding, a Durable Object namespace/);
+  });
+});
+
 describe("what the Worker cannot carry out is refused at load, not ignored", () => {
   for (const [worker, { field }] of Object.entries(unsupported)) {
     test(`${field}: every request is 500 config_invalid, nothing reaches the origin`, async () => {
-      // Seven requests from one device with a valid token: with the limit ignored, all seven
-      // went through; refused at load, none does.
+      // Seven requests with a valid token: none goes through.
       const t = token({ did: "device-rl" });
       for (let i = 0; i < 7; i++) {
         const { res, up } = await through(worker, { path: `/v1/shapes?i=${i}`, headers: [["approov-token", t]] });

@@ -46,8 +46,14 @@ export async function startOrigin() {
 const capnpText = (s) => JSON.stringify(s); // only used for names and paths we choose
 
 /**
- * Starts one workerd with one Worker per entry of `workers` ({name, bindings: {NAME: text}}),
- * each on its own loopback socket. Returns {urls: {name: url}, logs(), stop()}.
+ * Starts one workerd with one Worker per entry of `workers`, each on its own loopback socket.
+ * Returns {urls: {name: url}, logs(), stop()}. An entry is {name, bindings: {NAME: text},
+ * durableObjects, main}:
+ *   - `durableObjects`: [{className, binding, service}]: without `service`, this Worker holds
+ *     the Durable Object namespace of its exported class `className` (in memory), bound as
+ *     `binding` if given; with `service` (another entry's name), `binding` is that Worker's
+ *     namespace of `className`;
+ *   - `main`: the source of another main module instead of the Worker (src/index.mjs).
  */
 export async function startWorkerd(workers, { timeoutMs = 60_000 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "attestgate-workerd-"));
@@ -59,20 +65,46 @@ export async function startWorkerd(workers, { timeoutMs = 60_000 } = {}) {
   const services = [];
   const sockets = [];
   const urls = {};
+  const serviceOf = (name) => {
+    const index = workers.findIndex((w) => w.name === name);
+    if (index < 0) throw new Error(`no worker ${name}`);
+    return `w${index}`;
+  };
   for (const [i, worker] of workers.entries()) {
-    const bindings = Object.entries(worker.bindings).map(([name, value], j) => {
+    const bindings = Object.entries(worker.bindings ?? {}).map(([name, value], j) => {
       const file = `w${i}-b${j}.txt`;
       writeFileSync(join(dir, file), value);
       return `(name = ${capnpText(name)}, text = embed ${capnpText(file)})`;
     });
-    services.push(`(name = "w${i}", worker = (
-      modules = [
+    const namespaces = [];
+    for (const { className, binding, service } of worker.durableObjects ?? []) {
+      if (service === undefined) {
+        namespaces.push(`(className = ${capnpText(className)}, uniqueKey = ${capnpText(`attestgate-w${i}-${className}`)})`);
+      }
+      if (binding === undefined) continue;
+      const namespace = service === undefined
+        ? capnpText(className)
+        : `(className = ${capnpText(className)}, serviceName = ${capnpText(serviceOf(service))})`;
+      bindings.push(`(name = ${capnpText(binding)}, durableObjectNamespace = ${namespace})`);
+    }
+    let modules = `
         ${["index.mjs", ...sources.filter((f) => f !== "index.mjs")].map((f) => `(name = ${capnpText(f)}, esModule = embed ${capnpText(f)}),`).join("\n        ")}
         (name = "attestgate_js.js", esModule = embed "attestgate_js.js"),
-        (name = "attestgate_js_bg.wasm", wasm = embed "attestgate_js_bg.wasm"),
+        (name = "attestgate_js_bg.wasm", wasm = embed "attestgate_js_bg.wasm"),`;
+    if (worker.main !== undefined) {
+      writeFileSync(join(dir, `w${i}-main.mjs`), worker.main);
+      modules = `(name = "main.mjs", esModule = embed "w${i}-main.mjs"),`;
+    }
+    const storage = namespaces.length > 0
+      ? `durableObjectNamespaces = [${namespaces.join(", ")}],
+      durableObjectStorage = (inMemory = void),`
+      : "";
+    services.push(`(name = "w${i}", worker = (
+      modules = [${modules}
       ],
       compatibilityDate = "2025-01-01",
       bindings = [${bindings.join(", ")}],
+      ${storage}
       globalOutbound = "loopback",
     ))`);
     const port = await freePort();
