@@ -50,9 +50,14 @@ describe("checkConfig", () => {
     assert.throws(() => new ag.Gate(limited), /unsupported `rules\[0\]\.rate_limit`/);
     // The Worker keeps the buckets in a Durable Object (worker/README.md).
     assert.equal(ag.checkConfig(limited, "worker").ok, true);
+    // The Worker fetches documents (worker/src/remote.mjs); the JavaScript build does not.
     const remote = { ...hsConfig, denylist: { remote: { upstream: "u", authority: "a.example", path: "/x" } } };
-    assert.match(ag.checkConfig(remote, "worker").error, /which the Cloudflare Worker does not have/);
-    assert.throws(() => new ag.Gate(remote, "worker"), /unsupported `denylist\.remote`/);
+    assert.match(ag.checkConfig(remote).error, /^unsupported `denylist\.remote` .* which the JavaScript build does not have/);
+    assert.throws(() => new ag.Gate(remote), /unsupported `denylist\.remote`/);
+    assert.equal(ag.checkConfig(remote, "worker").ok, true);
+    const logged = { ...hsConfig, log_decisions: true };
+    assert.match(ag.checkConfig(logged, "worker").error, /which the Cloudflare Worker does not have/);
+    assert.throws(() => new ag.Gate(logged, "worker"), /unsupported `log_decisions`/);
     // This build is only these two hosts: loading as another would accept what it ignores.
     assert.throws(() => ag.checkConfig(limited, "envoy"), /runs as host `js` or `worker`/);
     assert.equal(ag.checkConfig(hsConfig, "worker").ok, true);
