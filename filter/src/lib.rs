@@ -40,32 +40,50 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
-/// Counter ids by name, defined once per VM.
+/// The id kept for a counter the host would not define.
+const UNDEFINED: u32 = u32::MAX;
+
+/// Counter ids by name: the fixed ones defined once per VM, a policy's reason counters
+/// (`plan::counters`, a set the gate bounds at load) when first counted.
 #[derive(Debug, Default)]
 struct Metrics {
-    ids: HashMap<String, u32>,
+    ids: RefCell<HashMap<String, u32>>,
 }
 
 impl Metrics {
     fn define() -> Metrics {
-        let mut ids = HashMap::new();
+        let metrics = Metrics::default();
         for name in plan::all_counter_names() {
-            match hostcalls::define_metric(MetricType::Counter, &name) {
-                Ok(id) => {
-                    ids.insert(name, id);
-                }
-                Err(status) => log(
-                    LogLevel::Warn,
-                    &format!("cannot define metric {name}: {status:?}"),
-                ),
-            }
+            let _ = metrics.id(&name);
         }
-        Metrics { ids }
+        metrics
+    }
+
+    /// The id of `name`, defined now if it was not yet.
+    fn id(&self, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.try_borrow().ok()?.get(name) {
+            return (*id != UNDEFINED).then_some(*id);
+        }
+        let defined = hostcalls::define_metric(MetricType::Counter, name);
+        if let Err(status) = defined {
+            // Logged once: the name is remembered as undefinable.
+            log(
+                LogLevel::Warn,
+                &format!("cannot define metric {name}: {status:?}"),
+            );
+        }
+        let id = defined.unwrap_or(UNDEFINED);
+        self.ids.try_borrow_mut().ok()?.insert(name.to_owned(), id);
+        (id != UNDEFINED).then_some(id)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.try_borrow().map_or(true, |ids| ids.is_empty())
     }
 
     fn increment(&self, name: &str) {
-        if let Some(id) = self.ids.get(name) {
-            let _ = hostcalls::increment_metric(*id, 1);
+        if let Some(id) = self.id(name) {
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 }
@@ -239,7 +257,7 @@ impl RootContext for AttestRoot {
                 let gate = Rc::new(gate);
                 self.gate = Some(Rc::clone(&gate));
                 // Once per VM: a reconfigure keeps the counters and their values.
-                if self.metrics.ids.is_empty() {
+                if self.metrics.is_empty() {
                     self.metrics = Rc::new(Metrics::define());
                 }
                 let mut sources = Vec::new();
@@ -295,7 +313,7 @@ impl RootContext for AttestRoot {
                 // ngx_wasm_module kills the worker on a refused config, taking every location
                 // down: keep the worker and answer every request of this filter 500 instead.
                 self.host.set(Some(HostKind::Ngx));
-                if self.metrics.ids.is_empty() {
+                if self.metrics.is_empty() {
                     self.metrics = Rc::new(Metrics::define());
                 }
                 self.config_error = Some(Rc::from(err));
@@ -600,7 +618,7 @@ impl AttestHttp {
         decision: &attestgate_policy::Decision,
         outcome: attestgate_policy::CacheOutcome,
     ) {
-        for name in plan::counters(decision)
+        for name in plan::counters(gate, decision)
             .into_iter()
             .chain(plan::cache_counter(outcome))
         {

@@ -174,7 +174,7 @@ mod tests {
         assert!(remove.contains(&"approov-token".to_owned()));
         assert!(remove.contains(&"x-device-id".to_owned()));
         assert_eq!(set, vec![("x-device-id".to_owned(), "dev-1".to_owned())]);
-        assert_eq!(counters(&decision), ["attestgate.allowed"]);
+        assert_eq!(counters(&gate(""), &decision), ["attestgate.allowed"]);
     }
 
     #[test]
@@ -215,7 +215,7 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(body["error"], "token_expired");
         assert_eq!(
-            counters(&decision),
+            counters(&gate(""), &decision),
             ["attestgate.denied", "attestgate.denied.token_expired"]
         );
     }
@@ -235,7 +235,7 @@ mod tests {
         assert!(set.contains(&(DECISION_HEADER.to_owned(), "deny".to_owned())));
         assert!(set.contains(&(REASON_HEADER.to_owned(), "token_missing".to_owned())));
         assert_eq!(
-            counters(&decision),
+            counters(&gate(""), &decision),
             [
                 "attestgate.monitored_denied",
                 "attestgate.monitored_denied.token_missing"

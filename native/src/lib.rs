@@ -400,7 +400,7 @@ pub unsafe extern "C" fn attestgate_decide(
         let mut dynamic = fetched.dynamic();
         let (decision, action, outcome) =
             plan_request(&handle.gate, cache, &facts, now, &mut dynamic);
-        let counters = counters(&decision)
+        let counters = counters(&handle.gate, &decision)
             .into_iter()
             .chain(cache_counter(outcome))
             .collect();

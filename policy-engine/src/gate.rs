@@ -1,6 +1,6 @@
 //! The gate: a loaded config, ready to decide requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -89,6 +89,9 @@ pub struct Gate {
     /// Whether any request can need its body ([`Gate::needs_body`]): signatures are checked
     /// somewhere. Derived once at load.
     may_need_body: bool,
+    /// The policy reasons counted by name ([`Gate::counted_policy_reason`]), from the modules'
+    /// literals at load.
+    policy_reason_names: BTreeSet<String>,
 }
 
 /// Why a request's path cannot be routed: it holds a control character, or its readings
@@ -270,8 +273,15 @@ impl Gate {
             signature_by_host: config.host_verification.is_some(),
         };
         let headers_read = HeaderScope::of(&config, policy.as_ref());
+        let policy_reason_names = crate::reason_names::reason_names(
+            config
+                .policy
+                .iter()
+                .flat_map(|p| p.modules.values().map(String::as_str)),
+        );
         let mut gate = Gate {
             headers_read,
+            policy_reason_names,
             costly_signatures: false,
             source_ip_read: false,
             may_need_body: false,
@@ -285,6 +295,31 @@ impl Gate {
         gate.source_ip_read = gate.derive_source_ip_read();
         gate.may_need_body = checks_signatures(&gate.config);
         Ok(gate)
+    }
+
+    /// The name a policy reason is counted under: the reason itself when the policy's source
+    /// writes it as a literal (a set fixed at load), else `other`, so no policy can grow a
+    /// host's counters without limit.
+    ///
+    /// ```
+    /// let gate = attestgate_policy::Gate::from_json(r#"{ "keys": { "approov_secret":
+    ///     "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" }, "policy": { "modules": { "p.rego":
+    ///     "package attestgate\nimport rego.v1\ndecision := {\"allow\": false, \"reasons\": [\"rooted\", sprintf(\"v%d\", [1])]}" } } }"#).unwrap();
+    /// assert_eq!(gate.counted_policy_reason("rooted"), "rooted");
+    /// assert_eq!(gate.counted_policy_reason("v1"), "other");
+    /// ```
+    pub fn counted_policy_reason<'a>(&self, reason: &'a str) -> &'a str {
+        if self.policy_reason_names.contains(reason) {
+            reason
+        } else {
+            "other"
+        }
+    }
+
+    /// Every policy reason counted by name (see [`Gate::counted_policy_reason`]), `other`
+    /// aside; at most 256.
+    pub fn policy_reason_names(&self) -> impl Iterator<Item = &str> {
+        self.policy_reason_names.iter().map(String::as_str)
     }
 
     /// Whether a token's signature costs more to verify than to look up: only then does the

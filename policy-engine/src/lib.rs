@@ -64,6 +64,8 @@ mod keys;
 pub mod plan;
 mod policy;
 mod reads;
+mod reason_names;
+pub mod record;
 pub mod remote;
 mod request;
 pub mod signature;

@@ -306,17 +306,21 @@ pub const CACHE_MISSES: &str = "attestgate.cache.misses";
 pub const ERRORS: &str = "attestgate.errors";
 
 /// The counters a decision increments, by name: one for the outcome and, for a denial, one
-/// naming its reason. Every host counts these names, so a dashboard reads them alike.
+/// naming its reason; for a policy denial also one per policy reason,
+/// `attestgate.policy_reason.<reason>` (enforced) or `attestgate.monitored_policy_reason.<reason>`
+/// (monitor mode), the reason as [`Gate::counted_policy_reason`] names it (a reason the policy's
+/// source does not write is `other`). Every host counts these names, so a dashboard reads them
+/// alike; a host creates a counter when it is first incremented.
 ///
 /// ```
 /// use attestgate_policy::plan::counters;
 /// use attestgate_policy::{Gate, Request};
 /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
 /// let decision = gate.check(&Request::new("GET", "/"), 1_700_000_000);
-/// assert_eq!(counters(&decision), ["attestgate.denied", "attestgate.denied.token_missing"]);
+/// assert_eq!(counters(&gate, &decision), ["attestgate.denied", "attestgate.denied.token_missing"]);
 /// ```
-pub fn counters(decision: &Decision) -> Vec<String> {
-    match (decision.allow, decision.verdict, decision.reason) {
+pub fn counters(gate: &Gate, decision: &Decision) -> Vec<String> {
+    let mut names = match (decision.allow, decision.verdict, decision.reason) {
         (true, _, Reason::Bypassed) => vec!["attestgate.bypassed".to_owned()],
         (true, Verdict::Allow, _) => vec!["attestgate.allowed".to_owned()],
         (true, Verdict::Deny, reason) => vec![
@@ -324,7 +328,50 @@ pub fn counters(decision: &Decision) -> Vec<String> {
             format!("attestgate.monitored_denied.{reason}"),
         ],
         (false, _, reason) => refusal_counters(reason),
+    };
+    if decision.reason == Reason::PolicyDenied {
+        let prefix = if decision.allow {
+            "attestgate.monitored_policy_reason"
+        } else {
+            "attestgate.policy_reason"
+        };
+        // At most the record's number of reasons, each counted once.
+        let mut counted: Vec<&str> = decision
+            .reasons
+            .iter()
+            .take(crate::record::MAX_POLICY_REASONS)
+            .map(|reason| gate.counted_policy_reason(reason))
+            .collect();
+        counted.sort_unstable();
+        counted.dedup();
+        names.extend(counted.into_iter().map(|name| format!("{prefix}.{name}")));
     }
+    names
+}
+
+/// Every policy-reason counter `gate` can increment (see [`counters`]): a bounded set, fixed at
+/// load.
+///
+/// ```
+/// use attestgate_policy::plan::policy_reason_counter_names;
+/// let gate = attestgate_policy::Gate::from_json(r#"{"keys":{"approov_secret":
+///     "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+/// let names = policy_reason_counter_names(&gate);
+/// assert!(names.contains(&"attestgate.policy_reason.other".to_owned()));
+/// assert!(names.contains(&"attestgate.monitored_policy_reason.other".to_owned()));
+/// ```
+pub fn policy_reason_counter_names(gate: &Gate) -> Vec<String> {
+    let reasons: Vec<&str> = gate
+        .policy_reason_names()
+        .chain(std::iter::once("other"))
+        .collect();
+    [
+        "attestgate.policy_reason",
+        "attestgate.monitored_policy_reason",
+    ]
+    .iter()
+    .flat_map(|prefix| reasons.iter().map(move |r| format!("{prefix}.{r}")))
+    .collect()
 }
 
 /// The counters of a refusal a host makes itself ([`host_refusal`]), as [`counters`] names a
@@ -525,6 +572,55 @@ mod tests {
         assert!(!same_header_when_folded("x-a", "x1a"));
     }
 
+    /// A policy denial counts each reason once, by name when the source writes it, as `other`
+    /// when it is made from data; enforced and monitored apart.
+    #[test]
+    fn policy_reasons_are_counted_by_name_or_as_other() {
+        let policy = "package attestgate\nimport rego.v1\n\
+            decision := {\"allow\": false, \"reasons\": [\"device_rooted\", \"device_rooted\", \
+            sprintf(\"made_%v\", [input.request.method])]}";
+        let config = |mode: &str| {
+            serde_json::json!({
+                "mode": mode,
+                "keys": {"approov_secret": "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},
+                "policy": {"modules": {"p.rego": policy}},
+            })
+            .to_string()
+        };
+        let claims = serde_json::json!({"exp": 1_700_000_300});
+        let token = attestgate_testkit::SigningKey::hs256_from_base64_secret(
+            "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=",
+        )
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+        let request = Request::new("GET", "/").with_header("approov-token", token);
+        for (mode, prefix) in [
+            ("enforce", "attestgate.policy_reason"),
+            ("monitor", "attestgate.monitored_policy_reason"),
+        ] {
+            let gate = Gate::from_json(&config(mode)).unwrap();
+            let decision = gate.check(&request, 1_700_000_000);
+            assert_eq!(decision.reason, Reason::PolicyDenied, "{decision:?}");
+            let names = counters(&gate, &decision);
+            let reasons: Vec<&String> = names.iter().filter(|n| n.starts_with(prefix)).collect();
+            assert_eq!(
+                reasons,
+                [
+                    &format!("{prefix}.device_rooted"),
+                    &format!("{prefix}.other")
+                ],
+                "{names:?}"
+            );
+            let possible = policy_reason_counter_names(&gate);
+            assert!(names
+                .iter()
+                .filter(|n| n.contains("policy_reason"))
+                .all(|n| possible.contains(n)));
+            assert!(!possible.iter().any(|n| n.contains("made_")));
+        }
+    }
+
     #[test]
     fn every_counter_a_decision_uses_is_predefined() {
         let gate = Gate::from_json(
@@ -545,8 +641,14 @@ mod tests {
         for (allow, verdict, reason) in outcomes {
             let mut d = gate.check(&Request::new("GET", "/"), 1_700_000_000);
             (d.allow, d.verdict, d.reason) = (allow, verdict, reason);
-            for name in counters(&d) {
-                assert!(all.contains(&name), "{name} is not predefined");
+            // A policy's reason counters are defined when first counted, from a set the gate
+            // fixes at load.
+            let reasons = policy_reason_counter_names(&gate);
+            for name in counters(&gate, &d) {
+                assert!(
+                    all.contains(&name) || reasons.contains(&name),
+                    "{name} is neither predefined nor one of the gate's reason counters"
+                );
             }
         }
     }

@@ -11,6 +11,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("request", 0),
     ("json", 0),
     ("digest", 0),
+    ("reason_names", 0),
     ("config", 1),
     ("decision", 2),
     ("capability", 2),
@@ -26,7 +27,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("gate", 8),
     ("cache", 9),
     ("explain", 9),
-    ("plan", 10),
+    ("record", 10),
+    ("plan", 11),
 ];
 
 #[test]
