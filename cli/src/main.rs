@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
+use attestgate_policy::plan::decision_log_line;
 use attestgate_policy::signature::{AccountKey, SignOptions};
 use attestgate_policy::{Config, Decision, Gate, Request};
 use attestgate_testkit::{claims_with_expiry, ApproovSigner, InstallSigner, SigningKey};
@@ -313,7 +314,14 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
             if let Some(body) = body {
                 request = request.with_body(body);
             }
-            gate.check(&request, now)
+            let decision = gate.check(&request, now);
+            // The decision log, as the filter writes it (sampled by the request's
+            // x-request-id, masked): to stderr, beside the decision printed on stdout.
+            let sample_key = request.header_values("x-request-id").next().unwrap_or("");
+            if let Some(line) = decision_log_line(gate.config(), &decision, sample_key) {
+                eprintln!("attestgate decision log: {line}");
+            }
+            decision
         }
         Some(wasm) => check_in_filter(args, wasm, config, headers, body, now)?,
     };
@@ -366,7 +374,9 @@ fn check_in_filter(
         ProfileArg::Envoy => Profile::Envoy,
         ProfileArg::Kong => Profile::Kong,
     };
+    // The whole decision, whatever the config samples or masks: it is what is printed.
     config.log_decisions = true;
+    config.decision_log = None;
     let host = Host::from_file(wasm, HostOptions::new(profile))?;
     let mut vm = host
         .vm(serde_json::to_string(&config)?.as_bytes())

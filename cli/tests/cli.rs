@@ -1163,3 +1163,74 @@ fn check_and_render_refuse_what_their_host_cannot_carry_out() {
     let message = check_fails(&["render", "--config", p(&limited), "--for", "nginx-plus"]);
     assert!(message.contains("unknown host `nginx-plus`"), "{message}");
 }
+
+/// `check` writes the decision log as the filter does when the config asks for one: to
+/// stderr, sampled by the request's `x-request-id` and with the masked fields removed (the
+/// decision on stdout stays whole: it is what `check` answers).
+#[test]
+fn check_writes_the_sampled_and_masked_decision_log_to_stderr() {
+    let scratch = Scratch::new("decision-log");
+    let config = scratch.write(
+        "gate.json",
+        &json!({ "keys": { "approov_secret": SECRET }, "log_decisions": true,
+                 "decision_log": { "sample_rate": 0.5, "mask": ["claims.did"] } })
+        .to_string(),
+    );
+    let token = mint(
+        &scratch,
+        &["--secret", SECRET],
+        &json!({ "did": "hidden-device" }),
+        300,
+    );
+    let gate =
+        attestgate_policy::Gate::from_json(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let now = NOW.to_string();
+    let (mut logged, mut expected) = (0, 0);
+    for i in 0..40 {
+        let id = format!("x-request-id: cli-{i}");
+        let out = attestgate(&[
+            "check",
+            "--config",
+            p(&config),
+            "--token",
+            &token,
+            "--now",
+            &now,
+            "-H",
+            &id,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            stdout(&out).contains("hidden-device"),
+            "the answer is the whole decision"
+        );
+        let lines: Vec<String> = stderr(&out)
+            .lines()
+            .filter_map(|l| {
+                l.strip_prefix("attestgate decision log: ")
+                    .map(str::to_owned)
+            })
+            .collect();
+        let decision: attestgate_policy::Decision = serde_json::from_str(&stdout(&out)).unwrap();
+        let want = attestgate_policy::plan::decision_log_line(
+            gate.config(),
+            &decision,
+            &format!("cli-{i}"),
+        );
+        let parse = |line: &str| serde_json::from_str::<Value>(line).unwrap();
+        assert_eq!(
+            lines.first().map(|l| parse(l)),
+            want.as_deref().map(parse),
+            "request cli-{i}"
+        );
+        for line in &lines {
+            assert!(!line.contains("hidden-device"), "{line}");
+            let logged: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(logged["erased"], json!(["claims.did"]));
+        }
+        logged += lines.len();
+        expected += usize::from(want.is_some());
+    }
+    assert_eq!(logged, expected);
+    assert!((8..=32).contains(&logged), "{logged} of 40 at 0.5");
+}

@@ -1036,7 +1036,9 @@ fn remote_jwks_example_end_to_end() {
     }
     let refused = login(&good);
     refused.assert_denied(429, "rate_limited");
-    assert_eq!(refused.header("retry-after"), Some("20"));
+    // One request every 20 s refills; a slow machine may have spent a second on the logins.
+    let wait: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!((15..=20).contains(&wait), "retry-after {wait}");
     let counters = envoy.counters();
     assert!(counters["attestgate.jwks.fetched"] >= 1, "{counters:?}");
     assert!(counters["attestgate.denylist.fetched"] >= 1, "{counters:?}");

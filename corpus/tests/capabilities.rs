@@ -153,6 +153,10 @@ fn sample(need_field: &str) -> Value {
         "signature" => config["signature"] = json!({"mode": "optional"}),
         "rules[].signature" => config["rules"] = json!([{"signature": {"mode": "required"}}]),
         "log_decisions" => config["log_decisions"] = json!(true),
+        "decision_log" => {
+            config["log_decisions"] = json!(true);
+            config["decision_log"] = json!({"sample_rate": 0.5, "mask": ["claims.did"]});
+        }
         "cache" => config["cache"] = json!({"entries": 10}),
         "forward" => config["forward"] = json!(true),
         other => panic!("no sample config for the need `{other}`: add one here"),

@@ -40,6 +40,19 @@ fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// What a decision log samples a request by: Envoy's `x-request-id` (so every hop of a request
+/// logs it or none does), else the host's clock in nanoseconds.
+fn sample_key() -> String {
+    match hostcalls::get_map_value(MapType::HttpRequestHeaders, "x-request-id") {
+        Ok(Some(id)) if !id.is_empty() => id,
+        _ => hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|t| t.as_nanos().to_string())
+            .unwrap_or_default(),
+    }
+}
+
 /// The id kept for a counter the host would not define.
 const UNDEFINED: u32 = u32::MAX;
 
@@ -625,9 +638,8 @@ impl AttestHttp {
             self.metrics.increment(&name);
         }
         if gate.config().log_decisions {
-            match serde_json::to_string(decision) {
-                Ok(json) => log(LogLevel::Debug, &format!("{DECISION_LOG_PREFIX}{json}")),
-                Err(err) => log(LogLevel::Warn, &format!("cannot log the decision: {err}")),
+            if let Some(json) = plan::decision_log_line(gate.config(), decision, &sample_key()) {
+                log(LogLevel::Debug, &format!("{DECISION_LOG_PREFIX}{json}"));
             }
         }
         if !decision.allow || decision.verdict == attestgate_policy::Verdict::Deny {

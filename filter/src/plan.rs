@@ -12,8 +12,9 @@ use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason};
 // The host-neutral planning lives in the core (`attestgate_policy::plan`), shared with the
 // native library for NGINX: every host strips, sets and refuses alike.
 pub use attestgate_policy::plan::{
-    all_counter_names, cache_counter, counters, host_refusal, plan_request, refusal_counters,
-    request_facts, Action, CACHE_HITS, CACHE_MISSES, DECISION_HEADER, ERRORS, REASON_HEADER,
+    all_counter_names, cache_counter, counters, decision_log_line, host_refusal, plan_request,
+    refusal_counters, request_facts, Action, CACHE_HITS, CACHE_MISSES, DECISION_HEADER, ERRORS,
+    REASON_HEADER,
 };
 
 /// Decides a request from its headers (pseudo-headers included), the host's

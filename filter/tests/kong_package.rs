@@ -414,6 +414,7 @@ fn maximal_config() -> Value {
         "forward": true,
         "claim_to_headers": [{ "claim": "att.device.platform", "header": "x-device-platform" }],
         "log_decisions": true,
+        "decision_log": { "sample_rate": 0.25, "mask": ["claims.did", "headers"] },
         "cache": { "entries": 100 },
         "signature": {
             "mode": "optional",
@@ -727,6 +728,8 @@ fn bad_configs_are_refused_by_schema_and_parser() {
     let mut base = base;
     base["keys"]["remote"] = remote();
     base["denylist"] = json!({ "devices": ["stolen"], "remote": remote(), "claim": "did" });
+    base["log_decisions"] = json!(true);
+    base["decision_log"] = json!({});
     judges.assert_accepted("the base of the bad configs", &base);
     let set_at = |what: &'static str, at: &'static str, value: Value| {
         (what, at, with(base.clone(), at, value))
@@ -974,6 +977,27 @@ fn bad_configs_are_refused_by_schema_and_parser() {
             json!("x y"),
         ),
         set_at("log_decisions a string", "/log_decisions", json!("yes")),
+        set_at(
+            "decision_log.sample_rate 0",
+            "/decision_log/sample_rate",
+            json!(0),
+        ),
+        set_at(
+            "decision_log.sample_rate over 1",
+            "/decision_log/sample_rate",
+            json!(1.5),
+        ),
+        set_at(
+            "decision_log.mask a string",
+            "/decision_log/mask",
+            json!("claims.did"),
+        ),
+        set_at(
+            "unknown decision_log field",
+            "/decision_log/every",
+            json!(2),
+        ),
+        set_at("decision_log a number", "/decision_log", json!(0.5)),
         // Remote sources, the denylist and rate limits.
         set_at("unknown keys.remote field", "/keys/remote/url", json!("x")),
         set_at("keys.remote a string", "/keys/remote", json!("jwks")),

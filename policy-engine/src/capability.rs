@@ -328,6 +328,12 @@ pub const NEEDS: &[Need] = &[
         when: "`true`",
     },
     Need {
+        field: "decision_log",
+        capability: Capability::DecisionLog,
+        what: "decision-log sampling and masks",
+        when: "set",
+    },
+    Need {
         field: "cache",
         capability: Capability::DecisionCache,
         what: "the decision cache",
@@ -403,6 +409,10 @@ pub fn demands(config: &Config) -> Vec<Demand> {
         if rule.signature.as_ref().is_some_and(signs) {
             add("rules[].signature", format!("rules[{index}].signature"));
         }
+    }
+    // The block before the switch, so a refusal names what it was given most precisely.
+    if config.decision_log.is_some() {
+        add("decision_log", "decision_log".to_owned());
     }
     if config.log_decisions {
         add("log_decisions", "log_decisions".to_owned());
@@ -485,6 +495,10 @@ mod tests {
                 "log_decisions",
                 r#"{"keys":{},"log_decisions":true}"#.into(),
             ),
+            (
+                "decision_log",
+                r#"{"keys":{},"log_decisions":true,"decision_log":{}}"#.into(),
+            ),
             ("cache", r#"{"keys":{}}"#.into()),
             ("forward", r#"{"keys":{},"forward":true}"#.into()),
         ];
@@ -495,7 +509,12 @@ mod tests {
                 config.cache.entries = 0;
             }
             let found: Vec<&str> = demands(&config).iter().map(|d| d.need.field).collect();
-            assert_eq!(found, [*field], "{json}");
+            // A decision_log block only comes with log_decisions (the gate refuses it alone).
+            let want = match *field {
+                "decision_log" => vec!["decision_log", "log_decisions"],
+                other => vec![other],
+            };
+            assert_eq!(found, want, "{json}");
         }
         let quiet = config(r#"{"keys":{},"cache":{"entries":0},"signature":{"mode":"off"}}"#);
         assert!(demands(&quiet).is_empty());

@@ -72,6 +72,9 @@ pub struct Config {
     /// `attestgate check --wasm`; off in production, where it costs a serialization per request).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub log_decisions: bool,
+    /// With `log_decisions`: which decisions are logged and which of their fields never are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_log: Option<DecisionLogConfig>,
     /// Devices to refuse (`device_denied`), inline and/or fetched.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub denylist: Option<DenylistConfig>,
@@ -266,6 +269,37 @@ fn default_fetch_timeout_ms() -> u32 {
 
 fn default_fetch_max_bytes() -> usize {
     64 * 1024
+}
+
+/// How decisions are logged with `log_decisions` (after OPA's decision logs): a share of them,
+/// and fields never written. The token itself is never part of a decision.
+///
+/// ```
+/// let log: attestgate_policy::DecisionLogConfig =
+///     serde_json::from_str(r#"{ "sample_rate": 0.1, "mask": ["claims.did"] }"#).unwrap();
+/// assert_eq!(log.sample_rate, 0.1);
+/// let all: attestgate_policy::DecisionLogConfig = serde_json::from_str("{}").unwrap();
+/// assert_eq!(all.sample_rate, 1.0); // every decision
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionLogConfig {
+    /// The share of decisions logged, above 0 and at most 1 (all, the default). A request is
+    /// sampled by its request id (Envoy's `x-request-id`) where it has one, so every hop of a
+    /// request logs it or none does.
+    #[serde(default = "default_sample_rate")]
+    #[schemars(range(min = 0.000_001, max = 1.0))]
+    pub sample_rate: f64,
+    /// Fields of the logged decision never written, as dot paths into its JSON
+    /// (`claims.did`, `claims.att.device`, `headers`, `detail`): removed, and named in the
+    /// line's `erased` list.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub mask: Vec<String>,
+}
+
+fn default_sample_rate() -> f64 {
+    1.0
 }
 
 /// Devices refused whatever their token says.

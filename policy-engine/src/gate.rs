@@ -1190,6 +1190,10 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
     if config.mode == Mode::Bypass {
         return invalid("mode", "`bypass` is only allowed in a rule");
     }
+    if let Some(log) = &config.decision_log {
+        crate::decision_log::validate(log, config.log_decisions)
+            .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
+    }
     if !is_header_name(&config.token.header) {
         return invalid("token.header", "not a valid header name");
     }

@@ -55,6 +55,7 @@ mod cache;
 pub mod capability;
 mod config;
 mod decision;
+mod decision_log;
 mod digest;
 mod error;
 mod explain;
@@ -75,9 +76,9 @@ mod token;
 pub use binding::binding_hash;
 pub use cache::{CacheOutcome, CacheStats, DecisionCache};
 pub use config::{
-    config_schema, BindingConfig, CacheConfig, ClaimHeader, Config, DenylistConfig,
-    HostVerification, KeysConfig, Mode, PolicyConfig, PrefixMatch, RateLimit, RemoteSource,
-    RouteRule, TokenConfig,
+    config_schema, BindingConfig, CacheConfig, ClaimHeader, Config, DecisionLogConfig,
+    DenylistConfig, HostVerification, KeysConfig, Mode, PolicyConfig, PrefixMatch, RateLimit,
+    RemoteSource, RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::ConfigError;

@@ -16,6 +16,8 @@ use crate::gate::Gate;
 use crate::remote::Dynamic;
 use crate::request::Request;
 
+pub use crate::decision_log::decision_log_line;
+
 /// Header set on the upstream request when monitor mode let a failing request through.
 ///
 /// ```

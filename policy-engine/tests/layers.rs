@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("decision", 2),
     ("capability", 2),
     ("steps", 3),
+    ("decision_log", 3),
     ("error", 4),
     ("keys", 5),
     ("token", 6),

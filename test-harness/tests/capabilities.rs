@@ -172,3 +172,75 @@ fn the_decision_cache_follows_cache_entries_in_envoy_and_kong() {
         }
     }
 }
+
+/// `log_decisions` with `decision_log` in both profiles: the filter logs exactly the requests
+/// the core's sample picks by their `x-request-id` (the same ids at every hop), and never the
+/// masked field.
+#[test]
+fn decision_logs_are_sampled_by_request_id_and_masked_in_envoy_and_kong() {
+    use attestgate_policy::plan::decision_log_line;
+    let config = json!({
+        "keys": {"approov_secret": SECRET},
+        "log_decisions": true,
+        "decision_log": {"sample_rate": 0.3, "mask": ["claims.did"]},
+    });
+    let gate = attestgate_policy::Gate::from_json(&config.to_string()).unwrap();
+    for profile in [Profile::Envoy, Profile::Kong] {
+        let mut vm = filter(profile)
+            .vm(config.to_string().as_bytes())
+            .now(NOW)
+            .start()
+            .unwrap();
+        let decision_lines = |vm: &Vm| {
+            vm.logs()
+                .iter()
+                .filter(|l| {
+                    l.message
+                        .starts_with(attestgate_filter::DECISION_LOG_PREFIX)
+                })
+                .count()
+        };
+        let (mut logged, mut expected) = (0, 0);
+        for i in 0..200 {
+            let id = format!("request-{i}");
+            let before = decision_lines(&vm);
+            let outcome = vm
+                .send(
+                    &HttpRequest::get("/")
+                        .header("x-request-id", &id)
+                        .header("approov-token", &token("secret-device")),
+                )
+                .unwrap();
+            assert!(outcome.reached_upstream());
+            let now_logged = decision_lines(&vm) - before;
+            // The core's own answer for this id and this decision.
+            let decision = gate.check(
+                &attestgate_policy::Request::new("GET", "/")
+                    .with_header("approov-token", token("secret-device")),
+                NOW,
+            );
+            let want = usize::from(decision_log_line(gate.config(), &decision, &id).is_some());
+            assert_eq!(now_logged, want, "{profile:?} {id}");
+            logged += now_logged;
+            expected += want;
+        }
+        assert_eq!(logged, expected);
+        assert!(
+            (30..=90).contains(&logged),
+            "{profile:?}: {logged} of 200 at 0.3"
+        );
+        let lines: Vec<&str> = vm
+            .logs()
+            .iter()
+            .map(|l| l.message.as_str())
+            .filter(|m| m.starts_with(attestgate_filter::DECISION_LOG_PREFIX))
+            .collect();
+        assert!(
+            lines.iter().all(|l| !l.contains("secret-device")),
+            "{lines:?}"
+        );
+        assert!(lines
+            .iter()
+            .all(|l| l.contains(r#""erased":["claims.did"]"#)));
+    }
+}

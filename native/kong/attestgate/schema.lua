@@ -35,6 +35,15 @@ local config = {
         { ["header"] = { type = "string", required = true, description = "Header to set." } },
       },
     }, description = "Verified claims copied into upstream request headers." } },
+    { ["decision_log"] = {
+      required = false,
+      type = "record",
+      description = "With `log_decisions`: which decisions are logged and which of their fields never are.",
+      fields = {
+        { ["mask"] = { type = "array", elements = { type = "string" }, len_max = 64, description = "Fields of the logged decision never written, as dot paths into its JSON (`claims.did`, `claims.att.device`, `headers`, `detail`): removed, and named in the line's `erased` list." } },
+        { ["sample_rate"] = { type = "number", between = { 0.000001, 1 }, description = "The share of decisions logged, above 0 and at most 1 (all, the default). A request is sampled by its request id (Envoy's `x-request-id`) where it has one, so every hop of a request logs it or none does." } },
+      },
+    } },
     { ["denylist"] = {
       required = false,
       type = "record",
