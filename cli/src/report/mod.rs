@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
 
 use anyhow::{bail, Context, Result};
-use attestgate_policy::record::DecisionRecord;
+use attestgate_policy::record::{DecisionRecord, MAX_VALUE_BYTES};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -106,7 +106,7 @@ impl Tally {
     }
 
     fn add(&mut self, key: Option<&str>, would_deny: bool) {
-        let key = key.map(str::to_owned);
+        let key = key.map(bounded);
         if let Some(counts) = self.counts.get_mut(&key) {
             counts.add(would_deny);
         } else if self.counts.len() < self.cap {
@@ -329,20 +329,21 @@ impl Aggregator {
             return;
         };
         let max_reasons = self.options.limits.max_device_reasons;
-        let device = if let Some(device) = self.devices.get_mut(id) {
+        let id = bounded(id);
+        let device = if let Some(device) = self.devices.get_mut(&id) {
             device
         } else if self.devices.len() < self.options.limits.max_tracked {
-            self.devices.entry(id.to_owned()).or_default()
+            self.devices.entry(id).or_default()
         } else {
             self.devices_more.add(deny);
             return;
         };
         device.counts.add(deny);
         if record.platform.is_some() {
-            device.platform.clone_from(&record.platform);
+            device.platform = record.platform.as_deref().map(bounded);
         }
         if record.app_version.is_some() {
-            device.app_version.clone_from(&record.app_version);
+            device.app_version = record.app_version.as_deref().map(bounded);
         }
         if deny {
             let reasons: Vec<&String> = if policy_denial {
@@ -354,7 +355,7 @@ impl Aggregator {
                 if let Some(count) = device.reasons.get_mut(reason) {
                     *count += 1;
                 } else if device.reasons.len() < max_reasons {
-                    device.reasons.insert(reason.clone(), 1);
+                    device.reasons.insert(bounded(reason), 1);
                 }
             }
         }
@@ -495,6 +496,17 @@ impl Aggregator {
             },
         }
     }
+}
+
+/// A value from a log as the report holds it: at most the record's own bound
+/// ([`MAX_VALUE_BYTES`], which hosts never exceed), cut at a character boundary, so that
+/// tracked values cannot hold whole lines.
+fn bounded(value: &str) -> String {
+    let mut end = value.len().min(MAX_VALUE_BYTES);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value.get(..end).unwrap_or_default().to_owned()
 }
 
 /// The next bucket width after `seconds`: the next on the ladder that is a multiple of it, else

@@ -518,3 +518,35 @@ fn counts_are_written_with_separators() {
     assert_eq!(html::num(1000), "1,000");
     assert_eq!(html::num(1_234_567), "1,234,567");
 }
+
+#[test]
+fn tracked_values_are_held_at_the_records_bound() {
+    let long = "é".repeat(1000);
+    let deny = record(
+        "deny",
+        true,
+        "monitor",
+        &long,
+        &[long.as_str()],
+        Some(&long),
+        Some(&long),
+        Some(&long),
+    );
+    let summary = summary_of(&[line("2026-12-07T01:00:00Z", &deny)], options());
+    let held = [
+        summary.top_devices[0].device.clone(),
+        summary.top_devices[0].reasons[0].clone(),
+        summary.by_reason.rows[0].name.clone().unwrap(),
+        summary.by_policy_reason.rows[0].name.clone().unwrap(),
+        summary.by_app_version.rows[0].name.clone().unwrap(),
+        summary.by_platform.rows[0].name.clone().unwrap(),
+    ];
+    for value in held {
+        assert!(
+            value.len() <= MAX_VALUE_BYTES && value.len() > MAX_VALUE_BYTES - 2,
+            "{}",
+            value.len()
+        );
+        assert!(long.starts_with(&value));
+    }
+}
