@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use attestgate_testkit::keygen;
 
+mod report;
+
 /// Mobile-app attestation gate: check tokens against a gate config, mint tokens, make keys.
 #[derive(Debug, Parser)]
 #[command(name = "attestgate", version, about)]
@@ -45,6 +47,9 @@ enum Command {
     /// Print the JSON Schema (Draft 4) of the config the filter takes, generated from the
     /// config model. With --kong, print it as Kong's `attestgate.meta.json`.
     Schema(SchemaArgs),
+    /// Read decision log lines (the hosts' access logs) and report what enforcing would deny:
+    /// by reason, app version, platform and device, over time. A table, `--json`, or `--html FILE`.
+    Report(report::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -269,6 +274,7 @@ fn main() -> ExitCode {
         Command::Test(args) => rego_test(&args),
         Command::Eval(args) => eval(&args).map(|()| ExitCode::SUCCESS),
         Command::Schema(args) => schema(&args).map(|()| ExitCode::SUCCESS),
+        Command::Report(args) => report::run(&args).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|err| {
         eprintln!("attestgate: {err:#}");
