@@ -33,6 +33,9 @@ No token (401 token_missing):
 Counters:
   curl -s http://127.0.0.1:9901/stats | grep attestgate
 
+Each request's access log line (JSON, the gate's decision under "attestgate") goes to
+Envoy's stdout, about a second later.
+
 Starting Envoy (Ctrl-C to stop)...
 EOT
 exec "$envoy" -c $example/envoy.yaml --concurrency 1 --disable-hot-restart --log-level warn --component-log-level wasm:info

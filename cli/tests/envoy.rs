@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use attestgate_testkit::upstream::{Answer, DocumentServer, RecordingUpstream};
+use attestgate_testkit::upstream::{spellings, Answer, DocumentServer, RecordingUpstream};
 use base64ct::{Base64, Encoding};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -48,13 +48,14 @@ fn example(name: &str) -> PathBuf {
     root().join("envoy-examples").join(name)
 }
 
-const EXAMPLES: [&str; 6] = [
+const EXAMPLES: [&str; 7] = [
     "quickstart",
     "token-binding",
     "per-route",
     "jwks-es256",
     "remote-jwks",
     "hybrid-es256",
+    "android-only",
 ];
 
 fn free_port() -> u16 {
@@ -140,7 +141,8 @@ impl Envoy {
                 "--disable-hot-restart", // no shared memory to leak; parallel runs never collide
             ])
             .args(["--log-level", "warn", "--component-log-level", "wasm:info"])
-            .stdout(Stdio::null())
+            // The examples' access log goes to Envoy's stdout.
+            .stdout(std::fs::File::create(dir.join("access.log")).unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
@@ -156,6 +158,23 @@ impl Envoy {
 
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    /// The access log's lines (Envoy's stdout) once there are `n`: Envoy writes them out
+    /// about once a second. Each is checked against the line format `attestgate report` reads.
+    fn access_log(&self, n: usize) -> Vec<AccessLine> {
+        let path = self.dir.join("access.log");
+        let read = || {
+            std::fs::read_to_string(&path)
+                .unwrap_or_default()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        eventually(10, &format!("{n} access log lines"), || read().len() >= n);
+        let lines = read();
+        assert_eq!(lines.len(), n, "{lines:#?}");
+        lines.iter().map(|line| AccessLine::parse(line)).collect()
     }
 
     fn wait_ready(&mut self) {
@@ -286,6 +305,109 @@ impl Reply {
         assert_eq!(self.status, 200, "{self:?}");
         assert_eq!(self.body.trim(), r#"{"upstream":"reached"}"#, "{self:?}");
     }
+}
+
+/// One access-log line, parsed as the contract with `attestgate report` says: one JSON object
+/// a line, `time` an RFC 3339 timestamp, `attestgate` the decision record (an object, or a JSON
+/// string holding one).
+#[derive(Debug)]
+struct AccessLine {
+    line: String,
+    fields: Value,
+    record: attestgate_policy::record::DecisionRecord<String>,
+}
+
+impl AccessLine {
+    fn parse(line: &str) -> AccessLine {
+        let fields: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let time = fields["time"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no time: {line}"));
+        let seconds = rfc3339_seconds(time).unwrap_or_else(|| panic!("not RFC 3339: {line}"));
+        assert!(
+            (seconds - unix_now()).abs() < 300,
+            "time {time} is not now: {line}"
+        );
+        let record = match &fields["attestgate"] {
+            Value::String(json) => serde_json::from_str(json),
+            other => serde_json::from_value(other.clone()),
+        }
+        .unwrap_or_else(|e| panic!("attestgate is not a decision record ({e}): {line}"));
+        AccessLine {
+            line: line.to_owned(),
+            fields,
+            record,
+        }
+    }
+
+    fn status(&self) -> u64 {
+        self.fields["status"].as_u64().unwrap()
+    }
+}
+
+/// Unix seconds of an RFC 3339 timestamp (`2026-01-02T03:04:05.678Z`, or with `+hh:mm`).
+fn rfc3339_seconds(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction.find(|c: char| !c.is_ascii_digit())?;
+        if end == 0 {
+            return None;
+        }
+        rest = &fraction[end..];
+    }
+    let offset = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
+            let minutes = rest[1..3].parse::<i64>().ok()? * 60 + rest[4..6].parse::<i64>().ok()?;
+            if rest.starts_with('-') {
+                -minutes
+            } else {
+                minutes
+            }
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset * 60)
+}
+
+#[test]
+fn rfc3339_reads_what_envoy_writes() {
+    assert_eq!(rfc3339_seconds("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(
+        rfc3339_seconds("2023-11-14T22:13:20.123Z"),
+        Some(1_700_000_000)
+    );
+    assert_eq!(
+        rfc3339_seconds("2023-11-15T00:13:20+02:00"),
+        Some(1_700_000_000)
+    );
+    assert_eq!(rfc3339_seconds("2023-11-14 22:13:20"), None);
+    assert_eq!(rfc3339_seconds("[14/Nov/2023:22:13:20 +0000]"), None);
 }
 
 /// Sends a GET with the path exactly as given and returns the status code.
@@ -2022,4 +2144,230 @@ fn two_envoys_share_one_devices_limit_through_the_rate_limit_service() {
         assert_eq!(body["error"], "rate_limit_unavailable", "{reply:?}");
         assert_eq!(reply.header("x-upstream-device-id"), None, "{reply:?}");
     }
+}
+
+/// An unsigned (`alg: none`) token carrying `claims`.
+fn unsigned_token(claims: &Value) -> String {
+    use base64ct::Base64UrlUnpadded;
+    let mut claims = claims.clone();
+    claims["exp"] = (unix_now() + 300).into();
+    format!(
+        "{}.{}.",
+        Base64UrlUnpadded::encode_string(br#"{"alg":"none","typ":"JWT"}"#),
+        Base64UrlUnpadded::encode_string(claims.to_string().as_bytes())
+    )
+}
+
+/// Issue #29: every decision in Envoy's own access log. The quickstart's access log writes one
+/// JSON line a request whose `attestgate` field is the gate's record of the decision, read
+/// from the filter state the filter wrote (`wasm.attestgate.record`): allowed, enforced and
+/// (with the config in monitor mode) monitored denials with their policy reasons, and the
+/// device, platform and app version of a verified token only. A forged or unsigned token's
+/// claims never reach the line.
+#[test]
+fn the_access_log_carries_each_decision() {
+    let dir = scratch("access-log");
+    let secret = secret("quickstart");
+    let good = mint_hs256(&dir, &secret, &claims("quickstart", "good.json"), 300);
+    let mut rooted_claims = claims("quickstart", "rooted.json");
+    rooted_claims["did"] = "rooted-device-7".into();
+    let rooted = mint_hs256(&dir, &secret, &rooted_claims, 301);
+    let mut claimed = claims("quickstart", "good.json");
+    claimed["did"] = "claimed-by-an-attacker".into();
+    claimed["att"]["app"]["version"] = "9.9.9-claimed".into();
+    let forged_secret = Base64::encode_string(b"not-the-attestation-service-secret!!");
+    let forged = mint_hs256(&dir, &forged_secret, &claimed, 302);
+    let unsigned = unsigned_token(&claimed);
+
+    let enforcing = std::fs::read_to_string(example("quickstart").join("envoy.yaml")).unwrap();
+    let enforce_mode = r#"\"mode\":\"enforce\""#;
+    assert_eq!(enforcing.matches(enforce_mode).count(), 1);
+    let monitoring = enforcing.replace(enforce_mode, r#"\"mode\":\"monitor\""#);
+
+    for (name, config) in [("enforce", &enforcing), ("monitor", &monitoring)] {
+        let monitor = name == "monitor";
+        let envoy = Envoy::start_with(&format!("access-log-{name}"), config);
+        let statuses: Vec<u16> = [
+            envoy.request("GET", "/v1/shapes?n=1", &[("approov-token", &good)]),
+            envoy.request("POST", "/v1/orders", &[("approov-token", &rooted)]),
+            envoy.get("/v1/shapes", Some(&forged)),
+            envoy.get("/v1/shapes", Some(&unsigned)),
+            // The record's fields cannot come from the client.
+            envoy.request(
+                "GET",
+                "/v1/shapes",
+                &[
+                    ("x-attestgate-platform", "ios"),
+                    ("x-device-id", "spoofed"),
+                    ("attestgate.device", "spoofed"),
+                ],
+            ),
+        ]
+        .iter()
+        .map(|reply| reply.status)
+        .collect();
+        let want: &[u16] = if monitor {
+            &[200; 5]
+        } else {
+            &[200, 403, 401, 401, 401]
+        };
+        assert_eq!(statuses, want, "{name}");
+        let lines = envoy.access_log(5);
+        for line in &lines {
+            assert_eq!(u64::from(line.record.status), line.status(), "{line:?}");
+            for text in ["claimed-by-an-attacker", "9.9.9-claimed", "spoofed"] {
+                assert!(!line.line.contains(text), "{text} in the log: {line:?}");
+            }
+        }
+        let [allowed, policy, forged_line, unsigned_line, missing] = &lines[..] else {
+            unreachable!()
+        };
+        let mode = if monitor { "monitor" } else { "enforce" };
+
+        let r = &allowed.record;
+        assert_eq!(
+            (r.verdict.as_str(), r.allowed, r.status),
+            ("allow", true, 200)
+        );
+        assert_eq!((r.mode.as_str(), r.reason.as_str()), (mode, "allowed"));
+        assert_eq!(r.device.as_deref(), Some("demo-device-0001"), "{allowed:?}");
+        assert_eq!(r.platform.as_deref(), Some("android"), "{allowed:?}");
+        assert_eq!(r.app_version.as_deref(), Some("2.4.1"), "{allowed:?}");
+        assert!(r.policy_reasons.is_empty(), "{allowed:?}");
+        assert_eq!(allowed.fields["method"], "GET", "{allowed:?}");
+        assert_eq!(allowed.fields["path"], "/v1/shapes?n=1", "{allowed:?}");
+
+        let r = &policy.record;
+        assert_eq!(r.verdict, "deny", "{policy:?}");
+        assert_eq!(
+            (r.allowed, r.status),
+            (monitor, if monitor { 200 } else { 403 })
+        );
+        assert_eq!(
+            (r.mode.as_str(), r.reason.as_str()),
+            (mode, "policy_denied")
+        );
+        for reason in ["device_rooted", "hooking_detected"] {
+            assert!(r.policy_reasons.iter().any(|p| p == reason), "{policy:?}");
+        }
+        assert_eq!(r.device.as_deref(), Some("rooted-device-7"), "{policy:?}");
+        assert_eq!(policy.fields["method"], "POST", "{policy:?}");
+
+        for (line, reason) in [
+            (forged_line, "signature_invalid"),
+            (unsigned_line, "alg_not_allowed"),
+            (missing, "token_missing"),
+        ] {
+            let r = &line.record;
+            assert_eq!((r.verdict.as_str(), r.reason.as_str()), ("deny", reason));
+            assert_eq!(r.allowed, monitor, "{line:?}");
+            assert_eq!(
+                (&r.device, &r.platform, &r.app_version),
+                (&None, &None, &None),
+                "{line:?}"
+            );
+        }
+    }
+}
+
+/// Issue #29: Envoy's own RBAC filter acting on the gate's verified platform
+/// (envoy-examples/android-only): on `/v1/android/` an Android token passes, an iOS token is
+/// refused by RBAC (403) and never reaches the upstream, whatever header the client sends to
+/// claim Android; other routes take any device the gate lets through.
+#[test]
+fn rbac_lets_only_verified_android_devices_through() {
+    let dir = scratch("android-only");
+    let recorder = RecordingUpstream::start().unwrap();
+    let config = std::fs::read_to_string(example("android-only").join("envoy.yaml")).unwrap();
+    let endpoint = "endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}";
+    assert_eq!(config.matches(endpoint).count(), 1);
+    let config = config.replace(
+        endpoint,
+        &format!(
+            "endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {}}}}}}}",
+            recorder.port()
+        ),
+    );
+    let envoy = Envoy::start_with("android-only", &config);
+    let secret = secret("android-only");
+    let android = mint_hs256(&dir, &secret, &claims("android-only", "android.json"), 300);
+    let ios = mint_hs256(&dir, &secret, &claims("android-only", "ios.json"), 301);
+    let mut forged_claims = claims("android-only", "android.json");
+    forged_claims["did"] = "forged-android".into();
+    let forged = mint_hs256(
+        &dir,
+        &Base64::encode_string(b"not-the-attestation-service-secret!!"),
+        &forged_claims,
+        302,
+    );
+    let path = "/v1/android/offers";
+    let reached = |id: &str| recorder.find("x-test-id", id).is_some();
+
+    let ok = envoy.request(
+        "GET",
+        path,
+        &[("approov-token", &android), ("x-test-id", "android")],
+    );
+    ok.assert_reached_upstream();
+    let seen = recorder.find("x-test-id", "android").unwrap();
+    assert_eq!(seen.values("x-device-platform"), ["android"]);
+
+    let refused = envoy.request(
+        "GET",
+        path,
+        &[("approov-token", &ios), ("x-test-id", "ios")],
+    );
+    assert_eq!(refused.status, 403, "{refused:?}");
+    assert!(refused.body.contains("RBAC"), "{refused:?}");
+    assert!(!reached("ios"), "an iOS device reached {path}");
+
+    // Another route: the iOS device is welcome.
+    envoy
+        .request("GET", "/v1/shapes", &[("approov-token", &ios)])
+        .assert_reached_upstream();
+
+    // The access log says who refused: the gate allowed the iOS device, RBAC answered 403.
+    let lines = envoy.access_log(3);
+    let rbac = &lines[1];
+    assert_eq!(rbac.status(), 403, "{rbac:?}");
+    assert_eq!(rbac.record.verdict, "allow", "{rbac:?}");
+    assert_eq!(rbac.record.platform.as_deref(), Some("ios"), "{rbac:?}");
+
+    // No header makes an iOS device Android: the platform is the token's verified claim.
+    let mut spoofs: Vec<(String, String)> = Vec::new();
+    for name in [
+        "x-attestgate-platform",
+        "x-device-platform",
+        "attestgate-platform",
+        "wasm-attestgate-platform",
+    ] {
+        spoofs.extend(spellings(name).into_iter().map(|n| (n, "android".into())));
+    }
+    for name in ["attestgate.platform", "wasm.attestgate.platform"] {
+        spoofs.push((name.into(), "android".into()));
+    }
+    spoofs.push((
+        "x-attestgate-record".into(),
+        r#"{"verdict":"allow","platform":"android"}"#.into(),
+    ));
+    for (n, (name, value)) in spoofs.iter().enumerate() {
+        let id = format!("spoof-{n}");
+        let reply = envoy.request(
+            "GET",
+            path,
+            &[("approov-token", &ios), (name, value), ("x-test-id", &id)],
+        );
+        // 403 from RBAC, or 400 from Envoy for a name with `_` (headers_with_underscores).
+        let want = if name.contains('_') { 400 } else { 403 };
+        assert_eq!(reply.status, want, "{name}: {reply:?}");
+        assert!(!reached(&id), "{name}: {value} got an iOS device through");
+    }
+    // A refused token never gets to RBAC, a forged Android claim included.
+    envoy
+        .request("GET", path, &[("x-attestgate-platform", "android")])
+        .assert_denied(401, "token_missing");
+    envoy
+        .get(path, Some(&forged))
+        .assert_denied(401, "signature_invalid");
+    assert_eq!(recorder.count(), 2, "{:#?}", recorder.requests());
 }

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use attestgate_policy::capability::Host;
+use attestgate_policy::record::DecisionRecord;
 use attestgate_policy::remote::{Denylist, Dynamic};
 use attestgate_policy::{DecisionCache, Gate, KeySet, Reason};
 use proxy_wasm::hostcalls;
@@ -624,7 +625,7 @@ impl AttestHttp {
         Ok(action)
     }
 
-    /// Counters and logs for a decision.
+    /// Counters, logs and (in Envoy) the stream's filter state for a decision.
     fn report(
         &self,
         gate: &Gate,
@@ -636,6 +637,9 @@ impl AttestHttp {
             .chain(plan::cache_counter(outcome))
         {
             self.metrics.increment(&name);
+        }
+        if self.host() == HostKind::Envoy {
+            write_filter_state(&DecisionRecord::of(decision, outcome));
         }
         if gate.config().log_decisions {
             if let Some(json) = plan::decision_log_line(gate.config(), decision, &sample_key()) {
@@ -658,6 +662,23 @@ impl AttestHttp {
                 line.push_str(&format!(" detail={detail}"));
             }
             log(LogLevel::Debug, &line);
+        }
+    }
+}
+
+/// Envoy: the decision's record into the stream's filter state (`wasm.attestgate.*`, see
+/// [`plan::filter_state`]), for the access log and later filters (RBAC). Written before the
+/// filter answers or lets the request on, so a denial's local reply carries it too. A value
+/// the host refuses is skipped: the record is for the operators, the decision stands.
+/// ngx_wasm_module has no such store (its `set_property` takes nginx variables and its own
+/// `wasmx.` namespace only), so the filter does not write it there.
+fn write_filter_state(record: &DecisionRecord) {
+    for (key, value) in plan::filter_state(record) {
+        if let Err(status) = hostcalls::set_property(vec![key.as_str()], Some(value.as_bytes())) {
+            log(
+                LogLevel::Debug,
+                &format!("cannot set filter state {key}: {status:?}"),
+            );
         }
     }
 }

@@ -6,6 +6,7 @@
 use std::rc::Rc;
 
 use attestgate_policy::plan::{action_for, same_header_when_folded};
+use attestgate_policy::record::DecisionRecord;
 use attestgate_policy::remote::Dynamic;
 use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason};
 
@@ -64,6 +65,46 @@ pub fn config_id(text: &str) -> String {
         (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
     });
     format!("{hash:016x}")
+}
+
+/// The namespace of the filter-state entries a decision writes (proxy-wasm `set_property`;
+/// Envoy files each under `wasm.` + the key, so `attestgate.verdict` is read as
+/// `%FILTER_STATE(wasm.attestgate.verdict:PLAIN)%`).
+pub const FILTER_STATE_PREFIX: &str = "attestgate.";
+
+/// The filter-state key of the whole record, as JSON.
+pub const FILTER_STATE_RECORD: &str = "attestgate.record";
+
+/// What the filter writes into the stream's filter state for a decision's record: the whole
+/// record as JSON under [`FILTER_STATE_RECORD`], then each field on its own as text, under
+/// [`FILTER_STATE_PREFIX`] + the field's name ([`DecisionRecord::FIELDS`]).
+///
+/// ```
+/// use attestgate_filter::plan::filter_state;
+/// use attestgate_policy::record::DecisionRecord;
+/// use attestgate_policy::{CacheOutcome, Gate, Request};
+/// let gate = Gate::from_json(r#"{ "keys": { "approov_secret":
+///     "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" } }"#).unwrap();
+/// let decision = gate.check(&Request::new("GET", "/"), 0);
+/// let entries = filter_state(&DecisionRecord::of(&decision, CacheOutcome::Uncached));
+/// assert_eq!(entries[0].0, "attestgate.record");
+/// assert!(entries.contains(&("attestgate.reason".to_owned(), "token_missing".to_owned())));
+/// assert!(entries.contains(&("attestgate.device".to_owned(), String::new())));
+/// ```
+pub fn filter_state(record: &DecisionRecord) -> Vec<(String, String)> {
+    let mut entries = Vec::with_capacity(DecisionRecord::<&str>::FIELDS.len() + 1);
+    // A record of strings, numbers and booleans always serializes; should it ever not, the
+    // fields are still written on their own.
+    if let Ok(json) = serde_json::to_string(record) {
+        entries.push((FILTER_STATE_RECORD.to_owned(), json));
+    }
+    entries.extend(
+        record
+            .text_fields()
+            .into_iter()
+            .map(|(name, value)| (format!("{FILTER_STATE_PREFIX}{name}"), value)),
+    );
+    entries
 }
 
 /// How an allowed request's headers are rewritten on a host whose header removal does not
@@ -129,6 +170,38 @@ mod tests {
 
     const SECRET: &str = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=";
     const NOW: i64 = 1_700_000_000;
+
+    #[test]
+    fn the_filter_state_is_the_record_whole_and_field_by_field() {
+        let token = SigningKey::hs256_from_base64_secret(SECRET)
+            .unwrap()
+            .sign(
+                serde_json::json!({"exp": NOW + 60, "did": "d-1", "att": {"app": {"version": "3.1"}}})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap();
+        let request =
+            attestgate_policy::Request::new("GET", "/").with_header("approov-token", token);
+        let decision = gate("").check(&request, NOW);
+        let record = DecisionRecord::of(&decision, CacheOutcome::Miss);
+        let entries = filter_state(&record);
+        let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
+        let mut want = vec![FILTER_STATE_RECORD.to_owned()];
+        want.extend(
+            DecisionRecord::<&str>::FIELDS
+                .iter()
+                .map(|f| format!("attestgate.{f}")),
+        );
+        assert_eq!(keys, want);
+        let back: DecisionRecord<String> = serde_json::from_str(&entries[0].1).unwrap();
+        assert_eq!(back.device.as_deref(), Some("d-1"));
+        assert_eq!(back.app_version.as_deref(), Some("3.1"));
+        let value = |key: &str| &entries.iter().find(|(k, _)| k == key).unwrap().1;
+        assert_eq!(value("attestgate.device"), "d-1");
+        assert_eq!(value("attestgate.cache"), "miss");
+        assert_eq!(value("attestgate.platform"), "");
+    }
 
     fn gate(extra: &str) -> Gate {
         Gate::from_json(&format!(

@@ -153,6 +153,109 @@ fn monitor_and_bypass_rules_let_requests_through_and_say_so() {
     }
 }
 
+/// Issue #29: in Envoy each decision's record goes into the stream's filter state, as a whole
+/// (`wasm.attestgate.record`, JSON) and field by field (`wasm.attestgate.<field>`), the
+/// device from the verified token only; Kong has no such store and gets none.
+#[test]
+fn each_decision_is_written_to_envoys_filter_state() {
+    let text = |outcome: &attestgate_harness::host::HttpOutcome, key: &str| {
+        let value = outcome.filter_state.get(key).unwrap_or_else(|| {
+            panic!(
+                "no {key}: {:?}",
+                outcome.filter_state.keys().collect::<Vec<_>>()
+            )
+        });
+        String::from_utf8(value.clone()).unwrap()
+    };
+    let mut vm = filter(Profile::Envoy)
+        .vm(&config())
+        .now(NOW)
+        .start()
+        .unwrap();
+    let good = HttpRequest::get("/v1/shapes")
+        .header(
+            "Approov-Token",
+            &token(300, json!({"att": {"device": {"platform": "ios"}}})),
+        )
+        .header("x-attestgate-device", "spoofed");
+    let outcome = vm.send(&good).unwrap();
+    assert!(outcome.reached_upstream());
+    let record: Value = serde_json::from_str(&text(&outcome, "wasm.attestgate.record")).unwrap();
+    assert_eq!(record["verdict"], "allow", "{record}");
+    assert_eq!(record["device"], "device-1", "{record}");
+    assert_eq!(record["platform"], "ios", "{record}");
+    let fields = [
+        "verdict",
+        "allowed",
+        "mode",
+        "status",
+        "reason",
+        "policy_reasons",
+        "policy_reasons_dropped",
+        "rule",
+        "device",
+        "platform",
+        "app_version",
+        "cache",
+    ];
+    let mut keys: Vec<String> = fields
+        .iter()
+        .map(|f| format!("wasm.attestgate.{f}"))
+        .collect();
+    keys.push("wasm.attestgate.record".to_owned());
+    keys.sort();
+    assert_eq!(
+        outcome.filter_state.keys().cloned().collect::<Vec<_>>(),
+        keys
+    );
+    assert_eq!(text(&outcome, "wasm.attestgate.device"), "device-1");
+    assert_eq!(text(&outcome, "wasm.attestgate.allowed"), "true");
+    assert_eq!(text(&outcome, "wasm.attestgate.app_version"), "");
+
+    // A forged token: denied, and none of its claims written.
+    let forged =
+        SigningKey::hs256_from_base64_secret("b3RoZXItc2VjcmV0LW90aGVyLXNlY3JldC1vdGhlci0=")
+            .unwrap()
+            .sign(
+                json!({"exp": NOW + 300, "did": "forged-device"})
+                    .as_object()
+                    .unwrap(),
+            )
+            .unwrap();
+    let outcome = vm
+        .send(&HttpRequest::get("/v1/shapes").header("Approov-Token", &forged))
+        .unwrap();
+    assert!(!outcome.reached_upstream());
+    assert_eq!(
+        text(&outcome, "wasm.attestgate.reason"),
+        "signature_invalid"
+    );
+    assert_eq!(text(&outcome, "wasm.attestgate.status"), "401");
+    assert_eq!(text(&outcome, "wasm.attestgate.device"), "");
+    assert!(!text(&outcome, "wasm.attestgate.record").contains("forged-device"));
+
+    // A monitored denial: let through, verdict deny, its rule named.
+    let outcome = vm.send(&HttpRequest::get("/beta/feature")).unwrap();
+    assert!(outcome.reached_upstream());
+    assert_eq!(text(&outcome, "wasm.attestgate.verdict"), "deny");
+    assert_eq!(text(&outcome, "wasm.attestgate.allowed"), "true");
+    assert_eq!(text(&outcome, "wasm.attestgate.mode"), "monitor");
+    assert_eq!(text(&outcome, "wasm.attestgate.rule"), "beta");
+
+    let mut kong = filter(Profile::Kong)
+        .vm(&config())
+        .now(NOW)
+        .start()
+        .unwrap();
+    let outcome = kong.send(&good).unwrap();
+    assert!(outcome.reached_upstream());
+    assert!(
+        outcome.filter_state.is_empty(),
+        "{:?}",
+        outcome.filter_state
+    );
+}
+
 #[test]
 fn the_clock_the_filter_reads_is_the_hosts() {
     let mut vm = filter(Profile::Envoy)

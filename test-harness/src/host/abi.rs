@@ -381,11 +381,21 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
         M,
         "proxy_set_property",
         |mut c: Cx<'_>, path: i32, path_len: i32, value: i32, value_len: i32| -> Ret {
-            let path = decode_path(&try_mem!(read(&mut c, path, path_len)));
+            let raw = try_mem!(read(&mut c, path, path_len));
+            let path = decode_path(&raw);
             let value = try_mem!(read(&mut c, value, value_len));
             let state = c.data_mut();
+            let envoy = state.profile == Profile::Envoy;
             match state.stream_mut() {
-                Some(stream) => stream.properties.insert(path, value),
+                Some(stream) => {
+                    if envoy {
+                        // Envoy keeps it in the stream's filter state as `wasm.<path>`, the
+                        // path's bytes as the guest sent them.
+                        let key = format!("wasm.{}", String::from_utf8_lossy(&raw));
+                        stream.filter_state.insert(key, value.clone());
+                    }
+                    stream.properties.insert(path, value)
+                }
                 None => state.root_properties.insert(path, value),
             };
             status(Status::Ok)

@@ -314,6 +314,10 @@ pub struct HttpOutcome {
     pub upstream_headers: Vec<(String, String)>,
     /// Lines logged while the request ran.
     pub logs: Vec<LogLine>,
+    /// Envoy: the stream's filter state the filter wrote (`set_property`), by the key Envoy
+    /// files it under (`wasm.` + the property path), as the access log's `%FILTER_STATE%` and
+    /// RBAC's `filter_state` matcher read it. Empty under the Kong profile.
+    pub filter_state: BTreeMap<String, Vec<u8>>,
     /// Kong: the filter paused the request and the host never resumes it (the client times
     /// out).
     pub hung: bool,
@@ -901,6 +905,10 @@ impl Vm {
         }
         let local_response = self.local_response(stream);
         let upstream_headers = self.request_headers_of(stream);
+        let filter_state = self
+            .stream(stream)
+            .map(|s| s.filter_state.clone())
+            .unwrap_or_default();
         self.close(stream)?;
         let logs = self
             .store
@@ -914,6 +922,7 @@ impl Vm {
             local_response,
             upstream_headers,
             logs,
+            filter_state,
             hung,
         })
     }

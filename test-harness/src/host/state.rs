@@ -68,6 +68,9 @@ pub(crate) struct Stream {
     pub(crate) response_body: Vec<u8>,
     pub(crate) response_trailers: Vec<(String, String)>,
     pub(crate) properties: BTreeMap<Vec<String>, Vec<u8>>,
+    /// Envoy: what the filter set with `set_property`, under the filter-state key Envoy files
+    /// it as (`wasm.` + the path as given).
+    pub(crate) filter_state: BTreeMap<String, Vec<u8>>,
     pub(crate) local_response: Option<LocalResponse>,
     pub(crate) continued: u32,
     pub(crate) closed: bool,
