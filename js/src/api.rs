@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use attestgate_policy::capability::Host;
 use attestgate_policy::plan::{host_refusal, plan_request, Action};
+use attestgate_policy::record::DecisionRecord;
 use attestgate_policy::remote::{Bucket, DocumentError, DocumentKind, Fetched, RateLimiter};
 use attestgate_policy::{
     binding_hash, Config, Decision, Explanation, Gate, RateLimit, Reason, Request,
@@ -174,7 +175,8 @@ pub fn body_limit(gate: &Gate, request: Value) -> Result<Option<usize>, String> 
 /// Decides a request and returns what a host must do, from the core's header plan
 /// (`attestgate_policy::plan`, which the proxy-wasm filter and the native library carry out
 /// too), so every host rewrites headers the same way:
-/// `{decision, action}` where `action` is `{forward: true, remove: [name, ...], set: [[name,
+/// `{decision, action, record}` where `record` is the core's decision record
+/// (`attestgate_policy::record::DecisionRecord`, what a host logs of the decision) and `action` is `{forward: true, remove: [name, ...], set: [[name,
 /// value], ...], path}` (remove these request headers, then set these, then forward; `path`
 /// is the RFC 3986 reading of the path the gate decided on, with the query, for a host whose
 /// client resolves paths itself) or `{forward: false, status, headers: [[name, value], ...],
@@ -202,7 +204,9 @@ pub fn plan(
     let mut limiter = Recording::new(limited);
     let mut dynamic = fetched.dynamic();
     dynamic.limiter = Some(&mut limiter);
-    let (decision, action, _) = plan_request(gate, None, &request, now, &mut dynamic);
+    let (decision, action, outcome) = plan_request(gate, None, &request, now, &mut dynamic);
+    let record = serde_json::to_value(DecisionRecord::of(&decision, outcome))
+        .map_err(|err| err.to_string())?;
     let decision = serde_json::to_value(&*decision).map_err(|err| err.to_string())?;
     let mut action = action_json(action);
     if let Some(forward) = action
@@ -211,7 +215,7 @@ pub fn plan(
     {
         forward.insert("path".to_owned(), json!(request.normalized_target()));
     }
-    let mut planned = json!({ "decision": decision, "action": action });
+    let mut planned = json!({ "decision": decision, "action": action, "record": record });
     if let (Some((bucket, limit)), Some(planned)) = (limiter.asked, planned.as_object_mut()) {
         planned.insert(
             "rate_limit".to_owned(),
@@ -718,6 +722,50 @@ mod tests {
             json!({"method": "POST", "path": "/pay", "headers": [["approov-token", token]]});
         let planned = plan(&gate, &Fetched::default(), unsigned, Some(body), NOW, None).unwrap();
         assert_eq!(planned["decision"]["reason"], "request_signature_missing");
+    }
+
+    /// `plan` carries the core's decision record of the decision it planned: the verified
+    /// device, platform and app version; none for a forged token, whatever it claims.
+    #[test]
+    fn plan_carries_the_cores_decision_record() {
+        use attestgate_policy::CacheOutcome;
+        let gate = load(&config(json!({"mode": "monitor"})), Host::Worker).unwrap();
+        let good = token(
+            json!({"did": "dev-a", "att": {"device": {"platform": "ios"}, "app": {"version": "3.1"}}}),
+        );
+        let spec = json!({"path": "/v1/x", "headers": [["approov-token", good], ["x-device-id", "spoofed"]]});
+        let planned = plan(&gate, &Fetched::default(), spec.clone(), None, NOW, None).unwrap();
+        let request = build_request(&gate, None, request_spec(spec).unwrap());
+        let expected = DecisionRecord::of(&gate.check(&request, NOW), CacheOutcome::Uncached);
+        assert_eq!(planned["record"], serde_json::to_value(&expected).unwrap());
+        assert_eq!(
+            (
+                &planned["record"]["device"],
+                &planned["record"]["platform"],
+                &planned["record"]["app_version"]
+            ),
+            (&json!("dev-a"), &json!("ios"), &json!("3.1"))
+        );
+        let forged = mint(
+            &json!("b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItb3Q="),
+            json!({"did": "dev-forged"}),
+            None,
+            Some(300),
+            NOW,
+        )
+        .unwrap();
+        let forged = json!({"path": "/v1/x", "headers": [["approov-token", forged]]});
+        let planned = plan(&gate, &Fetched::default(), forged, None, NOW, None).unwrap();
+        assert_eq!(
+            (
+                &planned["record"]["reason"],
+                &planned["record"]["verdict"],
+                &planned["record"]["allowed"]
+            ),
+            (&json!("signature_invalid"), &json!("deny"), &json!(true))
+        );
+        assert_eq!(planned["record"]["device"], Value::Null);
+        assert!(!planned["record"].to_string().contains("dev-forged"));
     }
 
     /// The Worker's rate-limit round: `plan` names the bucket it reached and counts it taken;

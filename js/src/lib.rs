@@ -120,7 +120,9 @@ impl Gate {
     }
 
     /// Decides a request as a proxy does, with the proxy-wasm filter's header plan:
-    /// `{decision, action}`; `action` is `{forward: true, remove: [name, ...], set: [[name,
+    /// `{decision, action, record}`; `record` is the core's decision record (what a host logs:
+    /// verdict, allowed, mode, status, reason, policy_reasons, rule, device, platform,
+    /// app_version, ...); `action` is `{forward: true, remove: [name, ...], set: [[name,
     /// value], ...]}` (remove these request headers, set these, forward) or `{forward: false,
     /// status, headers: [[name, value], ...], body}` (answer locally). `request` as for
     /// [`check`] (the token is in its headers); `body` is a `Uint8Array` when

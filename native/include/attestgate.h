@@ -92,6 +92,13 @@ typedef struct attestgate_decision {
     const attestgate_str *counters;   /* the counters this decision increments, by name: */
     size_t counters_len;              /* "attestgate.allowed", "attestgate.denied.<reason>", */
                                       /* "attestgate.cache.hits", ... (as the Envoy filter's) */
+    attestgate_str record;            /* the decision record as one JSON object (the core's */
+                                      /* DecisionRecord: verdict, allowed, mode, status, */
+                                      /* reason, policy_reasons, ..., device, platform, */
+                                      /* app_version, cache): what a host logs */
+    const attestgate_header *record_fields; /* the same record as text, in DecisionRecord */
+    size_t record_fields_len;         /* ::FIELDS order (name, value): absent values empty, */
+                                      /* booleans true/false, policy reasons joined with "," */
 } attestgate_decision;
 
 /* Where a fetched document comes from, as the config says (views into the gate). */

@@ -11,6 +11,10 @@
 -- are added up across workers in the shared dict named by attestgate.counters_dict (default
 -- "attestgate_counters") when the config declares one: lua_shared_dict attestgate_counters 1m;
 --
+-- Each decision's record (the core's DecisionRecord) is left in the log variables
+-- $attestgate_record and $attestgate_<field>, for log_format, when the config declares them
+-- (include native/nginx/attestgate_vars.conf in the server).
+--
 -- The library is loaded from attestgate.library (default "libattestgate.so", found through the
 -- dynamic linker's path); set it to an absolute path before the first attestgate.new.
 -- The declarations below are those of native/include/attestgate.h (a test keeps them in sync).
@@ -56,6 +60,9 @@ typedef struct attestgate_decision {
     size_t set_len;
     const attestgate_str *counters;
     size_t counters_len;
+    attestgate_str record;
+    const attestgate_header *record_fields;
+    size_t record_fields_len;
 } attestgate_decision;
 
 typedef struct attestgate_remote_source {
@@ -261,9 +268,11 @@ function Gate:needs_body(r)
 end
 
 --- Decides a request: { allow, monitored, status, reason, body, remove = {names},
---- set = {{name, value}}, counters = {names} } (set: the request headers to set when
---- allowed, the reply headers when denied; counters: those this decision increments); or
---- nil, err (the caller must then refuse the request).
+--- set = {{name, value}}, counters = {names}, record, record_fields = {{name, value}} }
+--- (set: the request headers to set when allowed, the reply headers when denied; counters:
+--- those this decision increments; record: the core's decision record as JSON text,
+--- record_fields: the same as text, in DecisionRecord::FIELDS order); or nil, err (the
+--- caller must then refuse the request).
 function Gate:decide(r)
     local req, keep = c_request(r)
     local out = ffi.new("attestgate_decision *[1]")
@@ -284,7 +293,13 @@ function Gate:decide(r)
         remove = {},
         set = {},
         counters = {},
+        record = str(d.record),
+        record_fields = {},
     }
+    for i = 0, tonumber(d.record_fields_len) - 1 do
+        local f = d.record_fields[i]
+        result.record_fields[#result.record_fields + 1] = { str(f.name), str(f.value) }
+    end
     for i = 0, tonumber(d.remove_len) - 1 do
         result.remove[#result.remove + 1] = str(d.remove[i])
     end
@@ -705,6 +720,148 @@ local function after_decision(gate, d)
     end
 end
 
+-- The decision record as a Lua table ------------------------------------------------------
+--
+-- For hosts that log tables (Kong's kong.log.set_serialize_value): the library's JSON record
+-- read back as it was written (serde_json: objects, arrays, strings, numbers, true, false,
+-- null). null is ngx.null, which Kong's serializer keeps and cjson writes as null; arrays get
+-- cjson's array metatable when cjson is there, so an empty list is still written `[]`.
+
+local cjson_ok, cjson = pcall(require, "cjson")
+M.array_mt = (cjson_ok and (cjson.array_mt or cjson.empty_array_mt)) or { __jsontype = "array" }
+
+local json_escapes = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f",
+                       n = "\n", r = "\r", t = "\t" }
+
+local function utf8_of(cp)
+    if cp < 0x80 then
+        return string.char(cp)
+    elseif cp < 0x800 then
+        return string.char(0xC0 + math.floor(cp / 0x40), 0x80 + cp % 0x40)
+    elseif cp < 0x10000 then
+        return string.char(0xE0 + math.floor(cp / 0x1000), 0x80 + math.floor(cp / 0x40) % 0x40,
+            0x80 + cp % 0x40)
+    end
+    return string.char(0xF0 + math.floor(cp / 0x40000), 0x80 + math.floor(cp / 0x1000) % 0x40,
+        0x80 + math.floor(cp / 0x40) % 0x40, 0x80 + cp % 0x40)
+end
+
+local json_value
+
+local function json_string(text, i)
+    local parts = {}
+    local j = i + 1
+    while true do
+        local k = text:find('["\\]', j)
+        if not k then
+            error("an unterminated string")
+        end
+        parts[#parts + 1] = text:sub(j, k - 1)
+        if text:sub(k, k) == '"' then
+            return table.concat(parts), k + 1
+        end
+        local e = text:sub(k + 1, k + 1)
+        if e == "u" then
+            local cp = tonumber(text:sub(k + 2, k + 5):match("^%x%x%x%x$") or "", 16)
+            if not cp then
+                error("a bad \\u escape")
+            end
+            j = k + 6
+            local low = text:match("^\\u(%x%x%x%x)", j)
+            if cp >= 0xD800 and cp < 0xDC00 and low then
+                cp = 0x10000 + (cp - 0xD800) * 0x400 + (tonumber(low, 16) - 0xDC00)
+                j = j + 6
+            end
+            parts[#parts + 1] = utf8_of(cp)
+        elseif json_escapes[e] then
+            parts[#parts + 1] = json_escapes[e]
+            j = k + 2
+        else
+            error("a bad escape")
+        end
+    end
+end
+
+local function skip(text, i)
+    return text:find("[^ \t\r\n]", i) or #text + 1
+end
+
+json_value = function(text, i)
+    i = skip(text, i)
+    local c = text:sub(i, i)
+    if c == '"' then
+        return json_string(text, i)
+    elseif c == "{" then
+        local object = {}
+        i = skip(text, i + 1)
+        if text:sub(i, i) == "}" then
+            return object, i + 1
+        end
+        while true do
+            i = skip(text, i)
+            if text:sub(i, i) ~= '"' then
+                error("an object key that is not a string")
+            end
+            local key
+            key, i = json_string(text, i)
+            i = skip(text, i)
+            if text:sub(i, i) ~= ":" then
+                error("no ':' after a key")
+            end
+            object[key], i = json_value(text, i + 1)
+            i = skip(text, i)
+            local sep = text:sub(i, i)
+            if sep == "}" then
+                return object, i + 1
+            elseif sep ~= "," then
+                error("no ',' or '}' in an object")
+            end
+            i = i + 1
+        end
+    elseif c == "[" then
+        local array = setmetatable({}, M.array_mt)
+        i = skip(text, i + 1)
+        if text:sub(i, i) == "]" then
+            return array, i + 1
+        end
+        while true do
+            array[#array + 1], i = json_value(text, i)
+            i = skip(text, i)
+            local sep = text:sub(i, i)
+            if sep == "]" then
+                return array, i + 1
+            elseif sep ~= "," then
+                error("no ',' or ']' in an array")
+            end
+            i = i + 1
+        end
+    elseif text:sub(i, i + 3) == "null" then
+        return ngx.null, i + 4
+    elseif text:sub(i, i + 3) == "true" then
+        return true, i + 4
+    elseif text:sub(i, i + 4) == "false" then
+        return false, i + 5
+    end
+    local number = text:match("^-?%d+%.?%d*[eE]?[-+]?%d*", i)
+    if not number or not tonumber(number) then
+        error("not JSON at byte " .. i)
+    end
+    return tonumber(number), i + #number
+end
+
+--- The decision record (the JSON text of decision.record) as a table: nil, err when it is
+--- not JSON (it always is: the library writes it).
+function M.record_table(text)
+    local ok, value, after = pcall(json_value, text or "", 1)
+    if not ok then
+        return nil, "the decision record is not JSON: " .. tostring(value)
+    end
+    if type(value) ~= "table" or skip(text, after) <= #text then
+        return nil, "the decision record is not one JSON object"
+    end
+    return value
+end
+
 -- Hosts ------------------------------------------------------------------------------------
 --
 -- M.run(gate, host) decides the current request and carries out the answer through `host`,
@@ -747,7 +904,7 @@ local function run(gate, host)
     end
     if host.remember then
         host.remember({ allow = d.allow, monitored = d.monitored, status = d.status,
-                        reason = d.reason })
+                        reason = d.reason, record = d.record, record_fields = d.record_fields })
     end
     if host.count then
         host.count(d.counters)
@@ -846,9 +1003,36 @@ function nginx.respond(status, headers, body)
     return ngx.exit(ngx.HTTP_OK)
 end
 
--- What was decided, for log_by_lua / header_filter_by_lua (and the tests).
+-- The decision record as NGINX variables, for log_format: $attestgate_record (the record as
+-- JSON) and $attestgate_<field> for each field (DecisionRecord::FIELDS, from the library).
+-- Lua may only assign a variable the config declares (`set $attestgate_verdict "";`, as
+-- native/nginx/attestgate_vars.conf does): one the config lacks is left out, and not tried
+-- again in this worker (a reload starts new workers).
+local undeclared = {}
+
+local function assign(name, value)
+    ngx.var[name] = value
+end
+
+local function set_var(name, value)
+    if undeclared[name] then
+        return
+    end
+    if not pcall(assign, name, value) then
+        undeclared[name] = true
+    end
+end
+
+-- What was decided: for log_by_lua / header_filter_by_lua (and the tests) in ngx.ctx, and
+-- for log_format in the variables above.
 function nginx.remember(decision)
     ngx.ctx.attestgate = decision
+    if decision.record then
+        set_var("attestgate_record", decision.record)
+        for _, field in ipairs(decision.record_fields or {}) do
+            set_var("attestgate_" .. field[1], field[2])
+        end
+    end
 end
 
 -- Counters ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ use std::thread::ThreadId;
 
 use attestgate_policy::capability::Host;
 use attestgate_policy::plan::{cache_counter, counters, plan_request, Action};
+use attestgate_policy::record::DecisionRecord;
 use attestgate_policy::remote::{DocumentKind, Fetched};
 use attestgate_policy::{DecisionCache, Gate, Mode, Request, Verdict};
 
@@ -152,6 +153,14 @@ pub struct AttestgateDecision {
     pub counters: *const AttestgateStr,
     /// How many.
     pub counters_len: usize,
+    /// The decision record (`attestgate_policy::record::DecisionRecord`) as one JSON object:
+    /// what a host writes to its log (NGINX's `$attestgate_record`, Kong's serialized log).
+    pub record: AttestgateStr,
+    /// The record's fields as text, in `DecisionRecord::FIELDS` order (name, value): absent
+    /// values empty, booleans `true` / `false`, policy reasons joined with `,`.
+    pub record_fields: *const AttestgateHeader,
+    /// How many.
+    pub record_fields_len: usize,
 }
 
 /// A decision with the storage its views point into. `repr(C)` with the public part first, so
@@ -168,6 +177,9 @@ struct DecisionBox {
     _set_views: Vec<AttestgateHeader>,
     _counters: Vec<String>,
     _counter_views: Vec<AttestgateStr>,
+    _record: String,
+    _record_fields: Vec<(&'static str, String)>,
+    _record_views: Vec<AttestgateHeader>,
 }
 
 /// An error message with its text (`repr(C)`, the view first).
@@ -406,13 +418,23 @@ pub unsafe extern "C" fn attestgate_decide(
             .collect();
         let monitored =
             decision.allow && decision.mode == Mode::Monitor && decision.verdict == Verdict::Deny;
+        let record = DecisionRecord::of(&decision, outcome);
+        let record_json = serde_json::to_string(&record).map_err(|err| {
+            Failure::new(
+                ATTESTGATE_ERR_INTERNAL,
+                format!("cannot write the decision record: {err}"),
+            )
+        })?;
         Ok(decision_box(
-            decision.allow,
-            monitored,
-            decision.status,
-            decision.reason.as_str(),
+            Outcome {
+                allow: decision.allow,
+                monitored,
+                status: decision.status,
+                reason: decision.reason.as_str(),
+            },
             action,
             counters,
+            (record_json, record.text_fields().into()),
         ))
     });
     match result {
@@ -579,15 +601,28 @@ fn guarded<T>(body: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
     })
 }
 
-/// Builds the decision the host reads.
-fn decision_box(
+/// What was decided, for [`decision_box`].
+struct Outcome<'a> {
     allow: bool,
     monitored: bool,
     status: u16,
-    reason: &str,
+    reason: &'a str,
+}
+
+/// Builds the decision the host reads; `record` is the decision record as JSON and as its
+/// text fields.
+fn decision_box(
+    Outcome {
+        allow,
+        monitored,
+        status,
+        reason,
+    }: Outcome<'_>,
     action: Action,
     counters: Vec<String>,
+    record: (String, Vec<(&'static str, String)>),
 ) -> Box<DecisionBox> {
+    let (record, record_fields) = record;
     let (status, body, remove, set) = match action {
         Action::Continue { remove, set } => (status, String::new(), remove, set),
         Action::Respond {
@@ -615,6 +650,13 @@ fn decision_box(
         .iter()
         .map(|name| AttestgateStr::of(name))
         .collect();
+    let record_views: Vec<AttestgateHeader> = record_fields
+        .iter()
+        .map(|(name, value)| AttestgateHeader {
+            name: AttestgateStr::of(name),
+            value: AttestgateStr::of(value),
+        })
+        .collect();
     // The views point into heap buffers that moving the Strings and Vecs into the box does
     // not move.
     Box::new(DecisionBox {
@@ -630,6 +672,9 @@ fn decision_box(
             set_len: set_views.len(),
             counters: counter_views.as_ptr(),
             counters_len: counter_views.len(),
+            record: AttestgateStr::of(&record),
+            record_fields: record_views.as_ptr(),
+            record_fields_len: record_views.len(),
         },
         _reason: reason,
         _body: body,
@@ -639,6 +684,9 @@ fn decision_box(
         _set_views: set_views,
         _counters: counters,
         _counter_views: counter_views,
+        _record: record,
+        _record_fields: record_fields,
+        _record_views: record_views,
     })
 }
 

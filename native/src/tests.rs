@@ -123,6 +123,8 @@ struct Read {
     remove: Vec<String>,
     set: Vec<(String, String)>,
     counters: Vec<String>,
+    record: serde_json::Value,
+    record_fields: Vec<(String, String)>,
 }
 
 fn decide(
@@ -154,6 +156,8 @@ fn decide(
     let set = unsafe { std::slice::from_raw_parts(d.set, d.set_len) };
     // SAFETY: as above.
     let counters = unsafe { std::slice::from_raw_parts(d.counters, d.counters_len) };
+    // SAFETY: as above.
+    let fields = unsafe { std::slice::from_raw_parts(d.record_fields, d.record_fields_len) };
     let read = Read {
         allow: d.allow == 1,
         monitored: d.monitored == 1,
@@ -163,6 +167,11 @@ fn decide(
         remove: remove.iter().map(|v| read(*v)).collect(),
         set: set.iter().map(|h| (read(h.name), read(h.value))).collect(),
         counters: counters.iter().map(|v| read(*v)).collect(),
+        record: serde_json::from_str(&read(d.record)).expect("the record is JSON"),
+        record_fields: fields
+            .iter()
+            .map(|h| (read(h.name), read(h.value)))
+            .collect(),
     };
     // SAFETY: freed once.
     unsafe { attestgate_decision_free(out) };
@@ -219,8 +228,14 @@ fn an_allowed_request_is_planned_exactly_as_the_core_plans_it() {
         ["attestgate.allowed", "attestgate.cache.hits"]
     );
     assert_eq!(
+        (&again.record["cache"], &got.record["cache"]),
+        (&"hit".into(), &"miss".into())
+    );
+    assert_eq!(
         Read {
             counters: got.counters.clone(),
+            record: got.record.clone(),
+            record_fields: got.record_fields.clone(),
             ..again
         },
         got
@@ -276,6 +291,75 @@ fn monitor_mode_lets_a_denial_through_with_the_reason() {
     assert!(got
         .set
         .contains(&("x-attestgate-reason".to_owned(), "token_missing".to_owned())));
+    // SAFETY: freed once.
+    unsafe { attestgate_gate_free(gate) };
+}
+
+/// Each decision comes with the core's record of it (`DecisionRecord::of`): as JSON, and as
+/// its text fields in `DecisionRecord::FIELDS` order, the two the same record.
+#[test]
+fn each_decision_carries_the_cores_record_as_json_and_as_text_fields() {
+    use attestgate_policy::record::DecisionRecord;
+    use attestgate_policy::CacheOutcome;
+
+    let policy = r#"package attestgate
+import rego.v1
+reasons contains "old_app" if input.token.claims.att.app.version == "1.0"
+reasons contains "rooted" if input.token.claims.att.device.rooted
+decision := {"allow": count(reasons) == 0, "reasons": sort([r | some r in reasons])}"#;
+    let extra = format!(
+        r#","mode":"monitor","policy":{{"modules":{{"p.rego":{}}}}}"#,
+        serde_json::to_string(policy).unwrap()
+    );
+    let gate = new_gate(config(&extra).as_bytes()).unwrap();
+    let claims = serde_json::json!({"exp": NOW + 300, "did": "dev-7",
+        "att": {"app": {"version": "1.0"}, "device": {"platform": "android", "rooted": true}}});
+    let t = SigningKey::hs256_from_base64_secret(SECRET)
+        .unwrap()
+        .sign(claims.as_object().unwrap())
+        .unwrap();
+    let owned = Owned::new(&[("approov-token", &t), ("x-device-id", "spoofed")]);
+    let got = decide(gate, &owned.request("/v1/shapes")).unwrap();
+    assert!(got.allow && got.monitored, "{got:?}");
+
+    // Exactly the core's record of the same decision.
+    let core = Gate::from_json(&config(&extra)).unwrap();
+    let request = Request::new("POST", "/v1/shapes")
+        .with_host("api.example.com")
+        .with_header("approov-token", t.as_str())
+        .with_source_ip("127.0.0.1");
+    let expected = DecisionRecord::of(&core.check(&request, NOW), CacheOutcome::Miss);
+    assert_eq!(got.record, serde_json::to_value(&expected).unwrap());
+    assert_eq!(
+        got.record,
+        serde_json::json!({"verdict": "deny", "allowed": true, "mode": "monitor", "status": 200,
+            "reason": "policy_denied", "policy_reasons": ["old_app", "rooted"],
+            "policy_reasons_dropped": 0, "rule": null, "device": "dev-7",
+            "platform": "android", "app_version": "1.0", "cache": "miss"})
+    );
+    let text: Vec<(String, String)> = expected
+        .text_fields()
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.clone()))
+        .collect();
+    assert_eq!(got.record_fields, text);
+    assert_eq!(
+        got.record_fields[5],
+        ("policy_reasons".to_owned(), "old_app,rooted".to_owned())
+    );
+
+    // A denial without a verified token: no device, whatever the client sent.
+    let denied = decide(
+        gate,
+        &Owned::new(&[("x-device-id", "spoofed")]).request("/"),
+    )
+    .unwrap();
+    assert_eq!(denied.record["reason"], "token_missing");
+    assert_eq!(denied.record["device"], serde_json::Value::Null);
+    assert!(denied
+        .record_fields
+        .iter()
+        .all(|(_, v)| !v.contains("spoofed")));
     // SAFETY: freed once.
     unsafe { attestgate_gate_free(gate) };
 }

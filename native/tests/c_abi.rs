@@ -123,6 +123,18 @@ fn a_c_host_sees_the_rust_layout_and_gets_answers() {
             offset_of!(AttestgateDecision, counters_len),
         ),
         (
+            "attestgate_decision.record",
+            offset_of!(AttestgateDecision, record),
+        ),
+        (
+            "attestgate_decision.record_fields",
+            offset_of!(AttestgateDecision, record_fields),
+        ),
+        (
+            "attestgate_decision.record_fields_len",
+            offset_of!(AttestgateDecision, record_fields_len),
+        ),
+        (
             "attestgate_remote_source",
             size_of::<AttestgateRemoteSource>(),
         ),
@@ -168,4 +180,27 @@ fn a_c_host_sees_the_rust_layout_and_gets_answers() {
         stdout.contains("counter attestgate.denied\ncounter attestgate.denied.token_missing\n"),
         "{stdout}"
     );
+    // The decision record, as JSON and as its text fields in DecisionRecord::FIELDS order.
+    let record = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("record "))
+        .expect("a record line");
+    let record: serde_json::Value = serde_json::from_str(record).unwrap();
+    assert_eq!(
+        (&record["verdict"], &record["reason"], &record["status"]),
+        (&"deny".into(), &"token_missing".into(), &401.into()),
+        "{record}"
+    );
+    assert_eq!(record["device"], serde_json::Value::Null);
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("field "))
+        .filter_map(|l| l.split_once('=').map(|(n, _)| n))
+        .collect();
+    assert_eq!(
+        names,
+        attestgate_policy::record::DecisionRecord::<&str>::FIELDS
+    );
+    assert!(stdout.contains("field reason=token_missing\n"), "{stdout}");
+    assert!(stdout.contains("field device=\n"), "{stdout}");
 }

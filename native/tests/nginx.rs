@@ -1529,6 +1529,24 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
         (reply, recorder.find(REQUEST_ID, &id))
     };
     let serialized = |reply: &Reply| reply.header("x-test-serialized").unwrap_or("").to_owned();
+    // What Kong's log plugins write under `attestgate` (kong.log.set_serialize_value), as JSON.
+    let record = |reply: &Reply| -> Value {
+        let text = serialized(reply);
+        let json = text
+            .strip_prefix("attestgate=")
+            .unwrap_or_else(|| panic!("no serialized `attestgate`: {reply:?}"));
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
+    };
+    let record_fields = |record: &Value| -> Vec<String> {
+        let mut keys: Vec<String> = record.as_object().unwrap().keys().cloned().collect();
+        keys.sort_unstable();
+        keys
+    };
+    let mut all_fields: Vec<String> = attestgate_policy::record::DecisionRecord::<&str>::FIELDS
+        .iter()
+        .map(|f| (*f).to_owned())
+        .collect();
+    all_fields.sort_unstable();
 
     // Allowed: the token and the spoofed claim header cleared, the claim set; a header named
     // `1` hides nothing; the decision for Kong's log plugins; counted through Prometheus.
@@ -1547,11 +1565,20 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
     assert_eq!(upstream.values("x-device-id"), ["dev-1"], "{upstream:?}");
     assert!(upstream.values("approov-token").is_empty(), "{upstream:?}");
     assert_eq!(upstream.target, "/v1/shapes?a=1");
+    // The core's whole decision record, every field (absent ones null), for Kong's log plugins.
+    let allowed = record(&reply);
+    assert_eq!(record_fields(&allowed), all_fields, "{allowed}");
     assert_eq!(
-        serialized(&reply),
-        "attestgate{allow=true,monitored=false,reason=allowed,status=200}",
+        allowed,
+        serde_json::json!({"verdict": "allow", "allowed": true, "mode": "enforce", "status": 200,
+            "reason": "allowed", "policy_reasons": [], "policy_reasons_dropped": 0, "rule": null,
+            "device": "dev-1", "platform": null, "app_version": null, "cache": "miss"}),
         "{reply:?}"
     );
+    // As the report reads it.
+    let typed: attestgate_policy::record::DecisionRecord<String> =
+        serde_json::from_value(allowed).unwrap();
+    assert_eq!(typed.device.as_deref(), Some("dev-1"));
     assert!(
         reply
             .header("x-test-counted")
@@ -1603,9 +1630,26 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
         "{reply:?}"
     );
     assert!(upstream.is_none());
-    assert!(
-        serialized(&reply).contains("reason=token_expired"),
-        "{reply:?}"
+    let denied = record(&reply);
+    assert_eq!(
+        (
+            &denied["verdict"],
+            &denied["allowed"],
+            &denied["status"],
+            &denied["reason"]
+        ),
+        (
+            &"deny".into(),
+            &false.into(),
+            &401.into(),
+            &"token_expired".into()
+        ),
+        "{denied}"
+    );
+    assert_eq!(
+        denied["device"],
+        Value::Null,
+        "an expired token's device is not trusted"
     );
 
     // Monitor: the denial goes on with the decision headers.
@@ -1614,6 +1658,22 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
     let upstream = upstream.unwrap();
     assert_eq!(upstream.values("x-attestgate-decision"), ["deny"]);
     assert_eq!(upstream.values("x-attestgate-reason"), ["token_missing"]);
+    let monitored = record(&reply);
+    assert_eq!(
+        (
+            &monitored["verdict"],
+            &monitored["allowed"],
+            &monitored["mode"],
+            &monitored["reason"]
+        ),
+        (
+            &"deny".into(),
+            &true.into(),
+            &"monitor".into(),
+            &"token_missing".into()
+        ),
+        "{monitored}"
+    );
 
     // More than Kong's 1000 header fields: get_headers truncates, the plugin refuses.
     let mut many = vec![h("approov-token", &good)];
@@ -1639,9 +1699,27 @@ fn the_kong_plugin_against_a_pdk_stand_in() {
         "{reply:?}"
     );
     assert!(upstream.is_none());
-    assert!(
-        serialized(&reply).contains("reason=config_invalid"),
-        "{reply:?}"
+    // A refusal the gate did not decide: the record's fields, nothing verified.
+    let refused = record(&reply);
+    assert_eq!(record_fields(&refused), all_fields, "{refused}");
+    assert_eq!(
+        (
+            &refused["verdict"],
+            &refused["allowed"],
+            &refused["status"],
+            &refused["reason"]
+        ),
+        (
+            &"deny".into(),
+            &false.into(),
+            &500.into(),
+            &"config_invalid".into()
+        ),
+        "{refused}"
+    );
+    assert_eq!(
+        (&refused["device"], &refused["policy_reasons"]),
+        (&Value::Null, &serde_json::json!([]))
     );
 
     // Signed bodies: one over client_body_buffer_size (8k) is in a file, which Kong's
@@ -2119,4 +2197,256 @@ fn without_the_shared_dict_each_worker_fetches_for_itself() {
         assert_eq!(get(port, &old).status, 401);
         assert_eq!(get(port, &new).status, 200);
     }
+}
+
+// The decision record in NGINX's access log ------------------------------------------------
+
+/// A policy that denies with two reasons for an old app on a rooted device.
+const TWO_REASON_POLICY: &str = r#"package attestgate
+import rego.v1
+reasons contains "old_app" if input.token.claims.att.app.version == "1.0"
+reasons contains "rooted" if input.token.claims.att.device.rooted
+decision := {"allow": count(reasons) == 0, "reasons": sort([r | some r in reasons])}"#;
+
+/// Waits (bounded) until the access log `file` has `count` lines: NGINX writes a request's
+/// line in its log phase, after the reply went out.
+fn access_lines(file: &Path, count: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        if lines.len() >= count || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Issue #29: the core's decision record as NGINX variables in `log_format`. The documented
+/// include files (native/nginx/attestgate_vars.conf in the server, attestgate_log_format.conf
+/// in http) are used as they are: each `$attestgate_<field>` in an `escape=json` line is the
+/// record's text field, and the `attestgate_json` line (the one `attestgate report` reads)
+/// parses as `{"time": RFC 3339, "attestgate": the record as a JSON string, ...}`, for an
+/// allowed request, an enforced denial, a monitored policy denial with its reasons, and a
+/// forged token whose device id never reaches the log.
+#[test]
+fn the_decision_record_is_in_nginxs_access_log() {
+    use attestgate_policy::record::DecisionRecord;
+
+    let recorder = RecordingUpstream::start().unwrap();
+    let nginx_dir = root().join("native/nginx").canonicalize().unwrap();
+    let vars = nginx_dir.join("attestgate_vars.conf");
+    // The include file declares exactly the record's variables.
+    let declared: Vec<String> = std::fs::read_to_string(&vars)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("set $"))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect();
+    let mut expected: Vec<String> = vec!["attestgate_record".to_owned()];
+    expected.extend(
+        DecisionRecord::<&str>::FIELDS
+            .iter()
+            .map(|f| format!("attestgate_{f}")),
+    );
+    assert_eq!(declared, expected);
+
+    let dir = std::env::temp_dir().join(format!("attestgate-access-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (fields_log, json_log) = (dir.join("fields.log"), dir.join("attestgate.log"));
+    // One escape=json line of every variable, keyed by the field's name.
+    let fields: Vec<String> = DecisionRecord::<&str>::FIELDS
+        .iter()
+        .map(|f| format!(r#""{f}":"$attestgate_{f}""#))
+        .collect();
+    let http = format!(
+        "  include {format};\n  log_format attestgate_fields escape=json '{{\"uri\":\"$uri\",{fields}}}';\n",
+        format = nginx_dir.join("attestgate_log_format.conf").display(),
+        fields = fields.join(","),
+    );
+    let logs = format!(
+        "include {vars};\n    access_log {fields} attestgate_fields;\n    access_log {json} attestgate_json;",
+        vars = vars.display(),
+        fields = fields_log.display(),
+        json = json_log.display(),
+    );
+    let base = format!(r#""keys":{{"approov_secret":"{SECRET}"}}"#);
+    let servers = [
+        Server {
+            extra: logs.clone(),
+            ..server("enforce", format!("{{{base}}}"))
+        },
+        Server {
+            extra: logs,
+            ..server(
+                "monitor",
+                format!(
+                    r#"{{{base},"mode":"monitor","policy":{{"modules":{{"p.rego":{}}}}}}}"#,
+                    serde_json::to_string(TWO_REASON_POLICY).unwrap()
+                ),
+            )
+        },
+    ];
+    let upstream = recorder.port();
+    let nginx = Nginx::try_start_with("access-log", servers.len(), |dir, ports| {
+        conf(dir, &servers, ports, upstream).replacen("http {\n", &format!("http {{\n{http}"), 1)
+    })
+    .unwrap_or_else(|log| panic!("{log}"));
+    let (enforce, monitor) = (nginx.ports[0], nginx.ports[1]);
+    let now = unix_now();
+    let good = token(&serde_json::json!({"exp": now + 300, "did": "dev-good",
+        "att": {"device": {"platform": "ios"}, "app": {"version": "2.4.1"}}}));
+    let expired = token(&serde_json::json!({"exp": now - 600, "did": "dev-expired"}));
+    let old_rooted = token(&serde_json::json!({"exp": now + 300, "did": "dev-rooted",
+        "att": {"device": {"platform": "android", "rooted": true}, "app": {"version": "1.0"}}}));
+    let forged = attestgate_testkit::SigningKey::hs256_from_base64_secret(
+        "b3RoZXItb3RoZXItb3RoZXItb3RoZXItb3RoZXItb3Q=",
+    )
+    .unwrap()
+    .sign(
+        serde_json::json!({"exp": now + 300, "did": "dev-forged"})
+            .as_object()
+            .unwrap(),
+    )
+    .unwrap();
+    let send = |port: u16, path: &str, headers: &[(String, String)]| {
+        Conn::open(port)
+            .send("GET", path, "api.example.com", headers, b"")
+            .expect("a reply")
+            .status
+    };
+    assert_eq!(
+        send(enforce, "/t/allowed", &[h("approov-token", &good)]),
+        200
+    );
+    assert_eq!(
+        send(enforce, "/t/expired", &[h("approov-token", &expired)]),
+        401
+    );
+    assert_eq!(
+        send(
+            enforce,
+            "/t/forged",
+            &[h("approov-token", &forged), h("x-device-id", "dev-spoofed")]
+        ),
+        401
+    );
+    assert_eq!(
+        send(monitor, "/t/monitored", &[h("approov-token", &old_rooted)]),
+        200
+    );
+    // A path with a quote and a backslash cannot break the line.
+    assert_eq!(send(enforce, "/t/%22q%5C", &[]), 401);
+
+    let by_uri = |lines: &[String], key: &str| -> BTreeMap<String, Value> {
+        lines
+            .iter()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                (v[key].as_str().unwrap().to_owned(), v)
+            })
+            .collect()
+    };
+    let field_lines = by_uri(&access_lines(&fields_log, 5), "uri");
+    let json_lines = by_uri(&access_lines(&json_log, 5), "path");
+    assert_eq!(field_lines.len(), 5, "{field_lines:?}\n{}", nginx.log());
+    assert_eq!(json_lines.len(), 5, "{json_lines:?}");
+
+    // The contract line: "time" RFC 3339, "attestgate" the record (a JSON string here).
+    let record_of = |path: &str| -> DecisionRecord<String> {
+        let line = &json_lines[path];
+        let time = line["time"].as_str().unwrap();
+        assert!(
+            time.len() == 25 && time.as_bytes()[10] == b'T' && time[19..].starts_with(['+', '-']),
+            "not RFC 3339: {time}"
+        );
+        assert_eq!(line["method"], "GET");
+        serde_json::from_str(line["attestgate"].as_str().unwrap())
+            .unwrap_or_else(|e| panic!("{e}: {line}"))
+    };
+    let allowed = record_of("/t/allowed");
+    assert_eq!(
+        (
+            allowed.verdict.as_str(),
+            allowed.allowed,
+            allowed.reason.as_str()
+        ),
+        ("allow", true, "allowed")
+    );
+    assert_eq!(allowed.device.as_deref(), Some("dev-good"));
+    assert_eq!(
+        (allowed.platform.as_deref(), allowed.app_version.as_deref()),
+        (Some("ios"), Some("2.4.1"))
+    );
+    assert_eq!(allowed.cache.as_deref(), Some("miss"));
+    assert_eq!(json_lines["/t/allowed"]["status"], 200);
+    let expired_record = record_of("/t/expired");
+    assert_eq!(
+        (
+            expired_record.verdict.as_str(),
+            expired_record.allowed,
+            expired_record.status,
+            expired_record.reason.as_str(),
+            expired_record.mode.as_str()
+        ),
+        ("deny", false, 401, "token_expired", "enforce")
+    );
+    assert_eq!(
+        expired_record.device, None,
+        "an expired token's claims are not trusted"
+    );
+    assert_eq!(json_lines["/t/expired"]["status"], 401);
+    let forged_record = record_of("/t/forged");
+    assert_eq!(forged_record.reason, "signature_invalid");
+    assert_eq!(forged_record.device, None);
+    let monitored = record_of("/t/monitored");
+    assert_eq!(
+        (
+            monitored.verdict.as_str(),
+            monitored.allowed,
+            monitored.mode.as_str(),
+            monitored.reason.as_str()
+        ),
+        ("deny", true, "monitor", "policy_denied")
+    );
+    assert_eq!(monitored.policy_reasons, ["old_app", "rooted"]);
+    assert_eq!(
+        (
+            monitored.device.as_deref(),
+            monitored.platform.as_deref(),
+            monitored.app_version.as_deref()
+        ),
+        (Some("dev-rooted"), Some("android"), Some("1.0"))
+    );
+    assert!(monitored.would_deny());
+    assert_eq!(record_of("/t/\"q\\").reason, "token_missing");
+
+    // Each variable is the record's text field, for every request.
+    for (path, line) in &field_lines {
+        let record = record_of(path);
+        for (name, value) in record.text_fields() {
+            assert_eq!(line[name], value.as_str(), "{path}: ${name}\n{line}");
+        }
+    }
+    assert_eq!(
+        field_lines["/t/monitored"]["policy_reasons"],
+        "old_app,rooted"
+    );
+    assert_eq!(field_lines["/t/monitored"]["verdict"], "deny");
+    assert_eq!(field_lines["/t/monitored"]["allowed"], "true");
+    assert_eq!(field_lines["/t/expired"]["status"], "401");
+    assert_eq!(field_lines["/t/allowed"]["device"], "dev-good");
+    // The forged token's device id, and the client's spoofed one, appear nowhere.
+    for file in [&fields_log, &json_log] {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            !text.contains("dev-forged") && !text.contains("dev-spoofed"),
+            "{text}"
+        );
+    }
+    let log = nginx.log();
+    assert!(!log.contains("[error]"), "{log}");
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -141,7 +141,27 @@ function text(value) {
   return typeof value === "string" ? value : JSON.stringify(value);
 }
 
+/** Decides and answers a request, then writes its one log line (`logDecision`). */
 async function gateRequest(request, state, env, ctx) {
+  const decided = await decideAndAnswer(request, state, env, ctx);
+  logDecision(decided.record, request, decided.response.status);
+  return decided.response;
+}
+
+/**
+ * One structured log line per decision, what `attestgate report` reads: `{"time": RFC 3339,
+ * "attestgate": the core's decision record (DecisionRecord: verdict, allowed, mode, status,
+ * reason, policy_reasons, rule, device, platform, app_version, ...), method, path, status}`
+ * (path without the query; status the reply's). The record's device, platform and app
+ * version are only ever the verified token's.
+ */
+function logDecision(record, request, status) {
+  if (record === undefined) return;
+  const path = new URL(request.url).pathname;
+  console.log(JSON.stringify({ time: new Date().toISOString(), attestgate: record, method: request.method, path, status }));
+}
+
+async function decideAndAnswer(request, state, env, ctx) {
   const { gate, origin } = state;
   const path = rawPath(request.url);
   const facts = {
@@ -158,18 +178,18 @@ async function gateRequest(request, state, env, ctx) {
   const body = limit === undefined ? undefined : await readUpTo(request.body, limit + 1);
   await refreshDue(state, ctx);
   const now = Math.floor(Date.now() / 1000);
-  let { decision, action, rate_limit: rateLimit } = gate.plan(facts, body, now);
+  let { decision, action, record, rate_limit: rateLimit } = gate.plan(facts, body, now);
   if (rateLimit !== undefined) {
     // The plan counted a request taken from this bucket: take it where the buckets live, and
     // if that refuses, plan again with the bucket limited (the same decision at the same
     // `now`, but rate-limited). A limiter that fails throws: 500, nothing forwarded.
     const retryAfter = await takeFromLimiter(env.ATTESTGATE_LIMITER, rateLimit, now);
     if (retryAfter !== undefined) {
-      ({ decision, action } = gate.plan(facts, body, now, { bucket: rateLimit.bucket, retry_after: retryAfter }));
+      ({ decision, action, record } = gate.plan(facts, body, now, { bucket: rateLimit.bucket, retry_after: retryAfter }));
     }
   }
   afterDecision(state, decision);
-  if (!action.forward) return reply(action);
+  if (!action.forward) return { record, response: reply(action) };
 
   // fetch() parses the URL (WHATWG): it resolves `..`, reads `\` as `/` and percent-encodes
   // some bytes. The origin gets the path the gate decided on: its RFC 3986 reading
@@ -179,18 +199,19 @@ async function gateRequest(request, state, env, ctx) {
   const target = new URL(origin + action.path);
   if (target.pathname + target.search !== action.path) {
     console.error(`attestgate: path_ambiguous: fetch() would forward ${JSON.stringify(action.path)} as ${JSON.stringify(target.pathname + target.search)}`);
-    return reply(hostRefusal("path_ambiguous"));
+    return { record, response: reply(hostRefusal("path_ambiguous")) };
   }
   const headers = new Headers(request.headers);
   for (const name of action.remove) headers.delete(name);
   for (const [name, value] of action.set) headers.set(name, value);
   const hasBody = !["GET", "HEAD"].includes(request.method);
-  return fetch(target, {
+  const response = await fetch(target, {
     method: request.method,
     headers,
     body: hasBody ? (body ?? request.body) : null,
     redirect: "manual",
   });
+  return { record, response };
 }
 
 /** Takes one request from `limit.bucket` in its Durable Object: `undefined` when taken, else

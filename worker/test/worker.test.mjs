@@ -31,6 +31,13 @@ const unsupported = {
   log_decisions: { config: { keys: { approov_secret: SECRET }, log_decisions: true }, field: "log_decisions" },
 };
 
+/** Denies an old app on a rooted device, with both reasons. */
+const twoReasonPolicy = `package attestgate
+import rego.v1
+reasons contains "old_app" if input.token.claims.att.app.version == "1.0"
+reasons contains "rooted" if input.token.claims.att.device.rooted
+decision := {"allow": count(reasons) == 0, "reasons": sort([r | some r in reasons])}`;
+
 const limiter = { className: "AttestgateRateLimiter", binding: "ATTESTGATE_LIMITER" };
 /** 2 requests per 600 s per device on /login; /open has no limit. */
 const limitedConfig = (mode) => ({
@@ -56,6 +63,8 @@ before(async () => {
   const workers = [
     { name: "enforce", bindings: env({ keys: { approov_secret: SECRET }, claim_to_headers: claims }) },
     { name: "monitor", bindings: env({ mode: "monitor", keys: { approov_secret: SECRET }, claim_to_headers: claims }) },
+    // Monitor mode with a policy that denies with two reasons (the decision log's test).
+    { name: "monitor_policy", bindings: env({ mode: "monitor", keys: { approov_secret: SECRET }, policy: { modules: { "p.rego": twoReasonPolicy } } }) },
     { name: "forward", bindings: env({ forward: true, token: { header: "Authorization", prefix: "Bearer " }, keys: { approov_secret: SECRET } }) },
     { name: "secret", bindings: env({ claim_to_headers: claims }, { APPROOV_SECRET: SECRET }) },
     { name: "no_keys", bindings: env({ keys: {} }) },
@@ -257,6 +266,91 @@ async function logged(line) {
   while (!found() && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50));
   assert.ok(found(), `no log line matching ${line} in:\n${workerd.logs()}`);
 }
+
+/** The decision log lines (`{time, attestgate, method, path, status}`) whose path is `path`,
+ * waiting (bounded) for `count` of them: workerd writes the console asynchronously. */
+async function decisionLines(path, count = 1) {
+  const lines = () =>
+    workerd
+      .logs()
+      .split("\n")
+      .filter((l) => l.startsWith("{") && l.includes('"attestgate"'))
+      .map((l) => JSON.parse(l))
+      .filter((l) => l.path === path);
+  const deadline = Date.now() + 5_000;
+  while (lines().length < count && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 50));
+  assert.equal(lines().length, count, `${count} decision lines for ${path} in:\n${workerd.logs()}`);
+  return lines();
+}
+
+describe("one structured log line per decision (issue #29)", () => {
+  /** The DecisionRecord's fields, as serde writes them (policy-engine/src/record.rs). */
+  const FIELDS = ["verdict", "allowed", "mode", "status", "reason", "policy_reasons", "policy_reasons_dropped", "rule", "device", "platform", "app_version", "cache"];
+  const unique = (name) => `/log/${name}-${Math.random().toString(36).slice(2)}`;
+  const check = (line, method, path, status) => {
+    assert.deepEqual(Object.keys(line), ["time", "attestgate", "method", "path", "status"]);
+    assert.match(line.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(Math.abs(Date.parse(line.time) - Date.now()) < 60_000, line.time);
+    assert.deepEqual([line.method, line.path, line.status], [method, path, status]);
+    assert.deepEqual(Object.keys(line.attestgate).sort(), [...FIELDS].sort());
+    return line.attestgate;
+  };
+
+  test("allowed, denied and a monitored policy denial: the core's record, the verified claims only", async () => {
+    const allowedPath = unique("allowed");
+    const t = token({ did: "device-log-1", att: { device: { platform: "ios" }, app: { version: "2.4.1" } } });
+    const allowed = await through("enforce", { path: `${allowedPath}?q=secret`, headers: [["approov-token", t]] });
+    assert.equal(allowed.res.status, 200);
+    const [allowedLine] = await decisionLines(allowedPath);
+    assert.ok(!JSON.stringify(allowedLine).includes("q=secret"), "the query is not logged");
+    assert.deepEqual(check(allowedLine, "GET", allowedPath, 200), {
+      verdict: "allow", allowed: true, mode: "enforce", status: 200, reason: "allowed", policy_reasons: [],
+      policy_reasons_dropped: 0, rule: null, device: "device-log-1", platform: "ios", app_version: "2.4.1", cache: null,
+    });
+
+    const deniedPath = unique("denied");
+    const denied = await through("enforce", { method: "POST", path: deniedPath, headers: [["approov-token", ag.mint(SECRET, { did: "device-log-2", exp: now() - 600 })]] });
+    assert.equal(denied.res.status, 401);
+    const deniedRecord = check((await decisionLines(deniedPath))[0], "POST", deniedPath, 401);
+    assert.deepEqual(
+      [deniedRecord.verdict, deniedRecord.allowed, deniedRecord.status, deniedRecord.reason, deniedRecord.device],
+      ["deny", false, 401, "token_expired", null],
+    );
+
+    const monitoredPath = unique("monitored");
+    const rooted = token({ did: "device-log-3", att: { device: { platform: "android", rooted: true }, app: { version: "1.0" } } });
+    const monitored = await through("monitor_policy", { path: monitoredPath, headers: [["approov-token", rooted]] });
+    assert.equal(monitored.res.status, 200, monitored.res.body);
+    const record = check((await decisionLines(monitoredPath))[0], "GET", monitoredPath, 200);
+    assert.deepEqual(
+      [record.verdict, record.allowed, record.mode, record.reason, record.policy_reasons],
+      ["deny", true, "monitor", "policy_denied", ["old_app", "rooted"]],
+    );
+    assert.deepEqual([record.device, record.platform, record.app_version], ["device-log-3", "android", "1.0"]);
+  });
+
+  test("a forged or unsigned token's device id never appears, nor a client's header", async () => {
+    const forged = token({ did: "device-forged", att: { device: { platform: "android" } } }, OTHER);
+    const [head, claimsPart] = forged.split(".");
+    const stripped = `${head}.${claimsPart}.`;
+    const algNone = `${Buffer.from('{"alg":"none"}').toString("base64url")}.${claimsPart}.`;
+    for (const [worker, t, reason, status] of [
+      ["enforce", forged, "signature_invalid", 401],
+      ["monitor", forged, "signature_invalid", 200],
+      ["enforce", stripped, "signature_invalid", 401],
+      ["monitor", algNone, "alg_not_allowed", 200],
+    ]) {
+      const path = unique(`forged-${worker}`);
+      const { res } = await through(worker, { path, headers: [["approov-token", t], ["x-device-id", "device-spoofed"]] });
+      assert.equal(res.status, status, res.body);
+      const [line] = await decisionLines(path);
+      const record = check(line, "GET", path, status);
+      assert.deepEqual([record.verdict, record.reason, record.device, record.platform], ["deny", reason, null, null]);
+    }
+    assert.ok(!workerd.logs().includes("device-forged"), workerd.logs());
+    assert.ok(!workerd.logs().includes("device-spoofed"), workerd.logs());
+  });
+});
 
 describe("per-device rate limits, kept in a Durable Object", () => {
   const login = (worker, did, i) => through(worker, { method: "POST", path: `/login?i=${i}`, headers: [["approov-token", token({ did })]] });

@@ -281,16 +281,31 @@ function pdk.set_header(name, value)
     kong.service.request.set_header(name, value)
 end
 
--- The decision for later phases (kong.ctx.plugin.decision) and for Kong's log plugins
--- (kong.log.set_serialize_value: file-log, http-log, ... carry `attestgate`).
+-- The record of a refusal the gate did not decide (a refused config, an internal error): the
+-- decision record's fields, with nothing verified.
+local function refusal_record(status, reason)
+    local null = ngx.null
+    return { verdict = "deny", allowed = false, mode = "enforce", status = status,
+             reason = reason or "internal_error",
+             policy_reasons = setmetatable({}, attestgate.array_mt), policy_reasons_dropped = 0,
+             rule = null, device = null, platform = null, app_version = null, cache = null }
+end
+
+-- The decision for later phases (kong.ctx.plugin.decision) and for Kong's log plugins:
+-- kong.log.set_serialize_value("attestgate", record) puts the core's decision record
+-- (DecisionRecord: verdict, allowed, mode, status, reason, policy_reasons, rule, device,
+-- platform, app_version, cache, ...) into what file-log, http-log, ... write, as an object.
 function pdk.remember(decision)
     kong.ctx.plugin.decision = decision
-    kong.log.set_serialize_value("attestgate", {
-        allow = decision.allow,
-        monitored = decision.monitored,
-        status = decision.status,
-        reason = decision.reason,
-    })
+    local record, err
+    if decision.record then
+        record, err = attestgate.record_table(decision.record)
+        if not record then
+            kong.log.err("attestgate: ", err)
+        end
+    end
+    kong.log.set_serialize_value("attestgate",
+        record or refusal_record(decision.status, decision.reason))
 end
 
 -- kong.response.exit does not return in the access phase (Kong yields the handler's

@@ -33,6 +33,9 @@ int main(int argc, char **argv) {
     OFF(attestgate_decision, set_len);
     OFF(attestgate_decision, counters);
     OFF(attestgate_decision, counters_len);
+    OFF(attestgate_decision, record);
+    OFF(attestgate_decision, record_fields);
+    OFF(attestgate_decision, record_fields_len);
     SIZE(attestgate_remote_source);
     OFF(attestgate_remote_source, path);
     OFF(attestgate_remote_source, refresh_seconds);
@@ -78,6 +81,12 @@ int main(int argc, char **argv) {
     }
     for (size_t i = 0; i < decision->counters_len; i++) {
         printf("counter %.*s\n", (int)decision->counters[i].len, decision->counters[i].ptr);
+    }
+    printf("record %.*s\n", (int)decision->record.len, decision->record.ptr);
+    for (size_t i = 0; i < decision->record_fields_len; i++) {
+        printf("field %.*s=%.*s\n", (int)decision->record_fields[i].name.len,
+               decision->record_fields[i].name.ptr, (int)decision->record_fields[i].value.len,
+               decision->record_fields[i].value.ptr);
     }
     attestgate_decision_free(decision);
     attestgate_gate_free(gate);
