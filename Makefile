@@ -28,7 +28,7 @@ ATTESTGATE_CLI  ?= $(abspath $(CLI))
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
 .PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin capabilities worker worker-test
 .PHONY: fuzz fuzz-cmin fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
-.PHONY: soak soak-smoke
+.PHONY: soak soak-smoke rollout
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
 FUZZ_SECONDS ?= 60
@@ -232,6 +232,12 @@ fuzz-cmin:
 ## fuzz-smoke: every fuzz target for 20 s (CI), built without AddressSanitizer (a shorter build)
 fuzz-smoke:
 	FUZZ_BUILD_FLAGS="--sanitizer none" ./fuzz/run.sh 20
+
+## rollout: docs/rollout.md on real Envoy: the quickstart in monitor mode, wrk's mix of good and
+## bad devices, `attestgate report` over the access log, then enforced (ROLLOUT_SECONDS, default 10;
+## reports in build/rollout/)
+rollout: cli filter envoy
+	ATTESTGATE_CLI=$(CLI) ./scripts/rollout.sh
 
 ## load: LOAD_SECONDS (default 60) of valid and adversarial requests on real Envoy, then checks
 ## every answer, that the wasm VM stayed up, the filter's counters and flat memory

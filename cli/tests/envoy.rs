@@ -2371,3 +2371,137 @@ fn rbac_lets_only_verified_android_devices_through() {
         .assert_denied(401, "signature_invalid");
     assert_eq!(recorder.count(), 2, "{:#?}", recorder.requests());
 }
+
+/// docs/rollout.md end to end, as `make rollout` runs it (scripts/rollout.sh): the quickstart
+/// in monitor mode in real Envoy, wrk's mix of good and bad devices (scripts/rollout/tokens.py),
+/// `attestgate report` over Envoy's access log, then the same traffic enforced. The report's
+/// numbers are held to what wrk saw (non-2xx answers) and to the access log read here.
+#[test]
+fn the_rollout_path_monitor_report_enforce_runs_in_real_envoy() {
+    let dir = scratch("rollout");
+    let out = Command::new(root().join("scripts/rollout.sh"))
+        .env("ROLLOUT_SECONDS", "3")
+        .env("ROLLOUT_DIR", &dir.0)
+        .env("ATTESTGATE_CLI", env!("CARGO_BIN_EXE_attestgate"))
+        .env("ROLLOUT_WASM", wasm())
+        .env("ENVOY", envoy_binary())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "rollout.sh failed:\n{stderr}");
+    let json = |file: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.0.join(file)).unwrap()).unwrap()
+    };
+    let names = |rows: &Value| -> Vec<String> {
+        let mut names: Vec<String> = rows["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or("(none)").to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    for mode in ["monitor", "enforce"] {
+        let report = json(&format!("{mode}-report.json"));
+        let wrk = json(&format!("{mode}-wrk.json"));
+        let would_deny = &report["would_deny"];
+        let denied = would_deny["requests"].as_u64().unwrap();
+        let requests = report["requests"].as_u64().unwrap();
+        assert_eq!(
+            report["lines"]["read"], report["lines"]["decisions"],
+            "{mode}: skipped lines"
+        );
+        // Every request wrk finished was decided and logged, and no other (the last few may
+        // still have been in flight when wrk stopped counting).
+        let (finished, sent) = (
+            wrk["requests"].as_u64().unwrap(),
+            wrk["sent"].as_u64().unwrap(),
+        );
+        assert!(
+            (finished..=sent).contains(&requests),
+            "{mode}: {requests} logged, wrk {finished}..{sent}"
+        );
+        // A sixth of the fleet is bad, but Zipf favours low device numbers (the bad ones are
+        // 14..19 of every 20): between a tenth and a third of the requests.
+        assert!(
+            denied * 10 > requests && denied * 3 < requests,
+            "{mode}: {denied} of {requests}"
+        );
+        assert_eq!(
+            names(&report["by_policy_reason"]),
+            ["app_version_too_old", "device_rooted", "emulator"],
+            "{mode}"
+        );
+        assert_eq!(
+            names(&report["by_reason"])
+                .into_iter()
+                .filter(|r| r != "allowed")
+                .collect::<Vec<_>>(),
+            ["policy_denied", "signature_invalid", "token_expired"],
+            "{mode}"
+        );
+        let refused_by_envoy = wrk["errors"]["status"].as_u64().unwrap();
+        if mode == "monitor" {
+            assert_eq!(
+                (
+                    would_deny["monitored"].as_u64(),
+                    would_deny["refused"].as_u64()
+                ),
+                (Some(denied), Some(0))
+            );
+            assert_eq!(refused_by_envoy, 0, "monitor mode refused requests");
+        } else {
+            assert_eq!(
+                (
+                    would_deny["refused"].as_u64(),
+                    would_deny["monitored"].as_u64()
+                ),
+                (Some(denied), Some(0))
+            );
+            assert_eq!(
+                refused_by_envoy, denied,
+                "what the report says enforcement denies is what wrk got"
+            );
+        }
+        // The access log read here, independently of the report.
+        let log = std::fs::read_to_string(dir.0.join(format!("{mode}-access.log"))).unwrap();
+        let mut devices = std::collections::BTreeSet::new();
+        let mut counted = 0;
+        for line in log.lines() {
+            let line: Value = serde_json::from_str(line).unwrap();
+            let record: attestgate_policy::record::DecisionRecord<String> =
+                serde_json::from_str(line["attestgate"].as_str().unwrap()).unwrap();
+            assert_eq!(record.mode, mode);
+            if record.would_deny() {
+                counted += 1;
+                devices.extend(record.device.clone());
+                // Forged and expired tokens vouch for no device.
+                if matches!(
+                    record.reason.as_str(),
+                    "signature_invalid" | "token_expired"
+                ) {
+                    assert_eq!(record.device, None, "{record:?}");
+                }
+            }
+        }
+        assert_eq!(counted, denied, "{mode}");
+        assert_eq!(
+            would_deny["devices"]["count"].as_u64(),
+            Some(devices.len() as u64)
+        );
+        // The bad devices with a verified id: rooted, outdated, emulators (40 of 200).
+        assert!(
+            devices.len() <= 40
+                && devices.iter().all(|d| {
+                    let n: u32 = d.trim_start_matches("rollout-device-").parse().unwrap();
+                    matches!(n % 20, 14 | 15 | 16 | 19)
+                }),
+            "{devices:?}"
+        );
+        let page = std::fs::read_to_string(dir.0.join(format!("{mode}-report.html"))).unwrap();
+        assert!(page.contains("device_rooted"));
+        let table = std::fs::read_to_string(dir.0.join(format!("{mode}-report.txt"))).unwrap();
+        assert!(table.contains("would be denied"), "{table}");
+    }
+}

@@ -223,12 +223,16 @@ pub fn parse_line(line: &str) -> std::result::Result<(i64, DecisionRecord<String
         }
         _ => return Err(Skip::NoRecord),
     };
-    let time = members
-        .get("time")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .ok_or(Skip::BadTime)?;
-    Ok((time.timestamp_millis(), record))
+    let millis = match members.get("time") {
+        Some(time) => time
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis()),
+        // Kong's log serializer (file-log, http-log, ...) has no `time`: it says when the
+        // request started, in milliseconds since the epoch.
+        None => members.get("started_at").and_then(Value::as_i64),
+    };
+    Ok((millis.ok_or(Skip::BadTime)?, record))
 }
 
 impl Aggregator {

@@ -138,6 +138,25 @@ fn every_line_format_of_the_contract_reads() {
     );
 }
 
+/// Kong's log serializer (what file-log writes) has no `time`: `started_at` in milliseconds,
+/// and the record as an object; NGINX writes `""` for a request the gate did not decide.
+#[test]
+fn kong_lines_read_by_started_at_and_empty_records_are_skipped() {
+    let deny = rooted("d1", "monitor");
+    let kong = json!({"started_at": 1_796_608_450_123_i64, "attestgate": deny,
+                      "request": {"method": "GET"}})
+    .to_string();
+    let undecided = json!({"time": "2026-12-07T01:54:10Z", "attestgate": ""}).to_string();
+    let summary = summary_of(&[kong, undecided], options());
+    assert_eq!(summary.lines.decisions, 1, "{:?}", summary.lines);
+    assert_eq!(summary.lines.no_record, 1);
+    assert_eq!(summary.would_deny.requests, 1);
+    assert_eq!(
+        summary.period.first.as_deref(),
+        Some("2026-12-07T01:54:10.123Z")
+    );
+}
+
 #[test]
 fn garbage_lines_are_skipped_and_counted_by_why() {
     let ok = line("2026-12-07T01:00:00Z", &good("d1"));
