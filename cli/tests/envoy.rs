@@ -2267,6 +2267,25 @@ fn the_access_log_carries_each_decision() {
                 "{line:?}"
             );
         }
+        // The policy's reasons are counted by name, enforced and monitored apart.
+        let counters = envoy.counters();
+        let (counted, not) = if monitor {
+            (
+                "attestgate.monitored_policy_reason",
+                "attestgate.policy_reason",
+            )
+        } else {
+            (
+                "attestgate.policy_reason",
+                "attestgate.monitored_policy_reason",
+            )
+        };
+        for reason in ["device_rooted", "hooking_detected"] {
+            let name = format!("{counted}.{reason}");
+            assert_eq!(counters.get(&name), Some(&1), "{name}: {counters:?}");
+            let other = format!("{not}.{reason}");
+            assert_eq!(counters.get(&other).copied().unwrap_or(0), 0, "{other}");
+        }
     }
 }
 
