@@ -101,7 +101,7 @@ impl InputReads {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Token {
+pub(crate) enum Token {
     Ident(String),
     /// A string literal without escapes: its text is its value.
     Str(String),
@@ -114,7 +114,7 @@ enum Token {
 
 /// Identifiers, string literals and punctuation; comments dropped. `None` on an unterminated
 /// string (the policy would not compile anyway) or a template string.
-fn lex(source: &str) -> Option<Vec<Token>> {
+pub(crate) fn lex(source: &str) -> Option<Vec<Token>> {
     let mut tokens = Vec::new();
     let mut chars = source.chars().peekable();
     while let Some(c) = chars.next() {

@@ -4,10 +4,12 @@
 //! written in the source is one of a set fixed at load, so it gets a counter of its own, and any
 //! other (built with `sprintf`, read from data) is counted as `other`.
 //!
-//! The scan is lexical: a literal that is not a reason (`"android"`) only names a counter that
+//! The scan is lexical (the lexer of `reads.rs`): a literal that is not a reason (`"android"`) only names a counter that
 //! no decision increments, and hosts create counters when first incremented.
 
 use std::collections::BTreeSet;
+
+use crate::reads::Token;
 
 /// Most names kept from one config's modules.
 pub(crate) const MAX_REASON_NAMES: usize = 256;
@@ -39,46 +41,18 @@ pub(crate) fn is_reason_shaped(text: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// The contents of the string literals of a Rego source: `"..."` (with escapes; only those
-/// without one are returned, a reason has none) and raw `` `...` ``; comments skipped.
+/// The escape-free string literals of a Rego source (`"..."` and raw `` `...` ``; a reason has
+/// no escape), read with the policy-input scan's lexer; none when it cannot lex the source (the
+/// policy would not compile then).
 fn string_literals(source: &str) -> Vec<String> {
-    let mut literals = Vec::new();
-    let mut chars = source.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '#' => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
-            '"' => {
-                let mut text = String::new();
-                let mut escaped = false;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            escaped = true;
-                            // The escaped character is skipped with the backslash.
-                            let _ = chars.next();
-                        }
-                        '"' | '\n' => break,
-                        other => text.push(other),
-                    }
-                }
-                if !escaped {
-                    literals.push(text);
-                }
-            }
-            '`' => {
-                let text: String = chars.by_ref().take_while(|&c| c != '`').collect();
-                literals.push(text);
-            }
-            _ => {}
-        }
-    }
-    literals
+    crate::reads::lex(source)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|token| match token {
+            Token::Str(text) => Some(text),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

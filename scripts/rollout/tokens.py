@@ -18,23 +18,15 @@ DEVICES (default 200), by device number n:
 
 import base64
 import hashlib
-import hmac
 import json
 import os
 import re
 import sys
 import time
 
-
-def b64url(data):
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def mint_hs256(secret, claims):
-    header = b64url(b'{"alg":"HS256","typ":"JWT"}')
-    payload = b64url(json.dumps(claims, separators=(",", ":")).encode())
-    signing_input = f"{header}.{payload}".encode()
-    return f"{header}.{payload}.{b64url(hmac.new(secret, signing_input, hashlib.sha256).digest())}"
+# The bench's HS256 minting (scripts/bench/gen.py), one copy for both.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench"))
+from gen import mint_hs256  # noqa: E402
 
 
 def secret_of(example):
