@@ -1164,17 +1164,19 @@ fn remote_jwks_example_end_to_end() {
     let counters = envoy.counters();
     assert!(counters["attestgate.jwks.fetched"] >= 1, "{counters:?}");
     assert!(counters["attestgate.denylist.fetched"] >= 1, "{counters:?}");
-    assert_eq!(counters["attestgate.jwks.fetch_failed"], 0, "{counters:?}");
+    // Envoy configures VMs on its main thread too, whose first fetch may come before the
+    // clusters are up (a 503 from Envoy itself); no other fetch fails.
+    for source in ["jwks", "denylist"] {
+        assert!(
+            counters[&format!("attestgate.{source}.fetch_failed")] <= 2,
+            "{counters:?}\n{}",
+            envoy.log()
+        );
+    }
 }
 
-#[test]
-fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() {
-    let mut server = DocumentServer::start().unwrap();
-    server.answer("/jwks.json", Answer::ok(test_jwks("es256")));
-    let config = serde_json::json!({
-        "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test",
-                            "path": "/jwks.json", "refresh_seconds": 1, "timeout_ms": 1000}},
-    });
+/// The remote-jwks example's Envoy with `config` and its keyserver cluster at `server`.
+fn envoy_with_key_server(name: &str, server: &DocumentServer, config: &Value) -> Envoy {
     let template = std::fs::read_to_string(example("remote-jwks").join("envoy.yaml.in")).unwrap();
     let literal = serde_json::to_string(&config.to_string()).unwrap();
     // Point the keyserver cluster (the last port 8082) at the test's server.
@@ -1185,10 +1187,76 @@ fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() 
         server.port(),
         &template[at + "port_value: 8082".len()..]
     );
-    let envoy = Envoy::start_with(
-        "remote-rotation",
-        &template.replace("{{ATTESTGATE_CONFIG}}", &literal),
+    Envoy::start_with(name, &template.replace("{{ATTESTGATE_CONFIG}}", &literal))
+}
+
+/// Before the first JWKS lands (at start-up, or in a VM Envoy creates for a new config, which
+/// starts with empty shared data), requests are held for it, not refused: with a slow key
+/// server, requests sent as soon as Envoy is ready are let on once the keys come, and a
+/// forged one is refused then.
+#[test]
+fn requests_before_the_first_jwks_wait_for_it_in_real_envoy() {
+    let server = DocumentServer::start().unwrap();
+    server.answer("/jwks.json", Answer::ok(test_jwks("es256")));
+    server.delay("/jwks.json", Duration::from_secs(3));
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test",
+                            "path": "/jwks.json", "refresh_seconds": 60, "timeout_ms": 8000}},
+    });
+    let envoy = envoy_with_key_server("remote-first-fetch", &server, &config);
+    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
+    let (good, forged) = (
+        mint_test_key("es256", &claims),
+        mint_test_key("es256_other", &claims),
     );
+    let started = Instant::now();
+    let replies: Vec<(Reply, Duration)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = [&good, &good, &forged]
+            .into_iter()
+            .map(|token| {
+                let envoy = &envoy;
+                scope.spawn(move || {
+                    let reply = envoy.get("/", Some(token));
+                    (reply, started.elapsed())
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    // One fetch per VM that started with no keys: the worker's, and the main thread's
+    // (Envoy configures a VM there too).
+    assert!(
+        (1..=2).contains(&server.served("/jwks.json")),
+        "{} fetches",
+        server.served("/jwks.json")
+    );
+    for (reply, took) in &replies[..2] {
+        reply.assert_reached_upstream();
+        // Answered only once the slow key server answered: they were held.
+        assert!(
+            *took >= Duration::from_millis(500),
+            "answered after {took:?}"
+        );
+    }
+    replies[2].0.assert_denied(401, "signature_invalid");
+    assert!(
+        envoy.log().contains("request(s) held for the first JWKS"),
+        "{}",
+        envoy.log()
+    );
+    let counters = envoy.counters();
+    assert_eq!(counters.get("attestgate.denied.keys_unavailable"), Some(&0));
+}
+
+#[test]
+fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() {
+    let mut server = DocumentServer::start().unwrap();
+    server.answer("/jwks.json", Answer::ok(test_jwks("es256")));
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test",
+                            "path": "/jwks.json", "refresh_seconds": 1, "timeout_ms": 1000}},
+    });
+    let envoy = envoy_with_key_server("remote-rotation", &server, &config);
     let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
     let (old, new) = (
         mint_test_key("es256", &claims),
@@ -2478,9 +2546,13 @@ fn the_rollout_path_monitor_report_enforce_runs_in_real_envoy() {
                 ),
                 (Some(denied), Some(0))
             );
-            assert_eq!(
-                refused_by_envoy, denied,
-                "what the report says enforcement denies is what wrk got"
+            // Requests still in flight when wrk stopped counting were decided and logged
+            // but not counted by wrk: only they may differ.
+            let in_flight = requests - finished;
+            assert!(
+                refused_by_envoy <= denied && denied - refused_by_envoy <= in_flight,
+                "what the report says enforcement denies ({denied}) is what wrk got \
+                 ({refused_by_envoy}), but for the {in_flight} requests in flight"
             );
         }
         // The access log read here, independently of the report.

@@ -18,6 +18,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
+pub mod held;
 pub mod plan;
 pub mod remote;
 
@@ -27,8 +28,8 @@ use plan::Action as Plan;
 #[allow(unsafe_code)]
 mod entry {
     proxy_wasm::main! {{
-        proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-            Box::new(super::AttestRoot::default())
+        proxy_wasm::set_root_context(|context_id| -> Box<dyn proxy_wasm::traits::RootContext> {
+            Box::new(super::AttestRoot::new(context_id))
         });
     }}
 }
@@ -122,6 +123,30 @@ impl RemoteState {
         }
         (keys, denylist)
     }
+
+    /// Picks up documents another worker stored since this one last looked; says whether
+    /// any changed (the decision cache is then dropped).
+    fn sync(&mut self) -> bool {
+        let mut changed = false;
+        for source in &mut self.sources {
+            changed |= source.sync();
+        }
+        if changed {
+            self.generation += 1;
+        }
+        changed
+    }
+
+    fn has_keys(&self) -> bool {
+        self.documents().0.is_some()
+    }
+
+    /// Whether this worker's JWKS fetch is on its way.
+    fn fetching_keys(&self) -> bool {
+        self.sources
+            .iter()
+            .any(|s| s.kind() == remote::Kind::Keys && s.fetching())
+    }
 }
 
 /// The worker's decision cache, and the remote documents' generation it was filled under.
@@ -134,6 +159,8 @@ struct WorkerCache {
 /// Per-worker state: the loaded gate, its decision cache, the counters and the remote sources.
 #[derive(Default)]
 struct AttestRoot {
+    /// This root context's id, to act as again after acting as a held request.
+    id: u32,
     gate: Option<Rc<Gate>>,
     cache: Option<Rc<RefCell<WorkerCache>>>,
     metrics: Rc<Metrics>,
@@ -145,6 +172,8 @@ struct AttestRoot {
     host: Rc<Cell<Option<HostKind>>>,
     /// The counter of decisions made under the current config (`attestgate.config.<id>`).
     config_counter: Option<u32>,
+    /// Requests held for the first JWKS; kept across reconfigures.
+    held: Rc<held::HeldRequests>,
 }
 
 /// The proxy-wasm hosts differ in what the filter must do for them.
@@ -192,19 +221,86 @@ fn unix_now() -> Option<i64> {
 }
 
 impl AttestRoot {
-    fn refresh_sources(&self) {
+    fn new(id: u32) -> AttestRoot {
+        AttestRoot {
+            id,
+            ..AttestRoot::default()
+        }
+    }
+
+    /// Picks up what other workers fetched and starts a fetch that is due; `first` on a new
+    /// config: a source with no document then fetches at once.
+    fn refresh_sources(&self, first: bool) {
         let Some(now) = unix_now() else { return };
-        let Ok(mut state) = self.remote.try_borrow_mut() else {
+        if let Ok(mut state) = self.remote.try_borrow_mut() {
+            state.sync();
+            for source in &mut state.sources {
+                if first {
+                    source.first_fetch(now);
+                }
+                source.maybe_fetch(now);
+            }
+        }
+        self.settle_held();
+    }
+
+    /// An HTTP context of this worker (also a stand-in to decide a held request as).
+    fn http_context(&self, context_id: u32) -> AttestHttp {
+        AttestHttp {
+            context_id,
+            gate: self.gate.clone(),
+            cache: self.cache.clone(),
+            metrics: Rc::clone(&self.metrics),
+            remote: Rc::clone(&self.remote),
+            config_error: self.config_error.clone(),
+            host: Rc::clone(&self.host),
+            config_counter: self.config_counter,
+            held: Rc::clone(&self.held),
+            pending: None,
+        }
+    }
+
+    /// Decides the held requests once there is no more reason to hold them: keys arrived,
+    /// or no fetch is on its way (it failed or timed out: they get `keys_unavailable`), or
+    /// the config changed to one that does not wait for fetched keys.
+    fn settle_held(&self) {
+        if self.held.is_empty() {
             return;
-        };
-        let mut changed = false;
-        for source in &mut state.sources {
-            changed |= source.sync();
-            source.maybe_fetch(now);
         }
-        if changed {
-            state.generation += 1;
+        let still_waiting = self
+            .gate
+            .as_ref()
+            .is_some_and(|g| g.waits_for_fetched_keys())
+            && self
+                .remote
+                .try_borrow()
+                .is_ok_and(|state| !state.has_keys() && state.fetching_keys());
+        if still_waiting {
+            return;
         }
+        let held = self.held.take_all();
+        let count = held.len();
+        for request in held {
+            // A stream that ended while held is gone; Envoy refuses to act as it.
+            if hostcalls::set_effective_context(request.context_id).is_err() {
+                continue;
+            }
+            let http = self.http_context(request.context_id);
+            let action = http.decide_request(&request.request);
+            if http.conclude(action) == Action::Continue {
+                if let Err(status) = hostcalls::resume_http_request() {
+                    log(
+                        LogLevel::Warn,
+                        &format!("cannot resume a held request: {status:?}"),
+                    );
+                }
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.id);
+        log(
+            LogLevel::Info,
+            &format!("decided {count} request(s) held for the first JWKS"),
+        );
     }
 }
 
@@ -236,6 +332,8 @@ impl Context for AttestRoot {
         if changed {
             state.generation += 1;
         }
+        drop(state);
+        self.settle_held();
     }
 }
 
@@ -300,7 +398,7 @@ impl RootContext for AttestRoot {
                         );
                         return false;
                     }
-                    self.refresh_sources();
+                    self.refresh_sources(true);
                 }
                 // Which config answers: a counter per config, and the id in the log.
                 let name = format!("attestgate.config.{config_id}");
@@ -341,20 +439,11 @@ impl RootContext for AttestRoot {
     }
 
     fn on_tick(&mut self) {
-        self.refresh_sources();
+        self.refresh_sources(false);
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(AttestHttp {
-            gate: self.gate.clone(),
-            cache: self.cache.clone(),
-            metrics: Rc::clone(&self.metrics),
-            remote: Rc::clone(&self.remote),
-            config_error: self.config_error.clone(),
-            host: Rc::clone(&self.host),
-            config_counter: self.config_counter,
-            pending: None,
-        }))
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(self.http_context(context_id)))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -363,6 +452,7 @@ impl RootContext for AttestRoot {
 }
 
 struct AttestHttp {
+    context_id: u32,
     gate: Option<Rc<Gate>>,
     cache: Option<Rc<RefCell<WorkerCache>>>,
     metrics: Rc<Metrics>,
@@ -370,12 +460,19 @@ struct AttestHttp {
     config_error: Option<Rc<str>>,
     host: Rc<Cell<Option<HostKind>>>,
     config_counter: Option<u32>,
+    held: Rc<held::HeldRequests>,
     /// Request facts waiting for the body: a signature the request carries covers
     /// `content-digest`.
     pending: Option<attestgate_policy::Request>,
 }
 
 impl Context for AttestHttp {}
+
+impl Drop for AttestHttp {
+    fn drop(&mut self) {
+        self.held.release(self.context_id);
+    }
+}
 
 impl HttpContext for AttestHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -397,6 +494,9 @@ impl HttpContext for AttestHttp {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.held.is_held(self.context_id) {
+            return Action::Pause; // decided when the keys arrive; the body waits with it
+        }
         if self.pending.is_none() {
             return Action::Continue;
         }
@@ -413,6 +513,9 @@ impl HttpContext for AttestHttp {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.held.is_held(self.context_id) {
+            return Action::Pause;
+        }
         // Trailers end the stream without an end-of-stream body callback: decide on the body
         // buffered so far (untested in Envoy: trailer-bearing requests are rare on such routes).
         self.finish(self.body_cap().saturating_add(1))
@@ -480,6 +583,12 @@ impl AttestHttp {
             )),
             Ok(body) => {
                 request.body = Some(body.unwrap_or_default());
+                if self.waits_for_keys() {
+                    return match self.held.hold(self.context_id, request) {
+                        None => Action::Pause,
+                        Some(request) => self.conclude(self.decide_request(&request)),
+                    };
+                }
                 self.decide_request(&request)
             }
             Err(status) => Err(format!("reading the request body: {status:?}")),
@@ -540,8 +649,38 @@ impl AttestHttp {
                 },
             }
         }
+        if self.waits_for_keys() {
+            match self.held.hold(self.context_id, request) {
+                None => return Ok(Hold::Pause),
+                Some(back) => request = back,
+            }
+        }
         self.decide_facts(&gate, &request, now()?)
             .map(Hold::Decided)
+    }
+
+    /// Whether this request must wait for the worker's first JWKS (see [`held`]): the gate
+    /// has no other keys, none arrived yet (not even from another worker, looked up now), and
+    /// this worker's fetch is on its way.
+    fn waits_for_keys(&self) -> bool {
+        if !self
+            .gate
+            .as_ref()
+            .is_some_and(|g| g.waits_for_fetched_keys())
+        {
+            return false;
+        }
+        let Ok(mut state) = self.remote.try_borrow_mut() else {
+            return false;
+        };
+        if state.has_keys() {
+            return false;
+        }
+        // Another worker's fetch may have landed since this worker's last tick.
+        if state.sync() && state.has_keys() {
+            return false;
+        }
+        self.host() == HostKind::Envoy && state.fetching_keys() && self.held.has_room()
     }
 
     /// The denial counters of a refusal the filter makes itself.

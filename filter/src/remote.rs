@@ -74,6 +74,8 @@ pub struct Source {
     seen_cas: Option<u32>,
     current: Option<Document>,
     in_flight: Option<u32>,
+    /// The fetch on its way is a [`Source::first_fetch`].
+    first_in_flight: bool,
 }
 
 /// What a fetch came to, for counters.
@@ -103,6 +105,7 @@ impl Source {
             seen_cas: None,
             current: None,
             in_flight: None,
+            first_in_flight: false,
         }
     }
 
@@ -154,11 +157,37 @@ impl Source {
             return None;
         }
         // Claim the fetch: if another worker moved `next` since we read it, it fetches.
-        let timeout = i64::from(self.config.timeout_ms).div_euclid(1000) + 1;
-        let claim = (now + timeout).to_le_bytes();
-        if hostcalls::set_shared_data(&self.next_key, Some(&claim), cas).is_err() {
+        if hostcalls::set_shared_data(&self.next_key, Some(&self.claim(now)), cas).is_err() {
             return None;
         }
+        self.dispatch(now)
+    }
+
+    /// A source with no document fetches now, whoever holds the claim: its worker holds
+    /// requests until this lands (see [`crate::held`]), and another worker's fetch would reach
+    /// it only at its next tick. Later fetches are claimed ([`Source::maybe_fetch`]).
+    pub fn first_fetch(&mut self, now: i64) -> Option<u32> {
+        if self.current.is_some() || self.in_flight.is_some() {
+            return None;
+        }
+        let _ = hostcalls::set_shared_data(&self.next_key, Some(&self.claim(now)), None);
+        let token = self.dispatch(now);
+        self.first_in_flight = token.is_some();
+        token
+    }
+
+    /// Whether this worker's fetch is on its way.
+    pub fn fetching(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// The "next fetch at" a fetching worker writes: no other starts one before it times out.
+    fn claim(&self, now: i64) -> [u8; 8] {
+        let timeout = i64::from(self.config.timeout_ms).div_euclid(1000) + 1;
+        (now + timeout).to_le_bytes()
+    }
+
+    fn dispatch(&mut self, now: i64) -> Option<u32> {
         let headers = vec![
             (":method", "GET"),
             (":path", self.config.path.as_str()),
@@ -207,6 +236,7 @@ impl Source {
     /// Handles the response to this source's fetch.
     pub fn on_response(&mut self, body_size: usize, now: i64) -> FetchOutcome {
         self.in_flight = None;
+        let first = std::mem::take(&mut self.first_in_flight);
         let outcome = self.read_response(body_size);
         match outcome {
             Ok((body, document)) => {
@@ -232,7 +262,12 @@ impl Source {
                         self.kind.as_str()
                     ),
                 );
-                self.schedule(now + self.retry_seconds());
+                // A first fetch can fail where a claimed one would not (Envoy's main-thread VM
+                // fetches before the clusters are up): it leaves the schedule to the claimed
+                // fetches, so the next comes once its claim lapses, from whichever worker.
+                if !first {
+                    self.schedule(now + self.retry_seconds());
+                }
                 FetchOutcome::Failed
             }
         }

@@ -410,6 +410,22 @@ impl Gate {
         &self.keys
     }
 
+    /// Whether every token waits on fetched keys: keys come only from `keys.remote` (no local
+    /// keys, no gateway verifier). Until the first JWKS lands such a gate answers
+    /// `keys_unavailable`, so a host that can hold a request holds it for that fetch.
+    ///
+    /// ```
+    /// use attestgate_policy::Gate;
+    ///
+    /// let remote = r#"{"keys":{"remote":{"upstream":"jwks","authority":"keys.example.com","path":"/jwks.json"}}}"#;
+    /// assert!(Gate::from_json(remote).unwrap().waits_for_fetched_keys());
+    /// let local = r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#;
+    /// assert!(!Gate::from_json(local).unwrap().waits_for_fetched_keys());
+    /// ```
+    pub fn waits_for_fetched_keys(&self) -> bool {
+        self.config.host_verification.is_none() && self.keys.keys().is_empty()
+    }
+
     /// Decides one request at time `now` (unix seconds, from the host's clock), with no
     /// fetched keys or denylist and no rate limiter (see [`Gate::check_with`]).
     ///
@@ -617,7 +633,7 @@ impl Gate {
             },
             None => None,
         };
-        if host_record.is_none() && self.keys.keys().is_empty() && dynamic.remote_keys.is_none() {
+        if self.waits_for_fetched_keys() && dynamic.remote_keys.is_none() {
             // Only fetched keys are configured and none has arrived yet.
             return deny(
                 hooks,

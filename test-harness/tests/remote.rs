@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use attestgate_harness::host::{
-    HttpCallResponse, HttpRequest, PendingHttpCall, Profile, SharedData, Vm,
+    Action, HttpCallResponse, HttpRequest, PendingHttpCall, Profile, SharedData, StreamId, Vm,
 };
 use attestgate_testkit::SigningKey;
 use serde_json::{json, Value};
@@ -83,6 +83,16 @@ fn get(vm: &mut Vm, token: &str) -> (u32, String) {
     }
 }
 
+/// Opens a GET with `token` and runs its headers: the filter must hold it (pause, no answer).
+fn hold(vm: &mut Vm, token: &str) -> StreamId {
+    let stream = vm
+        .open(&HttpRequest::get("/v1/shapes").header("approov-token", token))
+        .unwrap();
+    assert_eq!(vm.request_headers(stream, true).unwrap(), Action::Pause);
+    assert!(vm.local_response(stream).is_none(), "answered while held");
+    stream
+}
+
 fn only_call(vm: &Vm) -> PendingHttpCall {
     let calls = vm.pending_http_calls();
     assert_eq!(calls.len(), 1, "{calls:?}");
@@ -112,8 +122,30 @@ fn keys_arrive_with_the_first_fetch_and_requests_wait_for_them() {
     }
     assert_eq!(call.timeout_ms, 2000);
     let good = token("es256", json!({"did": "d1"}));
-    assert_eq!(get(&mut vm, &good), (503, "keys_unavailable".to_owned()));
+    let forged = token("es256_other", json!({"did": "d1"}));
+    // While the fetch is on its way, requests are held: neither answered nor let on.
+    let held_good = hold(&mut vm, &good);
+    let held_forged = hold(&mut vm, &forged);
+    let gone = hold(&mut vm, &good);
+    vm.close(gone).unwrap(); // the client gave up while held
     answer(&mut vm, 200, &jwks("es256"));
+    // Decided with the keys that came: the good one let on, the forged one refused.
+    assert_eq!(vm.local_response(held_good).map(|r| r.status), None);
+    assert_eq!(vm.resumed(held_good), 1);
+    let refused = vm
+        .local_response(held_forged)
+        .expect("the forged token is answered");
+    assert_eq!(
+        (refused.status, refused.header("x-attestgate-reason")),
+        (401, Some("signature_invalid"))
+    );
+    assert_eq!(vm.resumed(held_forged), 0);
+    assert!(vm
+        .logs()
+        .iter()
+        .any(|l| l.message == "decided 2 request(s) held for the first JWKS"));
+    vm.close(held_good).unwrap();
+    vm.close(held_forged).unwrap();
     assert_eq!(get(&mut vm, &good).0, 200);
     assert_eq!(vm.metric("attestgate.jwks.fetched"), Some(1));
     // Nothing more until the refresh interval has passed.
@@ -214,24 +246,107 @@ fn unknown_kids_cause_at_most_one_early_fetch_per_interval() {
 }
 
 #[test]
-fn one_fetch_serves_every_worker() {
+fn a_failed_first_fetch_answers_the_held_requests_and_holds_no_more_until_the_retry() {
+    let mut vm = start(&SharedData::new());
+    let good = token("es256", json!({"did": "d1"}));
+    let held = hold(&mut vm, &good);
+    vm.fail_http_call(only_call(&vm).token).unwrap();
+    let reply = vm
+        .local_response(held)
+        .expect("answered once the fetch failed");
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (503, Some("keys_unavailable"))
+    );
+    vm.close(held).unwrap();
+    // No fetch on its way: answered at once, not held, until the retry brings keys. A first
+    // fetch's failure leaves the schedule alone: the retry comes once its claim lapses
+    // (timeout_ms + 1 s), not 30 s later.
+    assert_eq!(get(&mut vm, &good), (503, "keys_unavailable".to_owned()));
+    vm.advance(Duration::from_secs(2)).unwrap();
+    assert!(vm.pending_http_calls().is_empty());
+    vm.advance(Duration::from_secs(1)).unwrap();
+    let held = hold(&mut vm, &good);
+    answer(&mut vm, 200, &jwks("es256"));
+    assert_eq!(vm.resumed(held), 1);
+}
+
+#[test]
+fn a_held_post_waits_with_its_body() {
+    let mut vm = start(&SharedData::new());
+    let good = token("es256", json!({"did": "d1"}));
+    let stream = vm
+        .open(
+            &HttpRequest::new("POST", "/v1/shapes")
+                .header("approov-token", &good)
+                .body("{}"),
+        )
+        .unwrap();
+    assert_eq!(vm.request_headers(stream, false).unwrap(), Action::Pause);
+    // The body must not let the request on before it is decided.
+    assert_eq!(vm.request_body(stream, true).unwrap(), Action::Pause);
+    answer(&mut vm, 200, &jwks("es256"));
+    assert_eq!(vm.resumed(stream), 1);
+    assert!(vm.local_response(stream).is_none());
+}
+
+#[test]
+fn one_fetch_per_refresh_serves_every_worker() {
+    let shared = SharedData::new();
+    let mut first = start(&shared);
+    answer(&mut first, 200, &jwks("es256"));
+    // A worker starting after the first fetch landed takes the keys from shared data.
+    let mut second = start(&shared);
+    assert!(second.pending_http_calls().is_empty());
+    let good = token("es256", json!({"did": "d1"}));
+    assert_eq!(get(&mut second, &good).0, 200);
+    // At the refresh one worker fetches; the other picks the new keys up on a request.
+    first.advance(Duration::from_secs(60)).unwrap();
+    second.advance(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        first.pending_http_calls().len() + second.pending_http_calls().len(),
+        1
+    );
+    assert_eq!(second.metric("attestgate.jwks.fetched"), Some(0));
+}
+
+#[test]
+fn workers_starting_together_each_fetch_once_and_a_late_one_reads_shared_data() {
     let shared = SharedData::new();
     let mut first = start(&shared);
     let mut second = start(&shared);
-    // The first worker claimed the fetch; the second sees it claimed.
+    // Neither has keys: each fetches at once and holds its requests for its own fetch.
     assert_eq!(first.pending_http_calls().len(), 1);
-    assert!(second.pending_http_calls().is_empty());
-    answer(&mut first, 200, &jwks("es256"));
+    assert_eq!(second.pending_http_calls().len(), 1);
     let good = token("es256", json!({"did": "d1"}));
-    assert_eq!(
-        get(&mut second, &good),
-        (503, "keys_unavailable".to_owned())
-    );
-    // On its next tick the second worker picks the keys up from shared data.
-    second.advance(Duration::from_secs(1)).unwrap();
+    let held = hold(&mut second, &good);
+    answer(&mut first, 200, &jwks("es256"));
+    // A request reaching the second worker now is decided with what the first stored.
     assert_eq!(get(&mut second, &good).0, 200);
-    assert!(second.pending_http_calls().is_empty());
-    assert_eq!(second.metric("attestgate.jwks.fetched"), Some(0));
+    answer(&mut second, 200, &jwks("es256"));
+    assert_eq!(second.resumed(held), 1);
+}
+
+#[test]
+fn kong_holds_nothing_for_the_first_fetch() {
+    // ngx_wasm_module never resumes a request paused at its headers: answered at once.
+    let mut vm = filter(Profile::Kong)
+        .vm(&jwks_config("127.0.0.1:9000"))
+        .now(NOW)
+        .start()
+        .unwrap();
+    let outcome = vm
+        .send(
+            &HttpRequest::get("/v1/shapes")
+                .header("approov-token", &token("es256", json!({"did": "d1"}))),
+        )
+        .unwrap();
+    assert!(!outcome.hung);
+    let reply = outcome.local_response.expect("answered");
+    assert_eq!(
+        (reply.status, reply.header("x-attestgate-reason")),
+        (503, Some("keys_unavailable"))
+    );
 }
 
 #[test]

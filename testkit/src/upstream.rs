@@ -341,6 +341,7 @@ impl Answer {
 pub struct DocumentServer {
     port: u16,
     answers: Arc<Mutex<BTreeMap<String, Answer>>>,
+    delays: Arc<Mutex<BTreeMap<String, Duration>>>,
     served: Arc<Mutex<BTreeMap<String, usize>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -353,21 +354,28 @@ impl DocumentServer {
         listener.set_nonblocking(true)?;
         let port = listener.local_addr()?.port();
         let answers: Arc<Mutex<BTreeMap<String, Answer>>> = Arc::default();
+        let delays: Arc<Mutex<BTreeMap<String, Duration>>> = Arc::default();
         let served: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
-        let (a, n, halt) = (Arc::clone(&answers), Arc::clone(&served), Arc::clone(&stop));
+        let (a, d, n, halt) = (
+            Arc::clone(&answers),
+            Arc::clone(&delays),
+            Arc::clone(&served),
+            Arc::clone(&stop),
+        );
         let thread = std::thread::spawn(move || {
             while !halt.load(Ordering::SeqCst) {
                 let Ok((stream, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(10));
                     continue;
                 };
-                let _ = answer_one(stream, &a, &n);
+                let _ = answer_one(stream, &a, &d, &n);
             }
         });
         Ok(DocumentServer {
             port,
             answers,
+            delays,
             served,
             stop,
             thread: Some(thread),
@@ -385,6 +393,15 @@ impl DocumentServer {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(path.to_owned(), answer);
+    }
+
+    /// From now on, answers `path` only after `by` (a slow key server; it answers one request
+    /// at a time, so others wait too).
+    pub fn delay(&self, path: &str, by: Duration) {
+        self.delays
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), by);
     }
 
     /// How many requests for `path` it has had.
@@ -416,6 +433,7 @@ impl Drop for DocumentServer {
 fn answer_one(
     mut stream: TcpStream,
     answers: &Mutex<BTreeMap<String, Answer>>,
+    delays: &Mutex<BTreeMap<String, Duration>>,
     served: &Mutex<BTreeMap<String, usize>>,
 ) -> io::Result<()> {
     stream.set_nonblocking(false)?;
@@ -435,6 +453,14 @@ fn answer_one(
         .unwrap_or_else(PoisonError::into_inner)
         .entry(path.clone())
         .or_default() += 1;
+    let delay = delays
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&path)
+        .copied();
+    if let Some(delay) = delay {
+        std::thread::sleep(delay);
+    }
     let answer = answers
         .lock()
         .unwrap_or_else(PoisonError::into_inner)

@@ -865,6 +865,12 @@ impl Vm {
         self.stream(stream).and_then(|s| s.local_response.clone())
     }
 
+    /// How many times the filter resumed the stream's request (`proxy_continue_stream`), for
+    /// a request it held and then let on from another context.
+    pub fn resumed(&self, stream: StreamId) -> u32 {
+        self.stream(stream).map_or(0, |s| s.continued)
+    }
+
     /// The stream's request headers as they stand now.
     ///
     /// On Kong this is what nginx's proxy module would forward, which is not the map the filter
