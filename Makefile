@@ -28,7 +28,7 @@ ATTESTGATE_CLI  ?= $(abspath $(CLI))
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
 .PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin capabilities worker worker-test
 .PHONY: fuzz fuzz-cmin fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
-.PHONY: soak soak-smoke rollout
+.PHONY: soak soak-smoke rollout opa-check
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
 FUZZ_SECONDS ?= 60
@@ -189,9 +189,17 @@ worker-test: worker worker/node_modules/.package-lock.json
 worker/node_modules/.package-lock.json: worker/package.json worker/package-lock.json
 	cd worker && npm ci --no-audit --no-fund
 
-## policy-test: the Rego `test_` rules of policies/, like `opa test`
-policy-test: cli
+## policy-test: the Rego `test_` rules of policies/, like `opa test`; then real OPA (opa-check)
+policy-test: cli opa-check
 	$(CLI) test policies
+
+## opa-check: the shipped Rego in real OPA (Go, from the opa-golib-python-bindings wheel): it
+## compiles, its tests pass, and it decides as attestgate on OPA_CASES generated inputs an
+## entrypoint (scripts/opa/check.py)
+OPA_CASES ?= 2000
+opa-check: cli envoy
+	./scripts/opa/install.sh
+	.venv/bin/python scripts/opa/check.py $(CLI) --cases $(OPA_CASES)
 
 lint: fmt clippy
 

@@ -23,10 +23,12 @@
 # two, on reading a rule's value again as on one (docs/performance.md). So every
 # check is a set comprehension inside one rule (_findings) that holds its reason
 # when the check fails, and the settings are gathered into a local. A claim is
-# read by reference (att.app.version) where its absence already decides as a
+# read by reference (att.device.rooted) where its absence already decides as a
 # default would: a reference that is missing or runs into something that is not
 # an object is undefined, never an error, so a malformed token never errors.
-# Where a default decides otherwise, object.get(att, ["app", "id"], d) gives d.
+# Where a default decides otherwise, object.get(att, ["app", "id"], d) gives d;
+# so does every argument of a function under `not`, as engines differ on an
+# undefined one there (OPA lifts it out of the `not`; scripts/opa/check.py).
 package attestgate
 
 import rego.v1
@@ -60,21 +62,21 @@ _findings := union({
 	{"app_version_too_old" |
 		want := given.min_app_version
 		want != ""
-		not _version_at_least(att.app.version, want)
+		not _version_at_least(object.get(att, ["app", "version"], null), want)
 	},
 	# The platform is a key of min_os_version here; only a string names one.
 	{"os_version_too_old" |
 		is_string(platform)
 		want := object.get(given, ["min_os_version", platform], "")
 		want != ""
-		not _version_at_least(att.device.os_version, want)
+		not _version_at_least(object.get(att, ["device", "os_version"], null), want)
 	},
 	# Zero-padded ISO dates order correctly as strings; anything else fails closed.
 	{"patch_level_too_old" |
 		platform == "android"
 		want := given.min_patch_level
 		want != ""
-		not _patch_at_least(att.device.patch_level, want)
+		not _patch_at_least(object.get(att, ["device", "patch_level"], null), want)
 	},
 	{"integrity_not_met" |
 		platform == "android"
@@ -116,12 +118,18 @@ _findings := union({
 	hooks := _list(object.get(att, ["runtime", "hooks"], []))
 	score := object.get(att, ["risk", "score"], 0)
 	# null counts as absent so `key: ~` in YAML config means "use the default".
-	settings := object.get(data, "device_trust", {})
+	settings := _settings
 	given := {key: v | is_object(settings); some key, v in settings; v != null}
 	limit := object.get(given, "max_risk_score", 70)
 } else := {"attestation_missing"}
 
 # --- settings ----------------------------------------------------------------
+
+# The gate config's policy.data.device_trust, read by its path: a read of all of
+# `data` would include this policy's own rules, which OPA refuses as recursion.
+default _settings := {}
+
+_settings := data.device_trust
 
 # A lone string is a one-item list: forgiving for hand-written config, and a
 # scalar `hooks: "frida"` from a sloppy service must still count as a hook.

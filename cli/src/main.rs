@@ -75,8 +75,13 @@ struct EvalArgs {
     #[arg(long = "policy", required = true)]
     policies: Vec<PathBuf>,
     /// The input document: inline JSON, or a JSON file (`-` for stdin).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "inputs")]
     input: Option<String>,
+    /// Many inputs: a file (`-` for stdin) of one JSON input a line. Prints one line for
+    /// each: `{"bindings": {..}}` of the query's first result, `{"undefined": true}`, or
+    /// `{"error": ".."}` (for differential runs against another engine, like scripts/opa).
+    #[arg(long)]
+    inputs: Option<PathBuf>,
     /// Data merged under `data`: inline JSON, or a JSON file.
     #[arg(long)]
     data: Option<String>,
@@ -638,11 +643,36 @@ fn eval(args: &EvalArgs) -> Result<()> {
     if let Some(data) = &args.data {
         engine.add_data(json_argument(data)?.into())?;
     }
+    if let Some(inputs) = &args.inputs {
+        return eval_each(&engine, &args.query, &read_text(inputs)?);
+    }
     if let Some(input) = &args.input {
         engine.set_input(json_argument(input)?.into());
     }
     let results = engine.eval_query(args.query.clone(), false)?;
     emit(format_args!("{}", serde_json::to_string_pretty(&results)?))?;
+    Ok(())
+}
+
+/// `eval --inputs`: the query on each line's input, one answer line each.
+fn eval_each(engine: &regorus::Engine, query: &str, lines: &str) -> Result<()> {
+    for (number, line) in lines.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let input: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("input line {} is not JSON", number + 1))?;
+        let mut engine = engine.clone();
+        engine.set_input(input.into());
+        let answer = match engine.eval_query(query.to_owned(), false) {
+            Ok(results) => match results.result.first() {
+                Some(first) => serde_json::json!({"bindings": first.bindings}),
+                None => serde_json::json!({"undefined": true}),
+            },
+            Err(err) => serde_json::json!({"error": err.to_string()}),
+        };
+        emit(format_args!("{answer}"))?;
+    }
     Ok(())
 }
 

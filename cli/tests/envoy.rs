@@ -116,7 +116,20 @@ impl Envoy {
         )
     }
 
+    /// Starts Envoy on free ports; again on others when one was taken between finding it free
+    /// and Envoy binding it (tests run in parallel, and their connections take ports too).
     fn start_with(name: &str, config: &str) -> Envoy {
+        for _ in 0..3 {
+            match Envoy::try_start(name, config) {
+                Ok(envoy) => return envoy,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("envoy exited before it was ready:\n{log}"),
+            }
+        }
+        panic!("envoy found no free ports in 3 tries");
+    }
+
+    fn try_start(name: &str, config: &str) -> Result<Envoy, String> {
         let (port, upstream, admin) = (free_port(), free_port(), free_port());
         let dir = std::env::temp_dir().join(format!("attestgate-envoy-{name}-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -152,8 +165,8 @@ impl Envoy {
             admin,
             dir,
         };
-        envoy.wait_ready();
-        envoy
+        envoy.wait_ready()?;
+        Ok(envoy)
     }
 
     fn log(&self) -> String {
@@ -177,18 +190,16 @@ impl Envoy {
         lines.iter().map(|line| AccessLine::parse(line)).collect()
     }
 
-    fn wait_ready(&mut self) {
+    /// Waits for the admin's /ready; Envoy's log if it exited first.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "envoy exited ({status}) before it was ready:\n{}",
-                    self.log()
-                );
+                return Err(format!("({status})\n{}", self.log()));
             }
             if let Ok(resp) = ureq::get(&format!("http://127.0.0.1:{}/ready", self.admin)).call() {
                 if resp.status() == 200 {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(
