@@ -595,6 +595,17 @@ fn rego_test(args: &TestArgs) -> Result<ExitCode> {
         .map(|file| Ok((file.display().to_string(), read_text(file)?)))
         .collect::<Result<Vec<_>>>()?;
     let results = attestgate_policy::run_rego_tests(&modules)?;
+    // Decisions that may differ in OPA: said, not failed (the tests decide here).
+    for (file, source) in &modules {
+        for found in attestgate_policy::undefined_under_not(source) {
+            eprintln!(
+                "warning: {file}:{}: `{}` is an argument of a call under `not`: when it is \
+                 undefined OPA lifts it out of the `not` and decides otherwise; pass a defined \
+                 value (object.get(..., default))",
+                found.line, found.reference
+            );
+        }
+    }
     if results.is_empty() {
         bail!("no test_ rules found in {} file(s)", files.len());
     }

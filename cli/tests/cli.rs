@@ -924,6 +924,23 @@ fn rego_test_runs_test_rules_and_fails_on_a_failure() {
         "{}",
         stdout(&out)
     );
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+
+    // A call under `not` on a reference that may be undefined decides otherwise in OPA: a
+    // warning naming the place, and the tests still decide the exit code.
+    scratch.write(
+        "pol/version.rego",
+        "package version\nimport rego.v1\n\
+         old if not newer(input.v, \"2\")\nnewer(a, b) if a >= b\n",
+    );
+    let out = attestgate(&["test", p(&scratch.path("pol"))]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("version.rego:3: `input.v` is an argument of a call under `not`"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(scratch.path("pol/version.rego")).unwrap();
 
     scratch.write(
         "pol/broken_test.rego",

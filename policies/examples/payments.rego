@@ -46,7 +46,11 @@ deny contains reason if some reason in data.attestgate.deny
 
 # Fail closed when policies/device_trust.rego was not loaded: an undefined
 # data.attestgate.deny would otherwise silently drop every device-trust check.
-deny contains "device_trust_policy_not_loaded" if not is_set(data.attestgate.deny)
+deny contains "device_trust_policy_not_loaded" if not _device_trust_loaded
+
+default _device_trust_loaded := false
+
+_device_trust_loaded if is_set(data.attestgate.deny)
 
 deny contains reason if some reason in _token_findings
 

@@ -38,6 +38,9 @@ POLICY_SETS["envoy-examples/per-route"] = [
     os.path.join(ROOT, "envoy-examples", "per-route", "login.rego"),
 ]
 
+# payments.rego builds on the default policy and says so when it is not loaded.
+POLICY_SETS["payments.rego alone"] = [os.path.join(ROOT, "policies", "examples", "payments.rego")]
+
 # (policy set, entrypoint, the data key its settings live under)
 ENTRYPOINTS = [
     ("policies", "data.attestgate.decision", "device_trust"),
@@ -46,6 +49,7 @@ ENTRYPOINTS = [
     ("policies", "data.attestgate.examples.payments.decision", "device_trust"),
     ("policies", "data.attestgate.examples.step_up.decision", "step_up"),
     ("envoy-examples/per-route", "data.attestgate.login_decision", "device_trust"),
+    ("payments.rego alone", "data.attestgate.examples.payments.decision", "device_trust"),
 ]
 
 
