@@ -27,8 +27,8 @@
 //!      same second only. These need a validly signed token, so they cannot be forged in bulk.
 //!
 //!    Binding, the policy and the claim headers then run on the request at hand.
-//! 2. **Policy outcomes**, keyed by SHA-256 of the entrypoint and of the parts of `input` the
-//!    policy can read, when those are known from its source ([`crate::Policy::input_key`]):
+//! 2. **Policy outcomes**, keyed by the entrypoint and the parts of `input` the policy can
+//!    read, compared in full, when those are known from its source ([`crate::Policy::input_key`]):
 //!    the default policy reads only `input.token.claims.att`, so every token carrying the same
 //!    attestation shares one Rego evaluation, whatever its `did`, `jti`, `exp` or request. A
 //!    policy whose reads cannot be followed (or that calls a nondeterministic builtin) is
@@ -43,9 +43,10 @@
 //!    the policy reads from `input`. This level is emptied whenever the second changes, so it
 //!    only ever holds the distinct requests of the current second.
 //!
-//! Token and policy keys are SHA-256 digests of length-prefixed fields with a domain tag, never
-//! a short hash a forger could collide; whole-decision keys are the length-prefixed fields
-//! themselves, compared in full. A cache remembers which [`Gate`] filled it and empties itself
+//! Token keys are SHA-256 digests of length-prefixed fields with a domain tag, never a short
+//! hash a forger could collide; policy and whole-decision keys are the length-prefixed fields
+//! themselves, compared in full (a policy key over 1 KB is kept as its SHA-256 instead, so an
+//! entry stays small). A cache remembers which [`Gate`] filled it and empties itself
 //! when used with another one (a reconfigure). Each level is LRU-bounded at `cache.entries`,
 //! the whole decisions also at [`MAX_WHOLE_DECISIONS`]. The token level keeps verdicts, not
 //! claims, so 100 000 entries fit in about 16 MB (`make bench` measures it).
@@ -166,7 +167,7 @@ pub struct DecisionCache {
 struct Levels {
     gate_id: u64,
     tokens: LruCache<Key, TokenEntry>,
-    outcomes: LruCache<Key, Result<PolicyOutcome, String>>,
+    outcomes: LruCache<Vec<u8>, Result<PolicyOutcome, String>>,
     decisions: LruCache<Vec<u8>, Rc<Decision>>,
     /// The clock second the `decisions` level belongs to.
     second: i64,
@@ -458,7 +459,7 @@ struct Memo<'a> {
     gate: &'a Gate,
     now: i64,
     tokens: &'a mut LruCache<Key, TokenEntry>,
-    outcomes: &'a mut LruCache<Key, Result<PolicyOutcome, String>>,
+    outcomes: &'a mut LruCache<Vec<u8>, Result<PolicyOutcome, String>>,
     stats: &'a mut CacheStats,
     outcome: CacheOutcome,
     /// The token header's one value. The raw token is a function of it (the configured prefix

@@ -155,9 +155,9 @@ impl Policy {
         self.reads.as_ref().map(InputReads::paths)
     }
 
-    /// A digest of the parts of `input` this policy can read at `entrypoint`, when those are
-    /// known from its source (see the `reads` module): two inputs with the same digest get the
-    /// same outcome, so a per-worker memo may serve it. `None` for a policy that may read
+    /// The parts of `input` this policy can read at `entrypoint`, as bytes, when those are
+    /// known from its source (see the `reads` module): two inputs with the same key get the
+    /// same outcome, so a per-worker memo may serve it (comparing keys in full). `None` for a policy that may read
     /// `input` in ways a scan cannot follow, or calls a nondeterministic builtin.
     ///
     /// ```
@@ -172,7 +172,7 @@ impl Policy {
     /// let key = |input| policy.input_key("data.attestgate.decision", input).unwrap();
     /// assert_eq!(key(&one), key(&two));
     /// ```
-    pub fn input_key(&self, entrypoint: &str, input: &serde_json::Value) -> Option<[u8; 32]> {
+    pub fn input_key(&self, entrypoint: &str, input: &serde_json::Value) -> Option<Vec<u8>> {
         self.reads
             .as_ref()
             .map(|reads| reads.key(entrypoint, input))

@@ -17,8 +17,6 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::digest::field;
-
 /// Builtins whose result is not a function of their arguments: a policy calling one is never
 /// memoized.
 const NONDETERMINISTIC: &[&str] = &[
@@ -31,6 +29,18 @@ const NONDETERMINISTIC: &[&str] = &[
     "print",
     "trace",
 ];
+
+/// The longest policy-memo key kept in full; a longer one is kept as its SHA-256, so the
+/// memo's `cache.entries` entries stay within a few MB (10 000 × 1 KB).
+pub(crate) const MAX_KEY_BYTES: usize = 1024;
+/// A key's first byte: what follows is the read parts themselves, or the SHA-256 of those.
+const FULL: u8 = 0;
+const DIGEST: u8 = 1;
+
+fn push_field(key: &mut Vec<u8>, bytes: &[u8]) {
+    key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    key.extend_from_slice(bytes);
+}
 
 /// The paths under `input` a policy reads, or `None` when it is opaque.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +75,15 @@ impl InputReads {
         &self.paths
     }
 
-    /// A digest of what the policy can see of `input` at `entrypoint`: equal digests, equal
-    /// answers. Each path contributes the value at the deepest object member reachable along
-    /// it (and how deep that was), so a path that runs into an array or a scalar keys that
-    /// whole value.
-    pub(crate) fn key(&self, entrypoint: &str, input: &Value) -> [u8; 32] {
-        let mut hash = Sha256::new();
-        field(&mut hash, b"attestgate policy input v1");
-        field(&mut hash, entrypoint.as_bytes());
+    /// What the policy can see of `input` at `entrypoint`, as bytes compared in full: equal
+    /// keys, equal answers. Each path contributes the value at the deepest object member
+    /// reachable along it (and how deep that was), so a path that runs into an array or a
+    /// scalar keys that whole value. A key longer than [`MAX_KEY_BYTES`] is kept as its SHA-256
+    /// instead (tagged apart), so a memo entry stays small whatever a token carries.
+    pub(crate) fn key(&self, entrypoint: &str, input: &Value) -> Vec<u8> {
+        let mut key = Vec::with_capacity(512);
+        key.push(FULL);
+        push_field(&mut key, entrypoint.as_bytes());
         for path in &self.paths {
             let mut value = Some(input);
             let mut depth = 0_u64;
@@ -85,18 +96,32 @@ impl InputReads {
                     _ => break,
                 }
             }
-            hash.update(depth.to_le_bytes());
+            key.extend_from_slice(&depth.to_le_bytes());
             match value {
                 Some(value) => {
-                    hash.update([1]);
+                    key.push(1);
                     // Object members serialize in sorted order (no `preserve_order`), so equal
-                    // documents give equal bytes.
-                    field(&mut hash, value.to_string().as_bytes());
+                    // documents give equal bytes. Length-prefixed: the length is patched in
+                    // once the value is written.
+                    let at = key.len();
+                    key.extend_from_slice(&[0; 8]);
+                    // Writing a `Value` into a `Vec` cannot fail.
+                    let _ = serde_json::to_writer(&mut key, value);
+                    let len = (key.len() - at - 8) as u64;
+                    if let Some(slot) = key.get_mut(at..at + 8) {
+                        slot.copy_from_slice(&len.to_le_bytes());
+                    }
                 }
-                None => hash.update([0]),
+                None => key.push(0),
             }
         }
-        hash.finalize().into()
+        if key.len() > MAX_KEY_BYTES {
+            let digest = Sha256::digest(&key);
+            key.clear();
+            key.push(DIGEST);
+            key.extend_from_slice(&digest);
+        }
+        key
     }
 }
 
@@ -392,6 +417,22 @@ mod tests {
             paths("package p\nx := data.print"),
             Some(Vec::<String>::new())
         );
+    }
+
+    #[test]
+    fn a_long_key_is_kept_as_its_digest_and_still_tells_inputs_apart() {
+        let reads = InputReads::scan(["package p\nx := input.token.claims.att"]).unwrap();
+        let input = |pad: &str| json!({"token": {"claims": {"att": {"pad": pad}}}});
+        let short = reads.key("data.p.x", &input("a"));
+        assert!(short.len() < MAX_KEY_BYTES && short.first() == Some(&FULL));
+        let (one, two) = (
+            "x".repeat(MAX_KEY_BYTES),
+            format!("{}y", "x".repeat(MAX_KEY_BYTES - 1)),
+        );
+        let long = reads.key("data.p.x", &input(&one));
+        assert_eq!((long.len(), long.first()), (33, Some(&DIGEST)));
+        assert_ne!(long, reads.key("data.p.x", &input(&two)));
+        assert_eq!(long, reads.key("data.p.x", &input(&one)));
     }
 
     #[test]

@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("reads", 6),
     ("policy", 7),
     ("reason_names", 7),
+    ("portability", 7),
     ("gate", 8),
     ("cache", 9),
     ("explain", 9),
