@@ -58,7 +58,7 @@ use lru::LruCache;
 use sha2::{Digest, Sha256};
 
 use crate::decision::Decision;
-use crate::digest::field;
+use crate::digest::{field, put_field};
 use crate::error::TokenError;
 use crate::gate::{Direct, Gate, HeaderScope, Hooks};
 use crate::keys::KeySet;
@@ -586,10 +586,7 @@ fn decision_key(
     dynamic: &Dynamic<'_>,
 ) -> Vec<u8> {
     let mut key = Vec::with_capacity(1536);
-    let mut put = |bytes: &[u8]| {
-        key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-        key.extend_from_slice(bytes);
-    };
+    let mut put = |bytes: &[u8]| put_field(&mut key, bytes);
     put(&now.to_le_bytes());
     put(&rule.map_or(u64::MAX, |i| i as u64).to_le_bytes());
     put(request.method.as_bytes());

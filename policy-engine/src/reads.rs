@@ -17,6 +17,8 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::digest::put_field;
+
 /// Builtins whose result is not a function of their arguments: a policy calling one is never
 /// memoized.
 const NONDETERMINISTIC: &[&str] = &[
@@ -36,11 +38,6 @@ pub(crate) const MAX_KEY_BYTES: usize = 1024;
 /// A key's first byte: what follows is the read parts themselves, or the SHA-256 of those.
 const FULL: u8 = 0;
 const DIGEST: u8 = 1;
-
-fn push_field(key: &mut Vec<u8>, bytes: &[u8]) {
-    key.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    key.extend_from_slice(bytes);
-}
 
 /// The paths under `input` a policy reads, or `None` when it is opaque.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +80,7 @@ impl InputReads {
     pub(crate) fn key(&self, entrypoint: &str, input: &Value) -> Vec<u8> {
         let mut key = Vec::with_capacity(512);
         key.push(FULL);
-        push_field(&mut key, entrypoint.as_bytes());
+        put_field(&mut key, entrypoint.as_bytes());
         for path in &self.paths {
             let mut value = Some(input);
             let mut depth = 0_u64;
