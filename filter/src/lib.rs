@@ -141,11 +141,15 @@ impl RemoteState {
         self.documents().0.is_some()
     }
 
-    /// Whether this worker's JWKS fetch is on its way.
-    fn fetching_keys(&self) -> bool {
-        self.sources
-            .iter()
-            .any(|s| s.kind() == remote::Kind::Keys && s.fetching())
+    /// Whether `gate` must wait for this worker's first JWKS: it has no other keys, none
+    /// arrived yet, and this worker's fetch is on its way (see [`held`]).
+    fn awaiting_first_keys(&self, gate: Option<&Gate>) -> bool {
+        gate.is_some_and(Gate::waits_for_fetched_keys)
+            && !self.has_keys()
+            && self
+                .sources
+                .iter()
+                .any(|s| s.kind() == remote::Kind::Keys && s.fetching())
     }
 }
 
@@ -268,13 +272,9 @@ impl AttestRoot {
             return;
         }
         let still_waiting = self
-            .gate
-            .as_ref()
-            .is_some_and(|g| g.waits_for_fetched_keys())
-            && self
-                .remote
-                .try_borrow()
-                .is_ok_and(|state| !state.has_keys() && state.fetching_keys());
+            .remote
+            .try_borrow()
+            .is_ok_and(|state| state.awaiting_first_keys(self.gate.as_deref()));
         if still_waiting {
             return;
         }
@@ -583,12 +583,9 @@ impl AttestHttp {
             )),
             Ok(body) => {
                 request.body = Some(body.unwrap_or_default());
-                if self.waits_for_keys() {
-                    return match self.held.hold(self.context_id, request) {
-                        None => Action::Pause,
-                        Some(request) => self.conclude(self.decide_request(&request)),
-                    };
-                }
+                let Some(request) = self.hold_for_keys(request) else {
+                    return Action::Pause;
+                };
                 self.decide_request(&request)
             }
             Err(status) => Err(format!("reading the request body: {status:?}")),
@@ -649,38 +646,33 @@ impl AttestHttp {
                 },
             }
         }
-        if self.waits_for_keys() {
-            match self.held.hold(self.context_id, request) {
-                None => return Ok(Hold::Pause),
-                Some(back) => request = back,
-            }
-        }
+        let Some(request) = self.hold_for_keys(request) else {
+            return Ok(Hold::Pause);
+        };
         self.decide_facts(&gate, &request, now()?)
             .map(Hold::Decided)
     }
 
-    /// Whether this request must wait for the worker's first JWKS (see [`held`]): the gate
-    /// has no other keys, none arrived yet (not even from another worker, looked up now), and
-    /// this worker's fetch is on its way.
-    fn waits_for_keys(&self) -> bool {
-        if !self
-            .gate
-            .as_ref()
-            .is_some_and(|g| g.waits_for_fetched_keys())
-        {
-            return false;
+    /// Holds the request for the worker's first JWKS when it must wait (Envoy only, see
+    /// [`held`]); gives it back to be decided now otherwise, or when the worker holds its
+    /// most already.
+    fn hold_for_keys(
+        &self,
+        request: attestgate_policy::Request,
+    ) -> Option<attestgate_policy::Request> {
+        let gate = self.gate.as_deref();
+        let must_wait = self.remote.try_borrow_mut().is_ok_and(|mut state| {
+            if !gate.is_some_and(Gate::waits_for_fetched_keys) || state.has_keys() {
+                return false;
+            }
+            // Another worker's fetch may have landed since this worker's last tick.
+            state.sync();
+            state.awaiting_first_keys(gate)
+        });
+        if must_wait && self.host() == HostKind::Envoy {
+            return self.held.hold(self.context_id, request);
         }
-        let Ok(mut state) = self.remote.try_borrow_mut() else {
-            return false;
-        };
-        if state.has_keys() {
-            return false;
-        }
-        // Another worker's fetch may have landed since this worker's last tick.
-        if state.sync() && state.has_keys() {
-            return false;
-        }
-        self.host() == HostKind::Envoy && state.fetching_keys() && self.held.has_room()
+        Some(request)
     }
 
     /// The denial counters of a refusal the filter makes itself.
