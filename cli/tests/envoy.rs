@@ -1186,8 +1186,18 @@ fn remote_jwks_example_end_to_end() {
     }
 }
 
-/// The remote-jwks example's Envoy with `config` and its keyserver cluster at `server`.
-fn envoy_with_key_server(name: &str, server: &DocumentServer, config: &Value) -> Envoy {
+/// The remote-jwks example's Envoy, its keyserver cluster at `server`, and a gate whose keys
+/// come only from `/jwks.json` there.
+fn envoy_with_key_server(
+    name: &str,
+    server: &DocumentServer,
+    refresh_seconds: u32,
+    timeout_ms: u32,
+) -> Envoy {
+    let config = serde_json::json!({
+        "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test", "path": "/jwks.json",
+                            "refresh_seconds": refresh_seconds, "timeout_ms": timeout_ms}},
+    });
     let template = std::fs::read_to_string(example("remote-jwks").join("envoy.yaml.in")).unwrap();
     let literal = serde_json::to_string(&config.to_string()).unwrap();
     // Point the keyserver cluster (the last port 8082) at the test's server.
@@ -1201,6 +1211,15 @@ fn envoy_with_key_server(name: &str, server: &DocumentServer, config: &Value) ->
     Envoy::start_with(name, &template.replace("{{ATTESTGATE_CONFIG}}", &literal))
 }
 
+/// One device's token under the `es256` test key and under `es256_other`.
+fn es256_and_other() -> (String, String) {
+    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
+    (
+        mint_test_key("es256", &claims),
+        mint_test_key("es256_other", &claims),
+    )
+}
+
 /// Before the first JWKS lands (at start-up, or in a VM Envoy creates for a new config, which
 /// starts with empty shared data), requests are held for it, not refused: with a slow key
 /// server, requests sent as soon as Envoy is ready are let on once the keys come, and a
@@ -1210,16 +1229,8 @@ fn requests_before_the_first_jwks_wait_for_it_in_real_envoy() {
     let server = DocumentServer::start().unwrap();
     server.answer("/jwks.json", Answer::ok(test_jwks("es256")));
     server.delay("/jwks.json", Duration::from_secs(3));
-    let config = serde_json::json!({
-        "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test",
-                            "path": "/jwks.json", "refresh_seconds": 60, "timeout_ms": 8000}},
-    });
-    let envoy = envoy_with_key_server("remote-first-fetch", &server, &config);
-    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
-    let (good, forged) = (
-        mint_test_key("es256", &claims),
-        mint_test_key("es256_other", &claims),
-    );
+    let envoy = envoy_with_key_server("remote-first-fetch", &server, 60, 8000);
+    let (good, forged) = es256_and_other();
     let started = Instant::now();
     let replies: Vec<(Reply, Duration)> = std::thread::scope(|scope| {
         let threads: Vec<_> = [&good, &good, &forged]
@@ -1263,16 +1274,8 @@ fn requests_before_the_first_jwks_wait_for_it_in_real_envoy() {
 fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() {
     let mut server = DocumentServer::start().unwrap();
     server.answer("/jwks.json", Answer::ok(test_jwks("es256")));
-    let config = serde_json::json!({
-        "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test",
-                            "path": "/jwks.json", "refresh_seconds": 1, "timeout_ms": 1000}},
-    });
-    let envoy = envoy_with_key_server("remote-rotation", &server, &config);
-    let claims = serde_json::json!({"did": "d1", "exp": unix_now() + 600});
-    let (old, new) = (
-        mint_test_key("es256", &claims),
-        mint_test_key("es256_other", &claims),
-    );
+    let envoy = envoy_with_key_server("remote-rotation", &server, 1, 1000);
+    let (old, new) = es256_and_other();
     eventually(10, "the first JWKS is fetched", || {
         envoy.get("/", Some(&old)).status == 200
     });

@@ -162,27 +162,53 @@ def request_input(rng):
     }
 
 
+DEVICE_TRUST_CHOICES = {
+    "allowed_app_ids": [["com.example.app"], {"android": ["com.example.app"], "ios": ["ABCDE12345.com.example.app"]},
+                        [], "com.example.app", None, {"android": []}, 5],
+    "allowed_signers": [[SIGNER], {"android": [SIGNER.upper()]}, [], None, SIGNER],
+    "allowed_installers": [["com.android.vending"], [], None, "com.android.vending"],
+    "min_app_version": ["2.3.0", "2.4.2", "", None, 2, "10", "x"],
+    "min_os_version": [{"android": "12", "ios": "15.0"}, {"android": 13}, {}, None, "12", {"ios": ""}],
+    "min_patch_level": ["2024-01-01", "2024-06-01", "", None, 20240101],
+    "required_integrity": [["MEETS_DEVICE_INTEGRITY"], ["MEETS_STRONG_INTEGRITY"], [], None, "MEETS_BASIC_INTEGRITY"],
+    "allow_emulator": [True, False, None, "true"],
+    "allow_rooted": [True, False, None],
+    "allow_bootloader_unlocked": [True, False],
+    "allow_debuggable": [True, False, 1],
+    "denied_hooks": [["frida"], [], None, "FRIDA", ["xposed", "frida"]],
+    "max_risk_score": [70, 30, 0, 100, "50", None, 69.5],
+}
+ANDROID_CHOICES = {
+    "required_integrity": ["MEETS_STRONG_INTEGRITY", "MEETS_DEVICE_INTEGRITY", "MEETS_BASIC_INTEGRITY", None, 3],
+    "allowed_signers": [[SIGNER], [SIGNER.upper(), OTHER_SIGNER], [], None, SIGNER],
+    "allowed_installers": [["com.android.vending"], [], None, ["adb", "com.android.vending"]],
+    "min_patch_level": ["2024-01-01", "2024-01", "", None, 7],
+}
+IOS_CHOICES = {
+    "allowed_app_ids": [["ABCDE12345.com.example.app"], [], None, "ABCDE12345.com.example.app"],
+    "min_os_version": ["15.0", "17", "", None, 16],
+    "min_app_version": ["2.3.0", "", None, 2],
+    "allow_debuggable": [True, False, None],
+}
+STEP_UP_CHOICES = {
+    "step_up_from": [30, 10, 50.5, "30", None],
+    "deny_above": [70, 40, 100, None, "x"],
+    "step_up_methods": [["POST"], ["post", "PUT"], [], None, "POST"],
+}
+
+
+def some_settings(rng, choices, p):
+    """Each setting of `choices` given with probability p, its value picked from its list."""
+    return {key: rng.choice(values) for key, values in choices.items() if rng.random() < p}
+
+
+def mostly_given(rng, settings):
+    """The settings, or (3 %) none at all: the key left out of data."""
+    return settings if rng.random() > 0.03 else MISSING
+
+
 def device_trust_settings(rng):
-    choices = {
-        "allowed_app_ids": [["com.example.app"], {"android": ["com.example.app"], "ios": ["ABCDE12345.com.example.app"]},
-                            [], "com.example.app", None, {"android": []}, 5],
-        "allowed_signers": [[SIGNER], {"android": [SIGNER.upper()]}, [], None, SIGNER],
-        "allowed_installers": [["com.android.vending"], [], None, "com.android.vending"],
-        "min_app_version": ["2.3.0", "2.4.2", "", None, 2, "10", "x"],
-        "min_os_version": [{"android": "12", "ios": "15.0"}, {"android": 13}, {}, None, "12", {"ios": ""}],
-        "min_patch_level": ["2024-01-01", "2024-06-01", "", None, 20240101],
-        "required_integrity": [["MEETS_DEVICE_INTEGRITY"], ["MEETS_STRONG_INTEGRITY"], [], None, "MEETS_BASIC_INTEGRITY"],
-        "allow_emulator": [True, False, None, "true"],
-        "allow_rooted": [True, False, None],
-        "allow_bootloader_unlocked": [True, False],
-        "allow_debuggable": [True, False, 1],
-        "denied_hooks": [["frida"], [], None, "FRIDA", ["xposed", "frida"]],
-        "max_risk_score": [70, 30, 0, 100, "50", None, 69.5],
-    }
-    settings = {}
-    for key, values in choices.items():
-        if rng.random() < 0.4:
-            settings[key] = rng.choice(values)
+    settings = some_settings(rng, DEVICE_TRUST_CHOICES, 0.4)
     roll = rng.random()
     if roll < 0.03:
         return MISSING
@@ -191,49 +217,11 @@ def device_trust_settings(rng):
     return settings
 
 
-def android_settings(rng):
-    settings = {}
-    for key, values in {
-        "required_integrity": ["MEETS_STRONG_INTEGRITY", "MEETS_DEVICE_INTEGRITY", "MEETS_BASIC_INTEGRITY", None, 3],
-        "allowed_signers": [[SIGNER], [SIGNER.upper(), OTHER_SIGNER], [], None, SIGNER],
-        "allowed_installers": [["com.android.vending"], [], None, ["adb", "com.android.vending"]],
-        "min_patch_level": ["2024-01-01", "2024-01", "", None, 7],
-    }.items():
-        if rng.random() < 0.6:
-            settings[key] = rng.choice(values)
-    return settings if rng.random() > 0.03 else MISSING
-
-
-def ios_settings(rng):
-    settings = {}
-    for key, values in {
-        "allowed_app_ids": [["ABCDE12345.com.example.app"], [], None, "ABCDE12345.com.example.app"],
-        "min_os_version": ["15.0", "17", "", None, 16],
-        "min_app_version": ["2.3.0", "", None, 2],
-        "allow_debuggable": [True, False, None],
-    }.items():
-        if rng.random() < 0.6:
-            settings[key] = rng.choice(values)
-    return settings if rng.random() > 0.03 else MISSING
-
-
-def step_up_settings(rng):
-    settings = {}
-    for key, values in {
-        "step_up_from": [30, 10, 50.5, "30", None],
-        "deny_above": [70, 40, 100, None, "x"],
-        "step_up_methods": [["POST"], ["post", "PUT"], [], None, "POST"],
-    }.items():
-        if rng.random() < 0.6:
-            settings[key] = rng.choice(values)
-    return settings if rng.random() > 0.03 else MISSING
-
-
 SETTINGS = {
     "device_trust": device_trust_settings,
-    "android_integrity": android_settings,
-    "ios_app_attest": ios_settings,
-    "step_up": step_up_settings,
+    "android_integrity": lambda rng: mostly_given(rng, some_settings(rng, ANDROID_CHOICES, 0.6)),
+    "ios_app_attest": lambda rng: mostly_given(rng, some_settings(rng, IOS_CHOICES, 0.6)),
+    "step_up": lambda rng: mostly_given(rng, some_settings(rng, STEP_UP_CHOICES, 0.6)),
 }
 
 

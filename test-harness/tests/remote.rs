@@ -327,14 +327,19 @@ fn workers_starting_together_each_fetch_once_and_a_late_one_reads_shared_data() 
     assert_eq!(second.resumed(held), 1);
 }
 
-#[test]
-fn kong_holds_nothing_for_the_first_fetch() {
-    // ngx_wasm_module never resumes a request paused at its headers: answered at once.
-    let mut vm = filter(Profile::Kong)
+/// A Kong worker fetching its keys from `127.0.0.1:9000`.
+fn start_kong() -> Vm {
+    filter(Profile::Kong)
         .vm(&jwks_config("127.0.0.1:9000"))
         .now(NOW)
         .start()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn kong_holds_nothing_for_the_first_fetch() {
+    // ngx_wasm_module never resumes a request paused at its headers: answered at once.
+    let mut vm = start_kong();
     let outcome = vm
         .send(
             &HttpRequest::get("/v1/shapes")
@@ -351,11 +356,7 @@ fn kong_holds_nothing_for_the_first_fetch() {
 
 #[test]
 fn kong_fetches_from_host_and_port() {
-    let mut vm = filter(Profile::Kong)
-        .vm(&jwks_config("127.0.0.1:9000"))
-        .now(NOW)
-        .start()
-        .unwrap();
+    let mut vm = start_kong();
     assert_eq!(only_call(&vm).upstream, "127.0.0.1:9000");
     answer(&mut vm, 200, &jwks("es256"));
     assert_eq!(get(&mut vm, &token("es256", json!({"did": "d1"}))).0, 200);
