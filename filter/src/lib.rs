@@ -137,8 +137,12 @@ impl RemoteState {
         changed
     }
 
+    /// Whether a JWKS has arrived (asked on every request of a gate with fetched keys, so
+    /// without the `Rc` clones of [`RemoteState::documents`]).
     fn has_keys(&self) -> bool {
-        self.documents().0.is_some()
+        self.sources
+            .iter()
+            .any(|s| matches!(s.current(), Some(remote::Document::Keys(_))))
     }
 
     /// Whether `gate` must wait for this worker's first JWKS: it has no other keys, none
