@@ -869,7 +869,7 @@ fn both_ways(scratch: &Scratch, req: &Req, components: &[&str]) -> Vec<String> {
 /// A disagreement found here, and fixed. RFC 9421 §2.2.8 re-encodes a query parameter's
 /// value with the "percent-encode after encoding" process of the URL standard's
 /// `application/x-www-form-urlencoded` serializer, whose percent-encode set keeps only ASCII
-/// alphanumerics and `*-._`. attestgate's `percent_encode` (policy-engine/src/signature.rs)
+/// alphanumerics and `*-._`. attestgate's `percent_encode` (policy-engine/src/signature/message.rs)
 /// also kept `!'()~` (the component percent-encode set), so for `?id=a~b!c(d)` the library's
 /// base line was `"@query-param";name="id": a%7Eb%21c%28d%29` and attestgate's
 /// `"@query-param";name="id": a~b!c(d)`: neither side verified the other's signature.

@@ -18,6 +18,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType};
 
+mod crypto;
 pub mod held;
 pub mod plan;
 pub mod remote;
@@ -359,9 +360,21 @@ impl RootContext for AttestRoot {
             Err(status) => Err(format!("cannot read plugin configuration: {status:?}")),
         };
         match loaded {
-            Ok(gate) => {
+            Ok(mut gate) => {
                 self.config_error = None;
                 let keys = gate.keys().keys().len();
+                // Envoy checks signatures with BoringSSL when asked (its `verify_signature`);
+                // ngx_wasm_module traps on a foreign function it lacks, so it is not asked.
+                let verifier = match HostKind::at_root() {
+                    HostKind::Envoy => {
+                        let report = gate.use_host_verifier(Box::new(crypto::EnvoyVerifier));
+                        format!("signatures: {report} (Envoy's {})", crypto::FUNCTION)
+                    }
+                    HostKind::Ngx => "signatures: every signature by the built-in verifier \
+                                      (ngx_wasm_module has no verify_signature)"
+                        .to_owned(),
+                };
+                log(LogLevel::Info, &verifier);
                 // A new config starts an empty cache: nothing decided under the old one survives.
                 let entries = gate.config().cache.entries;
                 self.cache = (entries > 0).then(|| {

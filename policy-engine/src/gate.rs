@@ -15,6 +15,7 @@ use crate::request::{is_header_name, is_header_value, Request};
 use crate::signature::SignatureMode;
 use crate::steps::{StepId, StepStatus};
 use crate::token::{self, VerifiedToken, VerifyOptions};
+use crate::verifier::{HostVerifier, ProbeReport, Verifier};
 
 /// What a view of the one decision pipeline supplies and sees: the two expensive steps, which
 /// the decision cache memoizes (verifying a raw token with the given keys, evaluating the
@@ -41,7 +42,7 @@ pub(crate) struct Direct<'g> {
 
 impl Hooks for Direct<'_> {
     fn verify(&mut self, raw: &str, keys: &[&KeySet]) -> Result<VerifiedToken, TokenError> {
-        token::verify(raw, keys, &self.gate.verify, self.now)
+        token::verify(raw, keys, &self.gate.verifier, &self.gate.verify, self.now)
     }
 
     fn evaluate(
@@ -92,6 +93,9 @@ pub struct Gate {
     /// The policy reasons counted by name ([`Gate::counted_policy_reason`]), from the modules'
     /// literals at load.
     policy_reason_names: BTreeSet<String>,
+    /// Who checks public-key signatures: built in, or the host's crypto for the schemes it
+    /// passed the known answers of ([`Gate::use_host_verifier`]).
+    pub(crate) verifier: Verifier,
 }
 
 /// Why a request's path cannot be routed: it holds a control character, or its readings
@@ -290,6 +294,7 @@ impl Gate {
             verify,
             policy,
             id: NEXT_GATE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            verifier: Verifier::default(),
         };
         gate.costly_signatures = gate.derive_costly_signatures();
         gate.source_ip_read = gate.derive_source_ip_read();
@@ -397,6 +402,29 @@ impl Gate {
     /// ```
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Lets the host's own crypto check public-key signatures (JWS `ES256` and `RS*`, RFC 9421
+    /// `ecdsa-p256-sha256`): each scheme moves to `host` only if it accepts a known valid
+    /// signature and refuses a forgery ([`verifier`](crate::verifier)); every other check stays
+    /// built in. Call once, at load; the report is the host's log line.
+    ///
+    /// ```
+    /// use attestgate_policy::{Gate, verifier::{HostCheck, HostVerifier, Scheme}};
+    /// #[derive(Debug)]
+    /// struct Says(bool); // a host that answers the same whatever it is asked
+    /// impl HostVerifier for Says {
+    ///     fn verify(&self, _: &HostCheck<'_>) -> Option<bool> { Some(self.0) }
+    /// }
+    /// let mut gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="}}"#).unwrap();
+    /// let report = gate.use_host_verifier(Box::new(Says(true)));
+    /// assert!(report.on_host().is_empty()); // it accepted the forgery of every scheme
+    /// assert_eq!(report.refused()[0].0, Scheme::EcdsaP256Sha256);
+    /// ```
+    pub fn use_host_verifier(&mut self, host: Box<dyn HostVerifier>) -> ProbeReport {
+        let (verifier, report) = Verifier::probed(host);
+        self.verifier = verifier;
+        report
     }
 
     /// The loaded keys.
@@ -765,7 +793,7 @@ impl Gate {
             );
             return with_claims(decision, token.claims);
         }
-        let signature = signature_config.check(request, &token.claims, now);
+        let signature = signature_config.check(request, &token.claims, &self.verifier, now);
         if let Some(reason) = signature.denial(signature_config.mode) {
             let message = signature
                 .error

@@ -8,7 +8,7 @@ use std::fmt;
 
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
 use hmac::{Hmac, Mac};
-use jwt_compact::alg::{Ed25519, Es256, Rsa};
+use jwt_compact::alg::{Ed25519, Rsa};
 use jwt_compact::jwk::JsonWebKey;
 use jwt_compact::{Algorithm as JwtAlgorithm, AlgorithmSignature};
 use rsa::traits::PublicKeyParts;
@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Sha256, Sha384, Sha512};
 
 use crate::error::ConfigError;
+use crate::verifier::{Scheme, Verifier};
 
 /// The signature algorithms attestgate verifies.
 ///
@@ -163,8 +164,9 @@ enum Material {
     Hs256(Hmac<Sha256>),
     Hs384(Hmac<Sha384>),
     Hs512(Hmac<Sha512>),
-    Es256(p256::ecdsa::VerifyingKey),
-    Rsa(Rsa, rsa::RsaPublicKey),
+    // Public keys keep their DER SubjectPublicKeyInfo, made once at load, for a host verifier.
+    Es256(p256::ecdsa::VerifyingKey, Box<[u8]>),
+    Rsa(Rsa, rsa::RsaPublicKey, Box<[u8]>),
     EdDsa(ed25519_dalek::VerifyingKey),
 }
 
@@ -217,15 +219,39 @@ impl Key {
         self.alg
     }
 
-    /// Checks `signature` over `signing_input` (the token up to its last `.`) with this key.
-    pub(crate) fn verify_signature(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+    /// Checks `signature` over `signing_input` (the token up to its last `.`) with this key,
+    /// through `verifier`: the host's crypto for a scheme it took, the built-in path otherwise.
+    pub(crate) fn verify_signature(
+        &self,
+        verifier: &Verifier,
+        signing_input: &[u8],
+        signature: &[u8],
+    ) -> bool {
         match &self.material {
             Material::Hs256(key) => check_hmac(key, signing_input, signature),
             Material::Hs384(key) => check_hmac(key, signing_input, signature),
             Material::Hs512(key) => check_hmac(key, signing_input, signature),
-            Material::Es256(key) => check_signature(&Es256, key, signing_input, signature),
-            Material::Rsa(alg, key) => check_signature(alg, key, signing_input, signature),
+            Material::Es256(key, spki) => {
+                verifier.ecdsa_p256(key, Some(spki), signing_input, signature)
+            }
+            Material::Rsa(alg, key, spki) => self
+                .pkcs1_scheme()
+                .and_then(|scheme| {
+                    verifier.rsa_pkcs1_on_host(scheme, spki, key.size(), signing_input, signature)
+                })
+                .unwrap_or_else(|| check_signature(alg, key, signing_input, signature)),
             Material::EdDsa(key) => check_signature(&Ed25519, key, signing_input, signature),
+        }
+    }
+
+    /// The host-checkable scheme of an `RS*` key (PSS stays built in: Envoy's
+    /// `verify_signature` pads PKCS#1 v1.5 only).
+    fn pkcs1_scheme(&self) -> Option<Scheme> {
+        match self.alg {
+            Algorithm::Rs256 => Some(Scheme::RsaPkcs1Sha256),
+            Algorithm::Rs384 => Some(Scheme::RsaPkcs1Sha384),
+            Algorithm::Rs512 => Some(Scheme::RsaPkcs1Sha512),
+            _ => None,
         }
     }
 
@@ -288,10 +314,14 @@ impl Key {
                 };
                 hmac_material(alg, secret.as_ref()).map_err(at)?
             }
-            Algorithm::Es256 => Material::Es256(
-                p256::ecdsa::VerifyingKey::try_from(&parsed)
-                    .map_err(|err| at(format!("invalid P-256 key: {err}")))?,
-            ),
+            Algorithm::Es256 => {
+                let key = p256::ecdsa::VerifyingKey::try_from(&parsed)
+                    .map_err(|err| at(format!("invalid P-256 key: {err}")))?;
+                let spki =
+                    p256::pkcs8::EncodePublicKey::to_public_key_der(&p256::PublicKey::from(&key))
+                        .map_err(|err| at(format!("cannot encode P-256 key: {err}")))?;
+                Material::Es256(key, spki.into_vec().into_boxed_slice())
+            }
             Algorithm::EdDsa => Material::EdDsa(
                 ed25519_dalek::VerifyingKey::try_from(&parsed)
                     .map_err(|err| at(format!("invalid Ed25519 key: {err}")))?,
@@ -307,7 +337,9 @@ impl Key {
                         "weak key: RSA modulus is {bits} bits, at least {MIN_RSA_BITS} required"
                     )));
                 }
-                Material::Rsa(rsa, public)
+                let spki = rsa::pkcs8::EncodePublicKey::to_public_key_der(&public)
+                    .map_err(|err| at(format!("cannot encode RSA key: {err}")))?;
+                Material::Rsa(rsa, public, spki.into_vec().into_boxed_slice())
             }
         };
         Ok(Key { kid, alg, material })

@@ -45,6 +45,8 @@
 //! - Remote documents: [`remote`] parses what the host fetches ([`remote::parse_jwks`],
 //!   [`remote::Denylist`]) and does the rate-limit arithmetic ([`remote::Bucket`]).
 //! - Request signatures (RFC 9421): [`signature`] signs and verifies them outside the gate.
+//! - Host crypto: [`Gate::use_host_verifier`] hands public-key signature checks to the host's
+//!   own verifier ([`verifier::HostVerifier`]) once it has passed known-answer tests.
 //! - Rego: [`run_rego_tests`] runs a policy's `test_` rules; [`Policy`] compiles and
 //!   evaluates one directly.
 
@@ -73,6 +75,7 @@ mod request;
 pub mod signature;
 mod steps;
 mod token;
+pub mod verifier;
 
 pub use binding::binding_hash;
 pub use cache::{CacheOutcome, CacheStats, DecisionCache};

@@ -16,6 +16,7 @@ use crate::error::TokenError;
 use crate::json;
 use crate::keys::{Algorithm, KeySet};
 use crate::request::Request;
+use crate::verifier::Verifier;
 
 /// Header parameters jwt-compact does not model but we must look at.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -107,10 +108,11 @@ fn strip_prefix_ignore_case<'a>(value: &'a str, prefix: &str) -> Option<&'a str>
 pub(crate) fn verify(
     raw: &str,
     keys: &[&KeySet],
+    verifier: &Verifier,
     options: &VerifyOptions,
     now: i64,
 ) -> Result<VerifiedToken, TokenError> {
-    verify_signed_by(raw, Some(keys), options, now)
+    verify_signed_by(raw, Some((keys, verifier)), options, now)
 }
 
 /// [`verify`] for a token whose signature this gate already verified (the decision cache keeps
@@ -126,7 +128,7 @@ pub(crate) fn verify_known_signature(
 /// `keys: None` skips the signature, which was verified before (or by the gateway).
 fn verify_signed_by(
     raw: &str,
-    keys: Option<&[&KeySet]>,
+    keys: Option<(&[&KeySet], &Verifier)>,
     options: &VerifyOptions,
     now: i64,
 ) -> Result<VerifiedToken, TokenError> {
@@ -177,8 +179,9 @@ fn verify_signed_by(
         .ok_or_else(|| TokenError::AlgNotAllowed(untrusted.algorithm().to_owned()))?;
     let kid = untrusted.header().key_id.as_deref();
     let signing_input = raw.rsplit_once('.').map_or("", |(input, _)| input);
-    if let (Some(keys), false) = (keys, options.signature_by_host) {
-        verify_with_pinned_key(signing_input, untrusted.signature_bytes(), alg, kid, keys)?;
+    if let (Some((keys, verifier)), false) = (keys, options.signature_by_host) {
+        let signature = untrusted.signature_bytes();
+        verify_with_pinned_key(signing_input, signature, alg, kid, keys, verifier)?;
     }
 
     // Only now, with the signature good, is the claims JSON worth reading: once, strictly, and
@@ -256,6 +259,7 @@ fn verify_with_pinned_key(
     alg: Algorithm,
     kid: Option<&str>,
     keys: &[&KeySet],
+    verifier: &Verifier,
 ) -> Result<(), TokenError> {
     // Local keys first, then fetched ones: a kid in both is the local key.
     let mut candidates = keys
@@ -276,7 +280,7 @@ fn verify_with_pinned_key(
             // kid chose this key; its pinned algorithm is the only one it verifies.
             return Err(TokenError::AlgNotAllowed(alg.name().to_owned()));
         }
-        if key.verify_signature(signing_input.as_bytes(), signature) {
+        if key.verify_signature(verifier, signing_input.as_bytes(), signature) {
             return Ok(());
         }
     }

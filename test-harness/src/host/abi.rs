@@ -717,16 +717,31 @@ fn define_proxy(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     linker.func_wrap(
         M,
         "proxy_call_foreign_function",
-        |_c: Cx<'_>,
-         _name: i32,
-         _name_len: i32,
-         _args: i32,
-         _args_len: i32,
-         _ptr_out: i32,
-         _size_out: i32|
+        |mut c: Cx<'_>,
+         name: i32,
+         name_len: i32,
+         args: i32,
+         args_len: i32,
+         ptr_out: i32,
+         size_out: i32|
          -> Ret {
-            // No foreign functions are registered in either profile.
-            status(Status::NotFound)
+            let name = try_mem!(read_str(&mut c, name, name_len));
+            if c.data().profile == Profile::Kong {
+                // ngx_wasm_module knows `resolve_lua` only and traps on anything else.
+                return Err(Error::msg(format!("unknown foreign function `{name}`")));
+            }
+            if name != "verify_signature" {
+                return status(Status::NotFound);
+            }
+            let arguments = try_mem!(read(&mut c, args, args_len));
+            match super::foreign::verify_signature(c.data().verify_signature, &arguments) {
+                Ok(answer) => {
+                    c.data_mut().foreign_calls += 1;
+                    return_bytes(&mut c, &answer, ptr_out, size_out)
+                }
+                Err(super::foreign::Refused::NotFound) => status(Status::NotFound),
+                Err(super::foreign::Refused::BadArgument) => status(Status::BadArgument),
+            }
         },
     )?;
 

@@ -20,7 +20,10 @@
 //! - `on_configure` refusing the config kills the worker (the VM fails for good);
 //! - `:authority` is the server's own name and port, the client's Host a header; properties
 //!   are strings, `source.address` has no port, and scoped properties fail outside a request;
-//! - http calls name `host:port` instead of a cluster; header names keep their case.
+//! - http calls name `host:port` instead of a cluster; header names keep their case;
+//! - a foreign function other than `resolve_lua` traps ("unknown foreign function"): there is
+//!   no `verify_signature`. The `envoy` profile answers `verify_signature` as Envoy does
+//!   ([`HostOptions::verify_signature`]).
 //!
 //! ```no_run
 //! use attestgate_harness::host::{Host, HostOptions, HttpRequest, Profile};
@@ -35,6 +38,7 @@
 
 mod abi;
 mod cache;
+mod foreign;
 mod state;
 
 use std::collections::BTreeMap;
@@ -47,6 +51,7 @@ use wasmtime::{
     Config, Engine, Instance, InstancePre, Linker, Store, StoreLimitsBuilder, TypedFunc,
 };
 
+pub use foreign::VerifySignature;
 pub use state::SharedData;
 use state::{CallResponse, HostState, Stream};
 
@@ -93,6 +98,9 @@ pub struct HostOptions {
     pub fuel_per_call: u64,
     /// Upper bound on a VM's linear memory.
     pub max_memory_bytes: usize,
+    /// How the `envoy` profile answers the `verify_signature` foreign function (the `kong`
+    /// profile traps on every foreign function but `resolve_lua`, as ngx_wasm_module does).
+    pub verify_signature: VerifySignature,
 }
 
 impl HostOptions {
@@ -102,6 +110,7 @@ impl HostOptions {
             profile,
             fuel_per_call: 20_000_000_000,
             max_memory_bytes: 512 << 20,
+            verify_signature: VerifySignature::Checks,
         }
     }
 }
@@ -493,6 +502,8 @@ impl VmBuilder<'_> {
             .build();
         let state = HostState {
             profile: host.options.profile,
+            verify_signature: host.options.verify_signature,
+            foreign_calls: 0,
             limits,
             vm_config: self.vm_config,
             plugin_config: self.plugin_config,
@@ -1040,6 +1051,11 @@ impl Vm {
             .iter()
             .find(|m| m.name == name)
             .map(|m| m.value)
+    }
+
+    /// How many `verify_signature` calls the host answered (the `envoy` profile's host crypto).
+    pub fn verify_signature_calls(&self) -> u64 {
+        self.store.data().foreign_calls
     }
 
     /// Every line logged so far.

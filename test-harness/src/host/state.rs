@@ -96,6 +96,9 @@ pub(crate) struct CallResponse {
 #[derive(Debug)]
 pub struct HostState {
     pub(crate) profile: Profile,
+    pub(crate) verify_signature: super::VerifySignature,
+    /// `verify_signature` calls answered, for tests that the host path ran.
+    pub(crate) foreign_calls: u64,
     pub(crate) limits: StoreLimits,
     pub(crate) vm_config: Vec<u8>,
     pub(crate) plugin_config: Vec<u8>,
