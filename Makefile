@@ -10,7 +10,7 @@ FILTER_WASM  := $(BUILD_DIR)/attestgate.wasm
 # and even the dev profile would compile every dependency again).
 PROFILE      ?= release
 
-EXAMPLES     := quickstart token-binding per-route jwks-es256 remote-jwks hybrid-es256 fleet-rate-limit android-only
+EXAMPLES     := quickstart token-binding per-route jwks-es256 remote-jwks hybrid-es256 fleet-rate-limit android-only firebase-app-check
 
 # The JavaScript build and the playground (js/, playground/).
 TARGET_DIR      ?= $(or $(CARGO_TARGET_DIR),target)

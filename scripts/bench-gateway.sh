@@ -14,6 +14,11 @@
 #   jwt_authn_es256_metadata  the same with payload_in_metadata (what hybrid mode needs of it)
 #   hybrid_es256         jwt_authn ES256 (payload in metadata), then attestgate in hybrid mode
 #   attestgate_es256     the filter verifying ES256 itself, fresh tokens
+#   jwt_authn_rs256      jwt_authn alone, RS256, fresh tokens
+#   attestgate_rs256     the filter verifying RS256 itself, fresh tokens
+#   attestgate_signed    Approov-signed requests: one HS256 token with its install key, and a
+#                        fresh RFC 9421 install signature (ecdsa-p256-sha256, signed by the
+#                        independent http-message-signatures) on every request
 #   attestgate_unique    fresh HS256 tokens, each of a never-seen device with its own
 #                        measurement claims: nothing cached helps (binding + Rego every request)
 #   jwt_authn_fleet      jwt_authn HS256 with a cache holding the whole fleet: 10,000 devices,
@@ -67,6 +72,8 @@ selected() { local IFS=,; [[ ",${wanted[*]}," == *",$1,"* ]]; }
 [[ -f $wasm ]] || { echo "bench: $wasm missing: run make filter" >&2; exit 2; }
 command -v wrk >/dev/null || { echo "bench: wrk missing (apt-get install wrk)" >&2; exit 2; }
 envoy=$(scripts/install-envoy.sh 2>/dev/null)
+# install-envoy.sh also puts http-message-signatures (the signed setup's signer) in .venv.
+venv_python=$(dirname "$(dirname "$envoy")")/bin/python
 envoy_version=$("$envoy" --version | sed -n 's#.*version: [0-9a-f]*/\([0-9.]*\)/.*#\1#p')
 
 work=$(mktemp -d -t attestgate-bench.XXXXXX)
@@ -114,20 +121,36 @@ mint_tokens() { # kind
       count=$(( $(pool_size) + 1 ))
       echo "bench: minting $count tokens of never-seen devices"
       python3 scripts/bench/gen.py tokens unique_pool "$work" "$count" ;;
-    hs_pool|es_pool)
+    signed_pool)
+      # The pool is for this setup's port (@target-uri), so it is made when the setup runs.
+      count=$(( $(pool_size) + 1 ))
+      echo "bench: signing $count requests with the install key (http-message-signatures)"
+      local token
+      token=$(timeout --foreground 60 "$cli" mint --secret "$(cat "$work/secret.txt")" \
+                --claims "$work/claims-signed.json" --exp-in $ttl)
+      "$venv_python" scripts/interop/rfc9421.py pool --alg ecdsa-p256-sha256 \
+        --key-file policy-engine/tests/data/keys/es256.json --label install --method GET \
+        --url "https://127.0.0.1:$gated/v1/shapes" -H "approov-token: $token" \
+        -H 'authorization: Bearer bench-user' $(python3 scripts/bench/gen.py components) \
+        --created $(( $(date +%s) - 60 )) --spread 60 --count "$count" |
+        awk -v token="$token" '{ print token "\t" $0 }' >"$file.tmp"
+      mv "$file.tmp" "$file" ;;
+    hs_pool|es_pool|rs_pool)
       # One more than the pool: the first token goes to the checked request before the load.
       count=$(( $(pool_size) + 1 ))
       why="at least $pool_floor; no baseline run to size it from"
       [[ -n $baseline_rps ]] && why="baseline $baseline_rps req/s x $((warmup + seconds)) s x 1.3, at least $pool_floor"
       [[ -n ${BENCH_POOL:-} ]] && why="BENCH_POOL"
       echo "bench: minting $count fresh ${1%_pool} tokens ($why)"
-      if [[ $1 == hs_pool ]]; then
-        timeout --foreground 600 "$cli" mint --secret "$(cat "$work/secret.txt")" --claims "$work/claims.json" \
-          --exp-in $ttl --count "$count" >"$file.tmp"
-      else
-        timeout --foreground 600 "$cli" mint --key policy-engine/tests/data/keys/es256.json --claims "$work/claims.json" \
-          --exp-in $ttl --count "$count" >"$file.tmp"
-      fi
+      case $1 in
+        hs_pool) timeout --foreground 600 "$cli" mint --secret "$(cat "$work/secret.txt")" --claims "$work/claims.json" \
+                   --exp-in $ttl --count "$count" >"$file.tmp" ;;
+        es_pool) timeout --foreground 600 "$cli" mint --key policy-engine/tests/data/keys/es256.json --claims "$work/claims.json" \
+                   --exp-in $ttl --count "$count" >"$file.tmp" ;;
+        # RSA signing is slow: PyJWT on every core (the CLI mints one at a time).
+        rs_pool) timeout --foreground 600 "$venv_python" scripts/bench/mint_rs256.py \
+                   policy-engine/tests/data/keys/rs256.json "$work/claims.json" $ttl "$count" >"$file.tmp" ;;
+      esac
       mv "$file.tmp" "$file" ;;
   esac
 }
@@ -154,6 +177,11 @@ if selected attestgate_es256; then
     --exp-in $ttl >"$work/es_one.txt"
   precheck "$work/gate-es256.json" "$(cat "$work/es_one.txt")"
 fi
+if selected attestgate_rs256; then
+  timeout --foreground 60 "$cli" mint --key policy-engine/tests/data/keys/rs256.json --claims "$work/claims.json" \
+    --exp-in $ttl >"$work/rs_one.txt"
+  precheck "$work/gate-rs256.json" "$(cat "$work/rs_one.txt")"
+fi
 
 stats() {
   curl -fsS -m 10 "http://127.0.0.1:$admin/stats?format=json" >"$1" ||
@@ -161,7 +189,7 @@ stats() {
 }
 
 run_wrk() { # phase seconds start
-  BENCH_TOKENS=$tokens BENCH_FRESH=$fresh BENCH_ZIPF=$zipf BENCH_START=$3 BENCH_RESULT=$dir/$1.json \
+  BENCH_TOKENS=$tokens BENCH_FRESH=$fresh BENCH_ZIPF=$zipf BENCH_SIGNED=$signed BENCH_START=$3 BENCH_RESULT=$dir/$1.json \
     timeout --foreground $(($2 + 30)) wrk "${wrk_args[@]}" -d "${2}s" "http://127.0.0.1:$gated/v1/shapes" \
     >"$dir/$1.out" 2>&1 || { cat "$dir/$1.out" >&2; echo "bench: $setup: wrk failed" >&2; exit 1; }
 }
@@ -175,6 +203,7 @@ run_setup() { # setup
   tokens=$work/tokens/$kind.txt
   fresh=0; [[ $kind == *_pool ]] && fresh=1
   zipf=0; [[ $kind == fleet ]] && zipf=1
+  signed=0; [[ $kind == signed_pool ]] && signed=1
 
   "$envoy" -c "$dir/envoy.json" --concurrency 1 --disable-hot-restart --log-level warn \
     >"$dir/envoy.log" 2>&1 &
@@ -194,10 +223,12 @@ run_setup() { # setup
   fi
 
   # One request first, to fail with the answer itself rather than a count of non-200s.
-  local status
+  local status first input signature
+  IFS=$'\t' read -r first input signature < <(head -1 "$tokens")
+  local check_headers=(-H "approov-token: $first" -H 'authorization: Bearer bench-user')
+  [[ $signed == 1 ]] && check_headers+=(-H "signature-input: $input" -H "signature: $signature")
   status=$(curl -sS -m 5 -o "$dir/check.body" -D "$dir/check.headers" -w '%{http_code}' \
-    -H "approov-token: $(head -1 "$tokens")" -H 'authorization: Bearer bench-user' \
-    "http://127.0.0.1:$gated/v1/shapes" || true)
+    "${check_headers[@]}" "http://127.0.0.1:$gated/v1/shapes" || true)
   if [[ $status != 200 ]]; then
     echo "bench: $setup: the first request got ${status:-no answer}, not 200:" >&2
     cat "$dir/check.headers" "$dir/check.body" >&2 2>/dev/null || true

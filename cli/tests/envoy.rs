@@ -48,7 +48,7 @@ fn example(name: &str) -> PathBuf {
     root().join("envoy-examples").join(name)
 }
 
-const EXAMPLES: [&str; 7] = [
+const EXAMPLES: [&str; 8] = [
     "quickstart",
     "token-binding",
     "per-route",
@@ -56,6 +56,7 @@ const EXAMPLES: [&str; 7] = [
     "remote-jwks",
     "hybrid-es256",
     "android-only",
+    "firebase-app-check",
 ];
 
 fn free_port() -> u16 {
@@ -797,6 +798,25 @@ fn jwks_es256_end_to_end() {
     envoy
         .get("/v1/shapes", Some(&confused))
         .assert_denied(401, "alg_not_allowed");
+
+    // Envoy's BoringSSL checked these (`verify_signature`, issue #28): one token's payload
+    // under another's signature is refused there too.
+    assert!(
+        envoy
+            .log()
+            .contains("signatures: ES256, RS256, RS384, RS512 by the host's verifier"),
+        "{}",
+        envoy.log()
+    );
+    let rooted = mint_es(&claims("jwks-es256", "rooted.json"), "rooted2.json");
+    let (signing_input, _) = good.rsplit_once('.').unwrap();
+    let (_, other_signature) = rooted.rsplit_once('.').unwrap();
+    envoy
+        .get(
+            "/v1/shapes",
+            Some(&format!("{signing_input}.{other_signature}")),
+        )
+        .assert_denied(401, "signature_invalid");
 }
 
 /// A token for `claims` (written to `dir/name`) signed with the private JWK at `key`.
@@ -1186,6 +1206,19 @@ fn remote_jwks_example_end_to_end() {
     }
 }
 
+/// The remote-jwks example's template with its `keyserver` cluster (the last port 8082) at
+/// `server`.
+fn key_server_template(server: &DocumentServer) -> String {
+    let template = std::fs::read_to_string(example("remote-jwks").join("envoy.yaml.in")).unwrap();
+    let at = template.rfind("port_value: 8082").unwrap();
+    format!(
+        "{}port_value: {}{}",
+        &template[..at],
+        server.port(),
+        &template[at + "port_value: 8082".len()..]
+    )
+}
+
 /// The remote-jwks example's Envoy, its keyserver cluster at `server`, and a gate whose keys
 /// come only from `/jwks.json` there.
 fn envoy_with_key_server(
@@ -1198,17 +1231,11 @@ fn envoy_with_key_server(
         "keys": {"remote": {"upstream": "keyserver", "authority": "keys.test", "path": "/jwks.json",
                             "refresh_seconds": refresh_seconds, "timeout_ms": timeout_ms}},
     });
-    let template = std::fs::read_to_string(example("remote-jwks").join("envoy.yaml.in")).unwrap();
     let literal = serde_json::to_string(&config.to_string()).unwrap();
-    // Point the keyserver cluster (the last port 8082) at the test's server.
-    let at = template.rfind("port_value: 8082").unwrap();
-    let template = format!(
-        "{}port_value: {}{}",
-        &template[..at],
-        server.port(),
-        &template[at + "port_value: 8082".len()..]
-    );
-    Envoy::start_with(name, &template.replace("{{ATTESTGATE_CONFIG}}", &literal))
+    Envoy::start_with(
+        name,
+        &key_server_template(server).replace("{{ATTESTGATE_CONFIG}}", &literal),
+    )
 }
 
 /// One device's token under the `es256` test key and under `es256_other`.
@@ -1316,6 +1343,96 @@ fn remote_jwks_rotates_while_requests_flow_and_survives_the_server_going_down() 
     assert!(server.served("/jwks.json") >= 2);
 }
 
+/// Firebase App Check as the token source (issue #28) in real Envoy: the firebase-app-check
+/// example's gate config (`X-Firebase-AppCheck`, App Check's issuer and audience, the app-id
+/// allowlist policy), its keys fetched from a local stand-in for App Check's JWKS endpoint
+/// (`/v1/jwks`, the committed test key's JWKS) instead of firebaseappcheck.googleapis.com, and
+/// tokens minted by PyJWT in App Check's shape (scripts/interop/app_check.py). A listed app
+/// reaches the upstream with its verified app id and without its token; another app is
+/// refused by the policy, and a token signed by another key under App Check's kid is refused
+/// before it reaches anything.
+#[test]
+fn firebase_app_check_tokens_minted_by_pyjwt_in_real_envoy() {
+    const ANDROID_APP: &str = "1:123456789012:android:abc123";
+    let server = DocumentServer::start().unwrap();
+    server.answer("/v1/jwks", Answer::ok(test_jwks("app_check")));
+    let recorder = RecordingUpstream::start().unwrap();
+    let rendered = cli(&[
+        "render",
+        "--config",
+        example("firebase-app-check")
+            .join("attestgate.yaml")
+            .to_str()
+            .unwrap(),
+    ]);
+    let mut config: Value = serde_json::from_str(&rendered).unwrap();
+    // The example fetches App Check's JWKS over TLS (its `firebaseappcheck` cluster); here the
+    // same path comes from the key server, plain HTTP.
+    assert_eq!(config["keys"]["remote"]["path"], "/v1/jwks", "{rendered}");
+    assert_eq!(config["keys"]["remote"]["upstream"], "firebaseappcheck");
+    config["keys"]["remote"]["upstream"] = "keyserver".into();
+    let envoy = Envoy::start_with(
+        "firebase-app-check",
+        &render_to(&key_server_template(&server), &recorder, &config),
+    );
+    let now = unix_now();
+    let mint = |key: &str, app: &str, extra: &[&str]| {
+        common::app_check_token(key, app, now - 5, now + 3600, extra)
+    };
+    let send = |case: &str, token: &str| {
+        envoy.request(
+            "GET",
+            &format!("/v1/items?case={case}"),
+            &[
+                ("X-Firebase-AppCheck", token),
+                // A client's own claim of an app id goes nowhere.
+                ("x-firebase-app-id", "1:123456789012:ios:def456"),
+            ],
+        )
+    };
+
+    let good = mint("app_check.json", ANDROID_APP, &[]);
+    // Held for the first fetch, then let on.
+    send("allowed", &good).assert_reached_upstream();
+    let other = send(
+        "other-app",
+        &mint("app_check.json", "1:123456789012:web:0badc0ffee", &[]),
+    );
+    other.assert_denied(403, "policy_denied");
+    assert_eq!(
+        other.json()["reasons"],
+        serde_json::json!(["app_id_not_allowed"])
+    );
+    let forged = mint("rs256.json", ANDROID_APP, &["--kid", "app-check-test"]);
+    send("forged", &forged).assert_denied(401, "signature_invalid");
+    envoy
+        .request("GET", "/v1/items?case=none", &[])
+        .assert_denied(401, "token_missing");
+
+    // The upstream saw the allowed request only: the verified app id, no token, no client copy.
+    let seen = recorder.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].target, "/v1/items?case=allowed");
+    assert_eq!(seen[0].values("x-firebase-app-id"), [ANDROID_APP]);
+    assert!(!seen[0].has("x-firebase-appcheck"), "{:?}", seen[0]);
+    assert!(seen[0].valued(&good).is_empty(), "{:?}", seen[0]);
+    assert!(server.served("/v1/jwks") >= 1);
+    let counters = envoy.counters();
+    assert_eq!(counters["attestgate.allowed"], 1, "{counters:?}");
+    assert_eq!(
+        counters["attestgate.denied.policy_denied"], 1,
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters["attestgate.denied.signature_invalid"], 1,
+        "{counters:?}"
+    );
+    assert_eq!(
+        counters["attestgate.denied.keys_unavailable"], 0,
+        "{counters:?}"
+    );
+}
+
 /// Install-key request signatures (issue #9) in real Envoy: on a route whose signature covers
 /// `content-digest`, the filter holds the request at its headers, Envoy buffers the body, and
 /// the filter decides at the end of the stream.
@@ -1401,6 +1518,11 @@ fn a_signed_post_body_end_to_end() {
 /// example's echo upstream answers as it does, so `assert_reached_upstream` holds for either).
 fn template_to(upstream: &RecordingUpstream, config: &Value) -> String {
     let template = std::fs::read_to_string(root().join("envoy-examples/envoy.yaml.in")).unwrap();
+    render_to(&template, upstream, config)
+}
+
+/// `template` with the gate config `config` and its `upstream` cluster sent to `upstream`.
+fn render_to(template: &str, upstream: &RecordingUpstream, config: &Value) -> String {
     let cluster_endpoint =
         "endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8081}}}";
     assert!(template.contains(cluster_endpoint));
@@ -1550,6 +1672,13 @@ fn the_sdks_signed_get_and_post_pass_real_envoy_with_one_config() {
         "claim_to_headers": [{"claim": "did", "header": "x-device-id"}],
     });
     let envoy = Envoy::start_with("sdk-signed", &template_to(&recorder, &config));
+    // Install signatures are checked by Envoy's BoringSSL (`verify_signature`, issue #28):
+    // every decision below went through it.
+    eventually(10, "the host verifier's log line", || {
+        envoy
+            .log()
+            .contains("signatures: ES256, RS256, RS384, RS512 by the host's verifier")
+    });
     let install = InstallSigner::from_slice(&[11; 32]).unwrap();
     let now = unix_now();
     let claims = serde_json::json!({"exp": now + 300, "did": "device-1", "ipk": install.ipk()});

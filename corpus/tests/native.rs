@@ -104,7 +104,10 @@ fn outcomes_do_not_depend_on_the_clock() {
 fn the_files_are_substantial_and_small_in_gates() {
     let corpus = load(&cases_dir()).unwrap();
     let names: Vec<&str> = corpus.files.iter().map(|f| f.name.as_str()).collect();
-    assert_eq!(names, ["adversarial", "parity", "paths", "remote"]);
+    assert_eq!(
+        names,
+        ["adversarial", "app_check", "parity", "paths", "remote"]
+    );
     for file in &corpus.files {
         let minimum = match file.name.as_str() {
             "adversarial" => 100,

@@ -2,6 +2,8 @@
 """Inputs and Envoy configs for scripts/bench-gateway.sh (stdlib only).
 
     gen.py setups                       the setup names, in run order, one per line
+    gen.py components                   what the signed setup's install signature covers, as
+                                        scripts/interop/rfc9421.py pool's --component arguments
     gen.py prepare WORK                 from WORK/gate.json (`attestgate render` of
                                         scripts/bench/attestgate.yaml) writes into WORK:
                                           secret.txt        the HS256 secret, as in the config
@@ -9,10 +11,14 @@
                                           gate-es256.json   the gate with the ES256 public JWK instead
                                           gate-hybrid.json  the gate verifying nothing itself: it reads
                                                             the payload jwt_authn put in metadata
+                                          gate-rs256.json   the gate with the RS256 public JWK instead
+                                          gate-signed.json  the gate requiring the install signature
+                                                            as Approov's SDK sends it (issue #28)
+                                          claims-signed.json  claims.json + `ipk`, the install key
     gen.py envoy SETUP WORK WASM        writes WORK/SETUP/envoy.json and prints
                                         "<gated port> <admin port> <token kind>"; the token kind
                                         names WORK/tokens/<kind>.txt (hs_one, hs_pool, es_pool,
-                                        unique_pool or fleet)
+                                        rs_pool, signed_pool, unique_pool or fleet)
     gen.py tokens KIND WORK COUNT       mints WORK/tokens/KIND.txt, HS256 under the config's secret:
                                           unique_pool  COUNT tokens, each a device never seen
                                                        before, with its own measurement claims
@@ -38,6 +44,11 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GOOD_CLAIMS = os.path.join(ROOT, "envoy-examples/quickstart/claims/good.json")
 ES256_PUBLIC = os.path.join(ROOT, "policy-engine/tests/data/keys/es256.pub.json")
+RS256_PUBLIC = os.path.join(ROOT, "policy-engine/tests/data/keys/rs256.pub.json")
+# The app install's key of the signed setup: its public half is the tokens' `ipk`.
+INSTALL_KEY = os.path.join(ROOT, "policy-engine/tests/data/keys/es256.json")
+# What the install signature covers: Approov's SDK's defaults for a GET with Authorization.
+SIGNED_COMPONENTS = ["@method", "@target-uri", "approov-token", "authorization"]
 
 # What every benchmarked request carries (scripts/bench/wrk.lua sends the same).
 TOKEN_HEADER = "approov-token"
@@ -165,6 +176,12 @@ SETUPS = {
     "jwt_authn_es256_metadata": (lambda: [jwt_authn("ES256", metadata=True)], "es_pool"),
     "hybrid_es256": (lambda: [jwt_authn("ES256", metadata=True), attestgate("gate-hybrid.json")], "es_pool"),
     "attestgate_es256": (lambda: [attestgate("gate-es256.json")], "es_pool"),
+    # RS256 (Firebase App Check's, most JWKS issuers'), fresh tokens: jwt_authn against the filter.
+    "jwt_authn_rs256": (lambda: [jwt_authn("RS256")], "rs_pool"),
+    "attestgate_rs256": (lambda: [attestgate("gate-rs256.json")], "rs_pool"),
+    # Approov-signed requests: the (repeated) HS256 token with its install key, and a fresh
+    # RFC 9421 install signature on every request (issue #28).
+    "attestgate_signed": (lambda: [attestgate("gate-signed.json")], "signed_pool"),
     # A never-seen attestation every request: its own device, its own measurement claims.
     "attestgate_unique": (lambda: [attestgate("gate.json")], "unique_pool"),
     # The fleet: 10,000 devices, requests Zipf-distributed over them, each device's token
@@ -186,11 +203,27 @@ def es256_public():
         return json.load(f)["keys"][0]
 
 
+def rs256_public():
+    with open(RS256_PUBLIC) as f:
+        return json.load(f)["keys"][0]
+
+
 def jwk(alg):
     if alg == "HS256":
         k = base64.urlsafe_b64encode(raw_secret()).rstrip(b"=").decode()
         return {"kty": "oct", "alg": "HS256", "k": k}
-    return es256_public()
+    return rs256_public() if alg == "RS256" else es256_public()
+
+
+def install_ipk():
+    """The install key's `ipk`: base64 DER SubjectPublicKeyInfo of a P-256 point (the fixed
+    SPKI header of id-ecPublicKey/prime256v1, then the uncompressed point)."""
+    with open(INSTALL_KEY) as f:
+        key = json.load(f)
+    unb64 = lambda text: base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    spki = bytes.fromhex("3059301306072a8648ce3d020106082a8648ce3d030107034200") + b"\x04" \
+        + unb64(key["x"]) + unb64(key["y"])
+    return base64.b64encode(spki).decode()
 
 
 def free_ports(count):
@@ -270,6 +303,12 @@ def prepare():
     es256 = dict(gate, keys={"keys": [es256_public()]})
     with open(os.path.join(WORK, "gate-es256.json"), "w") as f:
         json.dump(es256, f)
+    with open(os.path.join(WORK, "gate-rs256.json"), "w") as f:
+        json.dump(dict(gate, keys={"keys": [rs256_public()]}), f)
+    with open(os.path.join(WORK, "gate-signed.json"), "w") as f:
+        json.dump(dict(gate, signature={"mode": "required", "components": SIGNED_COMPONENTS}), f)
+    with open(os.path.join(WORK, "claims-signed.json"), "w") as f:
+        json.dump(dict(claims, ipk=install_ipk()), f)
     hybrid = dict(gate, keys={}, host_verification={
         "filter": "envoy.filters.http.jwt_authn", "payload_in_metadata": PAYLOAD_METADATA})
     with open(os.path.join(WORK, "gate-hybrid.json"), "w") as f:
@@ -281,6 +320,8 @@ def main():
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "setups":
         print("\n".join(SETUPS))
+    elif command == "components":  # the signed setup's, as rfc9421.py pool's arguments
+        print(" ".join(f"--component {c}" for c in SIGNED_COMPONENTS))
     elif command == "prepare" and len(sys.argv) == 3:
         WORK = sys.argv[2]
         prepare()

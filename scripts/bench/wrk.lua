@@ -9,6 +9,8 @@
 --   BENCH_ZIPF    1: the file is a fleet, one token per device; each request picks a device
 --                 Zipf-distributed (exponent 1, fixed seed), so popular devices repeat and
 --                 the long tail does not
+--   BENCH_SIGNED  1: each line is `token<TAB>Signature-Input<TAB>Signature` (with BENCH_FRESH):
+--                 a signed request, sent once
 --   BENCH_START   lines already used (default 0)
 --   BENCH_RESULT  where done() writes its JSON summary
 --
@@ -17,6 +19,7 @@
 
 local fresh = os.getenv("BENCH_FRESH") == "1"
 local zipf = os.getenv("BENCH_ZIPF") == "1"
+local signed = os.getenv("BENCH_SIGNED") == "1"
 local start = tonumber(os.getenv("BENCH_START") or "0")
 local worker = nil
 
@@ -59,6 +62,35 @@ function init(args)
   -- The request with a marker where the token goes, split once: each request is then two
   -- concatenations (wrk.format per request would be slower).
   wrk.headers["approov-token"] = "@@TOKEN@@"
+  if signed then
+    -- The three fields of a line go where the three markers are.
+    wrk.headers["signature-input"] = "@@INPUT@@"
+    wrk.headers["signature"] = "@@SIGNATURE@@"
+    local template = wrk.format()
+    pieces = {}
+    local rest = template
+    for _, marker in ipairs({"@@TOKEN@@", "@@INPUT@@", "@@SIGNATURE@@"}) do
+      local from, to = rest:find(marker, 1, true)
+      pieces[#pieces + 1] = { marker = marker, at = from }
+    end
+    table.sort(pieces, function(a, b) return a.at < b.at end)
+    order, parts = {}, {}
+    local cursor = 1
+    for i, piece in ipairs(pieces) do
+      local from, to = template:find(piece.marker, cursor, true)
+      parts[i] = template:sub(cursor, from - 1)
+      order[i] = ({ ["@@TOKEN@@"] = 1, ["@@INPUT@@"] = 2, ["@@SIGNATURE@@"] = 3 })[piece.marker]
+      cursor = to + 1
+    end
+    parts[4] = template:sub(cursor)
+    -- Each line split once, up front.
+    for i, line in ipairs(tokens) do
+      local t, input, signature = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)$")
+      assert(t, "line " .. i .. " of " .. os.getenv("BENCH_TOKENS") .. " is not token, input, signature")
+      tokens[i] = { t, input, signature }
+    end
+    return
+  end
   local template = wrk.format()
   local from, to = template:find("@@TOKEN@@", 1, true)
   prefix, suffix = template:sub(1, from - 1), template:sub(to + 1)
@@ -73,6 +105,13 @@ if zipf then
       if cdf[mid] < u then lo = mid + 1 else hi = mid end
     end
     return prefix .. tokens[lo] .. suffix
+  end
+elseif signed then
+  function request()
+    sent = sent + 1
+    local fields = tokens[(sent - 1) % #tokens + 1]
+    return parts[1] .. fields[order[1]] .. parts[2] .. fields[order[2]] .. parts[3]
+      .. fields[order[3]] .. parts[4]
   end
 elseif fresh then
   function request()

@@ -16,6 +16,13 @@ against it in both directions. `test-harness/tests/interop_rfc9421.rs` drives th
                       --header 'Signature-Input: ...' --header 'Signature: ...' ... \
                       --body-file body.json --now 1700000005 [--require @method ...]
 
+    rfc9421.py pool   --alg ecdsa-p256-sha256 --key-file install.json --label install \
+                      --method GET --url http://127.0.0.1:8080/v1/shapes -H '...' \
+                      --component @method ... --created 1700000000 --count 50000
+
+`pool` signs the same request COUNT times (ECDSA: a fresh signature each) and prints one line
+per signature, `<Signature-Input value><TAB><Signature value>`: the signed requests of
+scripts/bench-gateway.sh's `attestgate_signed` setup.
 `sign` prints the headers it added, one per line as `Name: value` (`Content-Digest` first when
 `content-digest` is covered and the request has none, then `Signature-Input`, `Signature`).
 `verify` exits 0 when the library verifies the signature under the label, 1 when it refuses
@@ -275,6 +282,30 @@ def cmd_sign(args) -> int:
     return 0
 
 
+def cmd_pool(args) -> int:
+    algorithm = ALGORITHMS[args.alg]
+    key = load_key(args, private=True)
+    signer = HTTPMessageSigner(signature_algorithm=algorithm, key_resolver=FixedKeyResolver(key))
+    components = args.component or ["@method", "@target-uri"]
+    # The library builds each distinct signature base (one per `created` in the window) and
+    # its Signature-Input; each signature is then its algorithm's over that base, as the
+    # library's own sign() does, without rebuilding the same base COUNT times.
+    prepared = []
+    for offset in range(max(1, args.spread)):
+        message = Request(args.method, args.url, Headers(parse_header(h) for h in args.header))
+        prepared.append((message, signer.prepare(
+            message, key_id="install", created=utc(args.created + offset), label=args.label,
+            include_alg=True, covered_component_ids=components, use_existing_digest=False)))
+    sign = algorithm(private_key=key).sign
+    out = sys.stdout
+    for n in range(args.count):
+        message, base = prepared[n % len(prepared)]
+        signature = base64.b64encode(sign(base.signature_base)).decode()
+        params = base.signature_params  # the serialized inner list with its parameters
+        out.write(f"{args.label}={params}\t{args.label}=:{signature}:\n")
+    return 0
+
+
 # --- verify --------------------------------------------------------------------------------
 
 
@@ -449,6 +480,13 @@ def main(argv=None) -> int:
     sign.add_argument("--content-digest", action="store_true", help="add Content-Digest even if not covered")
     sign.add_argument("--append", action="store_true", help="add a member to given Signature-Input/Signature")
 
+    pool = sub.add_parser("pool", help="sign one request --count times; a line per signature")
+    common(pool)
+    pool.add_argument("--component", action="append", default=[], help="covered component; repeatable")
+    pool.add_argument("--created", type=int, required=True, help="unix seconds")
+    pool.add_argument("--count", type=int, required=True)
+    pool.add_argument("--spread", type=int, default=1, help="created, created+1, ...: this many")
+
     verify = sub.add_parser("verify", help="verify the signature under --label; exit 0 or 1")
     common(verify)
     verify.add_argument("--now", type=int, required=True, help="the verifier's clock, unix seconds")
@@ -460,7 +498,8 @@ def main(argv=None) -> int:
         print(f"http-message-signatures {package_version()}")
         return 0
     try:
-        return cmd_sign(args) if args.command == "sign" else cmd_verify(args)
+        commands = {"sign": cmd_sign, "pool": cmd_pool, "verify": cmd_verify}
+        return commands[args.command](args)
     except HTTPMessageSignaturesException as error:
         print(f"rfc9421.py: {type(error).__name__}: {error}", file=sys.stderr)
         return 2

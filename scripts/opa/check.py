@@ -41,6 +41,13 @@ POLICY_SETS["envoy-examples/per-route"] = [
 # payments.rego builds on the default policy and says so when it is not loaded.
 POLICY_SETS["payments.rego alone"] = [os.path.join(ROOT, "policies", "examples", "payments.rego")]
 
+# The firebase-app-check example loads app_check.rego on its own: it must compile, and its
+# tests pass, without the default policy.
+POLICY_SETS["app_check.rego alone"] = [
+    os.path.join(ROOT, "policies", "examples", "app_check.rego"),
+    os.path.join(ROOT, "policies", "examples", "app_check_test.rego"),
+]
+
 # (policy set, entrypoint, the data key its settings live under)
 ENTRYPOINTS = [
     ("policies", "data.attestgate.decision", "device_trust"),
@@ -50,6 +57,8 @@ ENTRYPOINTS = [
     ("policies", "data.attestgate.examples.step_up.decision", "step_up"),
     ("envoy-examples/per-route", "data.attestgate.login_decision", "device_trust"),
     ("payments.rego alone", "data.attestgate.examples.payments.decision", "device_trust"),
+    # Last, so the inputs generated for the entrypoints above stay the same for the seed.
+    ("app_check.rego alone", "data.attestgate.examples.app_check.decision", "app_check"),
 ]
 
 
@@ -162,6 +171,35 @@ def request_input(rng):
     }
 
 
+# Firebase App Check tokens: `sub` the app id, App Check's `aud` and `iss`, no device claims
+# (sometimes an `att` anyway, which the policy must ignore), and a `typ` of every shape.
+# Listed apps and "JWT" come up most, so that about a third of the inputs are allowed.
+APP_CHECK_SUBS = ["1:123456789012:android:abc123"] * 5 + ["1:123456789012:ios:def456"] * 3 + [
+    "1:123456789012:web:0badc0ffee", "1:123456789012:ANDROID:abc123", "", 7, None,
+    ["1:123456789012:android:abc123"]]
+TYPS = ["JWT"] * 10 + ["jwt", "at+jwt", "", None, 7]
+
+
+def app_check_input(rng):
+    claims = {"exp": 2000000000, "iat": 1700000000,
+              "aud": ["projects/123456789012", "projects/my-project-id"],
+              "iss": "https://firebaseappcheck.googleapis.com/123456789012"}
+    put(claims, "sub", maybe(rng, rng.choice(APP_CHECK_SUBS), 0.05))
+    if rng.random() < 0.2:
+        put(claims, "att", attestation(rng))
+    header = {"alg": "RS256", "kid": "app-check-test"}
+    put(header, "typ", maybe(rng, rng.choice(TYPS), 0.05))
+    return {
+        "token": {"header": header, "claims": claims},
+        "request": {"method": rng.choice(METHODS), "path": "/v1/items", "host": "api.example.com",
+                    "headers": {}, "source_ip": "127.0.0.1"},
+        "binding": {"checked": False, "valid": False},
+        "device": {"id": None, "listed": False},
+        "now": 1700000000,
+        "rule": None,
+    }
+
+
 DEVICE_TRUST_CHOICES = {
     "allowed_app_ids": [["com.example.app"], {"android": ["com.example.app"], "ios": ["ABCDE12345.com.example.app"]},
                         [], "com.example.app", None, {"android": []}, 5],
@@ -217,18 +255,32 @@ def device_trust_settings(rng):
     return settings
 
 
+APP_CHECK_CHOICES = {
+    "allowed_app_ids": [["1:123456789012:android:abc123"]] * 2
+    + [["1:123456789012:android:abc123", "1:123456789012:ios:def456"]] * 4
+    + [[], None, "1:123456789012:ios:def456", 5, {"android": ["1:123456789012:android:abc123"]}, [7, None]],
+}
+
+
 SETTINGS = {
     "device_trust": device_trust_settings,
     "android_integrity": lambda rng: mostly_given(rng, some_settings(rng, ANDROID_CHOICES, 0.6)),
     "ios_app_attest": lambda rng: mostly_given(rng, some_settings(rng, IOS_CHOICES, 0.6)),
     "step_up": lambda rng: mostly_given(rng, some_settings(rng, STEP_UP_CHOICES, 0.6)),
+    "app_check": lambda rng: mostly_given(rng, some_settings(rng, APP_CHECK_CHOICES, 0.9)),
+}
+
+# The input each entrypoint's cases get: an Approov-shaped request unless listed here.
+INPUTS = {
+    "app_check": app_check_input,
 }
 
 
 def cases(rng, key, n):
     out = []
+    make_input = INPUTS.get(key, request_input)
     for _ in range(n):
-        case = {"input": request_input(rng)}
+        case = {"input": make_input(rng)}
         # A case without settings leaves the key out of data: the policy's defaults.
         put(case, "settings", SETTINGS[key](rng))
         out.append(case)
