@@ -280,7 +280,7 @@ bench-targets:
 
 bench-core:
 	@mkdir -p $(BUILD_DIR)/bench
-	$(CARGO) bench -p attestgate-policy --bench core -- --warm-up-time 1 --measurement-time 3 2>&1 \
+	$(CARGO) bench -p attestgate-policy --features native-crypto --bench core -- --warm-up-time 1 --measurement-time 3 2>&1 \
 	  | tee $(BUILD_DIR)/bench/core.txt | grep -E '^[a-z_]+/[A-Za-z0-9_]+ +time:|^[a-z_]+/[A-Za-z0-9_]+$$|^ +time:'
 	$(CARGO) bench -p attestgate-policy --bench cache_memory | tee $(BUILD_DIR)/bench/cache_memory.txt
 

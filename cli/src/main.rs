@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use attestgate_policy::plan::decision_log_line;
 use attestgate_policy::signature::{AccountKey, SignOptions};
+use attestgate_policy::verifier::NativeVerifier;
 use attestgate_policy::{Config, Decision, Gate, Request};
 use attestgate_testkit::{claims_with_expiry, ApproovSigner, InstallSigner, SigningKey};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -312,8 +313,10 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
     };
     let decision = match &args.wasm {
         None => {
-            let gate =
+            let mut gate =
                 Gate::for_host(config, host(&args.for_host)?).context("loading the gate config")?;
+            // As the native library: ring checks ES256 and RS* signatures.
+            gate.use_host_verifier(Box::new(NativeVerifier));
             let mut request = Request::new(&args.request.method, &args.request.path)
                 .with_host(&args.request.host);
             if let Some(ip) = &args.source_ip {

@@ -14,7 +14,9 @@ mod fixture;
 
 use std::hint::black_box;
 
-use attestgate_policy::{DecisionCache, Policy, PolicyConfig};
+use attestgate_policy::verifier::NativeVerifier;
+use attestgate_policy::{DecisionCache, Gate, Policy, PolicyConfig};
+use attestgate_testkit::{ApproovSigner, InstallSigner};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use fixture::NOW;
 
@@ -30,6 +32,51 @@ fn verify(c: &mut Criterion) {
             "{alg} bench token must verify"
         );
         group.bench_function(alg, |b| b.iter(|| gate.check(black_box(&request), NOW)));
+    }
+    // What the native hosts run (the native library, the CLI): ring behind the verifier seam.
+    for alg in ["ES256", "RS256"] {
+        let mut gate = fixture::gate(alg, false);
+        gate.use_host_verifier(Box::new(NativeVerifier));
+        let token = fixture::token(&fixture::signer_for(alg), 1);
+        let request = fixture::request(&token);
+        assert!(
+            gate.check(&request, NOW).allow,
+            "{alg} bench token must verify"
+        );
+        group.bench_function(format!("{alg}_native"), |b| {
+            b.iter(|| gate.check(black_box(&request), NOW))
+        });
+    }
+    group.finish();
+}
+
+/// An Approov-signed request (the install signature over `@method`, `@target-uri`, the token
+/// and `authorization`): the whole check, HS256 token, no policy, built in and with ring.
+fn install_signature(c: &mut Criterion) {
+    let mut group = c.benchmark_group("signature");
+    let install = InstallSigner::from_slice(&[11; 32]).unwrap();
+    let mut claims = fixture::claims(1);
+    claims.insert("ipk".into(), install.ipk().into());
+    let token = fixture::signer_for("HS256").sign(&claims).unwrap();
+    let mut config = fixture::config(fixture::keys_for("HS256"), false);
+    config["signature"] = serde_json::json!({"mode": "required",
+        "components": ["@method", "@target-uri", "approov-token", "authorization"]});
+    let signer = ApproovSigner {
+        install: Some(install),
+        account: None,
+    };
+    let request = signer.sign_request(fixture::request(&token), NOW).unwrap();
+    for native in [false, true] {
+        let mut gate = Gate::from_json(&config.to_string()).unwrap();
+        if native {
+            gate.use_host_verifier(Box::new(NativeVerifier));
+        }
+        assert!(
+            gate.check(&request, NOW).allow,
+            "the signed bench request must pass"
+        );
+        let name = if native { "install_native" } else { "install" };
+        group.bench_function(name, |b| b.iter(|| gate.check(black_box(&request), NOW)));
     }
     group.finish();
 }
@@ -147,5 +194,12 @@ fn check(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, verify, policy, config_load, check);
+criterion_group!(
+    benches,
+    verify,
+    install_signature,
+    policy,
+    config_load,
+    check
+);
 criterion_main!(benches);

@@ -17,6 +17,11 @@ use p256::pkcs8::EncodePublicKey;
 use known_answers::{KnownAnswer, KNOWN_ANSWERS};
 
 mod known_answers;
+#[cfg(feature = "native-crypto")]
+mod native;
+
+#[cfg(feature = "native-crypto")]
+pub use native::NativeVerifier;
 
 /// A signature scheme a host's crypto may check for the gate.
 ///

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Issue #17's targets from one `make bench` run, each with its figure and PASS/MISS.
+"""Issue #17's and #28's targets from one `make bench` run, each with its figure and PASS/MISS.
 
     targets.py BENCH_DIR WASM
 
@@ -66,6 +66,11 @@ def main():
         fresh[1] - verify[1] if fresh and verify else None, "µs", 75)
     add("pure-wasm ES256 verification (verify_ES256, in wasm)",
         rows["verify_ES256"][1] if "verify_ES256" in rows else None, "µs", 250)
+    # Issue #28: the native hosts' verifier (ring), a whole check each.
+    core = os.path.join(bench, "core.txt")
+    add("ES256 token, native verifier (verify/ES256_native)", criterion(core, "verify/ES256_native"), "µs", 60)
+    add("RFC 9421 install signature, native verifier (signature/install_native)",
+        criterion(core, "signature/install_native"), "µs", 70)
     size = os.path.getsize(wasm) / 1e6 if os.path.exists(wasm) else None
     add(f"filter size ({os.path.basename(wasm)})", size, "MB", 1.5)
     for t in gateway.get("targets", []):
@@ -74,7 +79,7 @@ def main():
         else:
             add(f"real Envoy: {t['cost']}", t["value_us"], "µs", t["target_us"])
 
-    print("issue #17 targets (this run):")
+    print("issue #17 and #28 targets (this run):")
     missed = 0
     for what, figure, unit, target, at_most in targets:
         bound = f"{'<=' if at_most else '>='} {target} {unit}"

@@ -53,7 +53,15 @@ fn verifiers() -> Vec<(&'static str, Verifier)> {
         [Scheme::EcdsaP256Sha256, Scheme::RsaPkcs1Sha256],
         "{report}"
     );
-    vec![("built in", Verifier::default()), ("host", host)]
+    #[allow(unused_mut)]
+    let mut verifiers = vec![("built in", Verifier::default()), ("host", host)];
+    #[cfg(feature = "native-crypto")]
+    {
+        let (native, report) = Verifier::probed(Box::new(NativeVerifier));
+        assert_eq!(report.on_host(), Scheme::ALL, "{report}");
+        verifiers.push(("ring", native));
+    }
+    verifiers
 }
 
 fn suite(name: &str) -> Value {
