@@ -2739,3 +2739,59 @@ fn the_rollout_path_monitor_report_enforce_runs_in_real_envoy() {
         assert!(table.contains("would be denied"), "{table}");
     }
 }
+
+/// Issue #28: Envoy's own `verify_signature` (BoringSSL) on Wycheproof's ECDSA P-256 and RSA
+/// PKCS#1 v1.5 vectors, with the arguments exactly as the filter encodes them
+/// (`attestgate_filter::crypto::encode`): a small proxy-wasm module (testkit's
+/// `verify_signature_probe.wat`) hands Envoy every vector at configure and logs the verdicts,
+/// which must be Wycheproof's (and the built-in verifier's, and the harness's stand-in's).
+#[test]
+fn envoys_verify_signature_gives_every_wycheproof_verdict() {
+    use attestgate_testkit::wycheproof;
+    let vectors = wycheproof::vectors().unwrap();
+    let (config, want) =
+        wycheproof::probe_config(&vectors, attestgate_filter::crypto::encode).unwrap();
+    let dir = scratch("wycheproof-probe");
+    let module = dir.0.join("verify_signature_probe.wasm");
+    std::fs::write(
+        &module,
+        wat::parse_str(wycheproof::VERIFY_SIGNATURE_PROBE_WAT).unwrap(),
+    )
+    .unwrap();
+    let template = std::fs::read_to_string(root().join("envoy-examples/envoy.yaml.in")).unwrap();
+    assert!(template.contains("filename: build/attestgate.wasm"));
+    let yaml = template
+        .replace(
+            "filename: build/attestgate.wasm",
+            &format!("filename: {}", module.display()),
+        )
+        .replace("{{ATTESTGATE_CONFIG}}", &format!("\"{config}\""));
+    let envoy = Envoy::start_with("wycheproof-probe", &yaml);
+    let mut line = String::new();
+    eventually(30, "the probe's answer line", || {
+        line = envoy
+            .log()
+            .lines()
+            .find_map(|l| {
+                l.find("verify_signature: ")
+                    .map(|at| l[at..].trim_end().to_owned())
+            })
+            .unwrap_or_default();
+        !line.is_empty()
+    });
+    assert_eq!(line.len(), want.len(), "{line}");
+    let differ: Vec<&str> = line
+        .bytes()
+        .zip(want.bytes())
+        .skip("verify_signature: ".len())
+        .zip(&vectors)
+        .filter(|((got, want), _)| got != want)
+        .map(|(_, vector)| vector.id.as_str())
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "{} of {} differ: {differ:?}",
+        differ.len(),
+        vectors.len()
+    );
+}

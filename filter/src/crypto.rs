@@ -14,11 +14,11 @@ use attestgate_policy::verifier::{HostCheck, HostVerifier, Scheme};
 use proxy_wasm::hostcalls;
 
 /// The foreign function's name in Envoy.
-pub(crate) const FUNCTION: &str = "verify_signature";
+pub const FUNCTION: &str = "verify_signature";
 
 /// Envoy's BoringSSL, through [`FUNCTION`].
 #[derive(Debug)]
-pub(crate) struct EnvoyVerifier;
+pub struct EnvoyVerifier;
 
 impl HostVerifier for EnvoyVerifier {
     fn verify(&self, check: &HostCheck<'_>) -> Option<bool> {
@@ -43,6 +43,32 @@ impl HostVerifier for EnvoyVerifier {
             Err(_) => None,
         }
     }
+}
+
+/// What the filter sends Envoy for `check`: a serialized `VerifySignatureArguments`, the
+/// ECDSA signature as DER; `None` for an ECDSA signature that is not a valid `r || s`.
+///
+/// ```
+/// use attestgate_policy::verifier::{HostCheck, Scheme};
+/// let check = HostCheck { scheme: Scheme::RsaPkcs1Sha256, public_key: b"K", signature: b"S", message: b"M" };
+/// let bytes = attestgate_filter::crypto::encode(&check).unwrap();
+/// assert_eq!(bytes, b"\x0a\x06sha256\x12\x01K\x1a\x01S\x22\x01M");
+/// ```
+pub fn encode(check: &HostCheck<'_>) -> Option<Vec<u8>> {
+    let der;
+    let signature = match check.scheme {
+        Scheme::EcdsaP256Sha256 => {
+            der = check.der_signature()?;
+            der.as_slice()
+        }
+        _ => check.signature,
+    };
+    Some(arguments(
+        check.scheme.hash(),
+        check.public_key,
+        signature,
+        check.message,
+    ))
 }
 
 /// A serialized `VerifySignatureArguments`.

@@ -151,6 +151,49 @@ pub trait HostVerifier: fmt::Debug + Send + Sync {
     fn verify(&self, check: &HostCheck<'_>) -> Option<bool>;
 }
 
+/// The built-in, pure-Rust verifier as a [`HostVerifier`]: the reference every host is held
+/// to (tests hand the same checks to a host and to this). Keys are parsed on every call, so it
+/// is no faster than the gate's own path; a gate never needs it.
+///
+/// ```
+/// use attestgate_policy::verifier::{BuiltInVerifier, HostCheck, HostVerifier, Scheme};
+/// let check = HostCheck { scheme: Scheme::RsaPkcs1Sha256, public_key: b"not a key", signature: &[], message: &[] };
+/// assert_eq!(BuiltInVerifier.verify(&check), None);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuiltInVerifier;
+
+impl HostVerifier for BuiltInVerifier {
+    fn verify(&self, check: &HostCheck<'_>) -> Option<bool> {
+        match check.scheme {
+            Scheme::EcdsaP256Sha256 => {
+                use p256::pkcs8::DecodePublicKey;
+                let key = VerifyingKey::from_public_key_der(check.public_key).ok()?;
+                Some(Verifier::default().ecdsa_p256(
+                    &key,
+                    Some(check.public_key),
+                    check.message,
+                    check.signature,
+                ))
+            }
+            rsa => {
+                use jwt_compact::alg::{Rsa, RsaSignature};
+                use jwt_compact::{Algorithm as _, AlgorithmSignature as _};
+                use rsa::pkcs8::DecodePublicKey;
+                let key = rsa::RsaPublicKey::from_public_key_der(check.public_key).ok()?;
+                let alg = match rsa {
+                    Scheme::RsaPkcs1Sha384 => Rsa::rs384(),
+                    Scheme::RsaPkcs1Sha512 => Rsa::rs512(),
+                    _ => Rsa::rs256(),
+                };
+                // As a gate's RS* key checks it (keys.rs, through jwt-compact).
+                let signature = RsaSignature::try_from_slice(check.signature).ok()?;
+                Some(alg.verify_signature(&signature, &key, check.message))
+            }
+        }
+    }
+}
+
 /// Why the probe kept a scheme off the host.
 ///
 /// ```

@@ -221,3 +221,38 @@ fn kong_is_never_asked_for_a_foreign_function() {
     );
     assert_eq!(vm.verify_signature_calls(), 0);
 }
+
+/// Wycheproof's ECDSA and RSA vectors, encoded as the filter encodes them, through the
+/// `envoy` profile's `verify_signature`: every verdict as Wycheproof (and the built-in
+/// verifier) gives it. The same module runs in real Envoy (cli/tests/envoy.rs).
+#[test]
+fn the_envoy_profiles_verify_signature_gives_every_wycheproof_verdict() {
+    use attestgate_testkit::wycheproof;
+    let vectors = wycheproof::vectors().unwrap();
+    let (config, want) =
+        wycheproof::probe_config(&vectors, attestgate_filter::crypto::encode).unwrap();
+    let module = wat::parse_str(wycheproof::VERIFY_SIGNATURE_PROBE_WAT).unwrap();
+    let host = Host::new(&module, HostOptions::new(Profile::Envoy)).unwrap();
+    let vm = host.vm(config.as_bytes()).start().unwrap();
+    let line = vm
+        .logs()
+        .iter()
+        .find(|l| l.message.starts_with("verify_signature: "))
+        .map(|l| l.message.clone())
+        .unwrap_or_else(|| panic!("no answer line: {:?}", vm.logs()));
+    let differ: Vec<&str> = line
+        .bytes()
+        .zip(want.bytes())
+        .zip(
+            vectors
+                .iter()
+                .map(|v| v.id.as_str())
+                .chain(std::iter::repeat("")),
+        )
+        .skip("verify_signature: ".len())
+        .filter(|((got, want), _)| got != want)
+        .map(|(_, id)| id)
+        .collect();
+    assert_eq!(line.len(), want.len(), "{line}");
+    assert!(differ.is_empty(), "{} differ: {differ:?}", differ.len());
+}

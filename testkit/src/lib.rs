@@ -35,6 +35,7 @@ pub mod keygen;
 // A loopback server and threads: native tests only (the JS build links this crate too).
 #[cfg(not(target_family = "wasm"))]
 pub mod upstream;
+pub mod wycheproof;
 
 /// Errors from loading a signing key or signing a token.
 #[derive(Debug, thiserror::Error)]
