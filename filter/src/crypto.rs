@@ -22,20 +22,7 @@ pub struct EnvoyVerifier;
 
 impl HostVerifier for EnvoyVerifier {
     fn verify(&self, check: &HostCheck<'_>) -> Option<bool> {
-        let der;
-        let signature = match check.scheme {
-            Scheme::EcdsaP256Sha256 => {
-                der = check.der_signature()?;
-                der.as_slice()
-            }
-            _ => check.signature,
-        };
-        let arguments = arguments(
-            check.scheme.hash(),
-            check.public_key,
-            signature,
-            check.message,
-        );
+        let arguments = encode(check)?;
         match hostcalls::call_foreign_function(FUNCTION, Some(&arguments)) {
             Ok(answer) => verified(answer.as_deref().unwrap_or_default()),
             // NotFound (no such function), BadArgument (a key BoringSSL would not import):

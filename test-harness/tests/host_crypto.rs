@@ -240,19 +240,6 @@ fn the_envoy_profiles_verify_signature_gives_every_wycheproof_verdict() {
         .find(|l| l.message.starts_with("verify_signature: "))
         .map(|l| l.message.clone())
         .unwrap_or_else(|| panic!("no answer line: {:?}", vm.logs()));
-    let differ: Vec<&str> = line
-        .bytes()
-        .zip(want.bytes())
-        .zip(
-            vectors
-                .iter()
-                .map(|v| v.id.as_str())
-                .chain(std::iter::repeat("")),
-        )
-        .skip("verify_signature: ".len())
-        .filter(|((got, want), _)| got != want)
-        .map(|(_, id)| id)
-        .collect();
-    assert_eq!(line.len(), want.len(), "{line}");
+    let differ = wycheproof::differences(&vectors, &line, &want);
     assert!(differ.is_empty(), "{} differ: {differ:?}", differ.len());
 }

@@ -177,6 +177,22 @@ pub fn probe_config(
     Ok((hex, format!("verify_signature: {answers}")))
 }
 
+/// The vectors whose verdict in the probe's answer `line` is not the one `want` (from
+/// [`probe_config`]) gives, by id; a line of another length names every vector.
+pub fn differences<'v>(vectors: &'v [Vector], line: &str, want: &str) -> Vec<&'v str> {
+    if line.len() != want.len() {
+        return vectors.iter().map(|v| v.id.as_str()).collect();
+    }
+    let skip = "verify_signature: ".len();
+    line.bytes()
+        .zip(want.bytes())
+        .skip(skip)
+        .zip(vectors)
+        .filter(|((got, want), _)| got != want)
+        .map(|(_, vector)| vector.id.as_str())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
