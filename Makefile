@@ -181,9 +181,10 @@ worker: js
 
 ## worker-test: the Worker in real workerd (npm, pinned) on loopback before a recording origin:
 ## the corpus decides as the native core, headers as in Envoy, a bad config fails closed
-worker-test: worker worker/node_modules/.package-lock.json
+worker-test: cli worker worker/node_modules/.package-lock.json
 	$(CARGO) run -q --profile $(PROFILE) -p attestgate-corpus -- --stable-for $(WORKER_STABLE) > $(WORKER_DIR)/corpus.json
 	cd worker && ATTESTGATE_CORPUS=$(abspath $(WORKER_DIR))/corpus.json ATTESTGATE_CORPUS_STABLE_FOR=$(WORKER_STABLE) \
+	  ATTESTGATE_CLI=$(ATTESTGATE_CLI) \
 	  node --test test/*.test.mjs
 
 worker/node_modules/.package-lock.json: worker/package.json worker/package-lock.json

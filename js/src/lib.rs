@@ -21,6 +21,7 @@ use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
 pub mod api;
+mod host_crypto;
 
 /// The crate version, e.g. `0.1.0`.
 #[wasm_bindgen]
@@ -74,6 +75,8 @@ pub struct Gate {
     inner: core::Gate,
     /// What the host fetched for it (`setDocument`), used by every `plan`.
     fetched: core::remote::Fetched,
+    /// The host's verifier (WebCrypto in the Worker), once `useHostVerifier` handed it over.
+    host_crypto: Option<host_crypto::WebCrypto>,
 }
 
 #[wasm_bindgen]
@@ -88,6 +91,7 @@ impl Gate {
         Ok(Gate {
             inner,
             fetched: core::remote::Fetched::default(),
+            host_crypto: None,
         })
     }
 
@@ -134,24 +138,53 @@ impl Gate {
     /// them) at the same `now`; the plan counted it taken. If the bucket refuses, the host
     /// plans again with `limited` = `{bucket, retry_after}` (seconds), which gives the
     /// rate-limited plan: 429 with `retry-after`, or in monitor mode the report.
+    ///
+    /// Host crypto (after [`Gate::use_host_verifier`]): `verdicts` are the host's answers to
+    /// the checks an earlier plan of this request asked for. When the decision needs a check
+    /// they lack, the result has `signatures: [{scheme, public_key, signature, message}]`
+    /// (bytes in base64) and its decision is only provisional (the check counted as invalid):
+    /// the host checks them and plans again with all its verdicts so far, each with `valid`
+    /// (`true`, `false`, or `null` when it could not check).
     pub fn plan(
         &self,
         request: JsValue,
         body: Option<Vec<u8>>,
         now: Option<f64>,
         limited: JsValue,
+        verdicts: JsValue,
     ) -> Result<JsValue, JsError> {
         let limited = api::limited_spec(json(&limited)?).map_err(|err| JsError::new(&err))?;
-        let planned = api::plan(
-            &self.inner,
-            &self.fetched,
-            json(&request)?,
-            body,
-            seconds(now)?,
-            limited.as_ref(),
-        )
-        .map_err(|err| JsError::new(&err))?;
+        let request = json(&request)?;
+        let now = seconds(now)?;
+        let decide =
+            || api::plan(&self.inner, &self.fetched, request, body, now, limited.as_ref());
+        let Some(host_crypto) = &self.host_crypto else {
+            return to_js(&decide().map_err(|err| JsError::new(&err))?);
+        };
+        let verdicts = host_crypto::verdicts(json(&verdicts)?).map_err(|e| JsError::new(&e))?;
+        let (planned, asked) = host_crypto.with_verdicts(verdicts, decide);
+        let mut planned = planned.map_err(|err| JsError::new(&err))?;
+        if let (false, Some(planned)) = (asked.is_empty(), planned.as_object_mut()) {
+            planned.insert("signatures".to_owned(), host_crypto::checks_json(&asked));
+        }
         to_js(&planned)
+    }
+
+    /// Hands the gate's public-key signature checks (ES256, RS256/384/512) to the host's
+    /// verifier, as the filter hands them to Envoy's: `verdicts` are the host's answers to
+    /// every check of `knownAnswerChecks()` (each with `valid`), and a scheme is taken only
+    /// if they are right. Returns the log line (`signatures: ... by the host's verifier`).
+    /// From then on [`Gate::plan`] may ask the host for checks.
+    #[wasm_bindgen(js_name = useHostVerifier)]
+    pub fn use_host_verifier(&mut self, verdicts: JsValue) -> Result<String, JsError> {
+        let verdicts = host_crypto::verdicts(json(&verdicts)?).map_err(|e| JsError::new(&e))?;
+        let table = host_crypto::WebCrypto::default();
+        let (report, _) = table.with_verdicts(verdicts, || {
+            self.inner.use_host_verifier(Box::new(table.clone()))
+        });
+        let taken = !report.on_host().is_empty();
+        self.host_crypto = taken.then_some(table);
+        Ok(format!("signatures: {report}"))
     }
 
     /// What the config says to fetch (only the Worker loads such a config): `[{kind, field,
@@ -205,6 +238,13 @@ impl Gate {
 /// `config_invalid` (the config does not load) or `internal_error` (the host's own failure),
 /// e.g. `{forward: false, status: 500, headers: [["content-type", "application/json"],
 /// ["x-attestgate-reason", "config_invalid"]], body: '{"error":"config_invalid","reasons":[]}'}`.
+/// The checks a host verifier is probed with (`Gate.useHostVerifier`), for the host to check
+/// first: `[{scheme, public_key, signature, message}]`, bytes in base64.
+#[wasm_bindgen(js_name = knownAnswerChecks)]
+pub fn known_answer_checks() -> Result<JsValue, JsError> {
+    to_js(&host_crypto::checks_json(&core::verifier::known_answer_checks()))
+}
+
 #[wasm_bindgen]
 pub fn refusal(reason: &str) -> Result<JsValue, JsError> {
     to_js(&api::refusal(reason).map_err(|err| JsError::new(&err))?)

@@ -79,6 +79,17 @@ impl Scheme {
         }
     }
 
+    /// The scheme of a JOSE name, for the four a host may take.
+    ///
+    /// ```
+    /// use attestgate_policy::verifier::Scheme;
+    /// assert_eq!(Scheme::from_name("RS384"), Some(Scheme::RsaPkcs1Sha384));
+    /// assert_eq!(Scheme::from_name("PS256"), None);
+    /// ```
+    pub fn from_name(name: &str) -> Option<Scheme> {
+        Scheme::ALL.into_iter().find(|scheme| scheme.name() == name)
+    }
+
     fn index(self) -> usize {
         match self {
             Scheme::EcdsaP256Sha256 => 0,
@@ -129,6 +140,71 @@ impl HostCheck<'_> {
         let signature = Signature::from_slice(self.signature).ok()?;
         Some(signature.to_der().as_bytes().to_vec())
     }
+}
+
+/// A [`HostCheck`] that owns its bytes: what a host with an asynchronous verifier (the
+/// Worker's WebCrypto) is handed to check, and answers later.
+///
+/// ```
+/// use attestgate_policy::verifier::{known_answer_checks, Scheme};
+/// let checks = known_answer_checks();
+/// assert_eq!(checks.len(), 2 * Scheme::ALL.len()); // a valid one and a forgery per scheme
+/// assert_eq!(checks[0].check().scheme, Scheme::EcdsaP256Sha256);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SignatureCheck {
+    /// What to check with.
+    pub scheme: Scheme,
+    /// DER SubjectPublicKeyInfo.
+    pub public_key: Vec<u8>,
+    /// As [`HostCheck::signature`].
+    pub signature: Vec<u8>,
+    /// The signed bytes.
+    pub message: Vec<u8>,
+}
+
+impl SignatureCheck {
+    /// The same check, borrowed.
+    pub fn check(&self) -> HostCheck<'_> {
+        HostCheck {
+            scheme: self.scheme,
+            public_key: &self.public_key,
+            signature: &self.signature,
+            message: &self.message,
+        }
+    }
+
+    /// An owned copy of `check`.
+    pub fn of(check: &HostCheck<'_>) -> SignatureCheck {
+        SignatureCheck {
+            scheme: check.scheme,
+            public_key: check.public_key.to_vec(),
+            signature: check.signature.to_vec(),
+            message: check.message.to_vec(),
+        }
+    }
+}
+
+/// Every check [`Gate::use_host_verifier`](crate::Gate::use_host_verifier)'s probe asks a
+/// host, in order: for each scheme its known valid signature, then the same over another
+/// message. A host whose verifier is asynchronous checks these first and answers the probe
+/// from its results.
+pub fn known_answer_checks() -> Vec<SignatureCheck> {
+    let mut checks = Vec::new();
+    for answer in KNOWN_ANSWERS {
+        let (Some(public_key), Some(signature)) = (answer.public_key(), answer.signature()) else {
+            continue;
+        };
+        for message in [answer.message, answer.other_message] {
+            checks.push(SignatureCheck {
+                scheme: answer.scheme,
+                public_key: public_key.clone(),
+                signature: signature.clone(),
+                message: message.to_vec(),
+            });
+        }
+    }
+    checks
 }
 
 /// A host's own signature verifier.

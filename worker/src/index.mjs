@@ -14,7 +14,9 @@
 //                      rate limit and no such binding is refused
 //
 // A config that fetches its keys or denylist (`keys.remote`, `denylist.remote`) is served by
-// remote.mjs: fetch() and the Cache API, the last good copy kept in the isolate.
+// remote.mjs: fetch() and the Cache API, the last good copy kept in the isolate. Public-key
+// signatures (ES256, RS*, the request's install signature) are checked with WebCrypto
+// (crypto.mjs) once it has passed the core's known-answer probe; the rest in wasm.
 //
 // Fails closed: a config that does not load (or no ORIGIN) answers every request with 500
 // {"error":"config_invalid","reasons":[]} and logs why with console.error; it never forwards.
@@ -22,6 +24,7 @@ import { DurableObject } from "cloudflare:workers";
 
 import wasm from "./attestgate_js_bg.wasm";
 import { Gate, initSync, refusal, takeBucket } from "./attestgate_js.js";
+import { decide, useWebCrypto } from "./crypto.mjs";
 import { readUpTo } from "./read.mjs";
 import { afterDecision, refreshDue, sourcesOf } from "./remote.mjs";
 
@@ -177,15 +180,18 @@ async function decideAndAnswer(request, state, env, ctx) {
   const limit = gate.bodyLimit(facts);
   const body = limit === undefined ? undefined : await readUpTo(request.body, limit + 1);
   await refreshDue(state, ctx);
+  // Once per gate, before its first decision: WebCrypto's known answers (one log line).
+  state.webCrypto ??= useWebCrypto(gate).then((line) => console.log(`attestgate: ${line}`));
+  await state.webCrypto;
   const now = Math.floor(Date.now() / 1000);
-  let { decision, action, record, rate_limit: rateLimit } = gate.plan(facts, body, now);
+  let { decision, action, record, rate_limit: rateLimit } = await decide(gate, facts, body, now, undefined);
   if (rateLimit !== undefined) {
     // The plan counted a request taken from this bucket: take it where the buckets live, and
     // if that refuses, plan again with the bucket limited (the same decision at the same
     // `now`, but rate-limited). A limiter that fails throws: 500, nothing forwarded.
     const retryAfter = await takeFromLimiter(env.ATTESTGATE_LIMITER, rateLimit, now);
     if (retryAfter !== undefined) {
-      ({ decision, action, record } = gate.plan(facts, body, now, { bucket: rateLimit.bucket, retry_after: retryAfter }));
+      ({ decision, action, record } = await decide(gate, facts, body, now, { bucket: rateLimit.bucket, retry_after: retryAfter }));
     }
   }
   afterDecision(state, decision);
