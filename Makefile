@@ -27,7 +27,7 @@ ATTESTGATE_CLI  ?= $(abspath $(CLI))
 
 .PHONY: all run demo cli filter envoy examples kong test policy-test lint fmt clippy unit check help clean
 .PHONY: js playground playground-files js-test doc-coverage native nginx nginx-test kong-plugin capabilities worker worker-test
-.PHONY: fuzz fuzz-cmin fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-smoke bench-targets
+.PHONY: fuzz fuzz-cmin fuzz-smoke load load-smoke filter-small bench bench-core bench-wasm bench-gateway bench-worker bench-smoke bench-targets
 .PHONY: soak soak-smoke rollout opa-check
 
 # Hardening (issue #7): fuzzing and the load test on real Envoy.
@@ -271,8 +271,13 @@ soak-smoke: cli filter envoy
 ## criterion micro-benchmarks and the cache's memory (native), the built filter per request
 ## in wasm with its size and config load, and real Envoy under wrk in each setup
 ## (scripts/bench-gateway.sh). About 10 minutes; run it on an otherwise idle machine.
-bench: bench-core bench-wasm bench-gateway
+bench: bench-core bench-wasm bench-gateway bench-worker
 	$(MAKE) -s bench-targets
+
+## bench-worker: the Worker's signed requests in real workerd (worker/bench.mjs)
+bench-worker: cli worker worker/node_modules/.package-lock.json
+	@mkdir -p $(BUILD_DIR)/bench
+	cd worker && ATTESTGATE_CLI=$(ATTESTGATE_CLI) node bench.mjs | tee $(abspath $(BUILD_DIR))/bench/worker.txt
 
 ## bench-targets: issue #17's targets, each with its figure and PASS/MISS, from what the last
 ## bench run left in build/bench/

@@ -156,8 +156,16 @@ impl Gate {
         let limited = api::limited_spec(json(&limited)?).map_err(|err| JsError::new(&err))?;
         let request = json(&request)?;
         let now = seconds(now)?;
-        let decide =
-            || api::plan(&self.inner, &self.fetched, request, body, now, limited.as_ref());
+        let decide = || {
+            api::plan(
+                &self.inner,
+                &self.fetched,
+                request,
+                body,
+                now,
+                limited.as_ref(),
+            )
+        };
         let Some(host_crypto) = &self.host_crypto else {
             return to_js(&decide().map_err(|err| JsError::new(&err))?);
         };
@@ -242,7 +250,9 @@ impl Gate {
 /// first: `[{scheme, public_key, signature, message}]`, bytes in base64.
 #[wasm_bindgen(js_name = knownAnswerChecks)]
 pub fn known_answer_checks() -> Result<JsValue, JsError> {
-    to_js(&host_crypto::checks_json(&core::verifier::known_answer_checks()))
+    to_js(&host_crypto::checks_json(
+        &core::verifier::known_answer_checks(),
+    ))
 }
 
 #[wasm_bindgen]
