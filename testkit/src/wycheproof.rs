@@ -15,7 +15,9 @@
 //! assert!(vectors.iter().any(|v| v.valid) && vectors.iter().any(|v| !v.valid));
 //! ```
 
-use attestgate_policy::verifier::{BuiltInVerifier, HostCheck, HostVerifier, Scheme};
+use attestgate_policy::verifier::{
+    BuiltInVerifier, HostCheck, HostVerifier, Scheme, SignatureCheck,
+};
 use serde_json::Value;
 
 /// A vector file that is missing or not as Wycheproof writes it.
@@ -28,14 +30,8 @@ pub struct VectorError(String);
 pub struct Vector {
     /// `file:tcId`, for messages.
     pub id: String,
-    /// The scheme.
-    pub scheme: Scheme,
-    /// DER SubjectPublicKeyInfo.
-    pub public_key: Vec<u8>,
-    /// `r || s` for ECDSA, the signature for RSA.
-    pub signature: Vec<u8>,
-    /// The signed message.
-    pub message: Vec<u8>,
+    /// What a gate hands the host: ECDSA signatures as `r || s`.
+    pub signed: SignatureCheck,
     /// The verdict every host must give.
     pub valid: bool,
 }
@@ -43,12 +39,7 @@ pub struct Vector {
 impl Vector {
     /// The check, as a gate hands it to a host.
     pub fn check(&self) -> HostCheck<'_> {
-        HostCheck {
-            scheme: self.scheme,
-            public_key: &self.public_key,
-            signature: &self.signature,
-            message: &self.message,
-        }
+        self.signed.check()
     }
 }
 
@@ -112,12 +103,15 @@ pub fn vectors() -> Result<Vec<Vector>, VectorError> {
                     }
                     continue;
                 };
-                let mut vector = Vector {
-                    id,
+                let signed = SignatureCheck {
                     scheme,
                     public_key: public_key.clone(),
                     signature,
                     message,
+                };
+                let mut vector = Vector {
+                    id,
+                    signed,
                     valid: false,
                 };
                 vector.valid = match result {
