@@ -242,10 +242,6 @@ impl Gate {
     }
 }
 
-/// The reply a host gives when it cannot ask a gate, as a [`Gate::plan`] action: `reason` is
-/// `config_invalid` (the config does not load) or `internal_error` (the host's own failure),
-/// e.g. `{forward: false, status: 500, headers: [["content-type", "application/json"],
-/// ["x-attestgate-reason", "config_invalid"]], body: '{"error":"config_invalid","reasons":[]}'}`.
 /// The checks a host verifier is probed with (`Gate.useHostVerifier`), for the host to check
 /// first: `[{scheme, public_key, signature, message}]`, bytes in base64.
 #[wasm_bindgen(js_name = knownAnswerChecks)]
@@ -255,6 +251,10 @@ pub fn known_answer_checks() -> Result<JsValue, JsError> {
     ))
 }
 
+/// The reply a host gives when it cannot ask a gate, as a [`Gate::plan`] action: `reason` is
+/// `config_invalid` (the config does not load) or `internal_error` (the host's own failure),
+/// e.g. `{forward: false, status: 500, headers: [["content-type", "application/json"],
+/// ["x-attestgate-reason", "config_invalid"]], body: '{"error":"config_invalid","reasons":[]}'}`.
 #[wasm_bindgen]
 pub fn refusal(reason: &str) -> Result<JsValue, JsError> {
     to_js(&api::refusal(reason).map_err(|err| JsError::new(&err))?)
