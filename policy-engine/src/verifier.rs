@@ -190,21 +190,11 @@ impl SignatureCheck {
 /// message. A host whose verifier is asynchronous checks these first and answers the probe
 /// from its results.
 pub fn known_answer_checks() -> Vec<SignatureCheck> {
-    let mut checks = Vec::new();
-    for answer in KNOWN_ANSWERS {
-        let (Some(public_key), Some(signature)) = (answer.public_key(), answer.signature()) else {
-            continue;
-        };
-        for message in [answer.message, answer.other_message] {
-            checks.push(SignatureCheck {
-                scheme: answer.scheme,
-                public_key: public_key.clone(),
-                signature: signature.clone(),
-                message: message.to_vec(),
-            });
-        }
-    }
-    checks
+    KNOWN_ANSWERS
+        .iter()
+        .filter_map(KnownAnswer::checks)
+        .flat_map(|(valid, forgery)| [valid, forgery])
+        .collect()
 }
 
 /// A host's own signature verifier.
@@ -464,23 +454,13 @@ impl Verifier {
 }
 
 fn probe(host: &dyn HostVerifier, answer: &KnownAnswer) -> Result<(), Refusal> {
-    let (Some(public_key), Some(signature)) = (answer.public_key(), answer.signature()) else {
-        return Err(Refusal::Unavailable);
-    };
-    let check = |message: &[u8]| {
-        host.verify(&HostCheck {
-            scheme: answer.scheme,
-            public_key: &public_key,
-            signature: &signature,
-            message,
-        })
-    };
-    match check(answer.message) {
+    let (valid, forgery) = answer.checks().ok_or(Refusal::Unavailable)?;
+    match host.verify(&valid.check()) {
         None => return Err(Refusal::Unavailable),
         Some(false) => return Err(Refusal::RefusedValid),
         Some(true) => {}
     }
-    match check(answer.other_message) {
+    match host.verify(&forgery.check()) {
         None => Err(Refusal::Unavailable),
         Some(true) => Err(Refusal::AcceptedForgery),
         Some(false) => Ok(()),

@@ -5,7 +5,7 @@
 
 use base64ct::{Base64, Encoding};
 
-use super::Scheme;
+use super::{Scheme, SignatureCheck};
 
 /// One scheme's fixed answer.
 pub(crate) struct KnownAnswer {
@@ -14,18 +14,25 @@ pub(crate) struct KnownAnswer {
     public_key: &'static str,
     /// ECDSA `r || s` or the RSA signature, base64.
     signature: &'static str,
-    pub(crate) message: &'static [u8],
+    message: &'static [u8],
     /// A message the signature does not cover.
-    pub(crate) other_message: &'static [u8],
+    other_message: &'static [u8],
 }
 
 impl KnownAnswer {
-    pub(crate) fn public_key(&self) -> Option<Vec<u8>> {
-        Base64::decode_vec(self.public_key).ok()
-    }
-
-    pub(crate) fn signature(&self) -> Option<Vec<u8>> {
-        Base64::decode_vec(self.signature).ok()
+    /// The two checks a probe asks: the valid signature, and the same over another message.
+    pub(crate) fn checks(&self) -> Option<(SignatureCheck, SignatureCheck)> {
+        let valid = SignatureCheck {
+            scheme: self.scheme,
+            public_key: Base64::decode_vec(self.public_key).ok()?,
+            signature: Base64::decode_vec(self.signature).ok()?,
+            message: self.message.to_vec(),
+        };
+        let forgery = SignatureCheck {
+            message: self.other_message.to_vec(),
+            ..valid.clone()
+        };
+        Some((valid, forgery))
     }
 }
 
@@ -70,44 +77,28 @@ pub(crate) const KNOWN_ANSWERS: &[KnownAnswer] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p256::pkcs8::DecodePublicKey;
-    use rsa::pkcs1v15::{Signature, VerifyingKey};
-    use rsa::signature::Verifier as _;
-
-    /// The built-in verifier, as a host would be asked.
-    fn built_in(answer: &KnownAnswer, message: &[u8]) -> bool {
-        let key = answer.public_key().unwrap_or_default();
-        let signature = answer.signature().unwrap_or_default();
-        match answer.scheme {
-            Scheme::EcdsaP256Sha256 => {
-                let key = p256::ecdsa::VerifyingKey::from_public_key_der(&key).unwrap();
-                crate::verifier::Verifier::default().ecdsa_p256(&key, None, message, &signature)
-            }
-            scheme => {
-                let key = rsa::RsaPublicKey::from_public_key_der(&key).unwrap();
-                let signature = Signature::try_from(signature.as_slice()).unwrap();
-                match scheme {
-                    Scheme::RsaPkcs1Sha256 => VerifyingKey::<sha2::Sha256>::new(key)
-                        .verify(message, &signature)
-                        .is_ok(),
-                    Scheme::RsaPkcs1Sha384 => VerifyingKey::<sha2::Sha384>::new(key)
-                        .verify(message, &signature)
-                        .is_ok(),
-                    _ => VerifyingKey::<sha2::Sha512>::new(key)
-                        .verify(message, &signature)
-                        .is_ok(),
-                }
-            }
-        }
-    }
+    use crate::verifier::{BuiltInVerifier, HostVerifier};
 
     #[test]
     fn every_scheme_has_one_answer_the_built_in_verifier_gives() {
         let schemes: Vec<_> = KNOWN_ANSWERS.iter().map(|a| a.scheme).collect();
         assert_eq!(schemes, Scheme::ALL);
         for answer in KNOWN_ANSWERS {
-            assert!(built_in(answer, answer.message), "{}", answer.scheme);
-            assert!(!built_in(answer, answer.other_message), "{}", answer.scheme);
+            let (valid, forgery) = answer
+                .checks()
+                .unwrap_or_else(|| panic!("{}", answer.scheme));
+            assert_eq!(
+                BuiltInVerifier.verify(&valid.check()),
+                Some(true),
+                "{}",
+                answer.scheme
+            );
+            assert_eq!(
+                BuiltInVerifier.verify(&forgery.check()),
+                Some(false),
+                "{}",
+                answer.scheme
+            );
         }
     }
 }
