@@ -4,17 +4,16 @@
 //! input document and evaluates the compiled policy.
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
 
-use lru::LruCache;
-use regex::{Regex, RegexBuilder};
-use regorus::{CompiledPolicy, Engine, LimitError, Value};
+use regorus::{CompiledPolicy, Engine, Value};
 use serde::Deserialize;
 
 use crate::config::PolicyConfig;
 use crate::error::ConfigError;
 use crate::reads::InputReads;
+use crate::rego_plan::{
+    find_all_string_submatch_n, string_args, CompiledPlan, Regexes, Unsupported,
+};
 
 /// A compiled Rego policy with one or more entrypoints.
 ///
@@ -29,6 +28,8 @@ use crate::reads::InputReads;
 /// ```
 pub struct Policy {
     compiled: HashMap<String, CompiledPolicy>,
+    /// Each entrypoint's plan, or why it has none (it is then interpreted).
+    plans: HashMap<String, Result<CompiledPlan, Unsupported>>,
     /// What of `input` the modules can read; `None` when that cannot be known from the source.
     reads: Option<InputReads>,
 }
@@ -40,6 +41,32 @@ impl std::fmt::Debug for Policy {
             .field("reads", &self.reads)
             .finish()
     }
+}
+
+/// Which path decides: the compiled plan or regorus' interpreter.
+///
+/// ```
+/// use attestgate_policy::{Policy, PolicyConfig, PolicyEngine};
+/// let config: PolicyConfig = serde_json::from_value(serde_json::json!({
+///     "modules": { "p.rego": "package attestgate\ndecision := input.ok == true" },
+/// })).unwrap();
+/// let policy = Policy::compile(&config, []).unwrap();
+/// let input = serde_json::json!({"ok": true});
+/// let entry = &config.entrypoint;
+/// assert_eq!(
+///     policy.evaluate_document(PolicyEngine::Plan, entry, input.clone()),
+///     policy.evaluate_document(PolicyEngine::Interpreter, entry, input),
+/// );
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyEngine {
+    /// The plan where the entrypoint has one, else the interpreter: what a gate uses.
+    Default,
+    /// The compiled plan only: an error for an entrypoint without one.
+    Plan,
+    /// regorus' interpreter.
+    Interpreter,
 }
 
 /// What the policy decided: a boolean decision, or an object with `allow`, `reasons`,
@@ -129,8 +156,17 @@ impl Policy {
                 .add_policy(id.clone(), content.clone())
                 .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
         }
-        add_regex_builtins(&mut engine).map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
+        let regexes = Regexes::new();
+        add_regex_builtins(&mut engine, &regexes)
+            .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
         let mut compiled = HashMap::new();
+        let mut plans = HashMap::new();
+        let modules: Vec<(String, String)> = config
+            .modules
+            .iter()
+            .map(|(id, content)| (id.clone(), content.clone()))
+            .collect();
+        let data = Value::from(config.data.clone());
         let mut entrypoints = vec![config.entrypoint.clone()];
         entrypoints.extend(extra_entrypoints.into_iter().map(str::to_owned));
         for entrypoint in entrypoints {
@@ -144,10 +180,35 @@ impl Policy {
                     // Name the entrypoint: "not a valid rule path" alone does not say which.
                     ConfigError::Policy(format!("entrypoint `{entrypoint}`: {err:#}"))
                 })?;
+            // Only a policy regorus accepts is planned, so the plan never widens what loads.
+            let plan = CompiledPlan::build(&modules, &data, &entrypoint, &regexes);
+            plans.insert(entrypoint.clone(), plan);
             compiled.insert(entrypoint, policy);
         }
         let reads = InputReads::scan(config.modules.values().map(String::as_str));
-        Ok(Policy { compiled, reads })
+        Ok(Policy {
+            compiled,
+            plans,
+            reads,
+        })
+    }
+
+    /// Why `entrypoint` is interpreted rather than planned; `None` when it has a plan (or is
+    /// not an entrypoint of this policy).
+    ///
+    /// ```
+    /// use attestgate_policy::{Policy, PolicyConfig};
+    /// let config: PolicyConfig = serde_json::from_value(serde_json::json!({ "modules": {
+    ///     "p.rego": "package attestgate\ndecision := input.ok\nother := print(1)" } })).unwrap();
+    /// let policy = Policy::compile(&config, ["data.attestgate.other"]).unwrap();
+    /// assert!(policy.interpreted_because("data.attestgate.decision").is_none());
+    /// let why = policy.interpreted_because("data.attestgate.other").unwrap();
+    /// assert_eq!((why.file.as_str(), why.line), ("p.rego", 3));
+    /// ```
+    pub fn interpreted_because(&self, entrypoint: &str) -> Option<&Unsupported> {
+        self.plans
+            .get(entrypoint)
+            .and_then(|plan| plan.as_ref().err())
     }
 
     /// The paths under `input` the modules can read, when the scan could follow every use.
@@ -196,20 +257,68 @@ impl Policy {
         entrypoint: &str,
         input: serde_json::Value,
     ) -> Result<PolicyOutcome, String> {
+        let value = self.evaluate_value(PolicyEngine::Default, entrypoint, input)?;
+        interpret(entrypoint, &value)
+    }
+
+    /// The entrypoint's whole value (`None`: undefined) as `engine` computes it, errors as
+    /// text: what the differential tests compare between the plan and the interpreter.
+    ///
+    /// ```
+    /// use attestgate_policy::{Policy, PolicyConfig, PolicyEngine};
+    /// let config: PolicyConfig = serde_json::from_value(serde_json::json!({
+    ///     "modules": { "p.rego": "package attestgate\ndecision := {\"allow\": input.n > 1}" },
+    /// })).unwrap();
+    /// let policy = Policy::compile(&config, []).unwrap();
+    /// let document = policy.evaluate_document(PolicyEngine::Plan, &config.entrypoint,
+    ///     serde_json::json!({"n": 2}));
+    /// assert_eq!(document, Ok(Some(serde_json::json!({"allow": true}))));
+    /// ```
+    pub fn evaluate_document(
+        &self,
+        engine: PolicyEngine,
+        entrypoint: &str,
+        input: serde_json::Value,
+    ) -> Result<Option<serde_json::Value>, String> {
+        let value = self.evaluate_value(engine, entrypoint, input)?;
+        if value == Value::Undefined {
+            return Ok(None);
+        }
+        serde_json::to_value(&value)
+            .map(Some)
+            .map_err(|err| err.to_string())
+    }
+
+    fn evaluate_value(
+        &self,
+        engine: PolicyEngine,
+        entrypoint: &str,
+        input: serde_json::Value,
+    ) -> Result<Value, String> {
         let policy = self
             .compiled
             .get(entrypoint)
             .ok_or_else(|| format!("entrypoint `{entrypoint}` was not compiled"))?;
+        let plan = match (engine, self.plans.get(entrypoint)) {
+            (PolicyEngine::Interpreter, _) => None,
+            (_, Some(Ok(plan))) => Some(plan),
+            (PolicyEngine::Plan, Some(Err(why))) => return Err(format!("not planned: {why}")),
+            (PolicyEngine::Plan, None) => return Err(format!("`{entrypoint}` has no plan")),
+            _ => None,
+        };
         // Only what the policy can read is converted: the default policy reads
         // `input.token.claims.att` alone, a fraction of the document.
         let input = match self.read_paths() {
             Some(paths) => take_reads(input, paths),
             None => input,
         };
-        let value = policy
-            .eval_with_input(to_rego(input))
-            .map_err(|err| format!("{err:#}"))?;
-        interpret(entrypoint, &value)
+        let input = to_rego(input);
+        match plan {
+            Some(plan) => plan.evaluate(&input),
+            None => policy
+                .eval_with_input(input)
+                .map_err(|err| format!("{err:#}")),
+        }
     }
 }
 
@@ -318,89 +427,31 @@ fn interpret(entrypoint: &str, value: &Value) -> Result<PolicyOutcome, String> {
     })
 }
 
-/// Compiled patterns a policy's `regex.match`, `regex.replace` and
-/// `regex.find_all_string_submatch_n` keep between evaluations.
-/// regorus compiles the pattern on every call (its own cache is a process-wide static behind
-/// its `cache` feature); compiling costs far more than matching, and patterns are nearly
-/// always constants of the policy.
-const REGEX_CACHE_ENTRIES: usize = 64;
-
-/// regorus' bound on a compiled regex (`REGEX_SIZE_LIMIT` in its `builtins/regex.rs`).
-const REGEX_SIZE_LIMIT: usize = 100 * 1024;
-
-/// A bounded cache of compiled regexes, shared by the clones of one engine.
-#[derive(Clone)]
-struct Regexes(Arc<Mutex<LruCache<String, Regex>>>);
-
-impl Regexes {
-    fn new() -> Regexes {
-        let entries = NonZeroUsize::new(REGEX_CACHE_ENTRIES).unwrap_or(NonZeroUsize::MIN);
-        Regexes(Arc::new(Mutex::new(LruCache::new(entries))))
-    }
-
-    /// `with` applied to `pattern` compiled as regorus compiles it; `Ok(None)` when it is not
-    /// a valid regex. The cached regex is used in place: a clone would start without the
-    /// search caches its earlier uses built.
-    fn with<T>(&self, pattern: &str, with: impl FnOnce(&Regex) -> T) -> anyhow::Result<Option<T>> {
-        // A poisoned lock only means a panic elsewhere; the cache itself is still consistent.
-        let mut cache = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(regex) = cache.get(pattern) {
-            return Ok(Some(with(regex)));
-        }
-        match RegexBuilder::new(pattern)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-        {
-            Ok(regex) => {
-                let result = with(&regex);
-                cache.put(pattern.to_owned(), regex);
-                Ok(Some(result))
-            }
-            Err(regex::Error::CompiledTooBig(_)) => {
-                Err(anyhow::Error::new(LimitError::RegexSizeLimitExceeded {
-                    limit: REGEX_SIZE_LIMIT,
-                }))
-            }
-            Err(_) => Ok(None),
-        }
-    }
-}
-
 /// The first `N` arguments of a regex builtin, which must be strings: `Ok(None)` when any
 /// argument is undefined (the builtin is then undefined too), an error like regorus' own when
 /// one of the `N` is not a string.
-fn string_args<'a, const N: usize>(
+fn defined_string_args<'a, const N: usize>(
     name: &str,
     args: &'a [Value],
 ) -> anyhow::Result<Option<[&'a str; N]>> {
     if args.contains(&Value::Undefined) {
         return Ok(None);
     }
-    let mut strings = [""; N];
-    for (slot, arg) in strings.iter_mut().zip(args) {
-        match arg {
-            Value::String(s) => *slot = s.as_ref(),
-            other => anyhow::bail!("`{name}` expects string argument. Got `{other}` instead"),
-        }
-    }
-    Ok(Some(strings))
+    string_args::<N>(name, args).map(Some)
 }
 
 /// `regex.match`, `regex.replace` and `regex.find_all_string_submatch_n` as regorus' builtins
 /// compute them (strict builtin errors, its default), with the compiled patterns cached:
 /// regorus looks up an engine's extensions before its builtins.
-fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
-    let regexes = Regexes::new();
+fn add_regex_builtins(engine: &mut Engine, regexes: &Regexes) -> anyhow::Result<()> {
+    let regexes = regexes.clone();
     let cache = regexes.clone();
     let submatches = regexes.clone();
     engine.add_extension(
         "regex.match".to_owned(),
         2,
         Box::new(move |args: Vec<Value>| {
-            let Some([pattern, value]) = string_args::<2>("regex.match", &args)? else {
+            let Some([pattern, value]) = defined_string_args::<2>("regex.match", &args)? else {
                 return Ok(Value::Undefined);
             };
             match cache.with(pattern, |regex| regex.is_match(value))? {
@@ -413,7 +464,8 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
         "regex.replace".to_owned(),
         3,
         Box::new(move |args: Vec<Value>| {
-            let Some([s, pattern, value]) = string_args::<3>("regex.replace", &args)? else {
+            let Some([s, pattern, value]) = defined_string_args::<3>("regex.replace", &args)?
+            else {
                 return Ok(Value::Undefined);
             };
             Ok(
@@ -431,11 +483,11 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
         Box::new(move |args: Vec<Value>| {
             let name = "regex.find_all_string_submatch_n";
             // string_args checks every argument for undefined, as regorus does first.
-            let Some([pattern, value]) = string_args::<2>(name, &args)? else {
+            let Some([pattern, value]) = defined_string_args::<2>(name, &args)? else {
                 return Ok(Value::Undefined);
             };
             let n = match args.get(2) {
-                Some(Value::Number(n)) => n,
+                Some(n @ Value::Number(_)) => n,
                 Some(other) => {
                     anyhow::bail!("`{name}` expects numeric argument. Got `{other}` instead")
                 }
@@ -443,22 +495,8 @@ fn add_regex_builtins(engine: &mut Engine) -> anyhow::Result<()> {
             };
             // As regorus: the pattern is compiled before `n` is checked, and a negative (or
             // huge) `n` means every match.
-            let found = submatches.with(pattern, |regex| {
-                if !n.is_integer() {
-                    anyhow::bail!("n must be an integer");
-                }
-                let limit = n
-                    .as_i64()
-                    .and_then(|n| usize::try_from(n).ok())
-                    .unwrap_or(usize::MAX);
-                let matches = regex.captures_iter(value).take(limit).map(|captures| {
-                    let groups = captures
-                        .iter()
-                        .map(|group| Value::String(group.map_or("", |g| g.as_str()).into()));
-                    Value::from(groups.collect::<Vec<_>>())
-                });
-                Ok(Value::from(matches.collect::<Vec<_>>()))
-            })?;
+            let found =
+                submatches.with(pattern, |regex| find_all_string_submatch_n(regex, value, n))?;
             match found {
                 Some(matches) => matches,
                 None => anyhow::bail!("invalid regex"),
@@ -546,7 +584,8 @@ fn check_nesting(id: &str, source: &str) -> Result<(), ConfigError> {
 /// ```
 pub fn run_rego_tests(modules: &[(String, String)]) -> Result<Vec<RegoTest>, ConfigError> {
     let mut engine = regorus::Engine::new();
-    add_regex_builtins(&mut engine).map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
+    add_regex_builtins(&mut engine, &Regexes::new())
+        .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
     let mut names = Vec::new();
     for (file, source) in modules {
         check_nesting(file, source)?;
@@ -702,7 +741,7 @@ missing if not regex.match(`a`, input.missing)"#,
                 .unwrap();
             engine.set_input(Value::from_json_str(input).unwrap());
             let mut ours = engine.clone();
-            add_regex_builtins(&mut ours).unwrap();
+            add_regex_builtins(&mut ours, &Regexes::new()).unwrap();
             (
                 engine.eval_rule(query.into()).map_err(|_| ()),
                 ours.eval_rule(query.into()).map_err(|_| ()),

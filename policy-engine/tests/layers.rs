@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("json", 0),
     ("digest", 0),
     ("verifier", 0),
+    ("rego_plan", 0),
     ("config", 1),
     ("decision", 2),
     ("capability", 2),

@@ -1,0 +1,50 @@
+//! Rego policies compiled to a plan, so a decision does not pay an interpreter's cost.
+//!
+//! At load, [`CompiledPlan::build`] parses the modules with regorus' own parser and lowers the
+//! entrypoint and everything it reaches ([`ir`]): names become slots, rules, functions and
+//! builtin pointers; rules that read only `data` are computed once; regex literals are
+//! compiled once. A decision then walks the plan ([`eval`]), each rule evaluated at most once.
+//!
+//! A policy using something the lowering does not cover keeps regorus' interpreter, and
+//! [`Unsupported`] says which construct at which file:line. The plan decides as regorus does
+//! (errors included); the differential tests and the `policy_plan` fuzz target check it.
+
+mod builtins;
+mod eval;
+mod fold;
+mod ir;
+mod lower;
+
+pub use lower::Unsupported;
+
+pub(crate) use builtins::{find_all_string_submatch_n, string_args, Regexes};
+
+use regorus::Value;
+
+/// One entrypoint's plan.
+#[derive(Debug)]
+pub(crate) struct CompiledPlan {
+    plan: ir::Plan,
+}
+
+impl CompiledPlan {
+    /// Lowers `modules` (name, Rego source) for `entrypoint` over `data`, or says why not.
+    pub(crate) fn build(
+        modules: &[(String, String)],
+        data: &Value,
+        entrypoint: &str,
+        regexes: &Regexes,
+    ) -> Result<CompiledPlan, Unsupported> {
+        let mut plan = lower::lower(modules, data, entrypoint, regexes)?;
+        fold::fold(&mut plan);
+        Ok(CompiledPlan { plan })
+    }
+
+    /// The entrypoint's value for `input` (`Undefined` when it has none); errors as text.
+    pub(crate) fn evaluate(&self, input: &Value) -> Result<Value, String> {
+        eval::Evaluation::new(&self.plan, input)
+            .rule(self.plan.entry)
+            .map(|value| value.unwrap_or(Value::Undefined))
+            .map_err(|err| format!("{err:#}"))
+    }
+}
