@@ -1,4 +1,4 @@
-# Default device-trust policy for attestgate (Rego v1, evaluated by regorus).
+# Default device-trust policy for attestgate (Rego v1).
 #
 # Entrypoint data.attestgate.decision is always defined:
 #   {"allow": bool, "reasons": [sorted snake_case strings, empty when allowed]}
@@ -18,17 +18,9 @@
 #   denied_hooks        absent = any hook denies; list = only those; [] = none.
 #   max_risk_score      default 70; deny when att.risk.score > it.
 #
-# How it is written: regorus spends about as much on evaluating one rule or
-# partial-set body as on three or four builtin calls, on a function call as on
-# two, on reading a rule's value again as on one (docs/performance.md). So every
-# check is a set comprehension inside one rule (_findings) that holds its reason
-# when the check fails, and the settings are gathered into a local. A claim is
-# read by reference (att.device.rooted) where its absence already decides as a
-# default would: a reference that is missing or runs into something that is not
-# an object is undefined, never an error, so a malformed token never errors.
-# Where a default decides otherwise, object.get(att, ["app", "id"], d) gives d;
-# so does every argument of a function under `not`, as engines differ on an
-# undefined one there (OPA lifts it out of the `not`; scripts/opa/check.py).
+# One rule per reason. A claim the check needs is read with a default where its
+# absence must not decide on its own (object.get), and checked for presence
+# before a `not`, so the policy means the same in every Rego engine.
 package attestgate
 
 import rego.v1
@@ -37,99 +29,162 @@ default decision := {"allow": false, "reasons": ["decision_undefined"]}
 
 decision := {"allow": count(deny) == 0, "reasons": sort([r | some r in deny])}
 
-# --- deny reasons ------------------------------------------------------------
+# --- the attestation -----------------------------------------------------------
 
-# Without attestation nothing below is meaningful: attestation_missing is then
-# the one reason (the else of _findings).
-deny contains reason if some reason in _findings
-
-_findings := union({
-	{"unknown_platform" | not platform in {"android", "ios"}},
-	{"app_id_not_allowed" |
-		allowed := _restriction(given.allowed_app_ids, platform)
-		not object.get(att, ["app", "id"], null) in allowed
-	},
-	{"signer_not_allowed" |
-		restriction := _restriction(given.allowed_signers, platform)
-		allowed := {_lower(s) | some s in restriction}
-		count({s | some s in _list(object.get(att, ["app", "signer_sha256"], [])); _lower(s) in allowed}) == 0
-	},
-	{"installer_not_allowed" |
-		platform == "android"
-		allowed := _restriction(given.allowed_installers, platform)
-		not object.get(att, ["app", "installer"], null) in allowed
-	},
-	{"app_version_too_old" |
-		want := given.min_app_version
-		want != ""
-		not _version_at_least(object.get(att, ["app", "version"], null), want)
-	},
-	# The platform is a key of min_os_version here; only a string names one.
-	{"os_version_too_old" |
-		is_string(platform)
-		want := object.get(given, ["min_os_version", platform], "")
-		want != ""
-		not _version_at_least(object.get(att, ["device", "os_version"], null), want)
-	},
-	# Zero-padded ISO dates order correctly as strings; anything else fails closed.
-	{"patch_level_too_old" |
-		platform == "android"
-		want := given.min_patch_level
-		want != ""
-		not _patch_at_least(object.get(att, ["device", "patch_level"], null), want)
-	},
-	{"integrity_not_met" |
-		platform == "android"
-		have := _list(object.get(att, ["device", "integrity"], []))
-		some required in _list(object.get(given, "required_integrity", ["MEETS_DEVICE_INTEGRITY"]))
-		not required in have
-	},
-	# Reported booleans, each with the setting that overrides it. allow_debuggable
-	# covers both debug signals: together they mean "dev build". Tampering has no
-	# override: a patched or re-signed binary is never trusted. A reported boolean
-	# is only "safe" when it is absent or literally false, so a null or a stringly
-	# "true" from a sloppy attestation service fails closed; only a literal true
-	# setting overrides.
-	{"device_rooted" | att.device.rooted != false; not given.allow_rooted == true},
-	{"emulator" | att.device.emulator != false; not given.allow_emulator == true},
-	{"bootloader_unlocked" | att.device.bootloader_unlocked != false; not given.allow_bootloader_unlocked == true},
-	{"app_debuggable" | att.app.debuggable != false; not given.allow_debuggable == true},
-	{"debugger_attached" | att.runtime.debugger != false; not given.allow_debuggable == true},
-	{"app_tampered" | att.runtime.app_tampered != false},
-	# Any hook denies unless denied_hooks is given; then only those do.
-	{"hooking_detected" |
-		object.get(given, "denied_hooks", null) == null
-		count(hooks) > 0
-	},
-	{"hooking_detected" |
-		denied := {_lower(d) | some d in _list(given.denied_hooks)}
-		some h in hooks
-		_lower(h) in denied
-	},
-	# Services without a risk engine (Play Integrity, App Attest) omit the score,
-	# which counts as 0; a present but non-numeric score fails closed.
-	{"risk_score_too_high" | not is_number(score)},
-	{"risk_score_too_high" | not is_number(limit)},
-	{"risk_score_too_high" | is_number(score); is_number(limit); score > limit},
-}) if {
+# The token's attestation claims, when it has them as an object. Without them
+# nothing else is meaningful: attestation_missing is then the one reason.
+_att := att if {
 	att := input.token.claims.att
 	is_object(att)
-	platform := object.get(att, ["device", "platform"], null)
-	hooks := _list(object.get(att, ["runtime", "hooks"], []))
-	score := object.get(att, ["risk", "score"], 0)
-	# null counts as absent so `key: ~` in YAML config means "use the default".
-	settings := _settings
-	given := {key: v | is_object(settings); some key, v in settings; v != null}
-	limit := object.get(given, "max_risk_score", 70)
-} else := {"attestation_missing"}
+}
 
-# --- settings ----------------------------------------------------------------
+_attested if is_object(_att)
 
-# The gate config's policy.data.device_trust, read by its path: a read of all of
-# `data` would include this policy's own rules, which OPA refuses as recursion.
-default _settings := {}
+deny contains "attestation_missing" if not _attested
 
-_settings := data.device_trust
+_platform := object.get(_att, ["device", "platform"], null)
+
+# A lone string is a one-item list (see _list), for the lists a service reports.
+_signers := _list(object.get(_att, ["app", "signer_sha256"], []))
+
+_integrity := _list(object.get(_att, ["device", "integrity"], []))
+
+_hooks := _list(object.get(_att, ["runtime", "hooks"], []))
+
+# Services without a risk engine (Play Integrity, App Attest) omit the score,
+# which counts as 0.
+_score := object.get(_att, ["risk", "score"], 0)
+
+# --- settings ------------------------------------------------------------------
+
+# data.device_trust without its null settings, so `key: ~` in YAML config means
+# "use the default". It is read by its path: a read of all of `data` would
+# include this policy's own rules, which OPA refuses as recursion.
+default _given := {}
+
+_given := {key: value | some key, value in data.device_trust; value != null} if {
+	is_object(data.device_trust)
+}
+
+# Only a literal true setting allows what it names.
+_allowed(setting) if _given[setting] == true
+
+# --- the checks ----------------------------------------------------------------
+
+deny contains "unknown_platform" if {
+	_attested
+	not _platform in {"android", "ios"}
+}
+
+deny contains "app_id_not_allowed" if {
+	_attested
+	allowed := _restriction(_given.allowed_app_ids)
+	not object.get(_att, ["app", "id"], null) in allowed
+}
+
+deny contains "signer_not_allowed" if {
+	_attested
+	restriction := _restriction(_given.allowed_signers)
+	allowed := {_lower(s) | some s in restriction}
+	not _signed_by_one_of(allowed)
+}
+
+_signed_by_one_of(allowed) if {
+	some signer in _signers
+	_lower(signer) in allowed
+}
+
+deny contains "installer_not_allowed" if {
+	_platform == "android"
+	allowed := _restriction(_given.allowed_installers)
+	not object.get(_att, ["app", "installer"], null) in allowed
+}
+
+deny contains "app_version_too_old" if {
+	_attested
+	want := _given.min_app_version
+	want != ""
+	not _version_at_least(object.get(_att, ["app", "version"], null), want)
+}
+
+# The platform is a key of min_os_version here; only a string names one.
+deny contains "os_version_too_old" if {
+	is_string(_platform)
+	want := object.get(_given, ["min_os_version", _platform], "")
+	want != ""
+	not _version_at_least(object.get(_att, ["device", "os_version"], null), want)
+}
+
+deny contains "patch_level_too_old" if {
+	_platform == "android"
+	want := _given.min_patch_level
+	want != ""
+	not _patch_at_least(object.get(_att, ["device", "patch_level"], null), want)
+}
+
+deny contains "integrity_not_met" if {
+	_platform == "android"
+	some required in _list(object.get(_given, "required_integrity", ["MEETS_DEVICE_INTEGRITY"]))
+	not required in _integrity
+}
+
+# A reported boolean is only "safe" when it is absent or literally false, so a
+# null or a stringly "true" from a sloppy attestation service fails closed.
+deny contains "device_rooted" if {
+	_att.device.rooted != false
+	not _allowed("allow_rooted")
+}
+
+deny contains "emulator" if {
+	_att.device.emulator != false
+	not _allowed("allow_emulator")
+}
+
+deny contains "bootloader_unlocked" if {
+	_att.device.bootloader_unlocked != false
+	not _allowed("allow_bootloader_unlocked")
+}
+
+# allow_debuggable covers both debug signals: together they mean "dev build".
+deny contains "app_debuggable" if {
+	_att.app.debuggable != false
+	not _allowed("allow_debuggable")
+}
+
+deny contains "debugger_attached" if {
+	_att.runtime.debugger != false
+	not _allowed("allow_debuggable")
+}
+
+# Tampering has no override: a patched or re-signed binary is never trusted.
+deny contains "app_tampered" if _att.runtime.app_tampered != false
+
+# Any hook denies unless denied_hooks is given; then only those do.
+deny contains "hooking_detected" if {
+	object.get(_given, "denied_hooks", null) == null
+	count(_hooks) > 0
+}
+
+deny contains "hooking_detected" if {
+	denied := {_lower(d) | some d in _list(_given.denied_hooks)}
+	some hook in _hooks
+	_lower(hook) in denied
+}
+
+# A present but non-numeric score, or limit, fails closed.
+deny contains "risk_score_too_high" if {
+	_attested
+	not _risk_within_limit
+}
+
+_risk_within_limit if {
+	limit := object.get(_given, "max_risk_score", 70)
+	is_number(_score)
+	is_number(limit)
+	_score <= limit
+}
+
+# --- helpers -------------------------------------------------------------------
 
 # A lone string is a one-item list: forgiving for hand-written config, and a
 # scalar `hooks: "frida"` from a sloppy service must still count as a hook.
@@ -142,13 +197,13 @@ _list(x) := x if {
 # List settings restrict every platform, or only the platforms named when the
 # setting is an object (app ids and signers usually differ between stores).
 # Undefined when the setting imposes no restriction on this token's platform
-# (a setting not given imposes none: the caller's `given.key` is undefined).
-_restriction(setting, platform) := s if {
+# (a setting not given imposes none: the caller's `_given.key` is undefined).
+_restriction(setting) := s if {
 	s := _list(setting)
 	count(s) > 0
 } else := s if {
 	is_object(setting)
-	s := _list(object.get(setting, platform, []))
+	s := _list(object.get(setting, _platform, []))
 	count(s) > 0
 }
 
@@ -156,38 +211,43 @@ _lower(x) := lower(x) if {
 	is_string(x)
 } else := x
 
-# --- version helpers: numeric, component-wise, shorter side padded with 0 -----
+# --- versions: numeric, component-wise, the shorter side padded with zeros ---------
 
-# Undefined (=> deny) when the reported version is missing or not a string or a
-# number (YAML turns an unquoted 15.0 into a number; "%v" prints a string as is).
-# Each component's leading digits ("3-beta" -> 3, no digits -> 0) without
-# leading zeros, as [digit count, digits]: for numbers written without leading
-# zeros that pair orders as the numbers do, and "0", "00" and "" all read as
-# [0, ""]. One regex pass yields every component's digits (a component ends at a
-# dot or the end; a last empty one can go unreported, and reads as the padding
-# would). Each side is padded with as many [0, ""] as the other has components:
-# both then have the same length, and arrays of one length order at their first
-# differing component.
+# False (=> deny) when either side is not a string or a number (YAML turns an
+# unquoted 15.0 into a number; "%v" prints a string as is).
 _version_at_least(have, want) if {
 	type_name(have) in {"string", "number"}
 	type_name(want) in {"string", "number"}
-	h := [[count(m[1]), m[1]] | some m in regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, sprintf("%v", [have]), -1)]
-	w := [[count(m[1]), m[1]] | some m in regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, sprintf("%v", [want]), -1)]
-	array.concat(h, [[0, ""] | some _ in w]) >= array.concat(w, [[0, ""] | some _ in h])
+	h := _components(have)
+	w := _components(want)
+	array.concat(h, _zeros(w)) >= array.concat(w, _zeros(h))
 }
+
+# Each component of a version (up to a dot or the end) as [digit count, digits]:
+# its leading digits without leading zeros ("3-beta" -> 3, "08" -> 8, no digits
+# -> 0). For numbers written without leading zeros that pair orders as the
+# numbers do, however long; "0", "00" and "" all read as [0, ""]. A last empty
+# component can go unreported, and reads as the padding would.
+_components(version) := [[count(m[1]), m[1]] |
+	some m in regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, sprintf("%v", [version]), -1)
+]
+
+# As many zero components as `other` has: padded so, both sides have one
+# length, and arrays of one length order at their first differing component.
+_zeros(other) := [[0, ""] | some _ in other]
 
 # The same order, strictly below (and true when either side is no version).
 _version_lt(have, want) if not _version_at_least(have, want)
 
-# One component's number, read by _version_at_least's pattern: its digits without
-# leading zeros (to_number parses JSON, which rejects "08"); none read as "0".
+# One component's number: its leading digits without leading zeros (to_number
+# parses JSON, which rejects "08"); none read as 0.
 _int(s) := to_number(object.get({"": "0"}, d, d)) if {
 	d := regex.find_all_string_submatch_n(`0*([0-9]*)[^.]*(?:\.|$)`, s, 1)[0][1]
 }
 
-# YYYY-MM-DD, ASCII digits only (what `^[0-9]{4}-[0-9]{2}-[0-9]{2}$` matches),
-# checked without compiling a regex: three dash-separated fields of 4, 2 and 2
-# characters, each all digits.
+# YYYY-MM-DD, ASCII digits only (what `^[0-9]{4}-[0-9]{2}-[0-9]{2}$` matches):
+# three dash-separated fields of 4, 2 and 2 characters, each all digits.
+# Zero-padded ISO dates then order correctly as strings.
 _patch_at_least(have, want) if {
 	is_string(have)
 	[y, m, d] := split(have, "-")

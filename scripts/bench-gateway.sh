@@ -9,6 +9,8 @@
 #   jwt_authn            Envoy's jwt_authn, HS256, no JWT cache, a fresh token per request
 #   jwt_authn_cached     the same with jwt_cache_config, one repeated token
 #   attestgate_repeated  the attestgate filter (scripts/bench/attestgate.yaml), one repeated token
+#   attestgate_five_keys the filter with five keys by kid, iss/aud and a three-line policy
+#                        (issue #27's second config), one repeated HS256 token
 #   attestgate_fresh     the filter with a fresh HS256 token per request (the same pool as jwt_authn)
 #   jwt_authn_es256      jwt_authn alone, ES256, fresh tokens
 #   jwt_authn_es256_metadata  the same with payload_in_metadata (what hybrid mode needs of it)
@@ -116,6 +118,8 @@ mint_tokens() { # kind
   case $1 in
     hs_one) timeout --foreground 60 "$cli" mint --secret "$(cat "$work/secret.txt")" --claims "$work/claims.json" \
               --exp-in $ttl >"$file" ;;
+    five_keys_one) timeout --foreground 60 "$cli" mint --key policy-engine/tests/data/keys/hs256.json \
+              --claims "$work/claims-five-keys.json" --exp-in $ttl >"$file" ;;
     fleet) python3 scripts/bench/gen.py tokens fleet "$work" 0 ;;
     unique_pool)
       count=$(( $(pool_size) + 1 ))

@@ -317,6 +317,9 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
                 Gate::for_host(config, host(&args.for_host)?).context("loading the gate config")?;
             // As the native library: ring checks ES256 and RS* signatures.
             gate.use_host_verifier(Box::new(NativeVerifier));
+            if let Some(policy) = gate.policy_summary() {
+                eprintln!("{policy}");
+            }
             let mut request = Request::new(&args.request.method, &args.request.path)
                 .with_host(&args.request.host);
             if let Some(ip) = &args.source_ip {
@@ -612,6 +615,14 @@ fn rego_test(args: &TestArgs) -> Result<ExitCode> {
     if results.is_empty() {
         bail!("no test_ rules found in {} file(s)", files.len());
     }
+    for test in &results {
+        if let Some(why) = &test.interpreted_only {
+            eprintln!(
+                "note: {} ran on the interpreter alone, without a plan ({why})",
+                test.name
+            );
+        }
+    }
     let failed = results.iter().filter(|t| !t.passed).count();
     for test in &results {
         match (&test.error, test.passed) {
@@ -717,7 +728,11 @@ fn schema(args: &SchemaArgs) -> Result<()> {
 fn render(args: &RenderArgs) -> Result<()> {
     let config = load_config(&args.config)?;
     // Render only what would load: a broken example must not reach Envoy (or the host named).
-    Gate::for_host(config.clone(), host(&args.for_host)?).context("loading the gate config")?;
+    let gate =
+        Gate::for_host(config.clone(), host(&args.for_host)?).context("loading the gate config")?;
+    if let Some(policy) = gate.policy_summary() {
+        eprintln!("{policy}");
+    }
     let json = serde_json::to_string(&config)?;
     match &args.envoy_template {
         None => emit(format_args!("{json}"))?,

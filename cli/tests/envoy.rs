@@ -808,6 +808,14 @@ fn jwks_es256_end_to_end() {
         "{}",
         envoy.log()
     );
+    // The default policy runs as a compiled plan in the filter (issue #27), and says so.
+    assert!(
+        envoy
+            .log()
+            .contains("policy: data.attestgate.decision compiled to a plan"),
+        "{}",
+        envoy.log()
+    );
     let rooted = mint_es(&claims("jwks-es256", "rooted.json"), "rooted2.json");
     let (signing_input, _) = good.rsplit_once('.').unwrap();
     let (_, other_signature) = rooted.rsplit_once('.').unwrap();

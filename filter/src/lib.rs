@@ -375,6 +375,9 @@ impl RootContext for AttestRoot {
                         .to_owned(),
                 };
                 log(LogLevel::Info, &verifier);
+                if let Some(policy) = gate.policy_summary() {
+                    log(LogLevel::Info, &policy);
+                }
                 // A new config starts an empty cache: nothing decided under the old one survives.
                 let entries = gate.config().cache.entries;
                 self.cache = (entries > 0).then(|| {

@@ -426,15 +426,23 @@ pub fn eval(
     serde_json::to_value(&results).map_err(|err| err.to_string())
 }
 
-/// Runs the modules' `test_` rules like `attestgate test`:
-/// `{passed, failed, tests: [{name, passed, error}]}`.
+/// Runs the modules' `test_` rules like `attestgate test` (each on the interpreter and the
+/// compiled plan): `{passed, failed, tests: [{name, passed, error, interpreted_only}]}`, the
+/// last the reason a test had no plan, or null.
 pub fn test(modules: Value) -> Result<Value, String> {
     let results =
         attestgate_policy::run_rego_tests(&Modules::parse(modules)?).map_err(|e| e.to_string())?;
     let failed = results.iter().filter(|t| !t.passed).count();
     let tests: Vec<Value> = results
         .iter()
-        .map(|t| json!({ "name": t.name, "passed": t.passed, "error": t.error }))
+        .map(|t| {
+            json!({
+                "name": t.name,
+                "passed": t.passed,
+                "error": t.error,
+                "interpreted_only": t.interpreted_only.as_ref().map(ToString::to_string),
+            })
+        })
         .collect();
     Ok(json!({ "passed": results.len() - failed, "failed": failed, "tests": tests }))
 }

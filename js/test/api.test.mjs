@@ -224,6 +224,8 @@ describe("testPolicies", () => {
     }
     assert.equal(out.passed, expected.size);
     assert.ok(out.passed > 50, `only ${out.passed} tests`);
+    // Each ran on the compiled plan too (issue #27), which agreed with the interpreter.
+    assert.deepEqual(out.tests.filter((t) => t.interpreted_only !== null).map((t) => t.name), []);
   });
   test("a failing test is reported", () => {
     const out = ag.testPolicies({ "t.rego": "package t\ntest_ok if true\ntest_no if false" });

@@ -128,6 +128,13 @@ int attestgate_gate_new(const char *config, size_t config_len, attestgate_gate *
 void attestgate_gate_free(attestgate_gate *gate);
 
 /*
+ * The gate's load log line about its policy: which entrypoints run as a compiled plan and which
+ * stay interpreted, with the construct and file:line that kept them so. Empty without a policy
+ * (or for NULL). The bytes live as long as the gate.
+ */
+attestgate_str attestgate_gate_policy_summary(const attestgate_gate *gate);
+
+/*
  * Whether the request must be decided on its body (a signature it carries covers
  * content-digest): *needs_body is 1 or 0, and *max_body_bytes the most body bytes the route
  * reads (a longer body is denied with body_too_large). The body fields are not read.

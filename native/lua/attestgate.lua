@@ -80,6 +80,7 @@ const char *attestgate_version(void);
 int attestgate_gate_new(const char *config, size_t config_len, attestgate_gate **out,
                         attestgate_str **error);
 void attestgate_gate_free(attestgate_gate *gate);
+attestgate_str attestgate_gate_policy_summary(const attestgate_gate *gate);
 int attestgate_needs_body(const attestgate_gate *gate, const attestgate_request *request,
                           int *needs_body, size_t *max_body_bytes);
 int attestgate_decide(const attestgate_gate *gate, const attestgate_request *request,
@@ -147,6 +148,8 @@ function M.new(config_json)
     end
     local handle = ffi.gc(out[0], loaded.attestgate_gate_free)
     local gate = setmetatable({ handle = handle }, Gate)
+    -- Which entrypoints run as a compiled plan, which stay interpreted and why.
+    gate.policy_summary = str(loaded.attestgate_gate_policy_summary(handle))
     local sources, source_err = M.sources_of(gate)
     if not sources then
         return nil, source_err
@@ -177,7 +180,15 @@ function M.init(config_json, label)
         error("attestgate: refusing to start: " .. (label and (label .. ": ") or "")
             .. "the config is refused: " .. tostring(err), 0)
     end
+    M.log_loaded(gate)
     return gate
+end
+
+--- Writes the gate's load line (its policy: compiled plan or interpreted) to the NGINX log.
+function M.log_loaded(gate)
+    if ngx and gate.policy_summary ~= "" then
+        ngx.log(ngx.NOTICE, "attestgate: ", gate.policy_summary)
+    end
 end
 
 --- M.init with the config read from a file.
@@ -187,6 +198,7 @@ function M.init_file(path)
         error("attestgate: refusing to start: " .. path .. ": the config is refused: "
             .. tostring(err), 0)
     end
+    M.log_loaded(gate)
     return gate
 end
 

@@ -213,6 +213,8 @@ pub struct AttestgateRemoteSource {
 #[derive(Debug)]
 pub struct AttestgateGate {
     gate: Gate,
+    /// The load log line about its policy ([`attestgate_gate_policy_summary`]).
+    policy_summary: String,
     cache: RefCell<DecisionCache>,
     /// The last good fetched JWKS and denylist.
     fetched: RefCell<Fetched>,
@@ -275,7 +277,9 @@ pub unsafe extern "C" fn attestgate_gate_new(
         // host verifier, so a report is not needed here.
         gate.use_host_verifier(Box::new(NativeVerifier));
         let entries = gate.config().cache.entries;
+        let policy_summary = gate.policy_summary().unwrap_or_default();
         Ok(Box::new(AttestgateGate {
+            policy_summary,
             gate,
             cache: RefCell::new(DecisionCache::new(entries)),
             fetched: RefCell::default(),
@@ -290,6 +294,24 @@ pub unsafe extern "C" fn attestgate_gate_new(
         }
         // SAFETY: `error` is NULL or writable.
         Err(failure) => unsafe { fail(error, failure) },
+    }
+}
+
+/// The gate's load log line about its policy: which entrypoints run as a compiled plan and
+/// which stay interpreted, with the construct and file:line that kept them so. Empty without a
+/// policy (or for a NULL gate). The bytes live as long as the gate.
+///
+/// # Safety
+///
+/// `gate` is NULL or a live gate from [`attestgate_gate_new`].
+#[no_mangle]
+pub unsafe extern "C" fn attestgate_gate_policy_summary(
+    gate: *const AttestgateGate,
+) -> AttestgateStr {
+    // SAFETY: the caller passes NULL or a live gate.
+    match unsafe { gate.as_ref() } {
+        Some(gate) => AttestgateStr::of(&gate.policy_summary),
+        None => AttestgateStr::of(""),
     }
 }
 

@@ -493,6 +493,25 @@ fn the_corpus_decides_the_same_in_nginx_as_natively() {
         })
         .collect();
     let nginx = Nginx::start("corpus", &servers, recorder.port());
+    // Each gate's load line says how its policy runs: every corpus policy as a compiled plan.
+    let log = nginx.log();
+    let mut summaries = 0;
+    for gate in &materialized.gates {
+        let native = Gate::from_json(&gate.config.to_string()).unwrap();
+        if let Some(summary) = native.policy_summary() {
+            assert!(
+                summary.contains("compiled to a plan"),
+                "{}: {summary}",
+                gate.name
+            );
+            assert!(
+                log.contains(&format!("attestgate: {summary}")),
+                "`{summary}` not logged:\n{log}"
+            );
+            summaries += 1;
+        }
+    }
+    assert!(summaries > 0, "no corpus gate has a policy");
     let (mut failures, mut ran, mut not_here, mut allowed, mut nginx_own) =
         (Vec::new(), 0, 0, 0, 0);
     for (gate, port) in materialized.gates.iter().zip(&nginx.ports) {

@@ -139,6 +139,19 @@ fn check(c: &mut Criterion) {
         b.iter(|| cache.check(&gate, black_box(&request), NOW))
     });
 
+    // Issue #27's second config (five keys by kid, iss/aud, a three-line policy), the same
+    // request again.
+    let five = Gate::from_json(&fixture::five_keys_config().to_string()).unwrap();
+    let repeated = fixture::request(&fixture::five_keys_token(1));
+    assert!(
+        five.check(&repeated, NOW).allow,
+        "the five-key request must be allowed"
+    );
+    let mut cache = DecisionCache::new(10_000);
+    group.bench_function("cache_hit_five_keys", |b| {
+        b.iter(|| cache.check(&five, black_box(&repeated), NOW))
+    });
+
     let mut cache = DecisionCache::new(10_000);
     let mut paths = (0..u64::MAX).map(|i| {
         let mut request = request.clone();

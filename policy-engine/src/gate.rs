@@ -404,6 +404,20 @@ impl Gate {
         &self.config
     }
 
+    /// The load log line about the policy: which entrypoints run as a compiled plan and which
+    /// stay interpreted, with the construct and file:line that kept them so; `None` without a
+    /// policy.
+    ///
+    /// ```
+    /// use attestgate_policy::Gate;
+    /// let gate = Gate::from_json(r#"{"keys":{"approov_secret":"MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="},
+    ///     "policy":{"modules":{"p.rego":"package attestgate\ndecision := true"}}}"#).unwrap();
+    /// assert_eq!(gate.policy_summary().unwrap(), "policy: data.attestgate.decision compiled to a plan");
+    /// ```
+    pub fn policy_summary(&self) -> Option<String> {
+        self.policy.as_ref().map(Policy::summary)
+    }
+
     /// Lets the host's own crypto check public-key signatures (JWS `ES256` and `RS*`, RFC 9421
     /// `ecdsa-p256-sha256`): each scheme moves to `host` only if it accepts a known valid
     /// signature and refuses a forgery ([`verifier`](crate::verifier)); every other check stays

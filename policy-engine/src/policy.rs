@@ -211,6 +211,38 @@ impl Policy {
             .and_then(|plan| plan.as_ref().err())
     }
 
+    /// One log line: which entrypoints run as a compiled plan, and which stay interpreted
+    /// and why (the construct and its file:line).
+    ///
+    /// ```
+    /// use attestgate_policy::{Policy, PolicyConfig};
+    /// let config: PolicyConfig = serde_json::from_value(serde_json::json!({ "modules": {
+    ///     "p.rego": "package attestgate\ndecision := input.ok\nother := print(1)" } })).unwrap();
+    /// let policy = Policy::compile(&config, ["data.attestgate.other"]).unwrap();
+    /// assert_eq!(policy.summary(), "policy: data.attestgate.decision compiled to a plan; \
+    ///     data.attestgate.other interpreted by regorus (p.rego:3: `print`, which a plan never calls)");
+    /// ```
+    pub fn summary(&self) -> String {
+        let mut entrypoints: Vec<(&String, &Result<CompiledPlan, Unsupported>)> =
+            self.plans.iter().collect();
+        entrypoints.sort_by(|a, b| a.0.cmp(b.0));
+        let planned: Vec<&str> = entrypoints
+            .iter()
+            .filter(|(_, plan)| plan.is_ok())
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let mut parts = Vec::new();
+        if !planned.is_empty() {
+            parts.push(format!("{} compiled to a plan", planned.join(", ")));
+        }
+        for (name, plan) in &entrypoints {
+            if let Err(why) = plan {
+                parts.push(format!("{name} interpreted by regorus ({why})"));
+            }
+        }
+        format!("policy: {}", parts.join("; "))
+    }
+
     /// The paths under `input` the modules can read, when the scan could follow every use.
     pub(crate) fn read_paths(&self) -> Option<&[Vec<String>]> {
         self.reads.as_ref().map(InputReads::paths)
@@ -505,7 +537,7 @@ fn add_regex_builtins(engine: &mut Engine, regexes: &Regexes) -> anyhow::Result<
     )
 }
 
-/// The outcome of one Rego `test_` rule.
+/// The outcome of one Rego `test_` rule, run by regorus' interpreter and by the compiled plan.
 ///
 /// ```
 /// let results = attestgate_policy::run_rego_tests(&[(
@@ -514,15 +546,19 @@ fn add_regex_builtins(engine: &mut Engine, regexes: &Regexes) -> anyhow::Result<
 /// )]).unwrap();
 /// assert_eq!((results[0].name.as_str(), results[0].passed), ("data.t.test_ok", true));
 /// assert!(results[0].error.is_none());
+/// assert!(results[0].interpreted_only.is_none());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegoTest {
     /// Full rule path, e.g. `data.attestgate_test.test_good_android`.
     pub name: String,
-    /// The rule evaluated to `true`.
+    /// The rule evaluated to `true`, and the plan (where there is one) agreed.
     pub passed: bool,
-    /// Why it failed, when it did not merely evaluate to something other than `true`.
+    /// Why it failed, when it did not merely evaluate to something other than `true`; a
+    /// disagreement between the plan and the interpreter is such a failure.
     pub error: Option<String>,
+    /// Why this test has no plan, so ran on the interpreter alone.
+    pub interpreted_only: Option<Unsupported>,
 }
 
 /// Deepest nesting of `[` and `{` accepted in a Rego module.
@@ -604,19 +640,45 @@ pub fn run_rego_tests(modules: &[(String, String)]) -> Result<Vec<RegoTest>, Con
             }
         }
     }
+    let regexes = Regexes::new();
+    let data = Value::new_object();
     Ok(names
         .into_iter()
-        .map(|name| match engine.eval_rule(name.clone()) {
-            Ok(value) => RegoTest {
-                passed: value == Value::Bool(true),
+        .map(|name| {
+            let interpreted = engine
+                .eval_rule(name.clone())
+                .map_err(|err| format!("{err:#}"));
+            let plan = CompiledPlan::build_test(modules, &data, &name, &regexes);
+            let planned = plan
+                .as_ref()
+                .ok()
+                .map(|plan| plan.evaluate(&Value::Undefined));
+            let (passed, error) = match (&interpreted, &planned) {
+                (Ok(a), Some(Ok(b))) if a != b => (
+                    false,
+                    Some(format!("the plan gives {b}, the interpreter {a}")),
+                ),
+                (Ok(_), Some(Err(err))) => (
+                    false,
+                    Some(format!(
+                        "the plan fails where the interpreter does not: {err}"
+                    )),
+                ),
+                (Err(err), Some(Ok(_))) => (
+                    false,
+                    Some(format!(
+                        "the interpreter fails where the plan does not: {err}"
+                    )),
+                ),
+                (Ok(value), _) => (*value == Value::Bool(true), None),
+                (Err(err), _) => (false, Some(err.clone())),
+            };
+            RegoTest {
                 name,
-                error: None,
-            },
-            Err(err) => RegoTest {
-                passed: false,
-                name,
-                error: Some(format!("{err:#}")),
-            },
+                passed,
+                error,
+                interpreted_only: plan.err(),
+            }
         })
         .collect())
 }

@@ -14,6 +14,11 @@ mod eval;
 mod fold;
 mod ir;
 mod lower;
+mod walk;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
+mod tests;
 
 pub use lower::Unsupported;
 
@@ -25,6 +30,8 @@ use regorus::Value;
 #[derive(Debug)]
 pub(crate) struct CompiledPlan {
     plan: ir::Plan,
+    /// The config data, for a test plan (a gate's plan holds it as constants).
+    data: Value,
 }
 
 impl CompiledPlan {
@@ -35,14 +42,33 @@ impl CompiledPlan {
         entrypoint: &str,
         regexes: &Regexes,
     ) -> Result<CompiledPlan, Unsupported> {
-        let mut plan = lower::lower(modules, data, entrypoint, regexes)?;
+        let mut plan = lower::lower(modules, data, entrypoint, regexes, lower::Purpose::Gate)?;
         fold::fold(&mut plan);
-        Ok(CompiledPlan { plan })
+        Ok(CompiledPlan {
+            plan,
+            data: Value::Undefined,
+        })
+    }
+
+    /// A plan for a `test_` rule: `with input as …` and `with data.… as …` are taken, and
+    /// `data` is read as the plan runs.
+    pub(crate) fn build_test(
+        modules: &[(String, String)],
+        data: &Value,
+        rule: &str,
+        regexes: &Regexes,
+    ) -> Result<CompiledPlan, Unsupported> {
+        // Run once, so not folded: what `with` replaces would change what folds.
+        let plan = lower::lower(modules, data, rule, regexes, lower::Purpose::Test)?;
+        Ok(CompiledPlan {
+            plan,
+            data: data.clone(),
+        })
     }
 
     /// The entrypoint's value for `input` (`Undefined` when it has none); errors as text.
     pub(crate) fn evaluate(&self, input: &Value) -> Result<Value, String> {
-        eval::Evaluation::new(&self.plan, input)
+        eval::Evaluation::new(&self.plan, input, &self.data)
             .rule(self.plan.entry)
             .map(|value| value.unwrap_or(Value::Undefined))
             .map_err(|err| format!("{err:#}"))

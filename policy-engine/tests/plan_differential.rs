@@ -813,3 +813,48 @@ fn payments_alone_decides_alike_on_both_paths() {
     );
     assert!(n >= 15_000 && allowed == 0, "{allowed} of {n} allowed");
 }
+
+/// The plain-Rego default policy (issue #27) decides exactly as the text it replaced, which
+/// was written around regorus' cost model: the old text interpreted against the new one
+/// planned and interpreted.
+#[test]
+fn the_plain_default_policy_decides_as_the_text_it_replaced() {
+    let mut rng = Rng(seed() ^ 5);
+    let old = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/device_trust_before_plan.rego"
+    ))
+    .unwrap();
+    let compile = |modules: Value, data: &Value| {
+        let config: PolicyConfig =
+            serde_json::from_value(json!({"modules": modules, "data": data})).unwrap();
+        Policy::compile(&config, []).unwrap()
+    };
+    let entrypoint = "data.attestgate.decision";
+    let (mut decisions, mut allowed) = (0, 0);
+    for _ in 0..300 {
+        let data = data(&mut rng);
+        let before = compile(json!({"device_trust.rego": old}), &data);
+        let (path, source) = module("policies/device_trust.rego");
+        let now = compile(json!({ path: source }), &data);
+        assert_eq!(now.interpreted_because(entrypoint), None);
+        for _ in 0..100 {
+            let input = input(&mut rng);
+            let expected =
+                before.evaluate_document(PolicyEngine::Interpreter, entrypoint, input.clone());
+            for engine in [PolicyEngine::Plan, PolicyEngine::Interpreter] {
+                let got = now.evaluate_document(engine, entrypoint, input.clone());
+                assert_eq!(
+                    got, expected,
+                    "{engine:?} differs\ninput: {input}\ndata: {data}"
+                );
+            }
+            decisions += 1;
+            if matches!(&expected, Ok(Some(d)) if d["allow"] == json!(true)) {
+                allowed += 1;
+            }
+        }
+    }
+    assert!(allowed * 20 > decisions, "{allowed} of {decisions} allowed");
+    println!("{decisions} decisions, {allowed} allowed, alike");
+}

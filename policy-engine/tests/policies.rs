@@ -53,6 +53,19 @@ fn rego_unit_tests_pass() {
         results.len()
     );
     assert!(failed.is_empty(), "failing rego tests: {failed:?}");
+    // Every shipped test also ran on the compiled plan, which agreed (else it failed above).
+    let interpreted: Vec<_> = results
+        .iter()
+        .filter_map(|t| {
+            t.interpreted_only
+                .as_ref()
+                .map(|why| format!("{}: {why}", t.name))
+        })
+        .collect();
+    assert!(
+        interpreted.is_empty(),
+        "tests without a plan: {interpreted:#?}"
+    );
 }
 
 #[test]

@@ -15,6 +15,9 @@
                                           gate-signed.json  the gate requiring the install signature
                                                             as Approov's SDK sends it (issue #28)
                                           claims-signed.json  claims.json + `ipk`, the install key
+                                          gate-five-keys.json  issue #27's second config: five
+                                                            keys by kid, iss/aud, a three-line
+                                                            policy (claims-five-keys.json its claims)
     gen.py envoy SETUP WORK WASM        writes WORK/SETUP/envoy.json and prints
                                         "<gated port> <admin port> <token kind>"; the token kind
                                         names WORK/tokens/<kind>.txt (hs_one, hs_pool, es_pool,
@@ -45,6 +48,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GOOD_CLAIMS = os.path.join(ROOT, "envoy-examples/quickstart/claims/good.json")
 ES256_PUBLIC = os.path.join(ROOT, "policy-engine/tests/data/keys/es256.pub.json")
 RS256_PUBLIC = os.path.join(ROOT, "policy-engine/tests/data/keys/rs256.pub.json")
+KEYS = os.path.join(ROOT, "policy-engine/tests/data/keys")
+# The five-key config's token issuer and audience.
+ISSUER = "attest.example.com"
+AUDIENCE = "api.example.com"
 # The app install's key of the signed setup: its public half is the tokens' `ipk`.
 INSTALL_KEY = os.path.join(ROOT, "policy-engine/tests/data/keys/es256.json")
 # What the install signature covers: Approov's SDK's defaults for a GET with Authorization.
@@ -172,6 +179,9 @@ SETUPS = {
     "jwt_authn_cached": (lambda: [jwt_authn("HS256", cached=True)], "hs_one"),
     "attestgate_repeated": (lambda: [attestgate("gate.json")], "hs_one"),
     "attestgate_fresh": (lambda: [attestgate("gate.json")], "hs_pool"),
+    # Issue #27's second config: five keys by kid, issuer, audiences, leeway, require_exp, an
+    # optional binding and a three-line policy; one repeated HS256 token.
+    "attestgate_five_keys": (lambda: [attestgate("gate-five-keys.json")], "five_keys_one"),
     "jwt_authn_es256": (lambda: [jwt_authn("ES256")], "es_pool"),
     "jwt_authn_es256_metadata": (lambda: [jwt_authn("ES256", metadata=True)], "es_pool"),
     "hybrid_es256": (lambda: [jwt_authn("ES256", metadata=True), attestgate("gate-hybrid.json")], "es_pool"),
@@ -309,6 +319,24 @@ def prepare():
         json.dump(dict(gate, signature={"mode": "required", "components": SIGNED_COMPONENTS}), f)
     with open(os.path.join(WORK, "claims-signed.json"), "w") as f:
         json.dump(dict(claims, ipk=install_ipk()), f)
+    # Five keys by kid (the HS256 one is an oct JWK), as policy-engine/benches/fixture's.
+    keys = []
+    for name in ["hs256", "es256", "rs256", "ps256", "eddsa"]:
+        with open(os.path.join(KEYS, f"{name}.pub.json")) as f:
+            value = json.load(f)
+        keys.append(value["keys"][0] if "keys" in value else value)
+    five = {
+        "token": gate["token"], "keys": {"keys": keys}, "issuer": ISSUER, "audiences": [AUDIENCE],
+        "leeway_seconds": 30, "require_exp": True,
+        "binding": {"headers": ["authorization"], "required": False},
+        "policy": {"modules": {"gate.rego": "package attestgate\nimport rego.v1\n"
+                               "decision := {\"allow\": input.token.claims.att.device.platform"
+                               " in {\"android\", \"ios\"}}"}},
+    }
+    with open(os.path.join(WORK, "gate-five-keys.json"), "w") as f:
+        json.dump(five, f)
+    with open(os.path.join(WORK, "claims-five-keys.json"), "w") as f:
+        json.dump(dict(claims, iss=ISSUER, aud=AUDIENCE), f)
     hybrid = dict(gate, keys={}, host_verification={
         "filter": "envoy.filters.http.jwt_authn", "payload_in_metadata": PAYLOAD_METADATA})
     with open(os.path.join(WORK, "gate-hybrid.json"), "w") as f:

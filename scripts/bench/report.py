@@ -32,7 +32,8 @@ TARGETS = [
 # (setup, over, at most µs).
 COST_TARGETS = [
     ("attestgate_unique", "wasm_trivial", 100),  # a never-seen attestation
-    ("attestgate_repeated", "wasm_trivial", 2),  # a repeated token
+    ("attestgate_repeated", "wasm_trivial", 2),  # a repeated token (issue #27 asks <= 3 µs)
+    ("attestgate_five_keys", "wasm_trivial", 3),  # the same, issue #27's five-key config
     ("attestgate_signed", "wasm_trivial", 100),  # an Approov-signed request (issue #28)
 ]
 

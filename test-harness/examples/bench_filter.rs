@@ -87,6 +87,12 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             requests: vec![fixture::request(&fixture::token(&hs, 1)); n(20_000) as usize],
         },
         Scenario {
+            name: "repeated_five_keys",
+            what: "one token again and again, five keys by kid, iss/aud, a three-line policy",
+            config: fixture::five_keys_config(),
+            requests: vec![fixture::request(&fixture::five_keys_token(1)); n(20_000) as usize],
+        },
+        Scenario {
             name: "fresh_token",
             what: "a new HS256 token each request, same attestation (verify, binding, policy memo)",
             config: policy.clone(),

@@ -13,7 +13,8 @@ use regorus::unstable::{comparison, numbers, sets, ArithOp, BinOp, Expr as Ast};
 use regorus::Value;
 
 use super::ir::{
-    Body, Definition, Expr, Folded, FunctionDefinition, Pattern, Plan, Query, RuleKind, Statement,
+    Body, Definition, Document, Expr, Folded, FunctionDefinition, Pattern, Plan, Query, RuleKind,
+    Statement,
 };
 
 /// Deepest nesting of function calls; Rego has no recursion, so only a plan bug reaches it.
@@ -36,21 +37,25 @@ enum Memo {
 }
 
 /// The locals of one rule or function evaluation; `Undefined` marks a slot not bound yet.
-type Frame = Vec<Value>;
+/// Most rules and functions have a few: those stay off the heap.
+pub(crate) type Frame = smallvec::SmallVec<[Value; 8]>;
 
 /// One decision's evaluation of a plan.
 pub(crate) struct Evaluation<'p> {
     plan: &'p Plan,
     input: &'p Value,
+    /// The config data, for a test plan's [`Expr::Data`] (a gate's plan has none).
+    data: &'p Value,
     memo: Vec<Memo>,
     depth: u32,
 }
 
 impl<'p> Evaluation<'p> {
-    pub(crate) fn new(plan: &'p Plan, input: &'p Value) -> Evaluation<'p> {
+    pub(crate) fn new(plan: &'p Plan, input: &'p Value, data: &'p Value) -> Evaluation<'p> {
         Evaluation {
             plan,
             input,
+            data,
             memo: vec![Memo::Pending; plan.rules.len()],
             depth: 0,
         }
@@ -97,7 +102,7 @@ impl<'p> Evaluation<'p> {
             .rules
             .get(index)
             .ok_or_else(|| anyhow!("plan: no rule {index}"))?;
-        let mut frame: Frame = vec![Value::Undefined; rule.frame as usize];
+        let mut frame: Frame = smallvec::smallvec![Value::Undefined; rule.frame as usize];
         match rule.kind {
             RuleKind::Complete => {
                 let mut value: Option<Value> = None;
@@ -254,7 +259,7 @@ impl<'p> Evaluation<'p> {
         let mut results: Vec<Value> = Vec::new();
         let mut error = None;
         for definition in &function.definitions {
-            let mut frame: Frame = vec![Value::Undefined; definition.frame as usize];
+            let mut frame: Frame = smallvec::smallvec![Value::Undefined; definition.frame as usize];
             let mut bound = true;
             for (param, arg) in definition.params.iter().zip(args) {
                 if !self.bind(&mut frame, param, arg)? {
@@ -340,6 +345,23 @@ impl<'p> Evaluation<'p> {
             return solution(self, frame);
         };
         let holds = match first {
+            Statement::SomeIn {
+                key,
+                value,
+                collection,
+            } => return self.some_in(frame, key.as_ref(), value, collection, rest, solution),
+            other => self.holds(frame, other)?,
+        };
+        if holds {
+            self.statements(frame, rest, solution)
+        } else {
+            Ok(Flow::Continue)
+        }
+    }
+
+    /// Whether a statement that is not a generator holds (binding what it binds).
+    fn holds(&mut self, frame: &mut Frame, statement: &Statement) -> Result<bool> {
+        Ok(match statement {
             Statement::Test(expr) => {
                 !matches!(self.expr(frame, expr)?, None | Some(Value::Bool(false)))
             }
@@ -355,23 +377,38 @@ impl<'p> Evaluation<'p> {
                 Some(value) => self.bind(frame, pattern, &value)?,
                 None => false,
             },
-            Statement::SomeIn {
-                key,
-                value,
-                collection,
-            } => return self.some_in(frame, key.as_ref(), value, collection, rest, solution),
             Statement::Every {
                 key,
                 value,
                 domain,
                 body,
             } => self.every(frame, *key, *value, domain, body)?,
-        };
-        if holds {
-            self.statements(frame, rest, solution)
-        } else {
-            Ok(Flow::Continue)
+            Statement::With { replace, statement } => self.with(frame, replace, statement)?,
+            Statement::SomeIn { .. } => bail!("plan: a generator under `with`"),
+        })
+    }
+
+    /// `statement with …`: decided by an evaluation of its own over the replaced documents.
+    fn with(
+        &mut self,
+        frame: &mut Frame,
+        replace: &[(Document, Expr)],
+        statement: &Statement,
+    ) -> Result<bool> {
+        let mut input = self.input.clone();
+        let mut data = self.data.clone();
+        for (document, value) in replace {
+            let Some(value) = self.expr(frame, value)? else {
+                return Ok(false);
+            };
+            match document {
+                Document::Input => input = value,
+                Document::Data(path) => set_path(&mut data, path, value)?,
+            }
         }
+        let mut inner = Evaluation::new(self.plan, &input, &data);
+        inner.depth = self.depth;
+        inner.holds(frame, statement)
     }
 
     /// `some key, value in collection`, then the rest of the query for each item.
@@ -479,7 +516,7 @@ impl<'p> Evaluation<'p> {
     }
 
     /// An expression's value; `None` is undefined.
-    fn expr(&mut self, frame: &mut Frame, expr: &Expr) -> Result<Option<Value>> {
+    pub(crate) fn expr(&mut self, frame: &mut Frame, expr: &Expr) -> Result<Option<Value>> {
         Ok(match expr {
             Expr::Const(value) => defined(value.clone()),
             Expr::Local(slot) => defined(
@@ -489,6 +526,7 @@ impl<'p> Evaluation<'p> {
                     .clone(),
             ),
             Expr::Input => defined(self.input.clone()),
+            Expr::Data(path) => self.path(frame, &Expr::Const(self.data.clone()), path)?,
             Expr::Rule(index) => self.rule(*index)?,
             Expr::Path(base, names) => self.path(frame, base, names)?,
             Expr::Index(base, index) => {
@@ -762,6 +800,20 @@ fn for_each_item(
 
 fn defined(value: Value) -> Option<Value> {
     (value != Value::Undefined).then_some(value)
+}
+
+/// `document` with the value at `path` replaced (objects made along it, as regorus' `with`).
+fn set_path(document: &mut Value, path: &[Value], value: Value) -> Result<()> {
+    let Some((first, rest)) = path.split_first() else {
+        *document = value;
+        return Ok(());
+    };
+    if !matches!(document, Value::Object(_)) {
+        *document = Value::new_object();
+    }
+    let object = document.as_object_mut()?;
+    let child = object.get_or_insert_with(first.clone(), Value::new_object);
+    set_path(child, rest, value)
 }
 
 fn set(frame: &mut Frame, slot: u32, value: Value) -> Result<()> {

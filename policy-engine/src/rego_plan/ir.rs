@@ -18,7 +18,7 @@ pub(crate) type Slot = u32;
 pub(crate) type AstRef = regorus::unstable::Ref<Ast>;
 
 /// The lowered policy for one entrypoint.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Plan {
     pub(crate) rules: Vec<Rule>,
     pub(crate) functions: Vec<Function>,
@@ -27,7 +27,7 @@ pub(crate) struct Plan {
 }
 
 /// A rule document (complete, partial set or partial object) and every definition of it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Rule {
     /// Its full path, `data.attestgate.decision`.
     pub(crate) path: String,
@@ -62,14 +62,14 @@ pub(crate) enum RuleKind {
 
 /// One `r … if { … } else … ` of a rule or function: bodies tried in order, each after the
 /// ones before it found no solution (the `else` chain; a lone body is a chain of one).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Definition {
     pub(crate) bodies: Vec<Body>,
 }
 
 /// A query and what its solutions give: the key of a partial object, and the value (the
 /// element of a partial set; `None`: `true`).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Body {
     pub(crate) query: Query,
     pub(crate) key: Option<Expr>,
@@ -80,7 +80,7 @@ pub(crate) struct Body {
 }
 
 /// A user function: every definition of `f(…)`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Function {
     pub(crate) path: String,
     pub(crate) arity: usize,
@@ -88,7 +88,7 @@ pub(crate) struct Function {
 }
 
 /// One definition of a function: its parameters as patterns and its `else` chain.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct FunctionDefinition {
     pub(crate) params: Vec<Pattern>,
     pub(crate) bodies: Vec<Body>,
@@ -98,12 +98,12 @@ pub(crate) struct FunctionDefinition {
 }
 
 /// Statements run in order; each may bind slots, and a generator runs the rest once per item.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Query {
     pub(crate) statements: Vec<Statement>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Statement {
     /// Holds when the value is defined and not `false`.
     Test(Expr),
@@ -128,10 +128,24 @@ pub(crate) enum Statement {
         domain: Expr,
         body: Query,
     },
+    /// `statement with input as …, with data.a.b as …` (test plans only): the statement
+    /// decided over the replaced documents, every rule computed afresh for it.
+    With {
+        replace: Vec<(Document, Expr)>,
+        statement: Box<Statement>,
+    },
+}
+
+/// What a `with` replaces.
+#[derive(Debug, Clone)]
+pub(crate) enum Document {
+    Input,
+    /// The config data at this path (never at or around a rule).
+    Data(Vec<Value>),
 }
 
 /// The left side of `:=`, a `some … in` binding or a function parameter.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Pattern {
     Bind(Slot),
     Ignore,
@@ -143,11 +157,14 @@ pub(crate) enum Pattern {
     Object(Vec<(Value, Pattern)>),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Expr {
     Const(Value),
     Local(Slot),
     Input,
+    /// The config data at this path, read when the plan runs (test plans, where `with` may
+    /// replace it; a gate's plan has these values as constants).
+    Data(Vec<Value>),
     Rule(usize),
     /// `base[index]`: undefined when the base is undefined or lacks the member.
     Index(Box<Expr>, Box<Expr>),

@@ -14,8 +14,8 @@ use regorus::{Source, Value};
 
 use super::builtins::{resolve, Regexes, Unplanned};
 use super::ir::{
-    AstRef, Body, Definition, Expr, Function, FunctionDefinition, Pattern, Plan, Query, Rule,
-    RuleKind, Statement,
+    AstRef, Body, Definition, Document, Expr, Function, FunctionDefinition, Pattern, Plan, Query,
+    Rule, RuleKind, Statement,
 };
 
 /// Why a policy is not planned: the construct, and where it is.
@@ -144,7 +144,17 @@ enum Part<'a> {
     Computed(&'a AstRef),
 }
 
+/// What the plan is for.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A gate's entrypoint: `data` is constant, `with` is not taken.
+    Gate,
+    /// A `test_` rule: `with input` and `with data.…` are taken, `data` is read as it runs.
+    Test,
+}
+
 struct Lowering<'a> {
+    purpose: Purpose,
     sources: Vec<Parsed>,
     data: &'a Value,
     paths: BTreeMap<String, Definitions>,
@@ -165,8 +175,10 @@ pub(crate) fn lower(
     data: &Value,
     entrypoint: &str,
     regexes: &Regexes,
+    purpose: Purpose,
 ) -> Result<Plan, Unsupported> {
     let mut lowering = Lowering {
+        purpose,
         sources: Vec::new(),
         data,
         paths: BTreeMap::new(),
@@ -683,10 +695,60 @@ impl Lowering<'_> {
         cx: &mut Context,
         stmt: &LiteralStmt,
     ) -> Result<Option<Statement>, Unsupported> {
-        if let Some(with) = stmt.with_mods.first() {
-            return Err(unsupported(&with.span, "`with`"));
+        let Some(first) = stmt.with_mods.first() else {
+            return self.literal(cx, &stmt.literal);
+        };
+        if self.purpose != Purpose::Test {
+            return Err(unsupported(&first.span, "`with`"));
         }
-        Ok(Some(match &stmt.literal {
+        let mut replace = Vec::new();
+        for with in &stmt.with_mods {
+            let document = self.with_target(with)?;
+            replace.push((document, self.expr(cx, &with.r#as)?));
+        }
+        match self.literal(cx, &stmt.literal)? {
+            Some(Statement::SomeIn { .. }) | None => {
+                Err(unsupported(&first.span, "`with` on `some`"))
+            }
+            Some(statement) => Ok(Some(Statement::With {
+                replace,
+                statement: Box::new(statement),
+            })),
+        }
+    }
+
+    /// What a `with` replaces: `input` whole, or config data away from every rule.
+    fn with_target(&self, with: &regorus::unstable::WithModifier) -> Result<Document, Unsupported> {
+        let refused = || unsupported(&with.span, "`with` on anything but `input` or config data");
+        let path = names(&with.refr).ok_or_else(refused)?;
+        match path.split_first() {
+            Some((root, rest)) if root == "input" && rest.is_empty() => Ok(Document::Input),
+            Some((root, rest)) if root == "data" && !rest.is_empty() => {
+                let mut joined = String::from("data");
+                for part in rest {
+                    joined.push('.');
+                    joined.push_str(part);
+                    if self.paths.contains_key(&joined) || self.opaque.contains(&joined) {
+                        return Err(refused());
+                    }
+                }
+                if self.prefixes.contains(&joined) {
+                    return Err(refused());
+                }
+                Ok(Document::Data(
+                    rest.iter().map(|p| Value::from(p.as_str())).collect(),
+                ))
+            }
+            _ => Err(refused()),
+        }
+    }
+
+    fn literal(
+        &mut self,
+        cx: &mut Context,
+        literal: &Literal,
+    ) -> Result<Option<Statement>, Unsupported> {
+        Ok(Some(match literal {
             Literal::SomeVars { vars, .. } => {
                 for var in vars {
                     cx.locals.declare_unbound(var.text());
@@ -1060,6 +1122,19 @@ impl Lowering<'_> {
                     span,
                     format!("`{joined}`, a rule this does not plan"),
                 ));
+            }
+            if !self.prefixes.contains(&joined) && self.purpose == Purpose::Test {
+                // Read as the plan runs: a test's `with` may replace it.
+                let mut names: Vec<Value> = path.iter().map(|p| Value::from(p.as_str())).collect();
+                for part in rest {
+                    match part {
+                        Part::Field(field) => names.push(field.clone()),
+                        Part::Computed(_) => {
+                            return Err(unsupported(span, "a computed index into `data`"))
+                        }
+                    }
+                }
+                return Ok(Expr::Data(names));
             }
             if !self.prefixes.contains(&joined) {
                 // No rule at or below this path: a value of the config's data, fixed per gate.
