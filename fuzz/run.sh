@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 if [[ ${1:-} == --cmin ]]; then
   # Minimizes each target's kept corpus in place (libFuzzer's merge: the fewest, smallest
   # inputs with the same coverage), for committing; AddressSanitizer build.
-  targets=${FUZZ_TARGETS:-"token config check signature route policy_input"}
+  targets=${FUZZ_TARGETS:-"token config check signature route policy_input policy_plan"}
   mkdir -p fuzz/logs
   for target in $targets; do
     before=$(find "fuzz/corpus/$target" -type f | wc -l)
@@ -29,7 +29,7 @@ seconds=${1:-${FUZZ_SECONDS:-60}}
 # half the cold build, still libFuzzer-guided; `make fuzz` keeps AddressSanitizer. (`--dev`
 # is too slow to run: the `check` target's first input compiles Rego past the 10 s timeout.)
 read -r -a build_flags <<<"${FUZZ_BUILD_FLAGS:-}"
-targets=${FUZZ_TARGETS:-"token config check signature route policy_input"}
+targets=${FUZZ_TARGETS:-"token config check signature route policy_input policy_plan"}
 # Per input: a 10 s hang or 2 GiB of memory is a finding, not a slow input.
 limits=(-timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=2048)
 

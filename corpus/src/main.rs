@@ -27,7 +27,8 @@ struct Args {
     #[arg(long, value_name = "SECONDS")]
     stable_for: Option<i64>,
     /// Instead of printing, write fuzzing seeds from the corpus into
-    /// DIR/{token,config,check,signature,route,policy_input} (the formats of `fuzz/src/lib.rs`).
+    /// DIR/{token,config,check,signature,route,policy_input,policy_plan} (the formats of
+    /// `fuzz/src/lib.rs`).
     #[arg(long, value_name = "DIR")]
     fuzz_seeds: Option<PathBuf>,
 }

@@ -12,6 +12,9 @@
 //! - `config`: the gate config text (JSON, as the filter gets it).
 //! - `check`: one byte choosing the corpus gate, then the request as text: a first line
 //!   `METHOD PATH`, then `name: value` lines (`:authority: host` sets the host).
+//! - `policy_plan`: `Rego module \0 input JSON`, compared on the compiled plan and regorus'
+//!   interpreter ([`policy_plan`]; its seeds are the shipped policies, without comment lines,
+//!   each with a few gate inputs).
 
 use std::sync::OnceLock;
 
@@ -630,4 +633,180 @@ fn same_json(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// The `policy_plan` target's bound on the policy text: a longer one is skipped. The shipped
+/// policies without their comment lines are 0.5–4.2 KB (the seeds drop those lines).
+pub const POLICY_PLAN_MAX_POLICY: usize = 8 * 1024;
+/// The `policy_plan` target's bound on the input JSON: a longer one is skipped.
+pub const POLICY_PLAN_MAX_INPUT: usize = 4 * 1024;
+
+/// The `data` of every `policy_plan` policy, fixed: the settings of each shipped policy under
+/// its own key, as the examples configure them (`envoy-examples/*/attestgate.yaml`, the
+/// policies' header comments), so the rules that read settings see set ones.
+pub const POLICY_PLAN_DATA: &str = r#"{
+  "device_trust": {
+    "allowed_app_ids": ["com.example.shapes", "ABCDE12345.com.example.shapes"],
+    "min_app_version": "2.0.0",
+    "min_os_version": {"android": "11", "ios": "15.0"},
+    "denied_hooks": ["frida", "xposed"],
+    "max_risk_score": 70
+  },
+  "android_integrity": {
+    "required_integrity": "MEETS_DEVICE_INTEGRITY",
+    "allowed_signers": ["5F2C3A1B9D8E7F60A1B2C3D4E5F60718293A4B5C6D7E8F90A1B2C3D4E5F60718"],
+    "allowed_installers": ["com.android.vending"],
+    "min_patch_level": "2024-01-01"
+  },
+  "ios_app_attest": {
+    "allowed_app_ids": ["ABCDE12345.com.example.shapes"],
+    "min_os_version": "15.0",
+    "allow_development": false
+  },
+  "step_up": {"step_up_from": 30, "deny_above": 70, "step_up_methods": ["POST", "delete"]},
+  "payments": {"risk_score_limit": 20, "max_token_age": 120, "max_clock_skew": 60},
+  "app_check": {
+    "allowed_app_ids": ["1:123456789012:android:abc123", "1:123456789012:ios:def456"]
+  }
+}"#;
+
+/// Words that begin a line of a module without being a rule's name.
+const REGO_KEYWORDS: &[&str] = &[
+    "package", "import", "default", "not", "some", "every", "else", "with", "as", "in", "if",
+    "contains", "true", "false", "null",
+];
+
+/// The entrypoint the `policy_plan` target compares, found lexically, line by line: the
+/// package is the word after the first `package` at the start of a line (`package a.b` →
+/// `data.a.b`); the rule is `decision` when a line starts with `decision` or
+/// `default decision` (then a character that cannot continue a name), else the first name
+/// that starts a line (after an optional `default `) and is neither a keyword nor followed by
+/// `(` (a function): `login_decision := …` → `data.<package>.login_decision`. `None`
+/// without a package or a rule. Whatever this picks that is not a rule, regorus refuses to
+/// compile, and the target skips the input.
+pub fn policy_plan_entrypoint(text: &str) -> Option<String> {
+    let mut package: Option<&str> = None;
+    let mut first_rule: Option<&str> = None;
+    for line in text.lines() {
+        if package.is_none() {
+            if let Some(rest) = line.strip_prefix("package") {
+                if rest.starts_with([' ', '\t']) {
+                    package = rest
+                        .split('#')
+                        .next()
+                        .and_then(|p| p.split_whitespace().next());
+                }
+                continue;
+            }
+        }
+        let head = line
+            .strip_prefix("default")
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .map_or(line, str::trim_start);
+        let length = head
+            .bytes()
+            .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+            .count();
+        let (name, after) = head.split_at(length);
+        if name.is_empty()
+            || name.starts_with(|c: char| c.is_ascii_digit())
+            || REGO_KEYWORDS.contains(&name)
+            || after.trim_start().starts_with('(')
+        {
+            continue;
+        }
+        if package.is_none() {
+            continue;
+        }
+        if name == "decision" {
+            first_rule = Some(name);
+            break;
+        }
+        first_rule.get_or_insert(name);
+    }
+    Some(format!("data.{}.{}", package?, first_rule?))
+}
+
+/// A difference between the plan and the interpreter: a crash libFuzzer records.
+fn plan_differs(
+    entrypoint: &str,
+    policy: &str,
+    input: &Value,
+    plan: &Result<Option<Value>, String>,
+    interpreted: &Result<Option<Value>, String>,
+) -> ! {
+    eprintln!(
+        "invariant violated: the plan and the interpreter differ at {entrypoint}\n\
+         plan:        {plan:?}\ninterpreter: {interpreted:?}\ninput: {input}\n\
+         policy:\n{policy}"
+    );
+    std::process::abort()
+}
+
+/// The `policy_plan` target: `Rego module \0 input JSON`, split at the first 0 byte.
+///
+/// - Before it: the text of one Rego module (lossily UTF-8, at most
+///   [`POLICY_PLAN_MAX_POLICY`] bytes), compiled alone, with [`POLICY_PLAN_DATA`] as `data`,
+///   at the entrypoint [`policy_plan_entrypoint`] finds.
+/// - After it: the input document (at most [`POLICY_PLAN_MAX_INPUT`] bytes); when it is not a
+///   JSON object (not JSON, another type, or absent), the input is `{}`.
+///
+/// An input over a bound, a module regorus refuses (`Policy::compile` fails) and a module the
+/// plan does not cover (`Policy::interpreted_because` names why) are skipped. For the rest,
+/// the compiled plan must decide exactly as regorus' interpreter: the same document (or both
+/// undefined), or an error on both sides (the messages may differ), as
+/// `policy-engine/tests/plan_differential.rs` compares them.
+pub fn policy_plan(data: &[u8]) {
+    let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let (policy, rest) = data.split_at(split);
+    let input = rest.get(1..).unwrap_or_default();
+    if policy.len() > POLICY_PLAN_MAX_POLICY || input.len() > POLICY_PLAN_MAX_INPUT {
+        return;
+    }
+    let text = String::from_utf8_lossy(policy).into_owned();
+    let Some(entrypoint) = policy_plan_entrypoint(&text) else {
+        return;
+    };
+    let input = match serde_json::from_slice::<Value>(input) {
+        Ok(object @ Value::Object(_)) => object,
+        _ => Value::Object(serde_json::Map::new()),
+    };
+    let config = attestgate_policy::PolicyConfig {
+        modules: std::collections::BTreeMap::from([("policy.rego".to_owned(), text)]),
+        module_files: Vec::new(),
+        entrypoint,
+        data: policy_plan_data().clone(),
+    };
+    let Ok(compiled) = attestgate_policy::Policy::compile(&config, []) else {
+        return;
+    };
+    let entrypoint = config.entrypoint.as_str();
+    if compiled.interpreted_because(entrypoint).is_some() {
+        return;
+    }
+    use attestgate_policy::PolicyEngine;
+    let plan = compiled.evaluate_document(PolicyEngine::Plan, entrypoint, input.clone());
+    let interpreted =
+        compiled.evaluate_document(PolicyEngine::Interpreter, entrypoint, input.clone());
+    let same = match (&plan, &interpreted) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(_), Err(_)) => true,
+        _ => false,
+    };
+    if !same {
+        let text = config.modules.values().next().map_or("", String::as_str);
+        plan_differs(entrypoint, text, &input, &plan, &interpreted);
+    }
+}
+
+/// [`POLICY_PLAN_DATA`], parsed once.
+fn policy_plan_data() -> &'static Value {
+    static DATA: OnceLock<Value> = OnceLock::new();
+    DATA.get_or_init(|| match serde_json::from_str(POLICY_PLAN_DATA) {
+        Ok(data) => data,
+        Err(err) => {
+            eprintln!("attestgate-fuzz: POLICY_PLAN_DATA: {err}");
+            std::process::abort();
+        }
+    })
 }

@@ -249,9 +249,10 @@ pub struct Decision {
     /// Headers to add: to the upstream request when allowed, to the local reply when denied.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// Verified claims, present once the signature and time checks passed.
+    /// Verified claims, present once the signature and time checks passed. Shared, so a
+    /// cached decision is handed out without copying them.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub claims: Option<serde_json::Map<String, serde_json::Value>>,
+    pub claims: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
     /// Diagnostic detail for logs (never sent to clients), such as a Rego error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,

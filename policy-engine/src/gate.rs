@@ -570,7 +570,7 @@ impl Gate {
             // Report, don't block. Reply headers are meaningless when nothing is replied.
             decision.allow = true;
             decision.status = 200;
-            decision.headers = self.claim_headers(decision.claims.as_ref());
+            decision.headers = self.claim_headers(decision.claims.as_deref());
             hooks.step(StepId::Mode, StepStatus::Passed, &|| {
                 "monitor: the denial is reported and the request goes on".to_owned()
             });
@@ -707,7 +707,7 @@ impl Gate {
             });
         }
         let with_claims = |mut decision: Decision, claims| {
-            decision.claims = Some(claims);
+            decision.claims = Some(std::sync::Arc::new(claims));
             decision
         };
         match host_record {

@@ -109,7 +109,7 @@ impl DecisionRecord<&'static str> {
     /// assert_eq!(record.cache, Some("miss"));
     /// ```
     pub fn of(decision: &Decision, cache: CacheOutcome) -> DecisionRecord {
-        let claims = decision.claims.as_ref();
+        let claims = decision.claims.as_deref();
         let claim = |path: &[&str]| -> Option<String> {
             let (first, rest) = path.split_first()?;
             let mut value = claims?.get(*first)?;
@@ -245,7 +245,8 @@ mod tests {
             "att": {"device": {"platform": ["not", "text"]}, "app": {"version": 23}},
         })
         .as_object()
-        .cloned();
+        .cloned()
+        .map(std::sync::Arc::new);
         decision
     }
 
