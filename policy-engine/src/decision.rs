@@ -251,7 +251,7 @@ pub struct Decision {
     pub headers: BTreeMap<String, String>,
     /// Verified claims, present once the signature and time checks passed. Shared, so a
     /// cached decision is handed out without copying them.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared_claims")]
     pub claims: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
     /// Diagnostic detail for logs (never sent to clients), such as a Rego error.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -299,5 +299,26 @@ impl Decision {
     /// ```
     pub fn error_body(&self) -> String {
         serde_json::json!({ "error": self.reason.as_str(), "reasons": self.reasons }).to_string()
+    }
+}
+
+/// (De)serializes shared claims as the object they hold.
+mod shared_claims {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use serde_json::{Map, Value};
+
+    pub(super) fn serialize<S: Serializer>(
+        claims: &Option<Arc<Map<String, Value>>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        claims.as_deref().serialize(serializer)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Arc<Map<String, Value>>>, D::Error> {
+        Ok(Option::<Map<String, Value>>::deserialize(deserializer)?.map(Arc::new))
     }
 }
