@@ -317,7 +317,8 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
                 Gate::for_host(config, host(&args.for_host)?).context("loading the gate config")?;
             // As the native library: ring checks ES256 and RS* signatures.
             gate.use_host_verifier(Box::new(NativeVerifier));
-            if let Some(policy) = gate.policy_summary() {
+            // Said when a policy is not all compiled: which construct kept it interpreted.
+            if let Some(policy) = gate.policy_summary().filter(|_| gate.policy_interpreted()) {
                 eprintln!("{policy}");
             }
             let mut request = Request::new(&args.request.method, &args.request.path)
@@ -730,7 +731,7 @@ fn render(args: &RenderArgs) -> Result<()> {
     // Render only what would load: a broken example must not reach Envoy (or the host named).
     let gate =
         Gate::for_host(config.clone(), host(&args.for_host)?).context("loading the gate config")?;
-    if let Some(policy) = gate.policy_summary() {
+    if let Some(policy) = gate.policy_summary().filter(|_| gate.policy_interpreted()) {
         eprintln!("{policy}");
     }
     let json = serde_json::to_string(&config)?;

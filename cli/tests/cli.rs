@@ -417,6 +417,52 @@ fn family_eddsa() {
 }
 
 #[test]
+fn check_and_render_say_which_construct_keeps_a_policy_interpreted() {
+    let scratch = Scratch::new("interpreted");
+    std::fs::create_dir_all(scratch.path("rego")).unwrap();
+    // `walk` is a builtin the compiled plan never calls: this entrypoint stays interpreted.
+    scratch.write(
+        "rego/walked.rego",
+        "package attestgate\nimport rego.v1\n\ndecision := {\"allow\": count([p | walk(input, [p, _])]) > 0}\n",
+    );
+    let config = scratch.write(
+        "gate.yaml",
+        &format!(
+            "keys:\n  approov_secret: \"{SECRET}\"\npolicy:\n  module_files: [rego/walked.rego]\n"
+        ),
+    );
+    let good = mint(
+        &scratch,
+        &["--secret", SECRET],
+        &json!({ "did": "d1" }),
+        300,
+    );
+    let now = NOW.to_string();
+    for args in [
+        vec![
+            "check",
+            "--config",
+            p(&config),
+            "--token",
+            &good,
+            "--now",
+            &now,
+        ],
+        vec!["render", "--config", p(&config)],
+    ] {
+        let out = attestgate(&args);
+        assert!(
+            stderr(&out).contains(
+                "policy: data.attestgate.decision interpreted by regorus (walked.rego:4: `walk`"
+            ),
+            "{}: {}",
+            args[0],
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
 fn yaml_config_reads_module_files_relative_to_itself() {
     let scratch = Scratch::new("yaml");
     std::fs::create_dir_all(scratch.path("conf/rego")).unwrap();

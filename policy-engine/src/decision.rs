@@ -251,7 +251,11 @@ pub struct Decision {
     pub headers: BTreeMap<String, String>,
     /// Verified claims, present once the signature and time checks passed. Shared, so a
     /// cached decision is handed out without copying them.
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "shared_claims")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "shared_claims"
+    )]
     pub claims: Option<std::sync::Arc<serde_json::Map<String, serde_json::Value>>>,
     /// Diagnostic detail for logs (never sent to clients), such as a Rego error.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -418,6 +418,12 @@ impl Gate {
         self.policy.as_ref().map(Policy::summary)
     }
 
+    /// Some entrypoint of the policy stays interpreted (see [`Gate::policy_summary`] for which
+    /// and why).
+    pub fn policy_interpreted(&self) -> bool {
+        self.policy.as_ref().is_some_and(|p| !p.is_planned())
+    }
+
     /// Lets the host's own crypto check public-key signatures (JWS `ES256` and `RS*`, RFC 9421
     /// `ecdsa-p256-sha256`): each scheme moves to `host` only if it accepts a known valid
     /// signature and refuses a forgery ([`verifier`](crate::verifier)); every other check stays

@@ -211,6 +211,18 @@ impl Policy {
             .and_then(|plan| plan.as_ref().err())
     }
 
+    /// Every entrypoint runs as a compiled plan.
+    ///
+    /// ```
+    /// use attestgate_policy::{Policy, PolicyConfig};
+    /// let config: PolicyConfig = serde_json::from_value(serde_json::json!({
+    ///     "modules": { "p.rego": "package attestgate\ndecision := input.ok" } })).unwrap();
+    /// assert!(Policy::compile(&config, []).unwrap().is_planned());
+    /// ```
+    pub fn is_planned(&self) -> bool {
+        self.plans.values().all(Result::is_ok)
+    }
+
     /// One log line: which entrypoints run as a compiled plan, and which stay interpreted
     /// and why (the construct and its file:line).
     ///

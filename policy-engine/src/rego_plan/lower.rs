@@ -18,6 +18,10 @@ use super::ir::{
     Rule, RuleKind, Statement,
 };
 
+/// The most statements one query of a plan may have (its evaluation nests a call per
+/// statement); a longer one keeps the interpreter.
+const MAX_STATEMENTS: usize = 256;
+
 /// Why a policy is not planned: the construct, and where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsupported {
@@ -681,6 +685,13 @@ impl Lowering<'_> {
     }
 
     fn query(&mut self, cx: &mut Context, query: &Ref<AstQuery>) -> Result<Query, Unsupported> {
+        // A query runs as nested calls, one per statement: bound so the stack is.
+        if query.stmts.len() > MAX_STATEMENTS {
+            return Err(unsupported(
+                &query.span,
+                format!("a query of more than {MAX_STATEMENTS} statements"),
+            ));
+        }
         let mut statements = Vec::new();
         for stmt in &query.stmts {
             if let Some(statement) = self.statement(cx, stmt)? {

@@ -308,6 +308,27 @@ fn what_the_plan_does_not_take_is_named_with_its_line() {
 }
 
 #[test]
+fn a_query_too_long_to_run_nested_keeps_the_interpreter() {
+    let body: Vec<String> = (0..300).map(|i| format!("  input.n > {i}")).collect();
+    let policy = policy(
+        &format!("decision if {{\n{}\n}}", body.join("\n")),
+        json!({}),
+    );
+    let why = policy
+        .interpreted_because("data.attestgate.decision")
+        .unwrap();
+    assert!(why.what.contains("more than 256 statements"), "{why}");
+    let decide = |n: i64| {
+        policy.evaluate_document(
+            PolicyEngine::Default,
+            "data.attestgate.decision",
+            json!({"n": n}),
+        )
+    };
+    assert_eq!((decide(300), decide(3)), (Ok(Some(json!(true))), Ok(None)));
+}
+
+#[test]
 fn test_rules_run_with_replaced_input_and_data_on_both_paths() {
     let modules = [(
         "t.rego".to_owned(),
