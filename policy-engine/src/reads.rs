@@ -19,18 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::digest::put_field;
 
-/// Builtins whose result is not a function of their arguments: a policy calling one is never
-/// memoized.
-const NONDETERMINISTIC: &[&str] = &[
-    "rand.intn",
-    "time.now_ns",
-    "uuid.rfc4122",
-    "opa.runtime",
-    "http.send",
-    "net.lookup_ip_addr",
-    "print",
-    "trace",
-];
+use crate::rego_plan::NONDETERMINISTIC;
 
 /// The longest policy-memo key kept in full; a longer one is kept as its SHA-256, so the
 /// memo's `cache.entries` entries stay within a few MB (10 000 × 1 KB).

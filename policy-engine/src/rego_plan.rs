@@ -22,7 +22,7 @@ mod tests;
 
 pub use lower::Unsupported;
 
-pub(crate) use builtins::{find_all_string_submatch_n, string_args, Regexes};
+pub(crate) use builtins::{find_all_string_submatch_n, string_args, Regexes, NONDETERMINISTIC};
 
 use regorus::Value;
 

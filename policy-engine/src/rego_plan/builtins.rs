@@ -12,19 +12,24 @@ use regorus::{LimitError, Value};
 
 use super::ir::AstRef;
 
-/// Builtins a plan never calls: their result is not a function of their arguments, or they
-/// act on the interpreter itself. A policy calling one stays interpreted.
-const NOT_PLANNED: &[&str] = &[
-    "print",
-    "trace",
-    "walk",
+/// Builtins whose result is not a function of their arguments (or that write to the
+/// interpreter's own output): a policy calling one is never memoized (`reads`) and never
+/// planned.
+pub(crate) const NONDETERMINISTIC: &[&str] = &[
     "rand.intn",
     "time.now_ns",
     "uuid.rfc4122",
     "opa.runtime",
     "http.send",
     "net.lookup_ip_addr",
+    "print",
+    "trace",
 ];
+
+/// Besides those, `walk`, which regorus evaluates as a generator of its own.
+fn not_planned(name: &str) -> bool {
+    name == "walk" || NONDETERMINISTIC.contains(&name)
+}
 
 /// A resolved builtin call.
 #[derive(Clone)]
@@ -87,7 +92,7 @@ pub(crate) fn resolve(
     literal: Option<&str>,
     regexes: &Regexes,
 ) -> Result<Call, Unplanned> {
-    if NOT_PLANNED.contains(&name) {
+    if not_planned(name) {
         return Err(Unplanned::NotPlanned);
     }
     let pattern = || match literal.and_then(|p| compile(p).ok()) {

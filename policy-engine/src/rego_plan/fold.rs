@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use regorus::Value;
 
 use super::eval::Evaluation;
-use super::ir::{Expr, Folded, Function, Pattern, Plan, Statement};
+use super::ir::{Body, Expr, Folded, Function, Pattern, Plan, Statement};
 use super::walk;
 
 /// Rounds of folding; each only runs when the one before changed something.
@@ -129,45 +129,45 @@ fn fold_rules(plan: &mut Plan, rule_input: &[bool]) {
 }
 
 /// Replaces every constant expression of every rule and function by its value; whether any
-/// was. Each one's bodies are taken out while it is rewritten: what they evaluate never
-/// reaches back into it (a plan has no recursion).
+/// was.
 fn fold_expressions(plan: &mut Plan, function_input: &[bool]) -> bool {
     let mut changed = false;
+    each_body(plan, &mut |plan, body| {
+        walk::body(body, &mut |e| changed |= fold_node(plan, function_input, e));
+    });
+    changed
+}
+
+/// `each` on every body of every rule not computed yet and of every function (copies made on
+/// the way included), with the plan at hand: the rule's or function's definitions are taken
+/// out of it meanwhile. What `each` evaluates never reaches back into them: a plan has no
+/// recursion.
+fn each_body(plan: &mut Plan, each: &mut dyn FnMut(&mut Plan, &mut Body)) {
     for index in 0..plan.rules.len() {
-        let Some(rule) = plan.rules.get_mut(index) else {
-            continue;
+        let mut definitions = match plan.rules.get_mut(index) {
+            Some(rule) if rule.folded.is_none() => std::mem::take(&mut rule.definitions),
+            _ => continue,
         };
-        if rule.folded.is_some() {
-            continue;
-        }
-        let mut definitions = std::mem::take(&mut rule.definitions);
         for body in definitions.iter_mut().flat_map(|d| d.bodies.iter_mut()) {
-            walk::body(body, &mut |e| changed |= fold_node(plan, function_input, e));
+            each(plan, body);
         }
         if let Some(rule) = plan.rules.get_mut(index) {
             rule.definitions = definitions;
         }
     }
-    for index in 0..plan.functions.len() {
-        let Some(function) = plan.functions.get_mut(index) else {
-            continue;
-        };
-        let mut definitions = std::mem::take(&mut function.definitions);
-        for definition in &mut definitions {
-            for param in &mut definition.params {
-                walk::pattern(param, &mut |e| {
-                    changed |= fold_node(plan, function_input, e)
-                });
-            }
-            for body in &mut definition.bodies {
-                walk::body(body, &mut |e| changed |= fold_node(plan, function_input, e));
-            }
-        }
+    let mut index = 0;
+    while index < plan.functions.len() {
         if let Some(function) = plan.functions.get_mut(index) {
-            function.definitions = definitions;
+            let mut definitions = std::mem::take(&mut function.definitions);
+            for body in definitions.iter_mut().flat_map(|d| d.bodies.iter_mut()) {
+                each(plan, body);
+            }
+            if let Some(function) = plan.functions.get_mut(index) {
+                function.definitions = definitions;
+            }
         }
+        index += 1;
     }
-    changed
 }
 
 /// `expr` replaced by its value when its operands are constants (they were folded first).
@@ -267,46 +267,19 @@ fn substitute_bound_constants(mut bodies: Vec<&mut super::ir::Body>) -> bool {
 }
 
 /// Points each call with constant arguments at a copy of its function made for them (made
-/// once per function and arguments); whether any call was.
+/// once per function and arguments); whether any call was. Copies made on the way are visited
+/// too: their calls may specialize in turn.
 fn specialize(
     plan: &mut Plan,
     copies: &mut BTreeMap<Specialization, usize>,
     is_copy: &mut HashSet<usize>,
 ) -> bool {
     let mut changed = false;
-    for index in 0..plan.rules.len() {
-        let Some(rule) = plan.rules.get_mut(index) else {
-            continue;
-        };
-        if rule.folded.is_some() {
-            continue;
-        }
-        let mut definitions = std::mem::take(&mut rule.definitions);
-        for body in definitions.iter_mut().flat_map(|d| d.bodies.iter_mut()) {
-            walk::body(body, &mut |e| {
-                changed |= specialize_call(&mut plan.functions, copies, is_copy, e)
-            });
-        }
-        if let Some(rule) = plan.rules.get_mut(index) {
-            rule.definitions = definitions;
-        }
-    }
-    // Copies made on the way are visited too: their calls may specialize in turn.
-    let mut index = 0;
-    while index < plan.functions.len() {
-        if let Some(function) = plan.functions.get_mut(index) {
-            let mut definitions = std::mem::take(&mut function.definitions);
-            for body in definitions.iter_mut().flat_map(|d| d.bodies.iter_mut()) {
-                walk::body(body, &mut |e| {
-                    changed |= specialize_call(&mut plan.functions, copies, is_copy, e)
-                });
-            }
-            if let Some(function) = plan.functions.get_mut(index) {
-                function.definitions = definitions;
-            }
-        }
-        index += 1;
-    }
+    each_body(plan, &mut |plan, body| {
+        walk::body(body, &mut |e| {
+            changed |= specialize_call(&mut plan.functions, copies, is_copy, e)
+        });
+    });
     changed
 }
 

@@ -261,6 +261,16 @@ fn literal(expr: &Ast) -> Option<Value> {
     })
 }
 
+/// A rule's or function's bodies, first and `else`s, in order; `None` for a head without
+/// one (`r := 1`), which is one body with an empty query.
+fn chain(bodies: &[regorus::unstable::RuleBody]) -> Vec<Option<&regorus::unstable::RuleBody>> {
+    if bodies.is_empty() {
+        vec![None]
+    } else {
+        bodies.iter().map(Some).collect()
+    }
+}
+
 /// regorus' "simple literal" (`is_simple_literal`): a rule whose key and value are such stops
 /// at its first solution.
 fn is_simple_literal(expr: &Ast) -> bool {
@@ -530,13 +540,7 @@ impl Lowering<'_> {
             }
         }
         let mut lowered = Vec::new();
-        let empty = [None];
-        let chain: Vec<Option<&regorus::unstable::RuleBody>> = if bodies.is_empty() {
-            empty.to_vec()
-        } else {
-            bodies.iter().map(Some).collect()
-        };
-        for (index, body) in chain.into_iter().enumerate() {
+        for (index, body) in chain(bodies).into_iter().enumerate() {
             let is_else = body.is_some_and(|b| b.is_else);
             if is_else && kind != RuleKind::Complete {
                 return Err(unsupported(span, "`else` on a partial rule"));
@@ -634,13 +638,7 @@ impl Lowering<'_> {
                 params.push(self.pattern(&mut cx, arg, Mode::Declare)?);
             }
             let mut lowered_bodies = Vec::new();
-            let empty = [None];
-            let chain: Vec<Option<&regorus::unstable::RuleBody>> = if bodies.is_empty() {
-                empty.to_vec()
-            } else {
-                bodies.iter().map(Some).collect()
-            };
-            for (index, body) in chain.into_iter().enumerate() {
+            for (index, body) in chain(bodies).into_iter().enumerate() {
                 if index > 0 && !body.is_some_and(|b| b.is_else) {
                     return Err(unsupported(span, "a function with several bodies"));
                 }
