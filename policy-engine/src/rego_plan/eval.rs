@@ -96,7 +96,7 @@ impl<'p> Evaluation<'p> {
 
     /// A rule's value from all its definitions: one value (complete), or every element or
     /// member they make (partial set and object, defined even when empty).
-    pub(crate) fn compute_rule(&mut self, index: usize) -> Result<Option<Value>> {
+    fn compute_rule(&mut self, index: usize) -> Result<Option<Value>> {
         let plan = self.plan;
         let rule = plan
             .rules
@@ -412,7 +412,6 @@ impl<'p> Evaluation<'p> {
     }
 
     /// `some key, value in collection`, then the rest of the query for each item.
-    #[allow(clippy::too_many_arguments)]
     fn some_in(
         &mut self,
         frame: &mut Frame,
