@@ -6,6 +6,9 @@
 #   none                 no filter (the baseline)
 #   wasm_trivial         a Rust proxy-wasm filter that does nothing (scripts/bench/trivial-filter):
 #                        what any wasm filter costs in this Envoy, the ceiling for attestgate's
+#   wasm_host_floor      the same filter making only the host calls of an attestgate cache hit
+#                        (headers, clock, three counters, one filter-state write, three header
+#                        edits): the floor under attestgate_repeated's cost over wasm_trivial
 #   jwt_authn            Envoy's jwt_authn, HS256, no JWT cache, a fresh token per request
 #   jwt_authn_cached     the same with jwt_cache_config, one repeated token
 #   attestgate_repeated  the attestgate filter (scripts/bench/attestgate.yaml), one repeated token
@@ -167,7 +170,7 @@ precheck() { # gate-config token
     { echo "bench: attestgate check denies the bench token under $1:" >&2; cat "$work/check.json" >&2; exit 1; }
 }
 # The do-nothing filter, built once (its own small workspace; cached in build/bench/).
-if selected wasm_trivial; then
+if selected wasm_trivial || selected wasm_host_floor; then
   rustup target add wasm32-wasip1 >/dev/null 2>&1 || true
   (cd scripts/bench/trivial-filter &&
     cargo build -q --release --target wasm32-wasip1 --target-dir ../../../build/bench/trivial-target) ||

@@ -157,6 +157,7 @@ fn sample(need_field: &str) -> Value {
             config["log_decisions"] = json!(true);
             config["decision_log"] = json!({"sample_rate": 0.5, "mask": ["claims.did"]});
         }
+        "record_fields" => config["record_fields"] = json!(["platform"]),
         "cache" => config["cache"] = json!({"entries": 10}),
         "forward" => config["forward"] = json!(true),
         other => panic!("no sample config for the need `{other}`: add one here"),

@@ -760,6 +760,7 @@ impl AttestHttp {
             &mut dynamic,
         );
         drop(cache);
+        let action = plan::without_absent_removals(action, &request.headers);
         if decision.reason == attestgate_policy::Reason::KeyNotFound {
             if let Ok(state) = self.remote.try_borrow() {
                 for source in &state.sources {
@@ -790,7 +791,10 @@ impl AttestHttp {
             self.metrics.increment(&name);
         }
         if self.host() == HostKind::Envoy {
-            write_filter_state(&DecisionRecord::of(decision, outcome));
+            write_filter_state(
+                &DecisionRecord::of(decision, outcome),
+                &gate.config().record_fields,
+            );
         }
         if gate.config().log_decisions {
             if let Some(json) = plan::decision_log_line(gate.config(), decision, &sample_key()) {
@@ -823,8 +827,8 @@ impl AttestHttp {
 /// the host refuses is skipped: the record is for the operators, the decision stands.
 /// ngx_wasm_module has no such store (its `set_property` takes nginx variables and its own
 /// `wasmx.` namespace only), so the filter does not write it there.
-fn write_filter_state(record: &DecisionRecord) {
-    for (key, value) in plan::filter_state(record) {
+fn write_filter_state(record: &DecisionRecord, fields: &[attestgate_policy::RecordField]) {
+    for (key, value) in plan::filter_state(record, fields) {
         if let Err(status) = hostcalls::set_property(vec![key.as_str()], Some(value.as_bytes())) {
             log(
                 LogLevel::Debug,
@@ -837,12 +841,17 @@ fn write_filter_state(record: &DecisionRecord) {
 /// The request headers. Values as bytes: HTTP/1 lets a value carry any byte but NUL, CR and
 /// LF, and `get_map` panics on one that is not UTF-8, which takes the worker's VM down for
 /// every later request. Such a value is decoded lossily: it then matches no token, binding or
-/// policy string, so it can only lead to a denial.
+/// policy string, so it can only lead to a denial. A valid value keeps its bytes (lossy
+/// decoding walks a value byte by byte: a quarter of a cached request's work in wasm).
 fn request_headers() -> Result<Vec<(String, String)>, String> {
     Ok(hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
         .map_err(|status| format!("reading request headers: {status:?}"))?
         .into_iter()
-        .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+        .map(|(name, value)| {
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned());
+            (name, value)
+        })
         .collect())
 }
 

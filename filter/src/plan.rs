@@ -8,7 +8,7 @@ use std::rc::Rc;
 use attestgate_policy::plan::{action_for, same_header_when_folded};
 use attestgate_policy::record::DecisionRecord;
 use attestgate_policy::remote::Dynamic;
-use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason};
+use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason, RecordField};
 
 // The host-neutral planning lives in the core (`attestgate_policy::plan`), shared with the
 // native library for NGINX: every host strips, sets and refuses alike.
@@ -76,34 +76,36 @@ pub const FILTER_STATE_PREFIX: &str = "attestgate.";
 pub const FILTER_STATE_RECORD: &str = "attestgate.record";
 
 /// What the filter writes into the stream's filter state for a decision's record: the whole
-/// record as JSON under [`FILTER_STATE_RECORD`], then each field on its own as text, under
-/// [`FILTER_STATE_PREFIX`] + the field's name ([`DecisionRecord::FIELDS`]).
+/// record as JSON under [`FILTER_STATE_RECORD`], then each of the config's `record_fields` on
+/// its own as text, under [`FILTER_STATE_PREFIX`] + the field's name.
 ///
 /// ```
 /// use attestgate_filter::plan::filter_state;
 /// use attestgate_policy::record::DecisionRecord;
-/// use attestgate_policy::{CacheOutcome, Gate, Request};
+/// use attestgate_policy::{CacheOutcome, Gate, RecordField, Request};
 /// let gate = Gate::from_json(r#"{ "keys": { "approov_secret":
 ///     "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" } }"#).unwrap();
 /// let decision = gate.check(&Request::new("GET", "/"), 0);
-/// let entries = filter_state(&DecisionRecord::of(&decision, CacheOutcome::Uncached));
+/// let record = DecisionRecord::of(&decision, CacheOutcome::Uncached);
+/// let entries = filter_state(&record, &[RecordField::Reason, RecordField::Device]);
 /// assert_eq!(entries[0].0, "attestgate.record");
-/// assert!(entries.contains(&("attestgate.reason".to_owned(), "token_missing".to_owned())));
-/// assert!(entries.contains(&("attestgate.device".to_owned(), String::new())));
+/// assert_eq!(entries[1], ("attestgate.reason".to_owned(), "token_missing".to_owned()));
+/// assert_eq!(entries[2], ("attestgate.device".to_owned(), String::new()));
+/// assert_eq!(filter_state(&record, &[]).len(), 1); // the record alone by default
 /// ```
-pub fn filter_state(record: &DecisionRecord) -> Vec<(String, String)> {
-    let mut entries = Vec::with_capacity(DecisionRecord::<&str>::FIELDS.len() + 1);
+pub fn filter_state(record: &DecisionRecord, fields: &[RecordField]) -> Vec<(String, String)> {
+    let mut entries = Vec::with_capacity(fields.len() + 1);
     // A record of strings, numbers and booleans always serializes; should it ever not, the
     // fields are still written on their own.
     if let Ok(json) = serde_json::to_string(record) {
         entries.push((FILTER_STATE_RECORD.to_owned(), json));
     }
-    entries.extend(
-        record
-            .text_fields()
-            .into_iter()
-            .map(|(name, value)| (format!("{FILTER_STATE_PREFIX}{name}"), value)),
-    );
+    entries.extend(fields.iter().map(|&field| {
+        (
+            format!("{FILTER_STATE_PREFIX}{}", field.as_str()),
+            record.text_field(field),
+        )
+    }));
     entries
 }
 
@@ -158,6 +160,34 @@ pub fn replace_in_place(
     Ok(edits)
 }
 
+/// An allowed request's removals cut to the headers the request brought (in any case): each
+/// removal is a call into the host, and one for a header that is not there changes nothing.
+/// The headers are those the plan was made from, read whole from the host.
+///
+/// ```
+/// use attestgate_filter::plan::{without_absent_removals, Action};
+/// let headers = vec![("approov-token".to_owned(), "eyJ...".to_owned())];
+/// let action = Action::Continue {
+///     remove: vec!["x-device-id".into(), "Approov-Token".into()],
+///     set: vec![("x-device-id".into(), "device-1".into())],
+/// };
+/// let Action::Continue { remove, set } = without_absent_removals(action, &headers) else { panic!() };
+/// assert_eq!(remove, ["Approov-Token"]);
+/// assert_eq!(set.len(), 1);
+/// ```
+pub fn without_absent_removals(action: Action, headers: &[(String, String)]) -> Action {
+    match action {
+        Action::Continue { remove, set } => Action::Continue {
+            remove: remove
+                .into_iter()
+                .filter(|name| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+                .collect(),
+            set,
+        },
+        respond => respond,
+    }
+}
+
 /// The reply for a failure inside the filter itself: fail closed, say little.
 pub fn internal_error() -> Action {
     host_refusal(Reason::InternalError, &[])
@@ -172,7 +202,7 @@ mod tests {
     const NOW: i64 = 1_700_000_000;
 
     #[test]
-    fn the_filter_state_is_the_record_whole_and_field_by_field() {
+    fn the_filter_state_is_the_record_whole_and_the_listed_fields_one_by_one() {
         let token = SigningKey::hs256_from_base64_secret(SECRET)
             .unwrap()
             .sign(
@@ -185,7 +215,7 @@ mod tests {
             attestgate_policy::Request::new("GET", "/").with_header("approov-token", token);
         let decision = gate("").check(&request, NOW);
         let record = DecisionRecord::of(&decision, CacheOutcome::Miss);
-        let entries = filter_state(&record);
+        let entries = filter_state(&record, &RecordField::ALL);
         let keys: Vec<&str> = entries.iter().map(|(k, _)| k.as_str()).collect();
         let mut want = vec![FILTER_STATE_RECORD.to_owned()];
         want.extend(
@@ -194,6 +224,9 @@ mod tests {
                 .map(|f| format!("attestgate.{f}")),
         );
         assert_eq!(keys, want);
+        let only = filter_state(&record, &[RecordField::Platform]);
+        let keys: Vec<&str> = only.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, [FILTER_STATE_RECORD, "attestgate.platform"]);
         let back: DecisionRecord<String> = serde_json::from_str(&entries[0].1).unwrap();
         assert_eq!(back.device.as_deref(), Some("d-1"));
         assert_eq!(back.app_version.as_deref(), Some("3.1"));

@@ -416,6 +416,7 @@ fn maximal_config() -> Value {
         "log_decisions": true,
         "decision_log": { "sample_rate": 0.25, "mask": ["claims.did", "headers"] },
         "cache": { "entries": 100 },
+        "record_fields": ["platform", "device"],
         "signature": {
             "mode": "optional",
             "label": "install",
@@ -1152,6 +1153,11 @@ fn bad_configs_are_refused_by_schema_and_parser() {
             "signature max_body_bytes zero",
             "/signature/max_body_bytes",
             json!(0),
+        ),
+        set_at(
+            "record_fields names no record field",
+            "/record_fields",
+            json!(["colour"]),
         ),
         set_at(
             "rule prefix_match unknown",

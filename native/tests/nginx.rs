@@ -2290,7 +2290,9 @@ fn the_decision_record_is_in_nginxs_access_log() {
         fields = fields_log.display(),
         json = json_log.display(),
     );
-    let base = format!(r#""keys":{{"approov_secret":"{SECRET}"}}"#);
+    // `record_fields` loads here: every field is a variable anyway.
+    let base =
+        format!(r#""keys":{{"approov_secret":"{SECRET}"}},"record_fields":["device","platform"]"#);
     let servers = [
         Server {
             extra: logs.clone(),

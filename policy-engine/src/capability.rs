@@ -43,6 +43,9 @@ pub enum Capability {
     VerifierRecord,
     /// A debug log that each decision's JSON can be written to.
     DecisionLog,
+    /// A per-request store the host's access log and later filters read each decision's
+    /// record from (Envoy's filter state, NGINX variables).
+    RecordState,
     /// A decision cache kept between requests. Only a speed-up: a host without one decides
     /// the same, so its absence never refuses a config.
     DecisionCache,
@@ -54,18 +57,19 @@ pub enum Capability {
 
 impl Capability {
     /// Every capability, in a stable order (the docs' columns).
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 8] = [
         Capability::Fetch,
         Capability::SharedState,
         Capability::Body,
         Capability::VerifierRecord,
         Capability::DecisionLog,
+        Capability::RecordState,
         Capability::DecisionCache,
         Capability::Upstream,
     ];
 
     /// A short stable name: `fetch`, `shared_state`, `body`, `verifier_record`,
-    /// `decision_log`, `decision_cache`, `upstream`.
+    /// `decision_log`, `record_state`, `decision_cache`, `upstream`.
     ///
     /// ```
     /// use attestgate_policy::capability::Capability;
@@ -78,6 +82,7 @@ impl Capability {
             Capability::Body => "body",
             Capability::VerifierRecord => "verifier_record",
             Capability::DecisionLog => "decision_log",
+            Capability::RecordState => "record_state",
             Capability::DecisionCache => "decision_cache",
             Capability::Upstream => "upstream",
         }
@@ -98,6 +103,9 @@ impl Capability {
                 "a gateway JWT verifier's record (Envoy jwt_authn metadata)"
             }
             Capability::DecisionLog => "a debug log for each decision's JSON",
+            Capability::RecordState => {
+                "a per-request store of the decision's record for the access log and later filters"
+            }
             Capability::DecisionCache => "a decision cache kept between requests",
             Capability::Upstream => "an upstream that allowed requests go on to",
         }
@@ -203,15 +211,17 @@ impl Host {
             // dispatch_http_call on the root's tick, shared data with CAS, the body, jwt_authn's
             // dynamic metadata, the proxy-wasm log, a per-worker cache.
             Host::Envoy => true,
-            // The same filter; ngx_wasm_module has no dynamic metadata from a JWT verifier.
-            Host::KongWasm => capability != C::VerifierRecord,
+            // The same filter; ngx_wasm_module has no dynamic metadata from a JWT verifier, and
+            // no filter state (its set_property takes nginx variables the filter does not write).
+            Host::KongWasm => !matches!(capability, C::VerifierRecord | C::RecordState),
             // A per-worker library called from Lua, whose module fetches remote documents on
             // an ngx.timer with a cosocket (attestgate_gate_set_document); no state shared
             // between NGINX workers for buckets, no verifier; it returns decisions and logs
-            // nothing.
+            // nothing. The Lua module leaves every record field in an nginx variable
+            // ($attestgate_<field>).
             Host::Native => matches!(
                 capability,
-                C::Fetch | C::Body | C::DecisionCache | C::Upstream
+                C::Fetch | C::Body | C::RecordState | C::DecisionCache | C::Upstream
             ),
             // Request in, decision and header plan out: no background, no shared state, no
             // cache.
@@ -334,6 +344,12 @@ pub const NEEDS: &[Need] = &[
         when: "set",
     },
     Need {
+        field: "record_fields",
+        capability: Capability::RecordState,
+        what: "decision-record fields kept one by one",
+        when: "not empty",
+    },
+    Need {
         field: "cache",
         capability: Capability::DecisionCache,
         what: "the decision cache",
@@ -417,6 +433,9 @@ pub fn demands(config: &Config) -> Vec<Demand> {
     if config.log_decisions {
         add("log_decisions", "log_decisions".to_owned());
     }
+    if !config.record_fields.is_empty() {
+        add("record_fields", "record_fields".to_owned());
+    }
     if config.cache.entries > 0 {
         add("cache", "cache".to_owned());
     }
@@ -498,6 +517,10 @@ mod tests {
             (
                 "decision_log",
                 r#"{"keys":{},"log_decisions":true,"decision_log":{}}"#.into(),
+            ),
+            (
+                "record_fields",
+                r#"{"keys":{},"record_fields":["platform"]}"#.into(),
             ),
             ("cache", r#"{"keys":{}}"#.into()),
             ("forward", r#"{"keys":{},"forward":true}"#.into()),

@@ -81,6 +81,90 @@ pub struct Config {
     /// The per-worker decision cache: on by default, 10 000 entries.
     #[serde(default, skip_serializing_if = "CacheConfig::is_default")]
     pub cache: CacheConfig,
+    /// Decision-record fields the host also keeps one by one, beside the whole record, for
+    /// matchers and logs that read a single value (Envoy: filter state
+    /// `wasm.attestgate.<field>`, which RBAC's `filter_state` principal reads). None by
+    /// default: in Envoy each is one more write into the stream's filter state a request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 12))]
+    pub record_fields: Vec<RecordField>,
+}
+
+/// A field of the decision record ([`crate::record::DecisionRecord`]), named as in its JSON.
+///
+/// ```
+/// use attestgate_policy::RecordField;
+/// let field: RecordField = serde_json::from_str(r#""app_version""#).unwrap();
+/// assert_eq!(field.as_str(), "app_version");
+/// assert_eq!(RecordField::ALL.len(), 12);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordField {
+    /// `allow` or `deny`, before monitor mode.
+    Verdict,
+    /// Whether the request went on.
+    Allowed,
+    /// The mode that applied.
+    Mode,
+    /// The HTTP status of the answer (200 when allowed).
+    Status,
+    /// The decision's reason.
+    Reason,
+    /// The policy's reasons, joined with `,`.
+    PolicyReasons,
+    /// How many policy reasons the record left out.
+    PolicyReasonsDropped,
+    /// The route rule that matched.
+    Rule,
+    /// The verified device id.
+    Device,
+    /// The attested platform.
+    Platform,
+    /// The attested app version.
+    AppVersion,
+    /// Whether the decision cache answered: `hit`, `miss` or none.
+    Cache,
+}
+
+impl RecordField {
+    /// Every field, in the record's order.
+    pub const ALL: [RecordField; 12] = [
+        RecordField::Verdict,
+        RecordField::Allowed,
+        RecordField::Mode,
+        RecordField::Status,
+        RecordField::Reason,
+        RecordField::PolicyReasons,
+        RecordField::PolicyReasonsDropped,
+        RecordField::Rule,
+        RecordField::Device,
+        RecordField::Platform,
+        RecordField::AppVersion,
+        RecordField::Cache,
+    ];
+
+    /// The field's name in the record's JSON.
+    ///
+    /// ```
+    /// assert_eq!(attestgate_policy::RecordField::PolicyReasons.as_str(), "policy_reasons");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RecordField::Verdict => "verdict",
+            RecordField::Allowed => "allowed",
+            RecordField::Mode => "mode",
+            RecordField::Status => "status",
+            RecordField::Reason => "reason",
+            RecordField::PolicyReasons => "policy_reasons",
+            RecordField::PolicyReasonsDropped => "policy_reasons_dropped",
+            RecordField::Rule => "rule",
+            RecordField::Device => "device",
+            RecordField::Platform => "platform",
+            RecordField::AppVersion => "app_version",
+            RecordField::Cache => "cache",
+        }
+    }
 }
 
 /// The decision cache's size. `entries: 0` turns it off.

@@ -1295,6 +1295,14 @@ fn validate(config: &Config) -> Result<(), ConfigError> {
             );
         }
     }
+    let fields = &config.record_fields;
+    if fields
+        .iter()
+        .enumerate()
+        .any(|(i, field)| fields.iter().skip(i + 1).any(|later| later == field))
+    {
+        return invalid("record_fields", "a field is listed more than once");
+    }
     config.signature.validate("signature")?;
     for (i, rule) in config.rules.iter().enumerate() {
         let field = format!("rules[{i}]");

@@ -83,7 +83,7 @@ pub use cache::{CacheOutcome, CacheStats, DecisionCache};
 pub use config::{
     config_schema, BindingConfig, CacheConfig, ClaimHeader, Config, DecisionLogConfig,
     DenylistConfig, HostVerification, KeysConfig, Mode, PolicyConfig, PrefixMatch, RateLimit,
-    RemoteSource, RouteRule, TokenConfig,
+    RecordField, RemoteSource, RouteRule, TokenConfig,
 };
 pub use decision::{Decision, Reason, Verdict};
 pub use error::ConfigError;

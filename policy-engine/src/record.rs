@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::cache::CacheOutcome;
+use crate::config::RecordField;
 use crate::decision::{Decision, Verdict};
 
 /// Most policy reasons a record keeps; more are counted in `policy_reasons_dropped`.
@@ -74,18 +75,18 @@ impl<S> DecisionRecord<S> {
     /// The field names, in the order hosts write them (NGINX's variables are these with
     /// `attestgate_` before them).
     pub const FIELDS: [&'static str; 12] = [
-        "verdict",
-        "allowed",
-        "mode",
-        "status",
-        "reason",
-        "policy_reasons",
-        "policy_reasons_dropped",
-        "rule",
-        "device",
-        "platform",
-        "app_version",
-        "cache",
+        RecordField::Verdict.as_str(),
+        RecordField::Allowed.as_str(),
+        RecordField::Mode.as_str(),
+        RecordField::Status.as_str(),
+        RecordField::Reason.as_str(),
+        RecordField::PolicyReasons.as_str(),
+        RecordField::PolicyReasonsDropped.as_str(),
+        RecordField::Rule.as_str(),
+        RecordField::Device.as_str(),
+        RecordField::Platform.as_str(),
+        RecordField::AppVersion.as_str(),
+        RecordField::Cache.as_str(),
     ];
 }
 
@@ -183,29 +184,40 @@ impl<S: AsRef<str>> DecisionRecord<S> {
     /// assert_eq!(pairs[8], ("device", String::new()));
     /// ```
     pub fn text_fields(&self) -> [(&'static str, String); 12] {
+        RecordField::ALL.map(|field| (field.as_str(), self.text_field(field)))
+    }
+
+    /// One field as text, as [`Self::text_fields`] gives it.
+    ///
+    /// ```
+    /// use attestgate_policy::record::DecisionRecord;
+    /// use attestgate_policy::{CacheOutcome, Gate, RecordField, Request};
+    /// let gate = Gate::from_json(r#"{ "keys": { "approov_secret":
+    ///     "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=" } }"#).unwrap();
+    /// let record = DecisionRecord::of(&gate.check(&Request::new("GET", "/"), 0), CacheOutcome::Uncached);
+    /// assert_eq!(record.text_field(RecordField::Status), "401");
+    /// assert_eq!(record.text_field(RecordField::Cache), "");
+    /// ```
+    pub fn text_field(&self, field: RecordField) -> String {
         let or_empty = |value: &Option<String>| value.clone().unwrap_or_default();
-        let [verdict, allowed, mode, status, reason, policy_reasons, dropped, rule, device, platform, app_version, cache] =
-            DecisionRecord::<S>::FIELDS;
-        [
-            (verdict, self.verdict.as_ref().to_owned()),
-            (allowed, self.allowed.to_string()),
-            (mode, self.mode.as_ref().to_owned()),
-            (status, self.status.to_string()),
-            (reason, self.reason.as_ref().to_owned()),
-            (policy_reasons, self.policy_reasons.join(",")),
-            (dropped, self.policy_reasons_dropped.to_string()),
-            (rule, or_empty(&self.rule)),
-            (device, or_empty(&self.device)),
-            (platform, or_empty(&self.platform)),
-            (app_version, or_empty(&self.app_version)),
-            (
-                cache,
-                self.cache
-                    .as_ref()
-                    .map(|c| c.as_ref().to_owned())
-                    .unwrap_or_default(),
-            ),
-        ]
+        match field {
+            RecordField::Verdict => self.verdict.as_ref().to_owned(),
+            RecordField::Allowed => self.allowed.to_string(),
+            RecordField::Mode => self.mode.as_ref().to_owned(),
+            RecordField::Status => self.status.to_string(),
+            RecordField::Reason => self.reason.as_ref().to_owned(),
+            RecordField::PolicyReasons => self.policy_reasons.join(","),
+            RecordField::PolicyReasonsDropped => self.policy_reasons_dropped.to_string(),
+            RecordField::Rule => or_empty(&self.rule),
+            RecordField::Device => or_empty(&self.device),
+            RecordField::Platform => or_empty(&self.platform),
+            RecordField::AppVersion => or_empty(&self.app_version),
+            RecordField::Cache => self
+                .cache
+                .as_ref()
+                .map(|c| c.as_ref().to_owned())
+                .unwrap_or_default(),
+        }
     }
 }
 

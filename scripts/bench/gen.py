@@ -149,6 +149,11 @@ def trivial():
     return wasm_filter(TRIVIAL_WASM, "", "")
 
 
+def host_floor():
+    """The same filter making only the host calls of an attestgate cache hit."""
+    return wasm_filter(TRIVIAL_WASM, "", "host_calls_of_a_hit")
+
+
 def wasm_filter(filename, root_id, configuration):
     return {"name": "envoy.filters.http.wasm", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -175,6 +180,9 @@ def wasm_filter(filename, root_id, configuration):
 SETUPS = {
     "none": (lambda: [], "hs_one"),
     "wasm_trivial": (lambda: [trivial()], "hs_one"),
+    # The host calls a cached decision makes (headers, clock, counters, filter state, header
+    # edits) and nothing else: the floor under attestgate_repeated's cost over wasm_trivial.
+    "wasm_host_floor": (lambda: [host_floor()], "hs_one"),
     "jwt_authn": (lambda: [jwt_authn("HS256")], "hs_pool"),
     "jwt_authn_cached": (lambda: [jwt_authn("HS256", cached=True)], "hs_one"),
     "attestgate_repeated": (lambda: [attestgate("gate.json")], "hs_one"),

@@ -181,6 +181,7 @@ def report(work, out_dir):
             lines.append(f"  {name:<34} skipped")
     # Context, not targets: attestgate against the least any wasm filter costs in this Envoy.
     context = [("wasm_trivial", "none"), ("attestgate_repeated", "none"),
+               ("wasm_host_floor", "wasm_trivial"),
                ("attestgate_fresh", "wasm_trivial"),
                ("jwt_authn_es256_metadata", "jwt_authn_es256"),
                ("hybrid_es256", "jwt_authn_es256_metadata")]
@@ -189,6 +190,16 @@ def report(work, out_dir):
         lines += ["", "context (a wasm filter that does nothing; what jwt_authn's metadata costs):"]
         for num, den in shown:
             lines.append(f"  {num + ' / ' + den:<34} {results[num]['rps'] / results[den]['rps']:>6.3f}")
+    # The floor under a cache hit's cost: the same host calls with nothing around them.
+    floor = [("wasm_host_floor", "wasm_trivial"), ("attestgate_repeated", "wasm_host_floor"),
+             ("attestgate_five_keys", "wasm_host_floor")]
+    costs = [(n, d) for n, d in floor if n in results and d in results
+             and results[n]["rps"] and results[d]["rps"]]
+    if costs:
+        lines += ["", "a cache hit's host calls alone (wasm_host_floor), and what attestgate adds to them:"]
+        for num, den in costs:
+            cost = 1e6 / results[num]["rps"] - 1e6 / results[den]["rps"]
+            lines.append(f"  {num + ' - ' + den:<34} {cost:>6.1f} µs a request")
     text = "\n".join(lines) + "\n"
     print(text, end="")
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Issue #17's and #28's targets from one `make bench` run, each with its figure and PASS/MISS.
+"""Issues #17's, #27's and #28's targets from one `make bench` run, each with its figure and
+PASS/MISS.
 
     targets.py BENCH_DIR WASM
 
@@ -44,6 +45,16 @@ def wasm_rows(path):
     return rows
 
 
+def config_load_ms(path):
+    """bench_filter's config load in wasm (a new VM and on_configure, planning included), in ms."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError:
+        return None
+    m = re.search(r"config load \(default policy\): native [\d.]+ ms, wasm ([\d.]+) ms", text)
+    return float(m.group(1)) if m else None
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -73,13 +84,20 @@ def main():
         criterion(core, "signature/install_native"), "µs", 70)
     size = os.path.getsize(wasm) / 1e6 if os.path.exists(wasm) else None
     add(f"filter size ({os.path.basename(wasm)})", size, "MB", 1.5)
+    # Issue #27: the default policy through the compiled plan, and no regression at load or in size.
+    add("#27: Rego, default policy, native (policy/default_decision)",
+        criterion(core, "policy/default_decision"), "µs", 10)
+    add("#27: Rego, default policy, in wasm (policy_no_cache - verify_HS256)",
+        fresh[1] - verify[1] if fresh and verify else None, "µs", 30)
+    add("#27: config load in wasm, planning included", config_load_ms(os.path.join(bench, "wasm.txt")), "ms", 10)
+    add(f"#27: filter size, no regression ({os.path.basename(wasm)})", size, "MB", 2.4)
     for t in gateway.get("targets", []):
         if "ratio" in t:
             add(f"real Envoy: {t['ratio']} (req/s)", t["value"], "x", t["target"], at_most=False)
         else:
             add(f"real Envoy: {t['cost']}", t["value_us"], "µs", t["target_us"])
 
-    print("issue #17 and #28 targets (this run):")
+    print("issue #17, #27 and #28 targets (this run):")
     missed = 0
     for what, figure, unit, target, at_most in targets:
         bound = f"{'<=' if at_most else '>='} {target} {unit}"

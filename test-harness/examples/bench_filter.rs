@@ -184,8 +184,8 @@ fn main() {
     );
     println!();
     println!(
-        "{:<18} {:>10} {:>10} {:>7}  what",
-        "scenario", "native µs", "wasm µs", "wasm/n"
+        "{:<18} {:>10} {:>10} {:>7} {:>10} {:>6}  what",
+        "scenario", "native µs", "wasm µs", "wasm/n", "wasm ops", "calls"
     );
 
     for scenario in scenarios(quick) {
@@ -218,18 +218,23 @@ fn main() {
             .iter()
             .map(|request| to_harness(request, hybrid))
             .collect();
+        let before = vm.guest_work();
         let start = Instant::now();
         for request in &requests {
             let outcome = vm.send(request).unwrap();
             assert!(outcome.reached_upstream(), "{}: {outcome:?}", scenario.name);
         }
         let in_wasm = per_request(start.elapsed(), requests.len());
+        let work = vm.guest_work() - before;
+        let count = requests.len() as u64;
         println!(
-            "{:<18} {:>10.1} {:>10.1} {:>6.1}x  {}",
+            "{:<18} {:>10.1} {:>10.1} {:>6.1}x {:>10} {:>6}  {}",
             scenario.name,
             native,
             in_wasm,
             in_wasm / native,
+            work.fuel / count,
+            work.host_calls / count,
             scenario.what
         );
     }
@@ -238,4 +243,8 @@ fn main() {
         "verify_* include the request around the signature (structure, time, binding, headers);"
     );
     println!("the default policy's own cost is policy_no_cache minus verify_HS256.");
+    println!(
+        "wasm ops: fuel the guest burned a request (about one per wasm operator, load-independent);"
+    );
+    println!("calls: the guest's calls into the host a request (each crosses into Envoy's C++).");
 }

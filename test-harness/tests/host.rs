@@ -154,8 +154,9 @@ fn monitor_and_bypass_rules_let_requests_through_and_say_so() {
 }
 
 /// Issue #29: in Envoy each decision's record goes into the stream's filter state, as a whole
-/// (`wasm.attestgate.record`, JSON) and field by field (`wasm.attestgate.<field>`), the
-/// device from the verified token only; Kong has no such store and gets none.
+/// (`wasm.attestgate.record`, JSON) and, for the config's `record_fields`, field by field
+/// (`wasm.attestgate.<field>`), the device from the verified token only; Kong has no such store
+/// and gets none.
 #[test]
 fn each_decision_is_written_to_envoys_filter_state() {
     let text = |outcome: &attestgate_harness::host::HttpOutcome, key: &str| {
@@ -167,23 +168,6 @@ fn each_decision_is_written_to_envoys_filter_state() {
         });
         String::from_utf8(value.clone()).unwrap()
     };
-    let mut vm = filter(Profile::Envoy)
-        .vm(&config())
-        .now(NOW)
-        .start()
-        .unwrap();
-    let good = HttpRequest::get("/v1/shapes")
-        .header(
-            "Approov-Token",
-            &token(300, json!({"att": {"device": {"platform": "ios"}}})),
-        )
-        .header("x-attestgate-device", "spoofed");
-    let outcome = vm.send(&good).unwrap();
-    assert!(outcome.reached_upstream());
-    let record: Value = serde_json::from_str(&text(&outcome, "wasm.attestgate.record")).unwrap();
-    assert_eq!(record["verdict"], "allow", "{record}");
-    assert_eq!(record["device"], "device-1", "{record}");
-    assert_eq!(record["platform"], "ios", "{record}");
     let fields = [
         "verdict",
         "allowed",
@@ -198,6 +182,40 @@ fn each_decision_is_written_to_envoys_filter_state() {
         "app_version",
         "cache",
     ];
+    let mut every_field: Value = serde_json::from_slice(&config()).unwrap();
+    every_field["record_fields"] = json!(fields);
+    let every_field = every_field.to_string().into_bytes();
+    let good = HttpRequest::get("/v1/shapes")
+        .header(
+            "Approov-Token",
+            &token(300, json!({"att": {"device": {"platform": "ios"}}})),
+        )
+        .header("x-attestgate-device", "spoofed");
+
+    // By default the record alone: one write a request.
+    let mut vm = filter(Profile::Envoy)
+        .vm(&config())
+        .now(NOW)
+        .start()
+        .unwrap();
+    let outcome = vm.send(&good).unwrap();
+    assert!(outcome.reached_upstream());
+    assert_eq!(
+        outcome.filter_state.keys().collect::<Vec<_>>(),
+        ["wasm.attestgate.record"]
+    );
+
+    let mut vm = filter(Profile::Envoy)
+        .vm(&every_field)
+        .now(NOW)
+        .start()
+        .unwrap();
+    let outcome = vm.send(&good).unwrap();
+    assert!(outcome.reached_upstream());
+    let record: Value = serde_json::from_str(&text(&outcome, "wasm.attestgate.record")).unwrap();
+    assert_eq!(record["verdict"], "allow", "{record}");
+    assert_eq!(record["device"], "device-1", "{record}");
+    assert_eq!(record["platform"], "ios", "{record}");
     let mut keys: Vec<String> = fields
         .iter()
         .map(|f| format!("wasm.attestgate.{f}"))
@@ -253,6 +271,58 @@ fn each_decision_is_written_to_envoys_filter_state() {
         outcome.filter_state.is_empty(),
         "{:?}",
         outcome.filter_state
+    );
+    // Fields it would not keep are refused, not accepted and dropped.
+    let (mut kong, configured) = filter(Profile::Kong)
+        .vm(&every_field)
+        .now(NOW)
+        .start_checked()
+        .unwrap();
+    assert!(
+        configured,
+        "the filter answers config_invalid rather than failing the worker"
+    );
+    let outcome = kong.send(&good).unwrap();
+    assert!(!outcome.reached_upstream());
+    let reply = outcome.local_response.unwrap();
+    assert_eq!(reply.header("x-attestgate-reason"), Some("config_invalid"));
+    assert!(
+        outcome
+            .logs
+            .iter()
+            .any(|line| line.message.contains("`record_fields`")),
+        "{:?}",
+        outcome.logs
+    );
+}
+
+/// Each listed record field is one more filter-state write, and nothing else changes: the
+/// harness counts every call the guest makes into the host (`Vm::guest_work`, what `make
+/// bench` prints a request).
+#[test]
+fn each_record_field_is_one_more_host_call_a_request() {
+    let mut every_field: Value = serde_json::from_slice(&config()).unwrap();
+    every_field["record_fields"] = json!(attestgate_policy::record::DecisionRecord::<&str>::FIELDS);
+    let every_field = every_field.to_string().into_bytes();
+    let request = HttpRequest::get("/v1/shapes").header("approov-token", &token(300, json!({})));
+    let calls = |config: &[u8]| {
+        let mut vm = filter(Profile::Envoy).vm(config).now(NOW).start().unwrap();
+        assert!(vm.send(&request).unwrap().reached_upstream()); // the first fills the cache
+        let before = vm.guest_work();
+        let outcome = vm.send(&request).unwrap();
+        assert!(outcome.reached_upstream());
+        let record = String::from_utf8(outcome.filter_state["wasm.attestgate.record"].clone());
+        assert!(record.unwrap().contains(r#""cache":"hit""#));
+        let work = vm.guest_work() - before;
+        assert!(work.fuel > 0);
+        work.host_calls
+    };
+    let (alone, with_fields) = (calls(&config()), calls(&every_field));
+    assert!(alone > 0);
+    assert_eq!(
+        with_fields - alone,
+        12,
+        "{alone} calls, {with_fields} with every field"
     );
 }
 

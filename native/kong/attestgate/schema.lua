@@ -135,6 +135,7 @@ local config = {
         { ["modules"] = { type = "map", keys = { type = "string" }, values = { type = "string" }, len_min = 1, required = true, description = "Rego v1 modules by file name, inlined: the filter reads no files." } },
       },
     } },
+    { ["record_fields"] = { type = "array", elements = { type = "string", one_of = { "verdict", "allowed", "mode", "status", "reason", "policy_reasons", "policy_reasons_dropped", "rule", "device", "platform", "app_version", "cache" }, description = "A field of the decision record ([`crate::record::DecisionRecord`]), named as in its JSON." }, len_max = 12, description = "Decision-record fields the host also keeps one by one, beside the whole record, for matchers and logs that read a single value (Envoy: filter state `wasm.attestgate.<field>`, which RBAC's `filter_state` principal reads). None by default: in Envoy each is one more write into the stream's filter state a request." } },
     { ["require_exp"] = { type = "boolean", description = "Whether a token without `exp` is refused." } },
     { ["rules"] = { type = "array", elements = {
       type = "record",

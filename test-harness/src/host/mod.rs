@@ -504,6 +504,7 @@ impl VmBuilder<'_> {
             profile: host.options.profile,
             verify_signature: host.options.verify_signature,
             foreign_calls: 0,
+            host_calls: 0,
             limits,
             vm_config: self.vm_config,
             plugin_config: self.plugin_config,
@@ -528,6 +529,12 @@ impl VmBuilder<'_> {
         };
         let mut store = Store::new(&host.engine, state);
         store.limiter(|state| &mut state.limits);
+        store.call_hook(|mut cx, hook| {
+            if matches!(hook, wasmtime::CallHook::CallingHost) {
+                cx.data_mut().host_calls += 1;
+            }
+            Ok(())
+        });
         store
             .set_fuel(host.options.fuel_per_call)
             .map_err(|e| anyhow!(e))?;
@@ -542,6 +549,7 @@ impl VmBuilder<'_> {
             instance,
             exports,
             fuel_per_call: host.options.fuel_per_call,
+            fuel_used: 0,
             next_context: 2,
             failed: None,
         };
@@ -669,6 +677,8 @@ pub struct Vm {
     instance: Instance,
     exports: Exports,
     fuel_per_call: u64,
+    /// Fuel the guest burned over every call so far (about one unit per wasm operator).
+    fuel_used: u64,
     next_context: u32,
     failed: Option<String>,
 }
@@ -679,6 +689,26 @@ impl std::fmt::Debug for Vm {
             .field("profile", &self.store.data().profile)
             .field("failed", &self.failed)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the guest has done in a VM ([`Vm::guest_work`]); subtract two readings for one
+/// request's share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GuestWork {
+    /// Fuel burned: about one unit per wasm operator executed.
+    pub fuel: u64,
+    /// Calls into host functions.
+    pub host_calls: u64,
+}
+
+impl std::ops::Sub for GuestWork {
+    type Output = GuestWork;
+    fn sub(self, earlier: GuestWork) -> GuestWork {
+        GuestWork {
+            fuel: self.fuel.saturating_sub(earlier.fuel),
+            host_calls: self.host_calls.saturating_sub(earlier.host_calls),
+        }
     }
 }
 
@@ -700,7 +730,12 @@ impl Vm {
         self.store
             .set_fuel(self.fuel_per_call)
             .map_err(|e| anyhow!(e))?;
-        match f(self) {
+        let result = f(self);
+        let left = self.store.get_fuel().unwrap_or(0);
+        self.fuel_used = self
+            .fuel_used
+            .saturating_add(self.fuel_per_call.saturating_sub(left));
+        match result {
             Ok(value) => Ok(value),
             Err(err) => {
                 let message = format!("{what} trapped: {err:?}");
@@ -1056,6 +1091,15 @@ impl Vm {
     /// How many `verify_signature` calls the host answered (the `envoy` profile's host crypto).
     pub fn verify_signature_calls(&self) -> u64 {
         self.store.data().foreign_calls
+    }
+
+    /// The guest's work so far: fuel burned (about one unit per wasm operator executed, so a
+    /// count that does not depend on the machine's load) and calls into the host.
+    pub fn guest_work(&self) -> GuestWork {
+        GuestWork {
+            fuel: self.fuel_used,
+            host_calls: self.store.data().host_calls,
+        }
     }
 
     /// Every line logged so far.

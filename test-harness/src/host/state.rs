@@ -99,6 +99,8 @@ pub struct HostState {
     pub(crate) verify_signature: super::VerifySignature,
     /// `verify_signature` calls answered, for tests that the host path ran.
     pub(crate) foreign_calls: u64,
+    /// Calls from the guest into any host function (proxy-wasm or WASI), for `make bench`.
+    pub(crate) host_calls: u64,
     pub(crate) limits: StoreLimits,
     pub(crate) vm_config: Vec<u8>,
     pub(crate) plugin_config: Vec<u8>,
