@@ -760,7 +760,7 @@ impl AttestHttp {
             &mut dynamic,
         );
         drop(cache);
-        let action = plan::without_absent_removals(action, &request.headers);
+        let action = plan::without_absent_removals(action, request);
         if decision.reason == attestgate_policy::Reason::KeyNotFound {
             if let Ok(state) = self.remote.try_borrow() {
                 for source in &state.sources {

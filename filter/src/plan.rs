@@ -8,7 +8,9 @@ use std::rc::Rc;
 use attestgate_policy::plan::{action_for, same_header_when_folded};
 use attestgate_policy::record::DecisionRecord;
 use attestgate_policy::remote::Dynamic;
-use attestgate_policy::{CacheOutcome, Decision, DecisionCache, Gate, Reason, RecordField};
+use attestgate_policy::{
+    CacheOutcome, Decision, DecisionCache, Gate, Reason, RecordField, Request,
+};
 
 // The host-neutral planning lives in the core (`attestgate_policy::plan`), shared with the
 // native library for NGINX: every host strips, sets and refuses alike.
@@ -162,25 +164,26 @@ pub fn replace_in_place(
 
 /// An allowed request's removals cut to the headers the request brought (in any case): each
 /// removal is a call into the host, and one for a header that is not there changes nothing.
-/// The headers are those the plan was made from, read whole from the host.
+/// The request is the one the plan was made from, its headers read whole from the host.
 ///
 /// ```
 /// use attestgate_filter::plan::{without_absent_removals, Action};
-/// let headers = vec![("approov-token".to_owned(), "eyJ...".to_owned())];
+/// use attestgate_policy::Request;
+/// let request = Request::new("GET", "/").with_header("approov-token", "eyJ...");
 /// let action = Action::Continue {
 ///     remove: vec!["x-device-id".into(), "Approov-Token".into()],
 ///     set: vec![("x-device-id".into(), "device-1".into())],
 /// };
-/// let Action::Continue { remove, set } = without_absent_removals(action, &headers) else { panic!() };
+/// let Action::Continue { remove, set } = without_absent_removals(action, &request) else { panic!() };
 /// assert_eq!(remove, ["Approov-Token"]);
 /// assert_eq!(set.len(), 1);
 /// ```
-pub fn without_absent_removals(action: Action, headers: &[(String, String)]) -> Action {
+pub fn without_absent_removals(action: Action, request: &Request) -> Action {
     match action {
         Action::Continue { remove, set } => Action::Continue {
             remove: remove
                 .into_iter()
-                .filter(|name| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+                .filter(|name| request.header_values(name).next().is_some())
                 .collect(),
             set,
         },

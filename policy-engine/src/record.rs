@@ -74,20 +74,23 @@ pub struct DecisionRecord<S = &'static str> {
 impl<S> DecisionRecord<S> {
     /// The field names, in the order hosts write them (NGINX's variables are these with
     /// `attestgate_` before them).
-    pub const FIELDS: [&'static str; 12] = [
-        RecordField::Verdict.as_str(),
-        RecordField::Allowed.as_str(),
-        RecordField::Mode.as_str(),
-        RecordField::Status.as_str(),
-        RecordField::Reason.as_str(),
-        RecordField::PolicyReasons.as_str(),
-        RecordField::PolicyReasonsDropped.as_str(),
-        RecordField::Rule.as_str(),
-        RecordField::Device.as_str(),
-        RecordField::Platform.as_str(),
-        RecordField::AppVersion.as_str(),
-        RecordField::Cache.as_str(),
-    ];
+    pub const FIELDS: [&'static str; 12] = {
+        let [a, b, c, d, e, f, g, h, i, j, k, l] = RecordField::ALL;
+        [
+            a.as_str(),
+            b.as_str(),
+            c.as_str(),
+            d.as_str(),
+            e.as_str(),
+            f.as_str(),
+            g.as_str(),
+            h.as_str(),
+            i.as_str(),
+            j.as_str(),
+            k.as_str(),
+            l.as_str(),
+        ]
+    };
 }
 
 impl DecisionRecord<&'static str> {
