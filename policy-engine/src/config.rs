@@ -90,7 +90,7 @@ pub struct Config {
     pub record_fields: Vec<RecordField>,
 }
 
-/// A field of the decision record (`DecisionRecord`), named as in its JSON.
+/// A field of the decision record, named as in its JSON.
 ///
 /// ```
 /// use attestgate_policy::RecordField;
