@@ -95,6 +95,19 @@ impl Gate {
         })
     }
 
+    /// The load log line about the policy: which entrypoints run as a compiled plan and which
+    /// stay interpreted by regorus, with the construct and file:line that kept them so;
+    /// `undefined` without a policy. A host logs it once, when it loads the gate.
+    ///
+    /// ```js
+    /// const summary = gate.policySummary();
+    /// if (summary !== undefined) console.log(`attestgate: ${summary}`);
+    /// ```
+    #[wasm_bindgen(js_name = policySummary)]
+    pub fn policy_summary(&self) -> Option<String> {
+        self.inner.policy_summary()
+    }
+
     /// See the free function [`check`].
     pub fn check(
         &self,

@@ -93,6 +93,10 @@ function load(configText, env) {
     const gate = new Gate(JSON.stringify(config), "worker");
     try {
       requireLimiter(config, env);
+      // The load line every host writes: the policy as a compiled plan, or what kept it
+      // interpreted (construct and file:line).
+      const policy = gate.policySummary();
+      if (policy !== undefined) console.log(`attestgate: ${policy}`);
       return { gate, origin, sources: sourcesOf(gate) };
     } catch (err) {
       gate.free();

@@ -38,6 +38,11 @@ reasons contains "old_app" if input.token.claims.att.app.version == "1.0"
 reasons contains "rooted" if input.token.claims.att.device.rooted
 decision := {"allow": count(reasons) == 0, "reasons": sort([r | some r in reasons])}`;
 
+/** Allows every verified token, through a `print` that keeps it out of the compiled plan. */
+const interpretedPolicy = `package attestgate
+import rego.v1
+decision := {"allow": true} if print("deciding")`;
+
 const limiter = { className: "AttestgateRateLimiter", binding: "ATTESTGATE_LIMITER" };
 /** 2 requests per 600 s per device on /login; /open has no limit. */
 const limitedConfig = (mode) => ({
@@ -65,6 +70,8 @@ before(async () => {
     { name: "monitor", bindings: env({ mode: "monitor", keys: { approov_secret: SECRET }, claim_to_headers: claims }) },
     // Monitor mode with a policy that denies with two reasons (the decision log's test).
     { name: "monitor_policy", bindings: env({ mode: "monitor", keys: { approov_secret: SECRET }, policy: { modules: { "p.rego": twoReasonPolicy } } }) },
+    // A policy the compiled path cannot take (`print`): interpreted by regorus, and logged so.
+    { name: "interpreted_policy", bindings: env({ keys: { approov_secret: SECRET }, policy: { modules: { "p.rego": interpretedPolicy } } }) },
     { name: "forward", bindings: env({ forward: true, token: { header: "Authorization", prefix: "Bearer " }, keys: { approov_secret: SECRET } }) },
     { name: "secret", bindings: env({ claim_to_headers: claims }, { APPROOV_SECRET: SECRET }) },
     { name: "no_keys", bindings: env({ keys: {} }) },
@@ -226,6 +233,15 @@ describe("headers as in Envoy", () => {
 });
 
 describe("config from the environment", () => {
+  test("the load line says how the policy runs: a compiled plan, or interpreted and why", async () => {
+    for (const worker of ["monitor_policy", "interpreted_policy"]) {
+      const { res } = await through(worker, { headers: [["approov-token", token({})]] });
+      assert.equal(res.status, 200, worker);
+    }
+    await logged(/attestgate: policy: data\.attestgate\.decision compiled to a plan$/);
+    await logged(/attestgate: policy: data\.attestgate\.decision interpreted by regorus \(p\.rego:3: `print`/);
+  });
+
   test("APPROOV_SECRET is merged into the config's keys", async () => {
     const { res, up } = await through("secret", { headers: [["approov-token", token({ did: "d-s" })]] });
     assert.equal(res.status, 200, res.body);
