@@ -65,6 +65,9 @@ struct Parsed {
 struct Definitions {
     rules: Vec<(usize, Ref<AstRule>)>,
     default: Option<(usize, Ref<AstRule>)>,
+    /// A second `default` for the path: OPA refuses the module, regorus keeps the first (or
+    /// fails on it), so no plan is made for it.
+    second_default: Option<Ref<AstRule>>,
     functions: Vec<(usize, Ref<AstRule>)>,
 }
 
@@ -392,6 +395,12 @@ impl Lowering<'_> {
         }
         let definitions = self.paths.entry(path).or_default();
         if is_default {
+            if definitions.default.is_some() {
+                definitions
+                    .second_default
+                    .get_or_insert_with(|| rule.clone());
+                return;
+            }
             definitions.default = Some((module, rule.clone()));
         } else if is_function {
             definitions.functions.push((module, rule.clone()));
@@ -443,7 +452,17 @@ impl Lowering<'_> {
         self.rules.push(None);
         self.rule_ids.insert(path.to_owned(), id);
         let (definitions, default) = match self.paths.get(path) {
-            Some(d) => (d.rules.clone(), d.default.clone()),
+            Some(d) => {
+                if let Some(AstRule::Default { span, .. }) =
+                    d.second_default.as_ref().map(|rule| rule.as_ref())
+                {
+                    return Err(unsupported(
+                        span,
+                        format!("a second `default` for `{path}`"),
+                    ));
+                }
+                (d.rules.clone(), d.default.clone())
+            }
             None => (Vec::new(), None),
         };
         let mut locals = Locals::default();

@@ -291,6 +291,12 @@ fn what_the_plan_does_not_take_is_named_with_its_line() {
         ("decision := x if { x := input.xs[_] }", 3, "`_`"),
         ("decision := time.now_ns()", 3, "`time.now_ns`"),
         ("a.b := 1\ndecision := a.b", 4, "does not plan"),
+        // OPA refuses two defaults for one rule; regorus keeps the first (fuzz finding 7).
+        (
+            "default decision := 1\ndefault decision := 2",
+            4,
+            "a second `default` for `data.attestgate.decision`",
+        ),
         (
             "decision := y if {\n  y := x + 1\n  x = 1\n}",
             4,
@@ -305,6 +311,23 @@ fn what_the_plan_does_not_take_is_named_with_its_line() {
         assert_eq!(why.line, line, "{source}: {why}");
         assert!(why.what.contains(what), "{source}: {why}");
     }
+}
+
+#[test]
+fn a_second_default_keeps_the_interpreters_answer() {
+    // Fuzz finding 7: the plan took the last default, regorus the first (or its error).
+    let policy = policy(
+        "default decision := 88888888888888888888888888888888888888888888\n\
+         default decision := 888888888888888888888888888",
+        json!({}),
+    );
+    let decide = |engine| policy.evaluate_document(engine, "data.attestgate.decision", json!({}));
+    assert_eq!(
+        decide(PolicyEngine::Default),
+        decide(PolicyEngine::Interpreter)
+    );
+    let first = decide(PolicyEngine::Default).unwrap().unwrap();
+    assert!(first.as_f64().is_some_and(|n| n > 1e40), "{first}");
 }
 
 #[test]
