@@ -61,12 +61,12 @@ use crate::decision::Decision;
 use crate::digest::{field, put_field};
 use crate::error::TokenError;
 use crate::gate::{Direct, Gate, HeaderScope, Hooks};
+use crate::input::PolicyInput;
 use crate::keys::KeySet;
 use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
 use crate::request::Request;
 use crate::token::{self, VerifiedToken};
-use serde_json::Value;
 
 /// How long a token result is cached when the token's expiry is unknown or not trusted.
 pub(crate) const UNKNOWN_EXPIRY_TTL: i64 = 60;
@@ -525,10 +525,19 @@ impl Hooks for Memo<'_> {
         &mut self,
         policy: &Policy,
         entrypoint: &str,
-        input: &Value,
+        input: &mut PolicyInput<'_>,
     ) -> Result<PolicyOutcome, String> {
-        let Some(key) = policy.input_key(entrypoint, input) else {
-            return self.direct().evaluate(policy, entrypoint, input);
+        // A policy that reads only the token's claims is keyed on them: no document is built
+        // for a hit.
+        let key = match input
+            .unbuilt_claims()
+            .and_then(|claims| policy.claims_key(entrypoint, claims))
+        {
+            Some(key) => key,
+            None => match policy.input_key(entrypoint, input.document()) {
+                Some(key) => key,
+                None => return self.direct().evaluate(policy, entrypoint, input),
+            },
         };
         if let Some(outcome) = self.outcomes.get(&key) {
             self.stats.policy_hits += 1;

@@ -14,6 +14,7 @@ use crate::config::Mode;
 use crate::decision::{Decision, Reason};
 use crate::error::TokenError;
 use crate::gate::{Direct, Gate, Hooks};
+use crate::input::PolicyInput;
 use crate::keys::KeySet;
 use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
@@ -150,7 +151,7 @@ impl Hooks for Recorder<'_> {
         &mut self,
         policy: &Policy,
         entrypoint: &str,
-        input: &Value,
+        input: &mut PolicyInput<'_>,
     ) -> Result<PolicyOutcome, String> {
         self.direct.evaluate(policy, entrypoint, input)
     }
@@ -164,8 +165,8 @@ impl Hooks for Recorder<'_> {
         });
     }
 
-    fn policy_input(&mut self, entrypoint: &str, input: &Value) {
-        self.policy = Some((entrypoint.to_owned(), input.clone()));
+    fn policy_input(&mut self, entrypoint: &str, input: &mut PolicyInput<'_>) {
+        self.policy = Some((entrypoint.to_owned(), input.document().clone()));
     }
 }
 

@@ -8,7 +8,8 @@ use crate::binding::{self, BindingOutcome};
 use crate::config::{Config, Mode, RouteRule, MAX_JSON_DEPTH, MAX_TOKEN_BYTES};
 use crate::decision::{Decision, Reason};
 use crate::error::{ConfigError, TokenError};
-use crate::keys::{Algorithm, KeySet};
+use crate::input::{Parts, PolicyInput};
+use crate::keys::KeySet;
 use crate::policy::{Policy, PolicyOutcome};
 use crate::remote::Dynamic;
 use crate::request::{is_header_name, is_header_value, Request};
@@ -26,12 +27,12 @@ pub(crate) trait Hooks {
         &mut self,
         policy: &Policy,
         entrypoint: &str,
-        input: &Value,
+        input: &mut PolicyInput<'_>,
     ) -> Result<PolicyOutcome, String>;
     /// A step ended; `detail` is only called by views that keep it.
     fn step(&mut self, _id: StepId, _status: StepStatus, _detail: &dyn Fn() -> String) {}
     /// The policy is about to evaluate this input at this entrypoint.
-    fn policy_input(&mut self, _entrypoint: &str, _input: &Value) {}
+    fn policy_input(&mut self, _entrypoint: &str, _input: &mut PolicyInput<'_>) {}
 }
 
 /// No memo: every step done for every request. The other views build on it.
@@ -49,9 +50,9 @@ impl Hooks for Direct<'_> {
         &mut self,
         policy: &Policy,
         entrypoint: &str,
-        input: &Value,
+        input: &mut PolicyInput<'_>,
     ) -> Result<PolicyOutcome, String> {
-        policy.evaluate(entrypoint, input.clone())
+        policy.evaluate_borrowed(entrypoint, input.document())
     }
 }
 
@@ -903,27 +904,25 @@ impl Gate {
             claims,
         } = token;
         let device = self.device_id(&claims);
-        let mut input = policy_input_document(
+        let parts = Parts {
             request,
-            &self.config.token.header,
-            (alg, kid, typ, claims),
+            token_header: &self.config.token.header,
+            alg,
+            kid,
+            typ,
             binding,
             device,
             now,
-            rule_name,
-        );
-        if let Some(object) = input.as_object_mut() {
-            object.insert("signature".to_owned(), signature.to_json());
-        }
+            rule: rule_name,
+            signature: &signature,
+        };
+        let mut input = PolicyInput::new(parts, claims);
         let entrypoint = rule
             .and_then(|r| r.entrypoint.as_deref())
             .unwrap_or(self.policy_entrypoint());
-        hooks.policy_input(entrypoint, &input);
-        let outcome = hooks.evaluate(policy, entrypoint, &input);
-        let claims = match input.pointer_mut("/token/claims").map(Value::take) {
-            Some(Value::Object(claims)) => claims,
-            _ => Map::new(),
-        };
+        hooks.policy_input(entrypoint, &mut input);
+        let outcome = hooks.evaluate(policy, entrypoint, &mut input);
+        let claims = input.into_claims();
         let listed = |reasons: &[String]| {
             if reasons.is_empty() {
                 String::new()
@@ -1130,86 +1129,6 @@ impl Gate {
     }
 }
 
-/// [`Gate::policy_input`] from its parts, the token's (alg, kid, typ, claims) taken by value.
-fn policy_input_document(
-    request: &Request,
-    token_header: &str,
-    token: (
-        Algorithm,
-        Option<String>,
-        Option<String>,
-        Map<String, Value>,
-    ),
-    binding: BindingOutcome,
-    device: Option<String>,
-    now: i64,
-    rule: Option<&str>,
-) -> Value {
-    let (alg, kid, typ, claims) = token;
-    let mut headers = Map::new();
-    for (name, value) in &request.headers {
-        if name.eq_ignore_ascii_case(token_header) {
-            continue;
-        }
-        let name = name.to_ascii_lowercase();
-        match headers.get_mut(&name) {
-            Some(Value::String(joined)) => {
-                joined.push(',');
-                joined.push_str(value);
-            }
-            _ => {
-                headers.insert(name, Value::String(value.clone()));
-            }
-        }
-    }
-    // Built member by member: `json!` would serialize the claims and headers into copies
-    // (`to_value`) where they can be moved.
-    let object = |members: Vec<(&str, Value)>| {
-        Value::Object(
-            members
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value))
-                .collect(),
-        )
-    };
-    let text = |value: Option<String>| value.map_or(Value::Null, Value::String);
-    object(vec![
-        (
-            "token",
-            object(vec![
-                (
-                    "header",
-                    object(vec![
-                        ("alg", Value::from(alg.name())),
-                        ("kid", text(kid)),
-                        ("typ", text(typ)),
-                    ]),
-                ),
-                ("claims", Value::Object(claims)),
-            ]),
-        ),
-        (
-            "request",
-            object(vec![
-                ("method", Value::from(request.method.as_str())),
-                ("path", Value::from(request.path.as_str())),
-                ("host", Value::from(request.host.as_str())),
-                ("headers", Value::Object(headers)),
-                ("source_ip", text(request.source_ip.clone())),
-            ]),
-        ),
-        // Two booleans: serializing them costs nothing worth a second spelling of their names.
-        ("binding", serde_json::to_value(binding).unwrap_or_default()),
-        // Listed devices are refused before the policy runs; the id is there for rules.
-        (
-            "device",
-            object(vec![("id", text(device)), ("listed", Value::Bool(false))]),
-        ),
-        ("now", Value::from(now)),
-        ("rule", text(rule.map(str::to_owned))),
-    ])
-}
-
 /// Follows a dotted path (`att.device.platform`) through nested objects.
 fn lookup<'a>(claims: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
@@ -1384,67 +1303,5 @@ mod tests {
         assert!(rule("/beta/x").unwrap().is_some());
         assert!(rule("/betamax").unwrap().is_none());
         assert!(rule("/beta/..;/admin").is_err());
-    }
-
-    /// The input document, built member by member, is the document `json!` spells out.
-    #[test]
-    fn policy_input_document_has_the_documented_shape() {
-        let claims = serde_json::json!({"did": "d1", "att": {"app": {"id": "x"}}, "exp": 5});
-        let Value::Object(claims) = claims.clone() else {
-            unreachable!()
-        };
-        let request = Request::new("POST", "/pay?x=1")
-            .with_host("api.example.com")
-            .with_header("Approov-Token", "t")
-            .with_header("Accept", "a")
-            .with_header("accept", "b")
-            .with_source_ip("203.0.113.7");
-        let binding = BindingOutcome {
-            checked: true,
-            valid: false,
-        };
-        let built = policy_input_document(
-            &request,
-            "approov-token",
-            (Algorithm::Hs256, Some("k1".into()), None, claims.clone()),
-            binding,
-            Some("d1".into()),
-            1_700_000_000,
-            Some("payments"),
-        );
-        let expected = serde_json::json!({
-            "token": {
-                "header": { "alg": "HS256", "kid": "k1", "typ": null },
-                "claims": claims,
-            },
-            "request": {
-                "method": "POST",
-                "path": "/pay?x=1",
-                "host": "api.example.com",
-                "headers": { "accept": "a,b" },
-                "source_ip": "203.0.113.7",
-            },
-            "binding": { "checked": true, "valid": false },
-            "device": { "id": "d1", "listed": false },
-            "now": 1_700_000_000,
-            "rule": "payments",
-        });
-        assert_eq!(built, expected);
-        let bare = policy_input_document(
-            &Request::new("GET", "/"),
-            "approov-token",
-            (Algorithm::Es256, None, Some("JWT".into()), Map::new()),
-            BindingOutcome::default(),
-            None,
-            0,
-            None,
-        );
-        assert_eq!(
-            bare["token"]["header"],
-            serde_json::json!({"alg": "ES256", "kid": null, "typ": "JWT"})
-        );
-        assert_eq!(bare["request"]["source_ip"], Value::Null);
-        assert_eq!(bare["device"]["id"], Value::Null);
-        assert_eq!(bare["rule"], Value::Null);
     }
 }

@@ -62,6 +62,7 @@ mod digest;
 mod error;
 mod explain;
 mod gate;
+mod input;
 mod json;
 mod keys;
 pub mod plan;

@@ -283,6 +283,26 @@ impl Policy {
             .map(|reads| reads.key(entrypoint, input))
     }
 
+    /// [`Policy::input_key`] of an input whose `token.claims` are `claims`, without the input,
+    /// when the policy reads nothing else of it.
+    pub(crate) fn claims_key(
+        &self,
+        entrypoint: &str,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Option<Vec<u8>> {
+        self.reads.as_ref()?.claims_key(entrypoint, claims)
+    }
+
+    /// [`Policy::evaluate`] of a borrowed input.
+    pub(crate) fn evaluate_borrowed(
+        &self,
+        entrypoint: &str,
+        input: &serde_json::Value,
+    ) -> Result<PolicyOutcome, String> {
+        let value = self.evaluate_value(PolicyEngine::Default, entrypoint, input)?;
+        interpret(entrypoint, &value)
+    }
+
     /// Evaluates `entrypoint` (compiled at load) on `input`. Errors are diagnostic text.
     ///
     /// ```
@@ -301,8 +321,7 @@ impl Policy {
         entrypoint: &str,
         input: serde_json::Value,
     ) -> Result<PolicyOutcome, String> {
-        let value = self.evaluate_value(PolicyEngine::Default, entrypoint, input)?;
-        interpret(entrypoint, &value)
+        self.evaluate_borrowed(entrypoint, &input)
     }
 
     /// The entrypoint's whole value (`None`: undefined) as `engine` computes it, errors as
@@ -324,7 +343,7 @@ impl Policy {
         entrypoint: &str,
         input: serde_json::Value,
     ) -> Result<Option<serde_json::Value>, String> {
-        let value = self.evaluate_value(engine, entrypoint, input)?;
+        let value = self.evaluate_value(engine, entrypoint, &input)?;
         if value == Value::Undefined {
             return Ok(None);
         }
@@ -337,7 +356,7 @@ impl Policy {
         &self,
         engine: PolicyEngine,
         entrypoint: &str,
-        input: serde_json::Value,
+        input: &serde_json::Value,
     ) -> Result<Value, String> {
         let policy = self
             .compiled
@@ -353,10 +372,9 @@ impl Policy {
         // Only what the policy can read is converted: the default policy reads
         // `input.token.claims.att` alone, a fraction of the document.
         let input = match self.read_paths() {
-            Some(paths) => take_reads(input, paths),
-            None => input,
+            Some(paths) => to_rego_pruned(prune(input, paths)),
+            None => to_rego(input),
         };
-        let input = to_rego(input);
         match plan {
             Some(plan) => plan.evaluate(&input),
             None => policy
@@ -366,68 +384,90 @@ impl Policy {
     }
 }
 
-/// The parts of `input` at `paths` (those the policy reads, see the `reads` module), moved
-/// into a document of their own: along each path the object members leading to it, and the
-/// value where the path ends or runs into something that is not an object. The policy sees
-/// the same values at every path it can read, so it decides the same (the policy memo keys on
-/// exactly these parts, `InputReads::key`).
-fn take_reads(input: serde_json::Value, paths: &[Vec<String>]) -> serde_json::Value {
-    let serde_json::Value::Object(mut from) = input else {
-        return input;
-    };
-    let mut to = serde_json::Map::new();
-    for path in paths {
-        move_path(&mut from, &mut to, path);
-    }
-    serde_json::Value::Object(to)
+/// The parts of a document at some paths: what a policy can read of `input`.
+#[derive(Debug, PartialEq)]
+enum Pruned<'a> {
+    /// A value, all of it.
+    Whole(&'a serde_json::Value),
+    /// Some members of an object, by name (sorted, as the paths are).
+    Members(Vec<(&'a str, Pruned<'a>)>),
 }
 
-fn move_path(
-    from: &mut serde_json::Map<String, serde_json::Value>,
-    to: &mut serde_json::Map<String, serde_json::Value>,
+/// The parts of `input` at `paths` (those the policy reads, see the `reads` module): along
+/// each path the object members leading to it, and the value where the path ends or runs into
+/// something that is not an object. The policy sees the same values at every path it can
+/// read, so it decides the same (the policy memo keys on exactly these parts,
+/// `InputReads::key`), and only these are converted to regorus' values.
+fn prune<'a>(input: &'a serde_json::Value, paths: &[Vec<String>]) -> Pruned<'a> {
+    let serde_json::Value::Object(from) = input else {
+        return Pruned::Whole(input);
+    };
+    let mut members = Vec::new();
+    for path in paths {
+        prune_path(from, &mut members, path);
+    }
+    Pruned::Members(members)
+}
+
+/// Adds one path. Paths come sorted and none is a prefix of another, so paths through the
+/// same member come one after another: a member already there is the last one.
+fn prune_path<'a>(
+    from: &'a serde_json::Map<String, serde_json::Value>,
+    to: &mut Vec<(&'a str, Pruned<'a>)>,
     path: &[String],
 ) {
     let Some((first, rest)) = path.split_first() else {
         return;
     };
-    match from.get_mut(first) {
-        Some(serde_json::Value::Object(inner)) if !rest.is_empty() => {
-            if let serde_json::Value::Object(into) = to
-                .entry(first.clone())
-                .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
-            {
-                move_path(inner, into, rest);
+    let Some((name, value)) = from.get_key_value(first) else {
+        return;
+    };
+    match value {
+        serde_json::Value::Object(inner) if !rest.is_empty() => {
+            if to.last().is_none_or(|(last, _)| *last != name.as_str()) {
+                to.push((name.as_str(), Pruned::Members(Vec::new())));
+            }
+            if let Some((_, Pruned::Members(into))) = to.last_mut() {
+                prune_path(inner, into, rest);
             }
         }
-        Some(_) => {
-            if let Some(value) = from.remove(first) {
-                to.insert(first.clone(), value);
-            }
-        }
-        None => {}
+        _ => to.push((name.as_str(), Pruned::Whole(value))),
+    }
+}
+
+fn to_rego_pruned(pruned: Pruned<'_>) -> Value {
+    match pruned {
+        Pruned::Whole(value) => to_rego(value),
+        Pruned::Members(members) if members.is_empty() => Value::new_object(),
+        Pruned::Members(members) => Value::from(
+            members
+                .into_iter()
+                .map(|(name, part)| (Value::from(name), to_rego_pruned(part)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
     }
 }
 
 /// `Value::from(serde_json::Value)` without going through serde's `Deserializer` (which costs
 /// several times as much): the same values, numbers as regorus' visitor reads them (`u64`,
 /// then `i64`, else the float path of `Value::from`).
-fn to_rego(value: serde_json::Value) -> Value {
+fn to_rego(value: &serde_json::Value) -> Value {
     match value {
         serde_json::Value::Null => Value::Null,
-        serde_json::Value::Bool(b) => Value::Bool(b),
-        serde_json::Value::String(s) => Value::from(s),
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::String(s) => Value::from(s.as_str()),
         serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64()) {
             (Some(u), _) => Value::from(u),
             (None, Some(i)) => Value::from(i),
-            (None, None) => Value::from(serde_json::Value::Number(n)),
+            (None, None) => Value::from(serde_json::Value::Number(n.clone())),
         },
         serde_json::Value::Array(items) => {
-            Value::from(items.into_iter().map(to_rego).collect::<Vec<_>>())
+            Value::from(items.iter().map(to_rego).collect::<Vec<_>>())
         }
         serde_json::Value::Object(map) if map.is_empty() => Value::new_object(),
         serde_json::Value::Object(map) => Value::from(
-            map.into_iter()
-                .map(|(k, v)| (Value::from(k), to_rego(v)))
+            map.iter()
+                .map(|(k, v)| (Value::from(k.as_str()), to_rego(v)))
                 .collect::<BTreeMap<_, _>>(),
         ),
     }
@@ -743,7 +783,7 @@ mod tests {
             "a": [1, -2, 3.5, 18446744073709551615_u64, null, true, "s", {}, []],
             "b": {"c": {"d": 1e300}, "": -9223372036854775808_i64},
         });
-        assert_eq!(to_rego(input.clone()), Value::from(input));
+        assert_eq!(to_rego(&input), Value::from(input));
     }
 
     #[test]
@@ -759,9 +799,12 @@ mod tests {
                 .map(|p| p.iter().map(|s| s.to_string()).collect())
                 .collect()
         };
+        let kept =
+            |input: &serde_json::Value, reads: &[Vec<String>]| to_rego_pruned(prune(input, reads));
+        let rego = |json: serde_json::Value| Value::from(json);
         assert_eq!(
-            take_reads(
-                input.clone(),
+            kept(
+                &input,
                 &paths(&[
                     &["now"],
                     &["rule", "x"],
@@ -769,16 +812,27 @@ mod tests {
                     &["x", "y"]
                 ])
             ),
-            serde_json::json!({"now": 5, "rule": "r", "token": {"claims": {"att": {"x": 1}}}})
+            rego(
+                serde_json::json!({"now": 5, "rule": "r", "token": {"claims": {"att": {"x": 1}}}})
+            )
         );
         assert_eq!(
-            take_reads(input.clone(), &paths(&[&["other", "deep", "z"]])),
-            serde_json::json!({"other": {"deep": {}}})
+            kept(&input, &paths(&[&["other", "deep", "z"]])),
+            rego(serde_json::json!({"other": {"deep": {}}}))
         );
-        assert_eq!(take_reads(input.clone(), &[]), serde_json::json!({}));
         assert_eq!(
-            take_reads(serde_json::json!(7), &paths(&[&["a"]])),
-            serde_json::json!(7)
+            kept(
+                &input,
+                &paths(&[&["token", "claims"], &["token", "header"]])
+            ),
+            rego(
+                serde_json::json!({"token": {"claims": {"att": {"x": 1}, "jti": "1"}, "header": {}}})
+            )
+        );
+        assert_eq!(kept(&input, &[]), rego(serde_json::json!({})));
+        assert_eq!(
+            kept(&serde_json::json!(7), &paths(&[&["a"]])),
+            Value::from(7)
         );
         // The policy sees the same through the pruned document.
         let p = policy(

@@ -14,7 +14,7 @@
 //! `input` whole, `x := input`) or a nondeterministic builtin makes the policy *opaque*: it is
 //! then evaluated for every request.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::digest::put_field;
@@ -67,48 +67,97 @@ impl InputReads {
     /// scalar keys that whole value. A key longer than [`MAX_KEY_BYTES`] is kept as its SHA-256
     /// instead (tagged apart), so a memo entry stays small whatever a token carries.
     pub(crate) fn key(&self, entrypoint: &str, input: &Value) -> Vec<u8> {
-        let mut key = Vec::with_capacity(512);
-        key.push(FULL);
-        put_field(&mut key, entrypoint.as_bytes());
+        let mut key = key_start(entrypoint);
         for path in &self.paths {
-            let mut value = Some(input);
-            let mut depth = 0_u64;
-            for part in path {
-                match value {
-                    Some(Value::Object(map)) => {
-                        value = map.get(part);
-                        depth += 1;
-                    }
-                    _ => break,
-                }
-            }
-            key.extend_from_slice(&depth.to_le_bytes());
-            match value {
-                Some(value) => {
-                    key.push(1);
-                    // Object members serialize in sorted order (no `preserve_order`), so equal
-                    // documents give equal bytes. Length-prefixed: the length is patched in
-                    // once the value is written.
-                    let at = key.len();
-                    key.extend_from_slice(&[0; 8]);
-                    // Writing a `Value` into a `Vec` cannot fail.
-                    let _ = serde_json::to_writer(&mut key, value);
-                    let len = (key.len() - at - 8) as u64;
-                    if let Some(slot) = key.get_mut(at..at + 8) {
-                        slot.copy_from_slice(&len.to_le_bytes());
-                    }
-                }
-                None => key.push(0),
-            }
+            let (depth, value) = walk(Some(input), path, 0);
+            put_read(&mut key, depth, value);
         }
-        if key.len() > MAX_KEY_BYTES {
-            let digest = Sha256::digest(&key);
-            key.clear();
-            key.push(DIGEST);
-            key.extend_from_slice(&digest);
-        }
-        key
+        key_end(key)
     }
+
+    /// [`InputReads::key`] of an input whose `token.claims` are `claims`, without the input:
+    /// the same bytes, when every path lies under `input.token.claims`; `None` otherwise.
+    pub(crate) fn claims_key(
+        &self,
+        entrypoint: &str,
+        claims: &Map<String, Value>,
+    ) -> Option<Vec<u8>> {
+        let mut key = key_start(entrypoint);
+        for path in &self.paths {
+            let [token, claims_member, rest @ ..] = path.as_slice() else {
+                return None;
+            };
+            if token != "token" || claims_member != "claims" {
+                return None;
+            }
+            // `input` and `input.token` are objects: two members deep to reach the claims.
+            match rest.split_first() {
+                None => put_read(&mut key, 2, Some(claims)),
+                Some((first, rest)) => {
+                    let (depth, value) = walk(claims.get(first), rest, 3);
+                    put_read(&mut key, depth, value);
+                }
+            }
+        }
+        Some(key_end(key))
+    }
+}
+
+fn key_start(entrypoint: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(512);
+    key.push(FULL);
+    put_field(&mut key, entrypoint.as_bytes());
+    key
+}
+
+/// Follows `path` from `value` (reached `depth` members deep) through objects, as far as they go.
+fn walk<'a>(
+    mut value: Option<&'a Value>,
+    path: &[String],
+    mut depth: u64,
+) -> (u64, Option<&'a Value>) {
+    for part in path {
+        match value {
+            Some(Value::Object(map)) => {
+                value = map.get(part);
+                depth += 1;
+            }
+            _ => break,
+        }
+    }
+    (depth, value)
+}
+
+/// One path's part of a key: its depth, then its value length-prefixed, or a mark for none.
+fn put_read(key: &mut Vec<u8>, depth: u64, value: Option<&impl serde::Serialize>) {
+    key.extend_from_slice(&depth.to_le_bytes());
+    match value {
+        Some(value) => {
+            key.push(1);
+            // Object members serialize in sorted order (no `preserve_order`), so equal
+            // documents give equal bytes. Length-prefixed: the length is patched in once the
+            // value is written.
+            let at = key.len();
+            key.extend_from_slice(&[0; 8]);
+            // Writing JSON values into a `Vec` cannot fail.
+            let _ = serde_json::to_writer(&mut *key, value);
+            let len = (key.len() - at - 8) as u64;
+            if let Some(slot) = key.get_mut(at..at + 8) {
+                slot.copy_from_slice(&len.to_le_bytes());
+            }
+        }
+        None => key.push(0),
+    }
+}
+
+fn key_end(mut key: Vec<u8>) -> Vec<u8> {
+    if key.len() > MAX_KEY_BYTES {
+        let digest = Sha256::digest(&key);
+        key.clear();
+        key.push(DIGEST);
+        key.extend_from_slice(&digest);
+    }
+    key
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -419,6 +468,52 @@ mod tests {
         assert_eq!((long.len(), long.first()), (33, Some(&DIGEST)));
         assert_ne!(long, reads.key("data.p.x", &input(&two)));
         assert_eq!(long, reads.key("data.p.x", &input(&one)));
+    }
+
+    /// Keyed on the claims alone, a policy that reads only claims gets the very key its whole
+    /// input would give (one memo, whichever way a request reaches it).
+    #[test]
+    fn a_claims_key_is_the_key_of_the_whole_input() {
+        let sources = [
+            "package p\nx := input.token.claims.att",
+            "package p\nx := input.token.claims",
+            "package p\nx := [input.token.claims.att.app.id, input.token.claims.did]",
+            "package p\nx := input.token.claims.att.app.version.major",
+            "package p\nx := object.get(input, [\"token\", \"claims\", \"did\"], null)",
+        ];
+        let long = "v".repeat(2 * MAX_KEY_BYTES);
+        let claim_sets = [
+            json!({}),
+            json!({"att": null}),
+            json!({"att": 5, "did": "d"}),
+            json!({"att": {"app": {"id": "x", "version": "2.1"}}, "did": "d1", "jti": "j"}),
+            json!({"att": {"app": {"id": [1, 2], "version": {"major": 2}}}, "a": {"b": 1}}),
+            json!({"att": {"app": {"id": long}}, "did": "d1"}),
+        ];
+        for source in sources {
+            let reads = InputReads::scan([source]).unwrap();
+            for claims in &claim_sets {
+                let serde_json::Value::Object(map) = claims.clone() else {
+                    unreachable!()
+                };
+                let input = json!({"token": {"header": {"alg": "HS256"}, "claims": claims},
+                    "request": {"path": "/"}, "now": 7});
+                assert_eq!(
+                    reads.claims_key("data.p.x", &map),
+                    Some(reads.key("data.p.x", &input)),
+                    "{source} on {claims}"
+                );
+            }
+        }
+        // Any read outside the claims needs the input.
+        for source in [
+            "package p\nx := [input.token.claims.att, input.now]",
+            "package p\nx := input.token.header.alg",
+            "package p\nx := input.token",
+        ] {
+            let reads = InputReads::scan([source]).unwrap();
+            assert_eq!(reads.claims_key("data.p.x", &Map::new()), None, "{source}");
+        }
     }
 
     #[test]

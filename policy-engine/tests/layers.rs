@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("remote", 6),
     ("reads", 6),
     ("policy", 7),
+    ("input", 7),
     ("reason_names", 7),
     ("portability", 7),
     ("gate", 8),

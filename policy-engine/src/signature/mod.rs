@@ -51,6 +51,7 @@ pub use message::{signature_base, Message};
 pub(crate) use parse::covers;
 pub use parse::{parse, ParsedSignature};
 pub use sign::{sign, sign_with, SignOptions, Signer};
+pub(crate) use step::SignatureOutcome;
 pub(crate) use verify::verify_through;
 pub use verify::{verify, verify_base, verify_with, Verified, VerifyOptions};
 

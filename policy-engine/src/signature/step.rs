@@ -277,7 +277,7 @@ impl MemberOutcome {
 }
 
 /// What the gate learned about a request's signatures; `input.signature` for the policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct SignatureOutcome {
     /// The request carries an accepted signature (well-formed or not).
     pub(crate) present: bool,
