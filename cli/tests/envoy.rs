@@ -59,12 +59,12 @@ const EXAMPLES: [&str; 8] = [
     "firebase-app-check",
 ];
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free ports: every listener is held until all are chosen, so none is handed
+/// out twice.
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: [TcpListener; N] =
+        std::array::from_fn(|_| TcpListener::bind("127.0.0.1:0").unwrap());
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 fn cli(args: &[&str]) -> String {
@@ -131,14 +131,14 @@ impl Envoy {
     }
 
     fn try_start(name: &str, config: &str) -> Result<Envoy, String> {
-        let (port, upstream, admin) = (free_port(), free_port(), free_port());
+        let [port, upstream, admin, extra] = free_ports();
         let dir = std::env::temp_dir().join(format!("attestgate-envoy-{name}-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
         let config = config
             .replace("port_value: 8080", &format!("port_value: {port}"))
             .replace("port_value: 8081", &format!("port_value: {upstream}"))
             .replace("port_value: 9901", &format!("port_value: {admin}"))
-            .replace("port_value: 8082", &format!("port_value: {}", free_port()))
+            .replace("port_value: 8082", &format!("port_value: {extra}"))
             .replace(
                 "filename: build/attestgate.wasm",
                 &format!("filename: {}", wasm().display()),

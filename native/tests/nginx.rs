@@ -85,12 +85,17 @@ fn unix_now() -> i64 {
         .as_secs() as i64
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `count` distinct free ports. Every listener is held until all are chosen: one dropped at
+/// once may be handed out again, and two server blocks on one port make NGINX answer one
+/// gate's cases with the other's config.
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().unwrap().port())
+        .collect()
 }
 
 /// A running nginx (master and workers), stopped on drop.
@@ -232,7 +237,7 @@ impl Nginx {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let ports = free_ports(count);
         std::fs::write(dir.join("nginx.conf"), make(&dir, &ports)).unwrap();
         let child = Command::new(nginx_binary())
             .arg("-p")

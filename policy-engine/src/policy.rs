@@ -143,6 +143,7 @@ impl Policy {
         }
         for (id, content) in &config.modules {
             check_nesting(id, content)?;
+            check_numbers(id, content)?;
         }
         // What `regorus::compile_policy_with_entrypoint` sets up, plus the regex builtins
         // backed by a cache of this policy's own (an engine clone shares it).
@@ -624,26 +625,8 @@ const MAX_REGO_NESTING: usize = 12;
 /// strings, raw strings and comments. Parentheses do not count: they parse in linear time.
 fn check_nesting(id: &str, source: &str) -> Result<(), ConfigError> {
     let mut depth = 0_usize;
-    let mut chars = source.chars();
-    while let Some(c) = chars.next() {
+    for c in code_chars(source) {
         match c {
-            '#' => {
-                chars.by_ref().find(|&c| c == '\n');
-            }
-            '"' => {
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        '"' => break,
-                        _ => {}
-                    }
-                }
-            }
-            '`' => {
-                chars.by_ref().find(|&c| c == '`');
-            }
             '[' | '{' => {
                 depth += 1;
                 if depth > MAX_REGO_NESTING {
@@ -657,6 +640,81 @@ fn check_nesting(id: &str, source: &str) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// The most digits a number literal's mantissa or exponent may have.
+///
+/// regorus turns a literal into an exact big integer when it parses it, so `0E88888888` costs
+/// it a power of ten with 88 million digits: a minute of CPU at load (fuzzing, `policy_plan`,
+/// finding 8), 1.7 s at `0E8888888`. Real policies write a few digits.
+const MAX_NUMBER_DIGITS: usize = 400;
+
+/// Refuses a module with a number literal (outside strings, raw strings and comments) whose
+/// mantissa or exponent has more than [`MAX_NUMBER_DIGITS`] digits, or whose exponent is
+/// above that many: what regorus would take seconds or minutes to parse.
+fn check_numbers(id: &str, source: &str) -> Result<(), ConfigError> {
+    let mut chars = code_chars(source).peekable();
+    let mut after_word = false;
+    while let Some(c) = chars.next() {
+        if !c.is_ascii_digit() || after_word {
+            after_word = c.is_ascii_alphanumeric() || c == '_';
+            continue;
+        }
+        // A literal: digits and a fraction, then an optional exponent with its sign.
+        let mut mantissa = 1_usize;
+        while chars.next_if(|n| n.is_ascii_digit() || *n == '.').is_some() {
+            mantissa += 1;
+        }
+        let mut exponent = String::new();
+        if chars.next_if(|n| *n == 'e' || *n == 'E').is_some() {
+            let _sign = chars.next_if(|n| *n == '+' || *n == '-');
+            while let Some(digit) = chars.next_if(char::is_ascii_digit) {
+                exponent.push(digit);
+            }
+        }
+        let exponent_digits = exponent.trim_start_matches('0');
+        let too_large = mantissa > MAX_NUMBER_DIGITS
+            || exponent_digits.len() > 4
+            || exponent_digits.parse::<usize>().unwrap_or(0) > MAX_NUMBER_DIGITS;
+        if too_large {
+            return Err(ConfigError::Policy(format!(
+                "{id}: a number literal is too long or its exponent too large \
+                 (at most {MAX_NUMBER_DIGITS} digits and e{MAX_NUMBER_DIGITS})"
+            )));
+        }
+        after_word = chars
+            .peek()
+            .is_some_and(|n| n.is_ascii_alphanumeric() || *n == '_');
+    }
+    Ok(())
+}
+
+/// The characters of Rego source outside strings, raw strings and comments.
+fn code_chars(source: &str) -> impl Iterator<Item = char> + '_ {
+    let mut chars = source.chars();
+    std::iter::from_fn(move || match chars.next()? {
+        '#' => {
+            chars.by_ref().find(|&c| c == '\n');
+            Some('\n')
+        }
+        '"' => {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    _ => {}
+                }
+            }
+            Some(' ')
+        }
+        '`' => {
+            chars.by_ref().find(|&c| c == '`');
+            Some(' ')
+        }
+        c => Some(c),
+    })
 }
 
 /// Runs every top-level `test_*` rule of the modules, the way `opa test` does: a test passes
@@ -677,6 +735,7 @@ pub fn run_rego_tests(modules: &[(String, String)]) -> Result<Vec<RegoTest>, Con
     let mut names = Vec::new();
     for (file, source) in modules {
         check_nesting(file, source)?;
+        check_numbers(file, source)?;
         let package = engine
             .add_policy(file.clone(), source.clone())
             .map_err(|err| ConfigError::Policy(format!("{err:#}")))?;
@@ -746,6 +805,38 @@ mod tests {
         }))
         .unwrap();
         Policy::compile(&config, [])
+    }
+
+    /// Fuzzing finding 8: regorus makes an exact big integer of every number literal, so a
+    /// huge exponent took it a minute at load.
+    #[test]
+    fn huge_number_literals_are_refused_before_regorus_parses_them() {
+        let finding = include_str!("../../fuzz/corpus/policy_plan/finding8-huge-exponent");
+        let err = policy(finding).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid policy: p.rego: a number literal is too long or its exponent too large \
+             (at most 400 digits and e400)"
+        );
+        for refused in [
+            "1e401",
+            "1E+401",
+            "0.5e-99999",
+            "1e00000000000401",
+            &"7".repeat(401),
+        ] {
+            let source = format!("package attestgate\nx := {refused}");
+            assert!(policy(&source).is_err(), "{refused}");
+            let tests = [("t.rego".to_owned(), format!("package t\nx := {refused}"))];
+            assert!(run_rego_tests(&tests).is_err(), "{refused}");
+        }
+        // Ordinary literals, and digits in names, strings, raw strings and comments, pass.
+        policy(&format!(
+            "package attestgate\n# 1e99999999\nx1e99999999 := [1e9, 0.5, 1.5e-3, 2E+300, 1e0000300, {}]\n\
+             s := \"1e99999999\"\nr := `0E88888888`\ndecision := count(x1e99999999) == 6",
+            "9".repeat(300)
+        ))
+        .unwrap();
     }
 
     #[test]
