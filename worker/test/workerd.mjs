@@ -12,13 +12,21 @@ export const repo = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..")
 export const jsDir = resolve(process.env.ATTESTGATE_JS_DIR ?? join(repo, "build", "js"));
 export const workerdBin = join(repo, "worker", "node_modules", ".bin", "workerd");
 
-/** A loopback port nobody listens on now. */
-async function freePort() {
-  const server = net.createServer();
-  await new Promise((ok, fail) => server.once("error", fail).listen(0, "127.0.0.1", ok));
-  const { port } = server.address();
-  await new Promise((ok) => server.close(ok));
-  return port;
+/**
+ * `count` distinct loopback ports nobody listens on now. Every listener is held until all are
+ * chosen: one closed at once may be handed out again, and two sockets on one port would
+ * leave one Worker unreachable.
+ */
+async function freePorts(count) {
+  const servers = [];
+  for (let i = 0; i < count; i++) {
+    const server = net.createServer();
+    await new Promise((ok, fail) => server.once("error", fail).listen(0, "127.0.0.1", ok));
+    servers.push(server);
+  }
+  const ports = servers.map((server) => server.address().port);
+  await Promise.all(servers.map((server) => new Promise((ok) => server.close(ok))));
+  return ports;
 }
 
 /** The origin: answers 200 `{"origin":"ok"}` and records every request it receives. */
@@ -65,6 +73,7 @@ export async function startWorkerd(workers, { timeoutMs = 60_000 } = {}) {
   const services = [];
   const sockets = [];
   const urls = {};
+  const ports = await freePorts(workers.length);
   const serviceOf = (name) => {
     const index = workers.findIndex((w) => w.name === name);
     if (index < 0) throw new Error(`no worker ${name}`);
@@ -107,7 +116,7 @@ export async function startWorkerd(workers, { timeoutMs = 60_000 } = {}) {
       ${storage}
       globalOutbound = "loopback",
     ))`);
-    const port = await freePort();
+    const port = ports[i];
     sockets.push(`(name = "s${i}", address = "127.0.0.1:${port}", http = (), service = "w${i}")`);
     urls[worker.name] = `http://127.0.0.1:${port}`;
   }
